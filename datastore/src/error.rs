@@ -1,0 +1,57 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Everything the store can fail with. Callers branch on the variants: `Compacted` is the API server's
+/// 410 Gone, `FutureRevision` a retry, the rest are faults or bad requests.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("required revision {requested} has been compacted (compacted up to {compact_revision})")]
+    Compacted { requested: i64, compact_revision: i64 },
+    #[error("required revision {requested} is a future revision (current is {current})")]
+    FutureRevision { requested: i64, current: i64 },
+    #[error("lease {0} not found")]
+    LeaseNotFound(i64),
+    #[error("lease {0} already exists")]
+    LeaseExists(i64),
+    #[error("key {} is given more than once in a transaction", String::from_utf8_lossy(.0))]
+    DuplicateKey(Bytes),
+    #[error("key {} not found: ignore_value and ignore_lease need an existing key", String::from_utf8_lossy(.0))]
+    KeyNotFound(Bytes),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error(
+        "unsupported datastore url {0:?}: use sqlite://PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot open datastore {location}")]
+    Open {
+        location: String,
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+    #[error("datastore {location} is in use by another process; stop it first or point --datastore elsewhere")]
+    InUse { location: String },
+    #[error(
+        "datastore {location} has schema version {found}, newer than the {supported} this kaasd understands; \
+         upgrade kaasd or point it at another database"
+    )]
+    SchemaTooNew { location: String, found: i64, supported: i64 },
+    #[error("datastore {location}: {context}")]
+    Database {
+        location: String,
+        context: &'static str,
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+    #[error("io error on {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("the store is shut down")]
+    Closed,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! The node agent. Built by the worker work; see docs/ARCHITECTURE.md.

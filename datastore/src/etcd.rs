@@ -1,1 +1,0 @@
-//! The etcd v3 gRPC API on top of [`crate::Store`].

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs kaasd's whole test suite on a Debian machine, installing and starting what the tests need first:
+# protoc (gRPC code generation), etcd's etcdctl (the etcd-compatibility tests), PostgreSQL and MariaDB (the
+# shared-database tests). Needs root for the installs; the Rust toolchain itself must already be there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+missing=()
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v mysql >/dev/null || missing+=(mariadb-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+postgres_ready() { psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; }
+if ! postgres_ready; then
+  say "starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -q && break; sleep 1; done
+  if ! postgres_ready; then
+    # A fresh Debian cluster asks loopback clients for a password; the tests use trust auth on loopback.
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    sleep 1
+  fi
+fi
+postgres_ready || { echo "error: PostgreSQL on 127.0.0.1:5432 (user postgres, trust) is not reachable" >&2; exit 1; }
+
+mariadb_ready() { mysql -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; }
+if ! mariadb_ready; then
+  say "starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  for _ in $(seq 1 30); do mysql -u root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+  if ! mariadb_ready; then
+    # A fresh Debian MariaDB lets root in only through the unix socket; the tests connect over TCP.
+    mysql -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
+  fi
+fi
+mariadb_ready || { echo "error: MariaDB on 127.0.0.1:3306 (root, no password) is not reachable" >&2; exit 1; }
+
+say "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "running the tests"
+# Release mode: the end-to-end tests run real servers under load, and the suite's time budget is tight.
+cargo test --workspace --all-targets --release

@@ -308,7 +308,7 @@ impl Sql {
 
     pub fn leases_in(&self, count: usize) -> String {
         let marks = vec!["?"; count].join(", ");
-        self.text(&format!("SELECT id FROM kaasd_lease WHERE id IN ({marks})"))
+        self.text(&format!("SELECT id, ttl FROM kaasd_lease WHERE id IN ({marks})"))
     }
 
     pub fn list_leases(&self) -> &'static str {

@@ -205,7 +205,9 @@ impl<'a> Batch<'a> {
             let response = match op {
                 Decided::Range(request) => TxnOpResponse::Range(self.range(request)),
                 Decided::Put(request) => TxnOpResponse::Put(self.put(request, rev, sub)),
-                Decided::Delete(request) => TxnOpResponse::DeleteRange(self.delete(&request.range, request.prev_kv, rev, sub)),
+                Decided::Delete(request) => {
+                    TxnOpResponse::DeleteRange(self.delete(&request.range, request.prev_kv, rev, sub))
+                }
                 Decided::Txn(nested) => TxnOpResponse::Txn(self.execute(nested, rev, sub)),
             };
             responses.push(response);
@@ -254,7 +256,8 @@ impl<'a> Batch<'a> {
     }
 
     fn delete(&mut self, range: &KeyRange, want_prev: bool, rev: i64, sub: &mut i64) -> DeleteRangeResponse {
-        let doomed = if range.is_single_key() { self.get(&range.start).into_iter().collect() } else { self.live_in(range) };
+        let doomed =
+            if range.is_single_key() { self.get(&range.start).into_iter().collect() } else { self.live_in(range) };
         for kv in &doomed {
             self.rows.push(LogRow {
                 rev,
@@ -299,7 +302,9 @@ impl<'a> Batch<'a> {
         }
         self.lease_changes.push(LeaseChange::Delete { id });
         let mut keys: Vec<Bytes> = self.index.lease_keys(id);
-        keys.extend(self.overlay.iter().filter(|(_, v)| v.as_ref().is_some_and(|kv| kv.lease == id)).map(|(k, _)| k.clone()));
+        keys.extend(
+            self.overlay.iter().filter(|(_, v)| v.as_ref().is_some_and(|kv| kv.lease == id)).map(|(k, _)| k.clone()),
+        );
         keys.sort();
         keys.dedup();
         let rev = self.last_rev + 1;
@@ -354,11 +359,19 @@ mod tests {
     use super::*;
 
     fn put(key: &str, value: &str) -> TxnOp {
-        TxnOp::Put(PutRequest { key: Bytes::copy_from_slice(key.as_bytes()), value: Bytes::copy_from_slice(value.as_bytes()), ..Default::default() })
+        TxnOp::Put(PutRequest {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            ..Default::default()
+        })
     }
 
     fn mod_rev_is(key: &str, rev: i64) -> Compare {
-        Compare { range: KeyRange::key(key.as_bytes().to_vec()), result: CompareResult::Equal, target: CompareTarget::ModRevision(rev) }
+        Compare {
+            range: KeyRange::key(key.as_bytes().to_vec()),
+            result: CompareResult::Equal,
+            target: CompareTarget::ModRevision(rev),
+        }
     }
 
     #[test]

@@ -168,8 +168,11 @@ impl Index {
         };
         // An empty or inverted range yields nothing instead of panicking in BTreeMap::range.
         let empty = matches!(upper, Bound::Excluded(end) if end <= &range.start[..]);
-        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
-            if empty { (Bound::Excluded(&[][..]), Bound::Excluded(&[][..])) } else { (Bound::Included(&range.start[..]), upper) };
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = if empty {
+            (Bound::Excluded(&[][..]), Bound::Excluded(&[][..]))
+        } else {
+            (Bound::Included(&range.start[..]), upper)
+        };
         let iter = if empty { None } else { Some(self.keys.range::<[u8], _>(bounds)) };
         iter.into_iter().flatten()
     }

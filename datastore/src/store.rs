@@ -40,8 +40,11 @@ pub struct StoreConfig {
 impl StoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
         let url = url.into();
-        let poll_interval =
-            if url.starts_with("mysql") || url.starts_with("mariadb") { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        let poll_interval = if url.starts_with("mysql") || url.starts_with("mariadb") {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
         Self { url, sync: SyncMode::Full, poll_interval }
     }
 }
@@ -133,7 +136,8 @@ impl Shared {
     /// The committed revision and compaction point in the database.
     pub async fn database_revisions(&self, conn: &mut AnyConnection, lock: bool) -> Result<(i64, i64)> {
         let statement = if lock { self.sql.lock_revisions() } else { self.sql.read_revisions().to_string() };
-        let rows = sqlx::query(&statement).fetch_all(conn).await.map_err(self.location.db_error("reading revisions"))?;
+        let rows =
+            sqlx::query(&statement).fetch_all(conn).await.map_err(self.location.db_error("reading revisions"))?;
         let (mut rev, mut compact) = (0, 0);
         for row in rows {
             let name: String = row.try_get(0).map_err(self.location.db_error("reading revisions"))?;
@@ -189,8 +193,8 @@ pub struct Store {
 struct Handle {
     cancel: CancellationToken,
     tasks: TaskTracker,
-    /// Keeps other processes off an SQLite file while this store is open.
-    _lock: Option<File>,
+    /// Keeps other processes off an SQLite file while this store is open; released by `close`.
+    sqlite_lock: std::sync::Mutex<Option<File>>,
 }
 
 impl Store {
@@ -237,7 +241,11 @@ impl Store {
             tasks.spawn(background::follow(shared.clone(), config.url.clone(), config.poll_interval, cancel.clone()));
         }
         tasks.close();
-        Ok(Self { shared, writer, handle: Arc::new(Handle { cancel, tasks, _lock: lock }) })
+        Ok(Self {
+            shared,
+            writer,
+            handle: Arc::new(Handle { cancel, tasks, sqlite_lock: std::sync::Mutex::new(lock) }),
+        })
     }
 
     /// Stops the background tasks and waits for them; requests still queued fail with [`Error::Closed`].
@@ -245,6 +253,7 @@ impl Store {
         self.handle.cancel.cancel();
         self.handle.tasks.wait().await;
         self.shared.pool.close().await;
+        self.handle.sqlite_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
 
     /// The newest revision this process has applied.
@@ -317,7 +326,8 @@ impl Store {
     }
 
     pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        let response = self.txn(TxnRequest { success: vec![TxnOp::DeleteRange(request)], ..Default::default() }).await?;
+        let response =
+            self.txn(TxnRequest { success: vec![TxnOp::DeleteRange(request)], ..Default::default() }).await?;
         match response.responses.into_iter().next() {
             Some(TxnOpResponse::DeleteRange(delete)) => Ok(delete),
             _ => unreachable!("a one-delete transaction answers with one delete"),

@@ -122,7 +122,10 @@ impl Watcher {
         let previous = if self.prev_kv { self.previous_values(&rows).await? } else { HashMap::new() };
         // A compaction while reading could have removed rows of the window: then the watch cannot be complete.
         if self.next_rev < self.shared.read().compact_rev {
-            return Err(Error::Compacted { requested: self.next_rev, compact_revision: self.shared.read().compact_rev });
+            return Err(Error::Compacted {
+                requested: self.next_rev,
+                compact_revision: self.shared.read().compact_rev,
+            });
         }
         let events = rows
             .into_iter()

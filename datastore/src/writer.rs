@@ -219,13 +219,27 @@ impl Writer {
             query.map_err(db_error("writing leases"))?;
         }
         if decided.last_rev > rev {
-            sqlx::query(&sql.set_meta()).bind(decided.last_rev).bind("rev").execute(&mut *conn).await.map_err(db_error("writing the revision"))?;
+            sqlx::query(&sql.set_meta())
+                .bind(decided.last_rev)
+                .bind("rev")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error("writing the revision"))?;
             if let Some(notify) = sql.notify() {
-                sqlx::query(notify).bind(decided.last_rev.to_string()).execute(&mut *conn).await.map_err(db_error("notifying"))?;
+                sqlx::query(notify)
+                    .bind(decided.last_rev.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error("notifying"))?;
             }
         }
         if let Some(compact_rev) = decided.compact_rev {
-            sqlx::query(&sql.set_meta()).bind(compact_rev).bind("compact_rev").execute(&mut *conn).await.map_err(db_error("writing the compaction point"))?;
+            sqlx::query(&sql.set_meta())
+                .bind(compact_rev)
+                .bind("compact_rev")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error("writing the compaction point"))?;
         }
         conn.execute("COMMIT").await.map_err(db_error("committing"))?;
         Ok(decided)

@@ -1,1 +1,42 @@
-fn main() {}
+//! The kaasd binary: parses the command line, installs logging, and runs the chosen role.
+//!
+//! Every role follows the same shape: parse its configuration, build what it needs (which may fail, with an
+//! error that says what and why), then run until a shutdown signal. A failure prints one line,
+//! `error: <message>: <cause>: ...`, to stderr and exits with status 1.
+
+mod cli;
+mod datastore_cmd;
+mod logging;
+mod signal;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, DatastoreCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` joins the error and its causes with ": ".
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    logging::install()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kaasd")
+        .build()
+        .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Datastore { command: DatastoreCommand::Serve(arguments) } => datastore_cmd::serve(arguments).await,
+        }
+    })
+}

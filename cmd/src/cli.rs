@@ -1,0 +1,135 @@
+//! The command line. Every flag can also come from a `KAASD_*` environment variable, so the same binary is
+//! configured the same way by hand, by systemd units and by containers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_DATASTORE: &str = "sqlite:///var/lib/kaasd/db/state.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
+
+#[derive(Debug, Parser)]
+#[command(name = "kaasd", version, about = "A single-binary Kubernetes distribution whose state lives in SQL")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The datastore on its own: etcd's API on SQLite, PostgreSQL or MySQL.
+    Datastore {
+        #[command(subcommand)]
+        command: DatastoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Serve the etcd v3 API, for the Kubernetes API server, etcdctl or any etcd client.
+    Serve(DatastoreServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatastoreServeArgs {
+    /// Where the data lives: sqlite://PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB.
+    #[arg(long, env = "KAASD_DATASTORE", default_value = DEFAULT_DATASTORE)]
+    pub datastore: String,
+
+    /// Address for the etcd API, HOST:PORT.
+    #[arg(long, env = "KAASD_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
+    #[arg(long, value_enum, default_value_t = Sync::Full)]
+    pub sync: Sync,
+
+    /// Serve TLS with this certificate (PEM); needs --key-file.
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+
+    /// The private key of --cert-file (PEM).
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM); needs --cert-file.
+    #[arg(long, requires = "cert_file")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// How often watchers that ask for progress notifications get one, e.g. 5s, 500ms, 1m.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub progress_notify_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sync {
+    Full,
+    Normal,
+}
+
+/// Parses a duration written as a number and a unit: `ms`, `s`, `m` or `h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 5s or 500ms"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => return Err(format!("{text:?} has no unit: use ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(arguments: &[&str]) -> Result<DatastoreServeArgs, clap::Error> {
+        let command_line = ["kaasd", "datastore", "serve"].iter().chain(arguments);
+        let Command::Datastore { command: DatastoreCommand::Serve(arguments) } =
+            Cli::try_parse_from(command_line)?.command;
+        Ok(arguments)
+    }
+
+    #[test]
+    fn defaults_serve_the_local_sqlite_database_on_the_etcd_port() {
+        // The defaults must not depend on the test's environment.
+        if std::env::var_os("KAASD_DATASTORE").is_some() || std::env::var_os("KAASD_LISTEN").is_some() {
+            return;
+        }
+        let arguments = serve_args(&[]).expect("no arguments are needed");
+        assert_eq!(arguments.datastore, DEFAULT_DATASTORE);
+        assert_eq!(arguments.listen, DEFAULT_LISTEN);
+        assert_eq!(arguments.sync, Sync::Full);
+        assert_eq!(arguments.progress_notify_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        assert!(serve_args(&["--cert-file", "server.crt"]).is_err());
+        assert!(serve_args(&["--trusted-ca-file", "ca.crt"]).is_err());
+        let arguments = serve_args(&["--cert-file", "server.crt", "--key-file", "server.key"]).expect("valid");
+        assert_eq!(arguments.key_file, Some(PathBuf::from("server.key")));
+    }
+
+    #[test]
+    fn sync_normal_is_accepted() {
+        assert_eq!(serve_args(&["--sync", "normal"]).expect("valid").sync, Sync::Normal);
+        assert!(serve_args(&["--sync", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -413,17 +413,7 @@ async fn watch_case(slots: &mut [Slot], settings: &Settings, table: &mut Table) 
     for slot in slots.iter_mut() {
         let Some((target, _)) = slot.running() else { continue };
         let kind = slot.kind;
-        // CPU used during the case tells whether the server or the load generator was the limit.
-        let server_cpu_before = target.cpu_seconds().ok();
-        let own_cpu_before = targets::process_cpu_seconds("/proc/self/stat").ok();
-        let started = Instant::now();
         let result = workloads::watch_fanout(target, settings).await;
-        let wall = started.elapsed().as_secs_f64();
-        let server_cores =
-            server_cpu_before.zip(target.cpu_seconds().ok()).map(|(before, after)| (after - before) / wall);
-        let own_cores = own_cpu_before
-            .zip(targets::process_cpu_seconds("/proc/self/stat").ok())
-            .map(|(before, after)| (after - before) / wall);
         match result {
             Ok(stats) => {
                 let rows: [(&str, &'static str, Better, f64); 7] = [
@@ -438,10 +428,10 @@ async fn watch_case(slots: &mut [Slot], settings: &Settings, table: &mut Table) 
                 for (name, unit, better, value) in rows {
                     table.number(&format!("{label}: {name}"), unit, better, kind, value);
                 }
-                if let Some(cores) = server_cores {
+                if let Some(cores) = stats.server_cores {
                     table.number(&format!("{label}: server CPU"), "cores", Better::Lower, kind, cores);
                 }
-                if let Some(cores) = own_cores {
+                if let Some(cores) = stats.load_generator_cores {
                     table.number(&format!("{label}: load generator CPU"), "cores", Better::Lower, kind, cores);
                 }
             }

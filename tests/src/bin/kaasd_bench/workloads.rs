@@ -81,6 +81,10 @@ pub struct WatchStats {
     /// Events a watcher never received within the drain limit after the last write was acknowledged.
     pub lost_events: u64,
     pub duplicate_events: u64,
+    /// CPU used from the first write until the watchers are done, in cores: says whether the server or the
+    /// load generator was the limit.
+    pub server_cores: Option<f64>,
+    pub load_generator_cores: Option<f64>,
 }
 
 /// The clients of one target: several connections, because one HTTP/2 connection serialises on one
@@ -430,6 +434,8 @@ pub async fn watch_fanout(target: &crate::targets::RunningTarget, settings: &Set
     // Many puts in flight, each issued on its own schedule, so one slow commit does not lower the rate.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(BULK_CONCURRENCY));
     let write_started = Instant::now();
+    let server_cpu_before = target.cpu_seconds().ok();
+    let own_cpu_before = crate::targets::process_cpu_seconds("/proc/self/stat").ok();
     let mut puts = Vec::with_capacity(writes as usize);
     let interval = Duration::from_secs_f64(1.0 / settings.watch_writes_per_second.max(1) as f64);
     for sequence in 0..writes {
@@ -454,6 +460,12 @@ pub async fn watch_fanout(target: &crate::targets::RunningTarget, settings: &Set
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
+    let busy_seconds = write_started.elapsed().as_secs_f64();
+    let server_cores =
+        server_cpu_before.zip(target.cpu_seconds().ok()).map(|(before, after)| (after - before) / busy_seconds);
+    let load_generator_cores = own_cpu_before
+        .zip(crate::targets::process_cpu_seconds("/proc/self/stat").ok())
+        .map(|(before, after)| (after - before) / busy_seconds);
     let mut histogram = new_histogram()?;
     let (mut lost_events, mut duplicate_events) = (0, 0);
     for task in watcher_tasks {
@@ -470,6 +482,8 @@ pub async fn watch_fanout(target: &crate::targets::RunningTarget, settings: &Set
         max: Duration::from_micros(histogram.max()),
         lost_events,
         duplicate_events,
+        server_cores,
+        load_generator_cores,
     })
 }
 

@@ -282,7 +282,12 @@ impl Store {
             let at = if request.revision > 0 { request.revision } else { index.rev };
             (index.plan_range(&request.range, at, request.limit), index.rev)
         };
-        let mut response = RangeResponse { revision: current, kvs: Vec::new(), more: plan.more, count: plan.count };
+        let mut response = RangeResponse {
+            revision: current,
+            kvs: Vec::new(),
+            more: plan.more && !request.count_only,
+            count: plan.count,
+        };
         if request.count_only {
             return Ok(response);
         }

@@ -43,16 +43,19 @@ fn build_kaasd() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     // Cargo tells the tests it runs which cargo it is; plain `cargo` otherwise.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "kaasd", "--quiet"])
-        .current_dir(&root)
-        .status()
-        .context("cannot run cargo build -p kaasd")?;
+    // The same profile as the tests themselves, so a release test run does not build kaasd twice.
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let mut arguments = vec!["build", "-p", "kaasd", "--quiet"];
+    if profile == "release" {
+        arguments.push("--release");
+    }
+    let status =
+        Command::new(cargo).args(&arguments).current_dir(&root).status().context("cannot run cargo build -p kaasd")?;
     if !status.success() {
         bail!("cargo build -p kaasd failed with {status}");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let binary = target.join("debug").join("kaasd");
+    let binary = target.join(profile).join("kaasd");
     if !binary.is_file() {
         bail!("cargo build -p kaasd did not produce {}", binary.display());
     }

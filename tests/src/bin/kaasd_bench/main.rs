@@ -278,21 +278,30 @@ async fn start_target(kind: TargetKind, config: &LaunchConfig) -> Result<(Runnin
 /// Every selected case, run by run, target by target. A failing case marks its cells and moves on; a target
 /// whose process died is taken out of the remaining cases, with the reason in its status.
 async fn run_cases(slots: &mut [Slot], settings: &Settings, cases: &[String], table: &mut Table) {
-    let selected = |case: &str| cases.iter().any(|selected| selected == case);
-    if selected("put") {
-        put_cases(slots, settings, table).await;
+    for case in CASE_NAMES.iter().filter(|name| cases.iter().any(|selected| selected == *name)) {
+        match *case {
+            "put" => put_cases(slots, settings, table).await,
+            "cas" => cas_case(slots, settings, table).await,
+            "get" => get_case(slots, settings, table).await,
+            "list" => list_cases(slots, settings, table).await,
+            _ => watch_case(slots, settings, table).await,
+        }
+        log_memory_after(case, slots);
     }
-    if selected("cas") {
-        cas_case(slots, settings, table).await;
-    }
-    if selected("get") {
-        get_case(slots, settings, table).await;
-    }
-    if selected("list") {
-        list_cases(slots, settings, table).await;
-    }
-    if selected("watch") {
-        watch_case(slots, settings, table).await;
+}
+
+/// Memory after each case goes to stderr: it shows which case makes a server grow, without a table row each.
+fn log_memory_after(case: &str, slots: &[Slot]) {
+    for slot in slots {
+        let Some((target, _)) = slot.running() else { continue };
+        if let Ok(memory) = target.memory() {
+            progress(&format!(
+                "after {case}: {} VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+                slot.kind.short_name(),
+                memory.resident_bytes as f64 / 1048576.0,
+                memory.peak_resident_bytes as f64 / 1048576.0
+            ));
+        }
     }
 }
 

@@ -154,13 +154,10 @@ pub fn format_number(value: f64) -> String {
 
 fn group_thousands(value: i64) -> String {
     let digits = value.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
+    let mut groups: Vec<&str> =
+        digits.as_bytes().rchunks(3).map(|group| std::str::from_utf8(group).unwrap_or("?")).collect();
+    groups.reverse();
+    let mut grouped = groups.join(",");
     if value < 0 {
         grouped.insert(0, '-');
     }

@@ -62,4 +62,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "running the tests"
 # Release mode: the end-to-end tests run real servers under load, and the suite's time budget is tight.
-cargo test --workspace --all-targets --release
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --release 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace (cargo prints one per test binary, the last often an empty crate's).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

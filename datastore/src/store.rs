@@ -52,7 +52,9 @@ impl StoreConfig {
 /// Shortest lease etcd grants; shorter requests get this.
 const MIN_LEASE_TTL: i64 = 2;
 /// Capacity of the live event channel, in batches; a watcher further behind re-reads from the ring or SQL.
-const EVENT_CHANNEL_BATCHES: usize = 4096;
+/// Kept small because the channel pins its last batches (and their values) in memory whether or not anyone
+/// still needs them; the ring, which is bounded in bytes, is what slow watchers fall back on.
+const EVENT_CHANNEL_BATCHES: usize = 256;
 
 /// State shared by the store handle, the writer, watchers and background tasks.
 pub(crate) struct Shared {

@@ -20,8 +20,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` joins the error and its causes with ": ".
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", kaasd_datastore::one_line(error.as_ref()));
             ExitCode::FAILURE
         }
     }

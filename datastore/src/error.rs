@@ -44,7 +44,7 @@ pub enum Error {
         #[source]
         source: Arc<sqlx::Error>,
     },
-    #[error("io error on {path}")]
+    #[error("cannot create or lock the datastore file {path}")]
     Io {
         path: String,
         #[source]
@@ -55,3 +55,35 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, joined with ": ". A cause whose text the message before it already ends
+/// with is left out, because some libraries (sqlx among them) repeat their source in their own message.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error communicating with database: connection refused")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn repeated_causes_are_printed_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = Repeats(inner);
+        assert_eq!(one_line(&error), "error communicating with database: connection refused");
+    }
+}

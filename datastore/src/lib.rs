@@ -17,7 +17,7 @@ mod watch;
 mod writer;
 
 pub use backend::SyncMode;
-pub use error::{Error, Result};
+pub use error::{one_line, Error, Result};
 pub use store::{Store, StoreConfig};
 pub use types::*;
 pub use watch::Watcher;

@@ -52,20 +52,8 @@ pub(crate) fn status_from_error(error: Error) -> Status {
         Error::KeyNotFound(_) => Status::invalid_argument("etcdserver: key not found"),
         Error::InvalidArgument(message) => Status::invalid_argument(format!("etcdserver: {message}")),
         Error::Closed => Status::unavailable("etcdserver: server stopped"),
-        fault => Status::new(Code::Unavailable, error_chain(&fault)),
+        fault => Status::new(Code::Unavailable, crate::error::one_line(&fault)),
     }
-}
-
-/// An error and its causes, joined by ": ".
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn empty_key() -> Status {
@@ -468,7 +456,7 @@ mod tests {
             Error::Io { path: "/var/lib/kaasd".into(), source: Arc::new(std::io::Error::other("disk on fire")) };
         let status = status_from_error(error);
         assert_eq!(status.code(), Code::Unavailable);
-        assert_eq!(status.message(), "io error on /var/lib/kaasd: disk on fire");
+        assert_eq!(status.message(), "cannot create or lock the datastore file /var/lib/kaasd: disk on fire");
     }
 
     #[test]

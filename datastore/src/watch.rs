@@ -48,35 +48,49 @@ impl Watcher {
     /// The next events, waiting for them if needed. Cancel-safe: dropping the future loses nothing.
     pub async fn recv(&mut self) -> Result<WatchBatch> {
         loop {
-            if self.next_rev <= self.catch_up_to {
-                let events = self.catch_up_step().await?;
-                if !events.is_empty() {
-                    return Ok(WatchBatch { revision: self.revision(), events });
-                }
-                continue;
+            let events = self.step().await?;
+            if !events.is_empty() {
+                return Ok(WatchBatch { revision: self.revision(), events });
             }
-            match self.live.recv().await {
-                Ok(batch) => {
-                    if batch.last_rev < self.next_rev {
-                        continue;
-                    }
-                    let events = self.matching(std::slice::from_ref(&batch));
-                    self.next_rev = batch.last_rev + 1;
-                    if !events.is_empty() {
-                        return Ok(WatchBatch { revision: self.revision(), events });
-                    }
+        }
+    }
+
+    /// Every event up to and including `revision`, possibly none, waiting until this process has applied that
+    /// revision; afterwards [`Watcher::revision`] is at least `revision`. This is how a caller knows the watcher
+    /// is in sync (etcd's progress notifications). Not cancel-safe: dropping it drops the events gathered.
+    pub async fn recv_through(&mut self, revision: i64) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        while self.revision() < revision {
+            events.extend(self.step().await?);
+        }
+        Ok(events)
+    }
+
+    /// One unit of progress: a window of catch-up, or one live batch. Cancel-safe, like `recv`.
+    async fn step(&mut self) -> Result<Vec<Event>> {
+        if self.next_rev <= self.catch_up_to {
+            return self.catch_up_step().await;
+        }
+        match self.live.recv().await {
+            Ok(batch) => {
+                if batch.last_rev < self.next_rev {
+                    return Ok(Vec::new());
                 }
-                Err(RecvError::Lagged(_)) => {
-                    // Too slow for the live stream: resubscribe and re-read the gap.
-                    let index = self.shared.read();
-                    if self.next_rev < index.compact_rev {
-                        return Err(Error::Compacted { requested: self.next_rev, compact_revision: index.compact_rev });
-                    }
-                    self.live = self.shared.events.subscribe();
-                    self.catch_up_to = index.rev;
-                }
-                Err(RecvError::Closed) => return Err(Error::Closed),
+                let events = self.matching(std::slice::from_ref(&batch));
+                self.next_rev = batch.last_rev + 1;
+                Ok(events)
             }
+            Err(RecvError::Lagged(_)) => {
+                // Too slow for the live stream: resubscribe and re-read the gap.
+                let index = self.shared.read();
+                if self.next_rev < index.compact_rev {
+                    return Err(Error::Compacted { requested: self.next_rev, compact_revision: index.compact_rev });
+                }
+                self.live = self.shared.events.subscribe();
+                self.catch_up_to = index.rev;
+                Ok(Vec::new())
+            }
+            Err(RecvError::Closed) => Err(Error::Closed),
         }
     }
 

@@ -378,6 +378,13 @@ async fn watch_replays_history_and_follows_live_writes(db: Arc<TestDatabase>) {
     assert_eq!((live_events[0].kind, live_events[0].kv.mod_revision), (EventKind::Delete, 101));
     assert!(live_events[0].prev_kv.is_none(), "prev_kv only when asked");
     assert_eq!(live.revision(), 101);
+    // Writes elsewhere move a watcher's revision on without events: that is how it reports being in sync.
+    let elsewhere = store.put(put("/other", "x")).await.unwrap();
+    assert!(live.recv_through(elsewhere.revision).await.unwrap().is_empty());
+    assert_eq!(live.revision(), elsewhere.revision);
+    let mine = store.put(put("/w/0", "y")).await.unwrap();
+    let through = live.recv_through(mine.revision).await.unwrap();
+    assert_eq!(through.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(), vec![mine.revision]);
     store.close().await;
 }
 

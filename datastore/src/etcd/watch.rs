@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::proto::{PbEvent, PbKeyValue, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
-use futures::{FutureExt, Stream};
+use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,8 +34,6 @@ const RESPONSE_BUFFER: usize = 64;
 /// A large batch (a watcher catching up on history) is split so one response stays a reasonable size.
 const MAX_EVENTS_PER_RESPONSE: usize = 1000;
 const MAX_BYTES_PER_RESPONSE: usize = 2 << 20;
-/// Longest pause between checks of a watcher that has to catch up before a progress answer.
-const MAX_SYNC_PAUSE: Duration = Duration::from_millis(200);
 
 pub(crate) struct WatchService {
     store: Store,
@@ -412,32 +410,13 @@ impl WatcherTask {
         Ok(())
     }
 
-    /// Delivers everything the watcher can without waiting; true if that covered `revision`.
-    async fn deliver_ready(&mut self, revision: i64) -> Result<bool, Ended> {
-        // `Watcher::recv` is cancel-safe: polling it once and dropping it loses nothing, and moves the watcher
-        // past batches that had nothing for it.
-        while let Some(batch) = self.watcher.recv().now_or_never() {
-            self.deliver(batch).await?;
-        }
-        Ok(self.watcher.revision() >= revision)
-    }
-
     /// Delivers every event up to `revision`, waiting for the watcher if it is behind (reading history).
     async fn catch_up(&mut self, revision: i64) -> Result<(), Ended> {
-        let mut pause = Duration::from_millis(1);
-        while !self.deliver_ready(revision).await? {
-            // The pause lets a read of history finish instead of being restarted by every check.
-            let batch = tokio::select! {
-                _ = self.stop.cancelled() => return Err(Ended),
-                batch = self.watcher.recv() => Some(batch),
-                _ = tokio::time::sleep(pause) => None,
-            };
-            if let Some(batch) = batch {
-                self.deliver(batch).await?;
-            }
-            pause = (pause * 2).min(MAX_SYNC_PAUSE);
-        }
-        Ok(())
+        let events = tokio::select! {
+            _ = self.stop.cancelled() => return Err(Ended),
+            events = self.watcher.recv_through(revision) => events,
+        };
+        self.deliver(events.map(|events| WatchBatch { revision, events })).await
     }
 
     /// As etcd: a watcher that asked for progress notifications gets the current revision when it received no
@@ -447,7 +426,8 @@ impl WatcherTask {
             return Ok(());
         }
         let revision = self.stream.store.revision();
-        if !self.deliver_ready(revision).await? || std::mem::take(&mut self.sent_since_progress) {
+        self.catch_up(revision).await?;
+        if std::mem::take(&mut self.sent_since_progress) {
             return Ok(());
         }
         if self.stream.send(self.stream.response(revision, self.watch_id), &self.stop).await {

@@ -92,7 +92,6 @@ impl Location {
                 format!("PRAGMA synchronous = {}", if sync == SyncMode::Full { "FULL" } else { "NORMAL" }),
                 "PRAGMA busy_timeout = 10000".into(),
                 "PRAGMA temp_store = MEMORY".into(),
-                "PRAGMA cache_size = -16000".into(),
             ],
             Dialect::Postgres => vec![],
             // MariaDB 11.8+ otherwise fails row-lock reads under snapshot isolation (kine#721).

@@ -94,7 +94,7 @@ pub(crate) struct RangePlan {
 
 /// Limits of the recent-events ring that watches catch up from without SQL.
 const RING_MAX_EVENTS: usize = 100_000;
-const RING_MAX_VALUE_BYTES: usize = 32 << 20;
+const RING_MAX_VALUE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {

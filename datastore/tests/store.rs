@@ -68,6 +68,24 @@ async fn get(store: &Store, key: &str) -> Option<Arc<KeyValue>> {
     response.kvs.into_iter().next()
 }
 
+/// Adds one to a decimal counter with compare-and-swap, retrying on conflict; returns how many conflicts it met.
+async fn increment(store: &Store, key: &str) -> u32 {
+    let mut conflicts = 0;
+    loop {
+        let kv = get(store, key).await.unwrap();
+        let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
+        let swap = TxnRequest {
+            compare: vec![mod_revision_is(key, kv.mod_revision)],
+            success: vec![TxnOp::Put(put(key, &(n + 1).to_string()))],
+            failure: vec![],
+        };
+        if store.txn(swap).await.unwrap().succeeded {
+            return conflicts;
+        }
+        conflicts += 1;
+    }
+}
+
 fn mod_revision_is(key: &str, rev: i64) -> Compare {
     Compare { range: KeyRange::key(b(key)), result: CompareResult::Equal, target: CompareTarget::ModRevision(rev) }
 }
@@ -195,19 +213,7 @@ async fn racing_compare_and_swap_loses_no_update(db: Arc<TestDatabase>) {
         tasks.push(tokio::spawn(async move {
             let mut conflicts = 0;
             for _ in 0..increments {
-                loop {
-                    let kv = get(&store, "counter").await.unwrap();
-                    let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
-                    let swap = TxnRequest {
-                        compare: vec![mod_revision_is("counter", kv.mod_revision)],
-                        success: vec![TxnOp::Put(put("counter", &(n + 1).to_string()))],
-                        failure: vec![],
-                    };
-                    if store.txn(swap).await.unwrap().succeeded {
-                        break;
-                    }
-                    conflicts += 1;
-                }
+                conflicts += increment(&store, "counter").await;
             }
             conflicts
         }));
@@ -558,18 +564,7 @@ async fn two_stores_on_one_database_see_each_other(db: Arc<TestDatabase>) {
     for store in [first.clone(), second.clone(), first.clone(), second.clone()] {
         tasks.push(tokio::spawn(async move {
             for _ in 0..20 {
-                loop {
-                    let kv = get(&store, "/m/counter").await.unwrap();
-                    let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
-                    let swap = TxnRequest {
-                        compare: vec![mod_revision_is("/m/counter", kv.mod_revision)],
-                        success: vec![TxnOp::Put(put("/m/counter", &(n + 1).to_string()))],
-                        failure: vec![],
-                    };
-                    if store.txn(swap).await.unwrap().succeeded {
-                        break;
-                    }
-                }
+                increment(&store, "/m/counter").await;
             }
         }));
     }

@@ -268,9 +268,10 @@ impl Store {
     }
 
     /// Reads a key or a range, at the current or an older revision. On a shared database the read first
-    /// catches up with the database, so it sees every write acknowledged anywhere before it began.
+    /// catches up with the database, so it sees every write acknowledged anywhere before it began, unless the
+    /// request is `serializable`.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
-        if self.shared.shared_database {
+        if self.shared.shared_database && !request.serializable {
             self.shared.sync_with_database().await?;
         }
         let (plan, current) = {

@@ -105,6 +105,9 @@ pub struct RangeRequest {
     pub limit: i64,
     pub keys_only: bool,
     pub count_only: bool,
+    /// Answer from this process's state without first catching up with other processes on a shared database:
+    /// faster, but it may miss writes acknowledged elsewhere a moment ago (etcd's serializable read).
+    pub serializable: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -558,6 +558,17 @@ async fn two_stores_on_one_database_see_each_other(db: Arc<TestDatabase>) {
     let written = first.put(put("/m/fresh", "1")).await.unwrap();
     let read = second.range(RangeRequest { range: KeyRange::key(b("/m/fresh")), ..Default::default() }).await.unwrap();
     assert_eq!(read.kvs[0].mod_revision, written.revision);
+    // A serializable read answers from the store's own state, which the follower brings up to date soon after.
+    second.put(put("/m/fresh2", "1")).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let local = RangeRequest { range: KeyRange::key(b("/m/fresh2")), serializable: true, ..Default::default() };
+        if first.range(local).await.unwrap().count == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a serializable read never saw the other store's write");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Compare-and-swap across the two stores loses no update.
     first.put(put("/m/counter", "0")).await.unwrap();
     let mut tasks = Vec::new();

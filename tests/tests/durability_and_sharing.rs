@@ -145,7 +145,10 @@ async fn two_processes_share_one_store(kind: &str) {
     let mut streams = Vec::new();
     for endpoint in &endpoints {
         let mut client = connect(endpoint).await;
-        let stream = client.watch("/shared/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        let mut stream = client.watch("/shared/", Some(WatchOptions::new().with_prefix())).await.unwrap();
+        // The watch starts at the revision current when it is created: wait for that before writing.
+        let created = stream.message().await.unwrap().unwrap();
+        assert!(created.created(), "the first watch response announces the watcher");
         streams.push((client, stream));
     }
     let per_writer = 150;

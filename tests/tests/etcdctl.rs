@@ -159,6 +159,7 @@ fn put_get_and_delete() {
 
     assert_eq!(etcdctl.ok(&["get", "fruit/apple"]), "fruit/apple\ngreen\n");
     assert_eq!(etcdctl.ok(&["get", "fruit/none"]), "");
+    assert_eq!(etcdctl.ok(&["get", "fruit/apple", "--consistency=s"]), "fruit/apple\ngreen\n");
     assert_eq!(
         lines(&etcdctl.ok(&["get", "fruit/", "--prefix"])),
         ["fruit/apple", "green", "fruit/banana", "yellow", "fruit/cherry", "dark red"]

@@ -131,6 +131,7 @@ impl RangeQuery {
             limit: if read_everything { 0 } else { request.limit },
             keys_only: request.keys_only && !sorting_by_value,
             count_only: request.count_only,
+            serializable: request.serializable,
         };
         let finish = RangeFinish {
             limit: request.limit,

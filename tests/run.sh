@@ -14,6 +14,8 @@ fi
 
 missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/*.proto) are a recommendation, not a dependency, of protobuf-compiler.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v etcdctl >/dev/null || missing+=(etcd-client)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)

@@ -1,1 +1,6 @@
-//! Node identity and connectivity (PKI, join tokens, the reverse tunnel). Built by the join-and-tunnel work; see docs/ARCHITECTURE.md.
+//! Node identity and connectivity: the cluster's PKI (CA, serving and client certificates, kubeconfigs) and the
+//! TLS configurations built from it. Join tokens and the reverse tunnel come with the join-and-tunnel work.
+//! Knows nothing of Kubernetes objects.
+
+pub mod pki;
+pub mod tls;

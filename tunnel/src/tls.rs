@@ -1,0 +1,52 @@
+//! rustls configurations built from the cluster PKI.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::pki::{CertAndKey, PkiError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    #[error("cannot build the TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+/// A server configuration for the API port: serves `serving`, offers h2 and http/1.1 (streaming upgrades arrive
+/// over HTTP/1.1), and *asks* for a client certificate signed by `client_ca_pem` without requiring one, so token
+/// and anonymous requests still connect.
+pub fn api_server_config(serving: &CertAndKey, client_ca_pem: &str) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(client_ca_pem)? {
+        roots.add(cert)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| TlsError::Pem(error.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates(&serving.cert_pem)?, private_key(&serving.key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|error| TlsError::Pem(error.to_string()))
+}
+
+pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|error| TlsError::Pem(error.to_string()))?
+        .ok_or_else(|| TlsError::Pem("no private key found".into()))
+}

@@ -1,6 +1,7 @@
 //! The command line. Every flag can also come from a `KAASD_*` environment variable, so the same binary is
 //! configured the same way by hand, by systemd units and by containers.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_DATASTORE: &str = "sqlite:///var/lib/kaasd/db/state.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/kaasd";
 
 #[derive(Debug, Parser)]
 #[command(name = "kaasd", version, about = "A single-binary Kubernetes distribution whose state lives in SQL")]
@@ -18,10 +20,62 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The control plane: the Kubernetes API server (and, as they land, scheduler and controllers), state in SQL.
+    Controller(ControllerArgs),
+    /// Kubeconfigs for this cluster.
+    Kubeconfig {
+        #[command(subcommand)]
+        command: KubeconfigCommand,
+    },
     /// The datastore on its own: etcd's API on SQLite, PostgreSQL or MySQL.
     Datastore {
         #[command(subcommand)]
         command: DatastoreCommand,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Where the controller keeps its PKI and, with the default datastore, its SQLite database.
+    #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Where cluster state lives: sqlite://PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB.
+    /// Default: SQLite at <data-dir>/db/state.db. Controllers sharing one PostgreSQL or MySQL database serve one cluster.
+    #[arg(long, env = "KAASD_DATASTORE")]
+    pub datastore: Option<String>,
+
+    /// Port of the Kubernetes API (HTTPS).
+    #[arg(long, env = "KAASD_API_PORT", default_value_t = 6443)]
+    pub api_port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "KAASD_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// Address other machines reach this controller at. Default: the first non-loopback IPv4 address.
+    #[arg(long, env = "KAASD_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+
+    /// The range Service ClusterIPs come from.
+    #[arg(long, env = "KAASD_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
+
+    /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
+    #[arg(long, value_enum, default_value_t = Sync::Full)]
+    pub sync: Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeconfigCommand {
+    /// Print the admin kubeconfig (cluster-admin, client certificate) of the controller on this machine.
+    Admin {
+        /// The controller's data directory.
+        #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The API server URL to put in it, e.g. https://203.0.113.7:6443. Default: the one the controller wrote.
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 

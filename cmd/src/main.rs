@@ -5,6 +5,7 @@
 //! `error: <message>: <cause>: ...`, to stderr and exits with status 1.
 
 mod cli;
+mod controller_cmd;
 mod datastore_cmd;
 mod logging;
 mod signal;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DatastoreCommand};
+use crate::cli::{Cli, Command, DatastoreCommand, KubeconfigCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,6 +37,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Datastore { command: DatastoreCommand::Serve(arguments) } => datastore_cmd::serve(arguments).await,
+            Command::Controller(arguments) => controller_cmd::run(arguments).await,
+            Command::Kubeconfig { command: KubeconfigCommand::Admin { data_dir, server } } => {
+                controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref())
+            }
         }
     })
 }

@@ -4,5 +4,231 @@
 //! routed by its path to a [`registry::ResourceDef`]; objects are JSON values stored in the datastore under
 //! `/registry/<group>/<resource>/<namespace>/<name>`, with the key's revision as `metadata.resourceVersion`.
 
+pub mod admission;
+pub mod api;
+pub mod auth;
+mod bootstrap;
+pub mod error;
+pub mod patch;
+pub mod rbac;
 pub mod registry;
 pub mod schema;
+pub mod selector;
+mod server;
+pub mod storage;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kaasd_datastore::{Store, StoreConfig, SyncMode};
+use kaasd_tunnel::pki::{ClusterPki, ServingNames};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::ApiServer;
+use crate::storage::ObjectStore;
+
+/// How a controller is set up; the command line fills it in.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub data_dir: PathBuf,
+    /// `sqlite://…`, `postgres://…` or `mysql://…`; `None` means SQLite in the data dir.
+    pub datastore: Option<String>,
+    pub bind_address: IpAddr,
+    pub api_port: u16,
+    /// The address other machines reach this controller at; in the serving certificate and the `kubernetes`
+    /// Service's endpoints.
+    pub advertise_address: IpAddr,
+    /// Extra names for the serving certificate (the hostname, every local IP).
+    pub extra_names: ServingNames,
+    pub service_cidr: ServiceCidr,
+    pub sqlite_sync: SyncMode,
+}
+
+/// An IPv4 range Services get their ClusterIPs from, e.g. 10.96.0.0/12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl ServiceCidr {
+    pub fn parse(text: &str) -> Result<ServiceCidr, String> {
+        let (address, prefix) =
+            text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR like 10.96.0.0/12"))?;
+        let address: Ipv4Addr = address.parse().map_err(|_| format!("{address:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|prefix| (8..=28).contains(prefix))
+            .ok_or_else(|| format!("the prefix length of {text:?} must be between 8 and 28"))?;
+        let mask = u32::MAX << (32 - prefix);
+        Ok(ServiceCidr { network: Ipv4Addr::from(u32::from(address) & mask), prefix })
+    }
+
+    pub fn size(&self) -> u32 {
+        1 << (32 - self.prefix)
+    }
+
+    pub fn nth(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + offset)
+    }
+
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.prefix);
+        u32::from(address) & mask == u32::from(self.network)
+    }
+
+    /// The `kubernetes` Service's address: the first in the range.
+    pub fn first(&self) -> Ipv4Addr {
+        self.nth(1)
+    }
+}
+
+impl fmt::Display for ServiceCidr {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}/{}", self.network, self.prefix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot set up the cluster PKI")]
+    Pki(#[from] kaasd_tunnel::pki::PkiError),
+    #[error("cannot build the TLS configuration")]
+    Tls(#[from] kaasd_tunnel::tls::TlsError),
+    #[error("cannot open the datastore")]
+    Datastore(#[from] kaasd_datastore::Error),
+    #[error("cannot listen on {address}: {source}; is another API server running? choose another --api-port")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the bootstrap objects: {0}")]
+    Bootstrap(String),
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running controller: the API server and its background tasks.
+pub struct Controller {
+    pub api: Arc<ApiServer>,
+    pub pki: ClusterPki,
+    pub listen_address: SocketAddr,
+    /// Path of the admin kubeconfig written at start.
+    pub admin_kubeconfig: PathBuf,
+    store: Store,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Controller {
+    /// Builds everything that can fail (PKI, datastore, listener) and starts serving.
+    pub async fn start(config: ControllerConfig) -> Result<Controller, ControllerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ControllerError::DataDir { path: config.data_dir.clone(), source })?;
+        let mut names = serving_names(&config);
+        names.dns_names.extend(config.extra_names.dns_names.iter().cloned());
+        names.ip_addresses.extend(config.extra_names.ip_addresses.iter().copied());
+        names.dns_names.dedup();
+        names.ip_addresses.sort();
+        names.ip_addresses.dedup();
+        let pki = ClusterPki::load_or_create(&config.data_dir.join("pki"), &names)?;
+        let tls = kaasd_tunnel::tls::api_server_config(&pki.serving, &pki.ca.cert_pem)?;
+
+        let url = match &config.datastore {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", config.data_dir.join("db").join("state.db").display()),
+        };
+        let mut store_config = StoreConfig::new(url);
+        store_config.sync = config.sqlite_sync;
+        let store = Store::open(store_config).await?;
+
+        let address = SocketAddr::new(config.bind_address, config.api_port);
+        let listener =
+            TcpListener::bind(address).await.map_err(|source| ControllerError::Listen { address, source })?;
+        let listen_address = listener.local_addr().map_err(|source| ControllerError::Listen { address, source })?;
+
+        let server_address = format!("{}:{}", config.advertise_address, listen_address.port());
+        let api = Arc::new(ApiServer::new(
+            ObjectStore::new(store.clone()),
+            registry::Registry::new(registry::built_in_resources()),
+            server_address,
+            config.service_cidr,
+        ));
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(server::serve(listener, Arc::new(tls), api.clone(), cancel.clone()));
+        bootstrap::ensure(&api, &config, listen_address.port())
+            .await
+            .map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
+        api.set_ready();
+
+        let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
+        let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
+        kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
+        Ok(Controller { api, pki, listen_address, admin_kubeconfig, store, cancel, tasks })
+    }
+
+    /// Stops serving and closes the datastore.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await;
+    }
+}
+
+/// Where a local client reaches the API: loopback when the server listens everywhere.
+fn url_host(bind: IpAddr, port: u16) -> String {
+    match bind {
+        IpAddr::V4(address) if address.is_unspecified() => format!("127.0.0.1:{port}"),
+        IpAddr::V6(address) if address.is_unspecified() => format!("127.0.0.1:{port}"),
+        IpAddr::V4(address) => format!("{address}:{port}"),
+        IpAddr::V6(address) => format!("[{address}]:{port}"),
+    }
+}
+
+/// The names every serving certificate carries.
+fn serving_names(config: &ControllerConfig) -> ServingNames {
+    let dns_names = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|name| name.to_string())
+    .collect();
+    let mut ip_addresses =
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(config.service_cidr.first()), config.advertise_address];
+    if !config.bind_address.is_unspecified() {
+        ip_addresses.push(config.bind_address);
+    }
+    ServingNames { dns_names, ip_addresses }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_cidrs_parse_and_count() {
+        let cidr = ServiceCidr::parse("10.96.0.7/12").unwrap();
+        assert_eq!(cidr.to_string(), "10.96.0.0/12");
+        assert_eq!(cidr.first(), Ipv4Addr::new(10, 96, 0, 1));
+        assert!(cidr.contains(Ipv4Addr::new(10, 111, 255, 254)));
+        assert!(!cidr.contains(Ipv4Addr::new(10, 112, 0, 1)));
+        assert!(ServiceCidr::parse("10.96.0.0").is_err());
+        assert!(ServiceCidr::parse("10.96.0.0/31").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! `kaasd controller` and `kaasd kubeconfig admin`.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use anyhow::Context;
+use kaasd_controller::{Controller, ControllerConfig, ServiceCidr};
+use kaasd_datastore::SyncMode;
+use kaasd_tunnel::pki::ServingNames;
+
+use crate::cli::{ControllerArgs, Sync};
+use crate::signal::ShutdownSignals;
+
+pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install()?;
+    let config = config(&arguments)?;
+    let controller = Controller::start(config).await?;
+    let kubeconfig = controller.admin_kubeconfig.display().to_string();
+    let port = controller.listen_address.port();
+    announce(&[
+        format!("kaasd controller serving the Kubernetes API on https://{}", controller.listen_address),
+        format!("admin kubeconfig: {kubeconfig}"),
+        format!("try: kubectl --kubeconfig {kubeconfig} get namespaces"),
+    ])?;
+    tracing::info!(port, "controller ready");
+    signals.shutdown_requested().await;
+    tracing::info!("draining: stopping the API server and closing the datastore");
+    controller.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Turns the flags into a configuration; pure but for reading the machine's addresses.
+fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
+    let service_cidr = ServiceCidr::parse(&arguments.service_cidr)
+        .map_err(|error| anyhow::anyhow!("invalid --service-cidr: {error}"))?;
+    let local_addresses: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|interfaces| interfaces.into_iter().map(|interface| interface.ip()).collect())
+        .unwrap_or_default();
+    let advertise_address = arguments.advertise_address.unwrap_or_else(|| {
+        local_addresses
+            .iter()
+            .copied()
+            .find(|address| address.is_ipv4() && !address.is_loopback())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    });
+    let mut dns_names = Vec::new();
+    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let hostname = hostname.trim();
+        if !hostname.is_empty() {
+            dns_names.push(hostname.to_string());
+        }
+    }
+    Ok(ControllerConfig {
+        data_dir: arguments.data_dir.clone(),
+        datastore: arguments.datastore.clone(),
+        bind_address: arguments.bind_address,
+        api_port: arguments.api_port,
+        advertise_address,
+        extra_names: ServingNames { dns_names, ip_addresses: local_addresses },
+        service_cidr,
+        sqlite_sync: match arguments.sync {
+            Sync::Full => SyncMode::Full,
+            Sync::Normal => SyncMode::Normal,
+        },
+    })
+}
+
+pub fn print_admin_kubeconfig(data_dir: &Path, server: Option<&str>) -> anyhow::Result<()> {
+    let path = data_dir.join("pki").join("admin.conf");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read {}: start `kaasd controller --data-dir {}` once first", path.display(), data_dir.display())
+    })?;
+    let text = match server {
+        Some(server) => {
+            text.lines()
+                .map(|line| match line.trim_start().strip_prefix("server: ") {
+                    Some(_) => format!("    server: {server}"),
+                    None => line.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+        None => text,
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).context("cannot write to stdout")
+}
+
+fn announce(lines: &[String]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        writeln!(stdout, "{line}").context("cannot write to stdout")?;
+    }
+    stdout.flush().context("cannot write to stdout")
+}

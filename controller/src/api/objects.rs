@@ -1,0 +1,1530 @@
+//! The generic object handlers: one code path serves get, list, watch, create, update, patch, delete and
+//! deletecollection for every resource in the registry, plus the status, scale and finalize subresources.
+//!
+//! Writes follow kube-apiserver's order: decode → prepare (identity, timestamps, generation, status/spec split)
+//! → defaults → validation → admission → compare-and-swap in the store. Reads stamp the stored revision as
+//! `metadata.resourceVersion`.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Response};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use super::request::{Query, ResourcePath};
+use super::{json_response, ApiServer, Body};
+use crate::auth::User;
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::patch::{self, PatchType};
+use crate::registry::{ResourceDef, SchemaSource};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::storage::{ObjectStore, Stored, Written};
+
+/// Everything a handler needs from the HTTP request.
+pub struct ObjectRequest {
+    pub user: User,
+    pub method: Method,
+    pub resource: ResourcePath,
+    pub query: Query,
+    pub accept: String,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// What one write does, as the query parameters say.
+struct WriteOptions {
+    dry_run: bool,
+    field_manager: String,
+    field_validation: FieldValidation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl WriteOptions {
+    fn from_query(query: &Query, user: &User) -> ApiResult<WriteOptions> {
+        let dry_run = match query.get("dryRun") {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("unsupported dry run value {other:?}: only \"All\" is")));
+            }
+        };
+        let field_validation = match query.get("fieldValidation") {
+            None | Some("") | Some("Warn") => FieldValidation::Warn,
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "fieldValidation {other:?} is not one of Ignore, Warn, Strict"
+                )));
+            }
+        };
+        let field_manager = query.get("fieldManager").map(str::to_string).unwrap_or_else(|| default_manager(user));
+        if field_manager.len() > 128 {
+            return Err(ApiError::bad_request("fieldManager may be at most 128 characters"));
+        }
+        Ok(WriteOptions { dry_run, field_manager, field_validation })
+    }
+}
+
+fn default_manager(user: &User) -> String {
+    user.name.split(':').next_back().unwrap_or("unknown").to_string()
+}
+
+impl ApiServer {
+    pub(super) async fn serve_object(self: &Arc<Self>, request: ObjectRequest) -> ApiResult<Response<Body>> {
+        let registry = self.registry();
+        let path = &request.resource;
+        let def = registry
+            .get(&path.group, &path.version, &path.plural)
+            .cloned()
+            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        if path.namespace.is_some() && !def.namespaced {
+            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        }
+        let namespace = path.namespace.clone();
+        let name = path.name.clone();
+        let subresource = path.subresource.clone();
+        match (&request.method, name, subresource.as_deref()) {
+            (&Method::GET, None, None) => {
+                if request.query.flag("watch")? {
+                    self.watch(&def, namespace.as_deref(), &request).await
+                } else {
+                    self.list(&def, namespace.as_deref(), &request).await
+                }
+            }
+            (&Method::POST, None, None) => self.create(&def, namespace.as_deref(), &request).await,
+            (&Method::DELETE, None, None) => self.delete_collection(&def, namespace.as_deref(), &request).await,
+            (&Method::GET, Some(name), None) => {
+                let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
+                self.respond_object(&def, 200, stored.object, &request)
+            }
+            (&Method::GET, Some(name), Some("status")) if def.status => {
+                let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
+                self.respond_object(&def, 200, stored.object, &request)
+            }
+            (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+                let sub = sub.map(str::to_string);
+                if sub.as_deref() == Some("status") && !def.status {
+                    return Err(not_found_resource());
+                }
+                if sub.as_deref() == Some("finalize") && def.plural != "namespaces" {
+                    return Err(not_found_resource());
+                }
+                let body = decode_object(&request)?;
+                self.update(&def, namespace.as_deref(), &name, sub.as_deref(), Change::Replace(body), &request).await
+            }
+            (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+                if sub == Some("status") && !def.status {
+                    return Err(not_found_resource());
+                }
+                let patch_type = PatchType::from_content_type(&request.content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(&request.content_type))?;
+                if patch_type == PatchType::StrategicMerge && matches!(def.schema, SchemaSource::CustomResource(_)) {
+                    return Err(ApiError::unsupported_media_type(&request.content_type));
+                }
+                let patch = decode_patch(&request, patch_type)?;
+                let sub = sub.map(str::to_string);
+                self.update(
+                    &def,
+                    namespace.as_deref(),
+                    &name,
+                    sub.as_deref(),
+                    Change::Patch(patch_type, patch),
+                    &request,
+                )
+                .await
+            }
+            (&Method::DELETE, Some(name), None) => self.delete(&def, namespace.as_deref(), &name, &request).await,
+            (method, Some(name), Some("scale")) if def.scale.is_some() => {
+                self.scale(&def, namespace.as_deref(), &name, method, &request).await
+            }
+            (&Method::POST, Some(name), Some("binding")) if def.plural == "pods" && def.group.is_empty() => {
+                self.bind_pod(&def, namespace.as_deref(), &name, &request).await
+            }
+            (_, _, Some(_)) => Err(not_found_resource()),
+            (method, _, None) => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            ))),
+        }
+    }
+
+    async fn get_existing(&self, def: &ResourceDef, namespace: Option<&str>, name: &str) -> ApiResult<Stored> {
+        let key = ObjectStore::key(def, namespace, name);
+        self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))
+    }
+
+    /// Encodes one object, or a one-row Table when the client asked for that.
+    fn respond_object(
+        &self,
+        def: &ResourceDef,
+        code: u16,
+        object: Value,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        if wants_table(&request.accept) {
+            let table = super::watch::table_for(def, &[&object], &request.query)?;
+            return Ok(json_response(code, &table));
+        }
+        Ok(json_response(code, &object))
+    }
+
+    async fn list(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let selection = Selection::from_query(&request.query)?;
+        let limit = request.query.integer("limit")?.unwrap_or(0).max(0);
+        let prefix = ObjectStore::prefix(def, namespace);
+        let (mut revision, mut start) = (0, None);
+        if let Some(token) = request.query.get("continue").filter(|token| !token.is_empty()) {
+            let (token_revision, token_start) = decode_continue(token, &prefix)?;
+            revision = token_revision;
+            start = Some(token_start);
+        } else if request.query.get("resourceVersionMatch") == Some("Exact") {
+            revision = request
+                .query
+                .get("resourceVersion")
+                .and_then(|rv| rv.parse().ok())
+                .ok_or_else(|| ApiError::bad_request("resourceVersionMatch=Exact needs a resourceVersion"))?;
+        }
+        let mut items = Vec::new();
+        let mut next_start: Option<String>;
+        let mut remaining: Option<i64> = None;
+        loop {
+            let chunk = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
+            let page = self.store.list(&prefix, start.as_deref(), revision, chunk).await.map_err(|error| {
+                if error.code == 410 && request.query.get("continue").is_some() {
+                    ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can \
+                         start a new list without the continue parameter, or use the continue token in this \
+                         response to retrieve the remainder of the results. Continuing with the provided token \
+                         results in an inconsistent list - objects that were created, modified, or deleted between \
+                         the time the first chunk was returned and now may show up in the list.",
+                    )
+                } else {
+                    error
+                }
+            })?;
+            revision = page.revision;
+            let read = page.items.len() as i64;
+            let last_key = page.items.last().map(|stored| stored.key.clone());
+            for stored in page.items {
+                if selection.matches(def, &stored.object)? {
+                    items.push(stored.object);
+                }
+            }
+            if !page.more {
+                next_start = None;
+                break;
+            }
+            let last_key = last_key.expect("a page with more has items");
+            next_start = Some(format!("{last_key}\u{0}"));
+            if limit > 0 && items.len() as i64 >= limit {
+                if selection.is_empty() {
+                    remaining = Some(page.count - read);
+                }
+                break;
+            }
+            start = next_start.clone();
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(next) = &next_start {
+            metadata["continue"] = json!(encode_continue(revision, &next[prefix.len()..]));
+            if let Some(remaining) = remaining.filter(|remaining| *remaining > 0) {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
+        }
+        if wants_table(&request.accept) {
+            let refs: Vec<&Value> = items.iter().collect();
+            let mut table = super::watch::table_for(def, &refs, &request.query)?;
+            table["metadata"] = metadata;
+            return Ok(json_response(200, &table));
+        }
+        for item in &mut items {
+            if let Some(object) = item.as_object_mut() {
+                object.remove("kind");
+                object.remove("apiVersion");
+            }
+        }
+        Ok(json_response(
+            200,
+            &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
+        ))
+    }
+
+    async fn create(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        if !def.has_verb("create") {
+            return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
+        }
+        let options = WriteOptions::from_query(&request.query, &request.user)?;
+        let mut object = decode_object(request)?;
+        if let Some(response) = self.create_review(def, &object, request).await? {
+            return Ok(response);
+        }
+        let mut warnings = Vec::new();
+        check_type(def, &mut object)?;
+        check_unknown_fields(def, &object, options.field_validation, &mut warnings)?;
+        set_namespace(def, namespace, &mut object)?;
+        let metadata = metadata_mut(&mut object)?;
+        if metadata.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
+        let name = match metadata.get("name").and_then(Value::as_str).filter(|name| !name.is_empty()) {
+            Some(name) => name.to_string(),
+            None => match metadata.get("generateName").and_then(Value::as_str).filter(|prefix| !prefix.is_empty()) {
+                Some(prefix) => format!("{prefix}{}", random_suffix()),
+                None => {
+                    return Err(ApiError::invalid(
+                        &def.kind,
+                        &def.group,
+                        "",
+                        format!(
+                            "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                            def.kind
+                        ),
+                        vec![Cause {
+                            reason: "FieldValueRequired".into(),
+                            message: "Required value: name or generateName is required".into(),
+                            field: "metadata.name".into(),
+                        }],
+                    ));
+                }
+            },
+        };
+        metadata.insert("name".into(), json!(name));
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(now()));
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            metadata.remove(field);
+        }
+        if object.get("spec").is_some() || def.status {
+            metadata_mut(&mut object)?.insert("generation".into(), json!(1));
+        }
+        if def.status && !keeps_status_on_create(def) {
+            if let Some(map) = object.as_object_mut() {
+                map.insert("status".into(), json!({}));
+            }
+        }
+        crate::admission::default_object(def, &mut object);
+        validate_object(def, &object, None)?;
+        self.admit_create(def, namespace, &mut object, options.dry_run).await?;
+        record_managed_fields(def, None, &mut object, &options.field_manager, None);
+        if options.dry_run {
+            return self.respond_with_warnings(def, 201, object, request, &warnings);
+        }
+        let key = ObjectStore::key(def, namespace, &name);
+        match self.store.create(&key, &object).await? {
+            Written::Ok(revision) => {
+                crate::storage::set_resource_version(&mut object, revision);
+                self.respond_with_warnings(def, 201, object, request, &warnings)
+            }
+            Written::Stale => {
+                self.release_allocations(def, &object).await;
+                Err(ApiError::already_exists(&def.group_resource(), &def.group, &def.plural, &name))
+            }
+        }
+    }
+
+    fn respond_with_warnings(
+        &self,
+        def: &ResourceDef,
+        code: u16,
+        object: Value,
+        request: &ObjectRequest,
+        warnings: &[String],
+    ) -> ApiResult<Response<Body>> {
+        let mut response = self.respond_object(def, code, object, request)?;
+        for warning in warnings {
+            if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "\\\""))) {
+                response.headers_mut().append("Warning", value);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Update, patch, status, finalize: read, change, write back if nothing changed in between; retry when the
+    /// client did not pin a resourceVersion.
+    async fn update(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        change: Change,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let options = WriteOptions::from_query(&request.query, &request.user)?;
+        let key = ObjectStore::key(def, namespace, name);
+        let mut warnings = Vec::new();
+        for _attempt in 0..16 {
+            let current = self.store.get(&key, true).await?;
+            let Some(current) = current else {
+                return match &change {
+                    Change::Patch(PatchType::Apply, applied) if subresource.is_none() => {
+                        self.create_by_apply(def, namespace, name, applied, request, &options).await
+                    }
+                    _ => Err(not_found(def, name)),
+                };
+            };
+            let mut proposed = match &change {
+                Change::Replace(body) => body.clone(),
+                Change::Patch(patch_type, patch) => {
+                    apply_patch(def, &current.object, *patch_type, patch, &options, request)?
+                }
+            };
+            check_type(def, &mut proposed)?;
+            check_unknown_fields(def, &proposed, options.field_validation, &mut warnings)?;
+            let pinned = proposed
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
+            if let Some(pinned) = &pinned {
+                if pinned != &current.revision.to_string() {
+                    return Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name));
+                }
+            }
+            let mut updated = prepare_update(def, &current.object, proposed, subresource, namespace, name)?;
+            crate::admission::default_object(def, &mut updated);
+            validate_object(def, &updated, Some(&current.object))?;
+            let manager_subresource = subresource.filter(|sub| *sub == "status");
+            if !matches!(change, Change::Patch(PatchType::Apply, _)) {
+                record_managed_fields(
+                    def,
+                    Some(&current.object),
+                    &mut updated,
+                    &options.field_manager,
+                    manager_subresource,
+                );
+            }
+            if options.dry_run {
+                return self.respond_with_warnings(def, 200, updated, request, &warnings);
+            }
+            // An object being deleted whose last finalizer was just removed goes away now.
+            if is_finalized(&updated) {
+                return match self.store.delete(&key, current.revision).await? {
+                    Written::Ok(_) => {
+                        self.release_allocations(def, &updated).await;
+                        self.respond_object(def, 200, updated, request)
+                    }
+                    Written::Stale if pinned.is_none() => continue,
+                    Written::Stale => Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name)),
+                };
+            }
+            if updated == current.object {
+                return self.respond_with_warnings(def, 200, updated, request, &warnings);
+            }
+            match self.store.update(&key, current.revision, &updated).await? {
+                Written::Ok(revision) => {
+                    crate::storage::set_resource_version(&mut updated, revision);
+                    return self.respond_with_warnings(def, 200, updated, request, &warnings);
+                }
+                Written::Stale if pinned.is_none() => continue,
+                Written::Stale => return Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name)),
+            }
+        }
+        Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name))
+    }
+
+    async fn create_by_apply(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        applied: &Value,
+        request: &ObjectRequest,
+        options: &WriteOptions,
+    ) -> ApiResult<Response<Body>> {
+        let mut object = crate::patch::apply_to(
+            None,
+            applied,
+            &options.field_manager,
+            request.query.flag("force")?,
+            &def.api_version(),
+        )
+        .map_err(patch_error)?;
+        if object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(name) != name {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        metadata_mut(&mut object)?.insert("name".into(), json!(name));
+        let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        let create = ObjectRequest {
+            user: request.user.clone(),
+            method: Method::POST,
+            resource: request.resource.clone(),
+            query: request.query.clone(),
+            accept: request.accept.clone(),
+            content_type: "application/json".into(),
+            body,
+        };
+        Box::pin(self.create(def, namespace, &create)).await
+    }
+
+    async fn delete(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        if !def.has_verb("delete") {
+            return Err(ApiError::method_not_allowed(format!("{} cannot be deleted", def.group_resource())));
+        }
+        let options = DeleteOptions::from_request(request)?;
+        let (code, object) = self.delete_one(def, namespace, name, &options).await?;
+        match object {
+            Some(object) => self.respond_object(def, code, object, request),
+            None => Ok(json_response(
+                200,
+                &json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": def.group, "kind": def.plural},
+                }),
+            )),
+        }
+    }
+
+    /// Deletes one object; returns the object when it stays (finalizers, graceful deletion), `None` when gone.
+    pub(crate) async fn delete_one(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> ApiResult<(u16, Option<Value>)> {
+        let key = ObjectStore::key(def, namespace, name);
+        for _attempt in 0..16 {
+            let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
+            let object = &current.object;
+            if let Some(uid) = &options.precondition_uid {
+                let actual = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                if actual != uid {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
+                }
+            }
+            if let Some(rv) = &options.precondition_resource_version {
+                if *rv != current.revision.to_string() {
+                    return Err(ApiError::new(409, "Conflict", format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.revision
+                    )));
+                }
+            }
+            let mut updated = object.clone();
+            let mut finalizers: Vec<String> = string_list(updated.pointer("/metadata/finalizers"));
+            match options.propagation.as_deref() {
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.push("foregroundDeletion".into())
+                }
+                _ => {}
+            }
+            let grace = graceful_period(def, object, options.grace_period_seconds);
+            let namespace_finalizers = def.group.is_empty()
+                && def.plural == "namespaces"
+                && !string_list(object.pointer("/spec/finalizers")).is_empty();
+            let stays = !finalizers.is_empty() || grace > 0 || namespace_finalizers;
+            if !stays {
+                if options.dry_run {
+                    return Ok((200, Some(current.object)));
+                }
+                match self.store.delete(&key, current.revision).await? {
+                    Written::Ok(_) => {
+                        self.release_allocations(def, &current.object).await;
+                        return Ok((200, None));
+                    }
+                    Written::Stale => continue,
+                }
+            }
+            let metadata = metadata_mut(&mut updated)?;
+            if !finalizers.is_empty() {
+                metadata.insert("finalizers".into(), json!(finalizers));
+            }
+            let already_deleting = metadata.contains_key("deletionTimestamp");
+            if !already_deleting {
+                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                metadata.insert("deletionTimestamp".into(), json!(format_time(when)));
+                metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            } else if grace < metadata.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) {
+                // A shorter grace period may shorten a deletion already under way (kubectl delete --now).
+                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                metadata.insert("deletionTimestamp".into(), json!(format_time(when)));
+                metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if namespace_finalizers {
+                if let Some(map) = updated.as_object_mut() {
+                    let status = map.entry("status").or_insert_with(|| json!({}));
+                    status["phase"] = json!("Terminating");
+                }
+            }
+            if options.dry_run || updated == current.object {
+                return Ok((200, Some(updated)));
+            }
+            match self.store.update(&key, current.revision, &updated).await? {
+                Written::Ok(revision) => {
+                    crate::storage::set_resource_version(&mut updated, revision);
+                    return Ok((if finalizers.is_empty() { 200 } else { 202 }, Some(updated)));
+                }
+                Written::Stale => continue,
+            }
+        }
+        Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name))
+    }
+
+    async fn delete_collection(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        if !def.has_verb("deletecollection") {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} cannot be deleted as a collection",
+                def.group_resource()
+            )));
+        }
+        let selection = Selection::from_query(&request.query)?;
+        let options = DeleteOptions::from_request(request)?;
+        let page = self.store.list(&ObjectStore::prefix(def, namespace), None, 0, 0).await?;
+        let mut deleted = Vec::new();
+        for stored in page.items {
+            if !selection.matches(def, &stored.object)? {
+                continue;
+            }
+            let name = stored.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let item_namespace =
+                stored.object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+            match self.delete_one(def, item_namespace.as_deref(), &name, &options).await {
+                Ok((_, remaining)) => deleted.push(remaining.unwrap_or(stored.object)),
+                Err(error) if error.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        for item in &mut deleted {
+            if let Some(object) = item.as_object_mut() {
+                object.remove("kind");
+                object.remove("apiVersion");
+            }
+        }
+        Ok(json_response(
+            200,
+            &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {"resourceVersion": self.store.revision().to_string()}, "items": deleted}),
+        ))
+    }
+
+    /// The scale subresource: an autoscaling/v1 Scale view of the object's replicas.
+    async fn scale(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        method: &Method,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let paths = def.scale.clone().expect("checked by the router");
+        let stored = self.get_existing(def, namespace, name).await?;
+        if method == Method::GET {
+            return Ok(json_response(200, &scale_of(def, &stored.object, &paths)));
+        }
+        let current_scale = scale_of(def, &stored.object, &paths);
+        let new_scale = match *method {
+            Method::PUT => decode_object(request)?,
+            Method::PATCH => {
+                let patch_type = PatchType::from_content_type(&request.content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(&request.content_type))?;
+                let patch = decode_patch(request, patch_type)?;
+                match patch_type {
+                    PatchType::Json => patch::json_patch(&current_scale, &patch).map_err(patch_error)?,
+                    _ => patch::merge_patch(&current_scale, &patch),
+                }
+            }
+            _ => return Err(ApiError::method_not_allowed(format!("{method} is not allowed on scale"))),
+        };
+        let replicas = new_scale
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::bad_request("spec.replicas of the Scale is required"))?;
+        if replicas < 0 {
+            return Err(ApiError::invalid("Scale", "autoscaling", name, format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"), vec![Cause { reason: "FieldValueInvalid".into(), message: format!("Invalid value: {replicas}: must be greater than or equal to 0"), field: "spec.replicas".into() }]));
+        }
+        let pinned = new_scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty());
+        let mut patch = json!({});
+        set_path(&mut patch, &paths.spec_replicas, json!(replicas));
+        if let Some(rv) = pinned {
+            patch["metadata"] = json!({"resourceVersion": rv});
+        }
+        let inner = ObjectRequest {
+            user: request.user.clone(),
+            method: Method::PATCH,
+            resource: request.resource.clone(),
+            query: request.query.clone(),
+            accept: "application/json".into(),
+            content_type: "application/merge-patch+json".into(),
+            body: Bytes::new(),
+        };
+        let response = self.update(def, namespace, name, None, Change::Patch(PatchType::Merge, patch), &inner).await?;
+        let _ = response;
+        let stored = self.get_existing(def, namespace, name).await?;
+        Ok(json_response(200, &scale_of(def, &stored.object, &paths)))
+    }
+
+    /// pods/binding: sets spec.nodeName of an unscheduled pod (what a scheduler does).
+    async fn bind_pod(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let binding = decode_object(request)?;
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .filter(|node| !node.is_empty())
+            .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?
+            .to_string();
+        let key = ObjectStore::key(def, namespace, name);
+        for _attempt in 0..16 {
+            let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
+            if current.object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+                return Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node {:?}", current.object.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or(""))));
+            }
+            let mut updated = current.object.clone();
+            updated["spec"]["nodeName"] = json!(node);
+            let conditions =
+                updated["status"].as_object_mut().map(|status| status.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(conditions)) = conditions {
+                conditions.retain(|condition| condition["type"] != "PodScheduled");
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
+            }
+            match self.store.update(&key, current.revision, &updated).await? {
+                Written::Ok(_) => {
+                    return Ok(json_response(
+                        201,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                    ));
+                }
+                Written::Stale => continue,
+            }
+        }
+        Err(ApiError::conflict("pods/binding", "", "pods", name))
+    }
+
+    /// Create-only kinds that are answered, not stored: SelfSubjectReview (`kubectl auth whoami`) and the access
+    /// reviews (`kubectl auth can-i`).
+    async fn create_review(
+        &self,
+        def: &ResourceDef,
+        object: &Value,
+        request: &ObjectRequest,
+    ) -> ApiResult<Option<Response<Body>>> {
+        let mut answer = object.clone();
+        match (def.group.as_str(), def.kind.as_str()) {
+            ("authentication.k8s.io", "SelfSubjectReview") => {
+                answer["status"] = json!({"userInfo": request.user.to_user_info()});
+            }
+            ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+                let attributes = object.pointer("/spec/resourceAttributes").cloned();
+                let non_resource = object.pointer("/spec/nonResourceAttributes").cloned();
+                let decision =
+                    crate::rbac::review(self, &request.user, attributes.as_ref(), non_resource.as_ref()).await?;
+                answer["status"] = decision;
+            }
+            ("authorization.k8s.io", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
+                let spec = &object["spec"];
+                let user = User::authenticated(
+                    spec["user"].as_str().unwrap_or("").to_string(),
+                    spec["uid"].as_str().unwrap_or("").to_string(),
+                    string_list(spec.get("groups")),
+                );
+                let decision =
+                    crate::rbac::review(self, &user, spec.get("resourceAttributes"), spec.get("nonResourceAttributes"))
+                        .await?;
+                answer["status"] = decision;
+            }
+            ("authorization.k8s.io", "SelfSubjectRulesReview") | ("authentication.k8s.io", "TokenReview") => {
+                return Err(ApiError::method_not_allowed(format!("{} is not served yet", def.kind)));
+            }
+            _ => return Ok(None),
+        }
+        answer["apiVersion"] = json!(def.api_version());
+        answer["kind"] = json!(def.kind);
+        if answer.get("metadata").is_none() {
+            answer["metadata"] = json!({});
+        }
+        Ok(Some(json_response(201, &answer)))
+    }
+
+    /// Namespace lifecycle and the allocations some kinds need before they are stored.
+    async fn admit_create(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        object: &mut Value,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        if let Some(namespace) = namespace {
+            let namespaces = self.registry().get("", "v1", "namespaces").cloned().expect("namespaces are built in");
+            let key = ObjectStore::key(&namespaces, None, namespace);
+            match self.store.get(&key, false).await? {
+                None => {
+                    return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
+                }
+                Some(stored) if stored.object.pointer("/metadata/deletionTimestamp").is_some() => {
+                    return Err(ApiError::forbidden(format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                        def.group_resource(),
+                        object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if def.group.is_empty() && def.plural == "services" && !dry_run {
+            self.allocate_service(object).await?;
+        }
+        Ok(())
+    }
+
+    /// Returns what an object held (its ClusterIP, node ports) when it is deleted or its creation failed.
+    async fn release_allocations(&self, def: &ResourceDef, object: &Value) {
+        if def.group.is_empty() && def.plural == "services" {
+            self.release_service(object).await;
+        }
+    }
+}
+
+enum Change {
+    Replace(Value),
+    Patch(PatchType, Value),
+}
+
+/// DeleteOptions from the body and the query.
+pub(crate) struct DeleteOptions {
+    pub propagation: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    fn from_request(request: &ObjectRequest) -> ApiResult<DeleteOptions> {
+        let body: Value = if request.body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            decode_body(&request.body, &request.content_type)?
+        };
+        let propagation = body["propagationPolicy"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| request.query.get("propagationPolicy").map(str::to_string));
+        if let Some(policy) = &propagation {
+            if !["Orphan", "Background", "Foreground"].contains(&policy.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy {policy:?} is not one of Orphan, Background, Foreground"
+                )));
+            }
+        }
+        if body["orphanDependents"].as_bool() == Some(true) && propagation.is_some() {
+            return Err(ApiError::bad_request("orphanDependents and propagationPolicy cannot both be set"));
+        }
+        let propagation =
+            propagation.or_else(|| (body["orphanDependents"].as_bool() == Some(true)).then(|| "Orphan".to_string()));
+        let grace_period_seconds =
+            body["gracePeriodSeconds"].as_i64().or(request.query.integer("gracePeriodSeconds")?);
+        let dry_run = body["dryRun"].as_array().is_some_and(|values| values.iter().any(|v| v == "All"))
+            || request.query.get("dryRun") == Some("All");
+        Ok(DeleteOptions {
+            propagation,
+            grace_period_seconds,
+            precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+            precondition_resource_version: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            dry_run,
+        })
+    }
+}
+
+/// Grace period of a delete: only pods already bound to a node wait for their node agent to stop them.
+fn graceful_period(def: &ResourceDef, object: &Value, requested: Option<i64>) -> i64 {
+    if !(def.group.is_empty() && def.plural == "pods") {
+        return 0;
+    }
+    let bound = object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|node| !node.is_empty());
+    let finished = matches!(object.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return 0;
+    }
+    requested
+        .unwrap_or_else(|| object.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30))
+        .max(0)
+}
+
+/// An object with a deletionTimestamp and nothing left to wait for.
+fn is_finalized(object: &Value) -> bool {
+    object.pointer("/metadata/deletionTimestamp").is_some()
+        && string_list(object.pointer("/metadata/finalizers")).is_empty()
+        && object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+        && !(object.get("kind").and_then(Value::as_str) == Some("Namespace")
+            && !string_list(object.pointer("/spec/finalizers")).is_empty())
+}
+
+/// The label and field selectors of a list, watch or deletecollection.
+pub(super) struct Selection {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selection {
+    pub(super) fn from_query(query: &Query) -> ApiResult<Selection> {
+        let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
+            .map_err(|error| ApiError::bad_request(format!("unable to parse requirement: {error}")))?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        Ok(Selection { labels, fields })
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub(super) fn matches(&self, def: &ResourceDef, object: &Value) -> ApiResult<bool> {
+        if !self.labels.matches(object.pointer("/metadata/labels").and_then(Value::as_object)) {
+            return Ok(false);
+        }
+        if self.fields.is_empty() {
+            return Ok(true);
+        }
+        self.fields.matches(&def.group, &def.kind, object).map_err(|error| ApiError::bad_request(error.to_string()))
+    }
+}
+
+fn apply_patch(
+    def: &ResourceDef,
+    current: &Value,
+    patch_type: PatchType,
+    patch: &Value,
+    options: &WriteOptions,
+    request: &ObjectRequest,
+) -> ApiResult<Value> {
+    let result = match patch_type {
+        PatchType::Json => patch::json_patch(current, patch),
+        PatchType::Merge => Ok(patch::merge_patch(current, patch)),
+        PatchType::StrategicMerge => patch::strategic_merge_patch(current, patch, &crate::admission::facts(def)),
+        PatchType::Apply => patch::apply_to(
+            Some(current),
+            patch,
+            &options.field_manager,
+            request.query.flag("force")?,
+            &def.api_version(),
+        ),
+    };
+    result.map_err(patch_error)
+}
+
+fn patch_error(error: patch::PatchError) -> ApiError {
+    ApiError::new(422, "Invalid", error.to_string())
+}
+
+/// Carries over what a client cannot change with an update, splits spec from status by subresource, and bumps
+/// the generation when the spec changed.
+fn prepare_update(
+    def: &ResourceDef,
+    current: &Value,
+    mut proposed: Value,
+    subresource: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Value> {
+    let proposed_name = proposed.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(name);
+    if proposed_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({proposed_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(uid) = proposed.pointer("/metadata/uid").and_then(Value::as_str).filter(|uid| !uid.is_empty()) {
+        let actual = current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        if uid != actual {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+            ));
+        }
+    }
+    set_namespace(def, namespace, &mut proposed)?;
+    let mut updated = match subresource {
+        Some("status") => {
+            let mut updated = current.clone();
+            updated["status"] = proposed.get("status").cloned().unwrap_or(json!({}));
+            updated
+        }
+        Some("finalize") => {
+            let mut updated = current.clone();
+            updated["spec"]["finalizers"] = proposed.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            updated
+        }
+        _ => {
+            if def.status {
+                match current.get("status") {
+                    Some(status) => proposed["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = proposed.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+            }
+            proposed
+        }
+    };
+    let current_metadata = current.get("metadata").cloned().unwrap_or(json!({}));
+    let metadata = metadata_mut(&mut updated)?;
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
+        match current_metadata.get(field) {
+            Some(value) => {
+                metadata.insert(field.into(), value.clone());
+            }
+            None => {
+                metadata.remove(field);
+            }
+        }
+    }
+    metadata.remove("resourceVersion");
+    // A deleting object can lose finalizers but not gain new ones (upstream forbids adding them).
+    if subresource.is_none() && spec_changed(current, &updated) {
+        let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        metadata_mut(&mut updated)?.insert("generation".into(), json!(generation));
+    }
+    Ok(updated)
+}
+
+/// Everything but metadata and status counts as spec (ConfigMap data, Role rules, ...).
+fn spec_changed(current: &Value, updated: &Value) -> bool {
+    let strip = |value: &Value| {
+        let mut value = value.clone();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        value
+    };
+    strip(current) != strip(updated)
+}
+
+fn scale_of(def: &ResourceDef, object: &Value, paths: &crate::registry::ScalePaths) -> Value {
+    let metadata = &object["metadata"];
+    let selector = match paths.label_selector.as_deref() {
+        Some(path) => match get_path(object, path) {
+            Some(Value::String(text)) => text.clone(),
+            Some(selector @ Value::Object(_)) => crate::admission::selector_string(selector),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    let mut status = json!({"replicas": get_path(object, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0)});
+    if !selector.is_empty() {
+        status["selector"] = json!(selector);
+    }
+    let _ = def;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": metadata["name"], "namespace": metadata["namespace"], "uid": metadata["uid"],
+            "resourceVersion": metadata["resourceVersion"], "creationTimestamp": metadata["creationTimestamp"],
+        },
+        "spec": {"replicas": get_path(object, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+        "status": status,
+    })
+}
+
+fn get_path<'a>(object: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.trim_start_matches('.').split('.').try_fold(object, |value, key| value.get(key))
+}
+
+fn set_path(object: &mut Value, dotted: &str, new: Value) {
+    let mut value = object;
+    let keys: Vec<&str> = dotted.trim_start_matches('.').split('.').collect();
+    for key in &keys[..keys.len() - 1] {
+        if !value.get(*key).is_some_and(Value::is_object) {
+            value[*key] = json!({});
+        }
+        value = value.get_mut(*key).expect("just inserted");
+    }
+    value[keys[keys.len() - 1]] = new;
+}
+
+/// Kinds whose status is the client's to set on create (nodes register with their status; events and the like
+/// have none to reset).
+fn keeps_status_on_create(def: &ResourceDef) -> bool {
+    matches!(
+        (def.group.as_str(), def.plural.as_str()),
+        ("", "nodes") | ("certificates.k8s.io", "certificatesigningrequests")
+    )
+}
+
+/// apiVersion and kind must be absent or name this resource; absent ones are filled in.
+fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
+    let Some(map) = object.as_object_mut() else {
+        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+    };
+    let expected_version = def.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        Some(version) if !version.is_empty() && version != expected_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({version}) does not match the expected API version ({expected_version})"
+            )));
+        }
+        _ => {
+            map.insert("apiVersion".into(), json!(expected_version));
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        Some(kind) if !kind.is_empty() && kind != def.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({}) of {}",
+                def.kind,
+                def.group_resource()
+            )));
+        }
+        _ => {
+            map.insert("kind".into(), json!(def.kind));
+        }
+    }
+    if !map.get("metadata").is_none_or(Value::is_object) {
+        return Err(ApiError::bad_request("metadata must be an object"));
+    }
+    map.entry("metadata").or_insert_with(|| json!({}));
+    Ok(())
+}
+
+/// Strict field validation: unknown fields are an error (kubectl's default), Warn adds a warning header.
+fn check_unknown_fields(
+    def: &ResourceDef,
+    object: &Value,
+    mode: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<()> {
+    if mode == FieldValidation::Ignore {
+        return Ok(());
+    }
+    let unknown = crate::admission::unknown_fields(def, object);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    match mode {
+        FieldValidation::Strict => {
+            let details =
+                unknown.iter().map(|field| format!("unknown field \"{field}\"")).collect::<Vec<_>>().join(", ");
+            Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {details}",
+                def.kind,
+                def.api_version(),
+                def.kind
+            )))
+        }
+        _ => {
+            warnings.extend(unknown.iter().map(|field| format!("unknown field \"{field}\"")));
+            Ok(())
+        }
+    }
+}
+
+fn set_namespace(def: &ResourceDef, namespace: Option<&str>, object: &mut Value) -> ApiResult<()> {
+    let metadata = metadata_mut(object)?;
+    if def.namespaced {
+        let Some(namespace) = namespace else {
+            return Err(ApiError::bad_request(format!(
+                "{} is namespaced: use a path with /namespaces/<namespace>/",
+                def.group_resource()
+            )));
+        };
+        match metadata.get("namespace").and_then(Value::as_str) {
+            Some(given) if !given.is_empty() && given != namespace => Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )),
+            _ => {
+                metadata.insert("namespace".into(), json!(namespace));
+                Ok(())
+            }
+        }
+    } else {
+        metadata.remove("namespace");
+        Ok(())
+    }
+}
+
+fn metadata_mut(object: &mut Value) -> ApiResult<&mut Map<String, Value>> {
+    let map = object.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be an object"))?;
+    map.entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+fn validate_object(def: &ResourceDef, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let errors = crate::admission::validate(def, object, old);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    Err(ApiError::invalid(&def.kind, &def.group, name, crate::admission::invalid_message(def, name, &errors), errors))
+}
+
+fn record_managed_fields(
+    def: &ResourceDef,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+) {
+    crate::admission::record_update(def, old, new, manager, subresource, &now());
+}
+
+fn decode_object(request: &ObjectRequest) -> ApiResult<Value> {
+    decode_body(&request.body, &request.content_type)
+}
+
+fn decode_patch(request: &ObjectRequest, patch_type: PatchType) -> ApiResult<Value> {
+    let media = if patch_type == PatchType::Apply { "application/yaml" } else { "application/json" };
+    decode_body(&request.body, media)
+}
+
+/// JSON, or YAML for the YAML media types. Duplicate keys and overly deep documents are rejected, not guessed at.
+pub(super) fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty; send a JSON or YAML object"));
+    }
+    match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|error| ApiError::bad_request(format!("the request body is not valid JSON: {error}"))),
+        "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
+            let value: Value = serde_yaml_ng::from_slice(body)
+                .map_err(|error| ApiError::bad_request(format!("the request body is not valid YAML: {error}")))?;
+            Ok(value)
+        }
+        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(content_type)),
+        _ => Err(ApiError::unsupported_media_type(content_type)),
+    }
+}
+
+pub(super) fn wants_table(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+}
+
+fn not_found(def: &ResourceDef, name: &str) -> ApiError {
+    ApiError::not_found(&def.group_resource(), &def.group, &def.plural, name)
+}
+
+fn not_found_resource() -> ApiError {
+    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+}
+
+pub(crate) fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// RFC 3339 in seconds, as Kubernetes writes metav1.Time.
+pub fn now() -> String {
+    format_time(jiff::Timestamp::now())
+}
+
+pub(crate) fn format_time(timestamp: jiff::Timestamp) -> String {
+    timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Five characters from upstream's alphabet for generateName (no vowels, so no words; no look-alike digits).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+fn encode_continue(revision: i64, start: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
+    let invalid =
+        || ApiError::bad_request("continue key is not valid: start a new list without the continue parameter");
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| invalid())?;
+    let token: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let revision = token["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(invalid)?;
+    let start = token["start"].as_str().ok_or_else(invalid)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(invalid());
+    }
+    Ok((revision, format!("{prefix}{start}")))
+}
+
+/// Service ClusterIPs and NodePorts. A ClusterIP is claimed by creating its networking.k8s.io/v1 IPAddress object
+/// (as kube-apiserver 1.33 does), a node port by creating a datastore key; both are create-if-absent writes, so two
+/// controllers on one database can never hand out the same address.
+pub(crate) struct ServiceAllocator {
+    cidr: crate::ServiceCidr,
+}
+
+impl ServiceAllocator {
+    pub fn new(cidr: crate::ServiceCidr) -> ServiceAllocator {
+        ServiceAllocator { cidr }
+    }
+}
+
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+impl ApiServer {
+    async fn allocate_service(&self, service: &mut Value) -> ApiResult<()> {
+        let service_type = service.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let name = service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let namespace = service.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        if service_type != "ExternalName" {
+            let requested = service.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            if requested != "None" {
+                let address = if requested.is_empty() {
+                    self.claim_free_address(&namespace, &name).await?
+                } else {
+                    let address: Ipv4Addr = requested.parse().map_err(|_| {
+                        invalid_service("spec.clusterIP", &name, &requested, "must be a valid IP address")
+                    })?;
+                    if !self.services.cidr.contains(address) {
+                        return Err(invalid_service(
+                            "spec.clusterIP",
+                            &name,
+                            &requested,
+                            &format!(
+                                "the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}",
+                                self.services.cidr
+                            ),
+                        ));
+                    }
+                    if !self.claim_address(address, &namespace, &name).await? {
+                        return Err(invalid_service(
+                            "spec.clusterIP",
+                            &name,
+                            &requested,
+                            &format!("failed to allocate IP {requested}: provided IP is already allocated"),
+                        ));
+                    }
+                    address
+                };
+                service["spec"]["clusterIP"] = json!(address.to_string());
+                service["spec"]["clusterIPs"] = json!([address.to_string()]);
+            } else {
+                service["spec"]["clusterIPs"] = json!(["None"]);
+            }
+        }
+        if service_type == "NodePort" || service_type == "LoadBalancer" {
+            let ports = service
+                .pointer_mut("/spec/ports")
+                .and_then(Value::as_array_mut)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut allocated = Vec::new();
+            for mut port in ports {
+                let requested = port.get("nodePort").and_then(Value::as_u64).unwrap_or(0) as u16;
+                let node_port = if requested == 0 {
+                    self.claim_free_node_port().await?
+                } else if !NODE_PORTS.contains(&requested) {
+                    return Err(invalid_service(
+                        "spec.ports[].nodePort",
+                        &name,
+                        &requested.to_string(),
+                        "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                    ));
+                } else if self.claim_node_port(requested).await? {
+                    requested
+                } else {
+                    return Err(invalid_service(
+                        "spec.ports[].nodePort",
+                        &name,
+                        &requested.to_string(),
+                        "provided port is already allocated",
+                    ));
+                };
+                port["nodePort"] = json!(node_port);
+                allocated.push(port);
+            }
+            service["spec"]["ports"] = Value::Array(allocated);
+        }
+        Ok(())
+    }
+
+    async fn claim_free_address(&self, namespace: &str, name: &str) -> ApiResult<Ipv4Addr> {
+        let size = self.services.cidr.size();
+        // Random probing, as upstream: the first addresses are kept for the kubernetes and DNS services.
+        for _attempt in 0..64 {
+            let offset = rand::rng().random_range(11..size.saturating_sub(1).max(12));
+            let address = self.services.cidr.nth(offset);
+            if self.claim_address(address, namespace, name).await? {
+                return Ok(address);
+            }
+        }
+        for offset in 11..size.saturating_sub(1) {
+            let address = self.services.cidr.nth(offset);
+            if self.claim_address(address, namespace, name).await? {
+                return Ok(address);
+            }
+        }
+        Err(ApiError::internal(format!("failed to allocate a serviceIP: range is full ({})", self.services.cidr)))
+    }
+
+    /// Claims `address` for a service by creating its IPAddress object; false if another service has it.
+    pub(crate) async fn claim_address(&self, address: Ipv4Addr, namespace: &str, name: &str) -> ApiResult<bool> {
+        let registry = self.registry();
+        let def = registry.get("networking.k8s.io", "v1", "ipaddresses").cloned().expect("ipaddresses are built in");
+        let object = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {
+                "name": address.to_string(),
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": now(),
+                "labels": {"ipaddress.kubernetes.io/ip-family": "IPv4", "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"},
+            },
+            "spec": {"parentRef": {"group": "", "resource": "services", "namespace": namespace, "name": name}},
+        });
+        Ok(matches!(
+            self.store.create(&ObjectStore::key(&def, None, &address.to_string()), &object).await?,
+            Written::Ok(_)
+        ))
+    }
+
+    async fn claim_free_node_port(&self) -> ApiResult<u16> {
+        for _attempt in 0..64 {
+            let port = rand::rng().random_range(NODE_PORTS);
+            if self.claim_node_port(port).await? {
+                return Ok(port);
+            }
+        }
+        for port in NODE_PORTS {
+            if self.claim_node_port(port).await? {
+                return Ok(port);
+            }
+        }
+        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+    }
+
+    async fn claim_node_port(&self, port: u16) -> ApiResult<bool> {
+        Ok(matches!(self.store.create(&node_port_key(port), &json!({"metadata": {}})).await?, Written::Ok(_)))
+    }
+
+    async fn release_service(&self, service: &Value) {
+        let registry = self.registry();
+        let def = registry.get("networking.k8s.io", "v1", "ipaddresses").cloned().expect("ipaddresses are built in");
+        for address in string_list(service.pointer("/spec/clusterIPs")) {
+            if address == "None" {
+                continue;
+            }
+            let key = ObjectStore::key(&def, None, &address);
+            if let Ok(Some(stored)) = self.store.get(&key, true).await {
+                let _ = self.store.delete(&key, stored.revision).await;
+            }
+        }
+        for port in service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(node_port) = port.get("nodePort").and_then(Value::as_u64) {
+                let key = node_port_key(node_port as u16);
+                if let Ok(Some(stored)) = self.store.get(&key, true).await {
+                    let _ = self.store.delete(&key, stored.revision).await;
+                }
+            }
+        }
+    }
+}
+
+fn node_port_key(port: u16) -> String {
+    format!("/registry/kaasd/nodeports/{port}")
+}
+
+fn invalid_service(field: &str, name: &str, value: &str, detail: &str) -> ApiError {
+    let message = format!("Invalid value: \"{value}\": {detail}");
+    ApiError::invalid(
+        "Service",
+        "",
+        name,
+        format!("Service \"{name}\" is invalid: {field}: {message}"),
+        vec![Cause { reason: "FieldValueInvalid".into(), message, field: field.into() }],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_tampering() {
+        let token = encode_continue(42, "default/web\u{0}");
+        let (revision, start) = decode_continue(&token, "/registry/core/pods/").unwrap();
+        assert_eq!((revision, start.as_str()), (42, "/registry/core/pods/default/web\u{0}"));
+        assert!(decode_continue("not base64!", "/p/").is_err());
+        let escaping = base64::engine::general_purpose::URL_SAFE.encode(r#"{"rv":1,"start":"../secrets/x"}"#);
+        assert!(decode_continue(&escaping, "/p/").is_err());
+    }
+
+    #[test]
+    fn generation_moves_only_with_the_spec() {
+        let def = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        let current = json!({"metadata": {"name": "web", "namespace": "default", "generation": 1, "uid": "u"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let relabelled = json!({"metadata": {"name": "web", "labels": {"a": "b"}}, "spec": {"replicas": 1}});
+        let updated = prepare_update(&def, &current, relabelled, None, Some("default"), "web").unwrap();
+        assert_eq!(updated["metadata"]["generation"], 1);
+        assert_eq!(updated["status"]["replicas"], 1, "status is kept by the main resource");
+        let scaled = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
+        let updated = prepare_update(&def, &current, scaled, None, Some("default"), "web").unwrap();
+        assert_eq!(
+            (updated["metadata"]["generation"].clone(), updated["status"]["replicas"].clone()),
+            (json!(2), json!(1))
+        );
+        let status = json!({"metadata": {"name": "web"}, "spec": {"replicas": 7}, "status": {"replicas": 3}});
+        let updated = prepare_update(&def, &current, status, Some("status"), Some("default"), "web").unwrap();
+        assert_eq!((updated["spec"]["replicas"].clone(), updated["status"]["replicas"].clone()), (json!(1), json!(3)));
+    }
+
+    #[test]
+    fn bodies_decode_and_bad_ones_are_400() {
+        assert_eq!(decode_body(b"a: 1\nb: [x]", "application/yaml").unwrap(), json!({"a": 1, "b": ["x"]}));
+        assert_eq!(decode_body(b"{", "application/json").unwrap_err().code, 400);
+        assert_eq!(decode_body(b"{}", "application/xml").unwrap_err().code, 415);
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(decode_body(deep.as_bytes(), "application/json").unwrap_err().code, 400);
+    }
+}

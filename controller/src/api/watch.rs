@@ -1,0 +1,246 @@
+//! Watches: a chunked stream of newline-terminated `{"type": ..., "object": ...}` events, fed by the datastore's
+//! watch on the resource's key prefix. Selectors are applied per event, so an object that stops matching is sent
+//! as DELETED and one that starts matching as ADDED, as upstream does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderValue, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use kaasd_datastore::EventKind;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::objects::{wants_table, ObjectRequest, Selection};
+use super::{ApiServer, Body};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::ResourceDef;
+use crate::storage::{decode, ObjectStore};
+
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+impl ApiServer {
+    pub(super) async fn watch(
+        self: &Arc<Self>,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let selection = Selection::from_query(&request.query)?;
+        let bookmarks = request.query.flag("allowWatchBookmarks")?;
+        let send_initial = match request.query.get("sendInitialEvents") {
+            Some(_) => Some(request.query.flag("sendInitialEvents")?),
+            None => None,
+        };
+        if send_initial == Some(true) && !bookmarks {
+            return Err(ApiError::bad_request("sendInitialEvents=true needs allowWatchBookmarks=true"));
+        }
+        let timeout = match request.query.integer("timeoutSeconds")? {
+            Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
+            // Upstream picks 30–60 minutes so clients re-watch now and then; one hour here.
+            _ => Duration::from_secs(3600),
+        };
+        let table = wants_table(&request.accept);
+        let prefix = ObjectStore::prefix(def, namespace);
+        let requested = request.query.get("resourceVersion").unwrap_or("");
+        let (sender, receiver) = mpsc::channel::<Bytes>(64);
+        let mut encoder = EventEncoder { def: def.clone(), table, first: true, query: request.query.clone() };
+
+        let replay = requested.is_empty() || requested == "0" || send_initial == Some(true);
+        let (initial, start_revision) = if replay && send_initial != Some(false) {
+            let page = self.store.list(&prefix, None, 0, 0).await?;
+            let objects: Vec<Value> = page
+                .items
+                .into_iter()
+                .map(|stored| stored.object)
+                .filter(|object| selection.matches(def, object).unwrap_or(false))
+                .collect();
+            (objects, page.revision)
+        } else {
+            let revision: i64 = match requested.parse() {
+                Ok(revision) => revision,
+                Err(_) if requested.is_empty() => self.store.revision(),
+                Err(_) => return Err(ApiError::bad_request(format!("invalid resourceVersion {requested:?}"))),
+            };
+            (Vec::new(), revision)
+        };
+
+        let mut first_lines = Vec::new();
+        for object in &initial {
+            first_lines.push(encoder.event("ADDED", object)?);
+        }
+        if send_initial == Some(true) {
+            first_lines.push(bookmark(def, start_revision, true));
+        }
+        let watcher = match self.store.watch(&prefix, start_revision + 1).await {
+            Ok(watcher) => Some(watcher),
+            Err(error) if error.code == 410 => {
+                let status = ApiError::expired(format!(
+                    "too old resource version: {requested} ({})",
+                    self.store.datastore().status().await.map(|status| status.compact_revision).unwrap_or(0)
+                ));
+                first_lines.push(line(&json!({"type": "ERROR", "object": status.to_status()})));
+                None
+            }
+            Err(error) => return Err(error),
+        };
+
+        let def = def.clone();
+        tokio::spawn(async move {
+            for line in first_lines {
+                if sender.send(line).await.is_err() {
+                    return;
+                }
+            }
+            let Some(mut watcher) = watcher else { return };
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut bookmark_timer = tokio::time::interval(BOOKMARK_INTERVAL);
+            bookmark_timer.tick().await;
+            loop {
+                tokio::select! {
+                    () = &mut deadline => return,
+                    () = sender.closed() => return,
+                    _ = bookmark_timer.tick(), if bookmarks => {
+                        if sender.send(bookmark(&def, watcher.revision(), false)).await.is_err() {
+                            return;
+                        }
+                    }
+                    batch = watcher.recv() => {
+                        let batch = match batch {
+                            Ok(batch) => batch,
+                            Err(error) => {
+                                let status = ApiError::from(error).to_status();
+                                let _ = sender.send(line(&json!({"type": "ERROR", "object": status}))).await;
+                                return;
+                            }
+                        };
+                        for event in batch.events {
+                            let lines = match encoder.translate(&selection, &event) {
+                                Ok(lines) => lines,
+                                Err(error) => {
+                                    tracing::warn!(error = %error, "cannot encode a watch event");
+                                    continue;
+                                }
+                            };
+                            for line in lines {
+                                if sender.send(line).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+
+        let stream = tokio_stream::wrappers::ReceiverStream::new(receiver).map(|bytes| Ok(Frame::data(bytes)));
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(response)
+    }
+}
+
+struct EventEncoder {
+    def: ResourceDef,
+    table: bool,
+    /// Tables carry their column definitions on the first event only.
+    first: bool,
+    query: super::request::Query,
+}
+
+impl EventEncoder {
+    fn event(&mut self, kind: &str, object: &Value) -> ApiResult<Bytes> {
+        let object = if self.table {
+            let mut table = table_for(&self.def, &[object], &self.query)?;
+            if !self.first {
+                table["columnDefinitions"] = Value::Null;
+                if let Some(map) = table.as_object_mut() {
+                    map.remove("columnDefinitions");
+                }
+            }
+            self.first = false;
+            table
+        } else {
+            object.clone()
+        };
+        Ok(line(&json!({"type": kind, "object": object})))
+    }
+
+    /// One store event as zero or one watch events, after the selectors.
+    fn translate(&mut self, selection: &Selection, event: &kaasd_datastore::Event) -> ApiResult<Vec<Bytes>> {
+        let previous = event.prev_kv.as_ref().map(decode).transpose()?.map(|stored| stored.object);
+        let matched_before = match &previous {
+            Some(object) => selection.matches(&self.def, object)?,
+            None => false,
+        };
+        match event.kind {
+            EventKind::Put => {
+                let current = decode(&event.kv)?.object;
+                let matches_now = selection.matches(&self.def, &current)?;
+                Ok(match (matched_before, matches_now) {
+                    (false, true) => vec![self.event("ADDED", &current)?],
+                    (true, true) => vec![self.event("MODIFIED", &current)?],
+                    (true, false) => vec![self.event("DELETED", &current)?],
+                    (false, false) => vec![],
+                })
+            }
+            EventKind::Delete => match previous {
+                Some(mut object) if matched_before => {
+                    crate::storage::set_resource_version(&mut object, event.kv.mod_revision);
+                    Ok(vec![self.event("DELETED", &object)?])
+                }
+                _ => Ok(vec![]),
+            },
+        }
+    }
+}
+
+fn bookmark(def: &ResourceDef, revision: i64, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        &json!({"type": "BOOKMARK", "object": {"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata}}),
+    )
+}
+
+fn line(value: &Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+/// A meta.k8s.io/v1 Table of `objects` (without list metadata).
+pub(super) fn table_for(def: &ResourceDef, objects: &[&Value], query: &super::request::Query) -> ApiResult<Value> {
+    let include = query.get("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            let created = object.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null);
+            let embedded = match include {
+                "None" => Value::Null,
+                "Object" => (*object).clone(),
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]}),
+            };
+            json!({"cells": [name, created], "object": embedded})
+        })
+        .collect();
+    let _ = def;
+    Ok(json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
+            {"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0},
+        ],
+        "rows": rows,
+    }))
+}

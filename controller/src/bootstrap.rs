@@ -1,0 +1,266 @@
+//! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, and
+//! the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
+//! database) changes nothing and user edits to them survive.
+
+use serde_json::{json, Value};
+
+use crate::api::ApiServer;
+use crate::error::ApiResult;
+use crate::storage::{ObjectStore, Written};
+use crate::ControllerConfig;
+
+pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -> ApiResult<()> {
+    for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        });
+        create_missing(api, "", "namespaces", None, object).await?;
+    }
+
+    let cluster_ip = config.service_cidr.first();
+    api.claim_address(cluster_ip, "default", "kubernetes").await?;
+    let labels = json!({"component": "apiserver", "provider": "kubernetes"});
+    create_missing(
+        api,
+        "",
+        "services",
+        Some("default"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": cluster_ip.to_string(),
+                "clusterIPs": [cluster_ip.to_string()],
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster",
+                "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}],
+            },
+            "status": {"loadBalancer": {}},
+        }),
+    )
+    .await?;
+    let address = config.advertise_address.to_string();
+    create_missing(api, "", "endpoints", Some("default"), json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
+    }))
+    .await?;
+    create_missing(api, "discovery.k8s.io", "endpointslices", Some("default"), json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "kaasd"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+    }))
+    .await?;
+
+    for role in cluster_roles() {
+        create_missing(api, "rbac.authorization.k8s.io", "clusterroles", None, role).await?;
+    }
+    for (name, role, subjects) in [
+        ("cluster-admin", "cluster-admin", vec![group("system:masters")]),
+        ("system:discovery", "system:discovery", vec![group("system:authenticated")]),
+        ("system:basic-user", "system:basic-user", vec![group("system:authenticated")]),
+        (
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            vec![group("system:authenticated"), group("system:unauthenticated")],
+        ),
+        ("system:node", "system:node", vec![group("system:nodes")]),
+    ] {
+        create_missing(api, "rbac.authorization.k8s.io", "clusterrolebindings", None, json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": subjects,
+        }))
+        .await?;
+    }
+    Ok(())
+}
+
+fn group(name: &str) -> Value {
+    json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": name})
+}
+
+/// The bootstrap ClusterRoles, with upstream's names and intent. admin/edit/view are written out rather than
+/// aggregated, so they work without the aggregation controller.
+fn cluster_roles() -> Vec<Value> {
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| json!({"apiGroups": groups, "resources": resources, "verbs": verbs});
+    let read = ["get", "list", "watch"];
+    let write = ["create", "delete", "deletecollection", "patch", "update"];
+    let all_write: Vec<&str> = read.iter().chain(write.iter()).copied().collect();
+    let workloads = [
+        "pods",
+        "pods/attach",
+        "pods/exec",
+        "pods/portforward",
+        "pods/proxy",
+        "pods/log",
+        "pods/status",
+        "replicationcontrollers",
+        "replicationcontrollers/scale",
+        "services",
+        "services/proxy",
+        "endpoints",
+        "persistentvolumeclaims",
+        "configmaps",
+        "serviceaccounts",
+        "events",
+        "limitranges",
+        "resourcequotas",
+        "podtemplates",
+    ];
+    let apps = [
+        "deployments",
+        "deployments/scale",
+        "deployments/status",
+        "replicasets",
+        "replicasets/scale",
+        "statefulsets",
+        "statefulsets/scale",
+        "daemonsets",
+        "controllerrevisions",
+    ];
+    let view_rules = vec![
+        rule(
+            &[""],
+            &[
+                "pods",
+                "pods/log",
+                "pods/status",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "services",
+                "endpoints",
+                "persistentvolumeclaims",
+                "configmaps",
+                "serviceaccounts",
+                "events",
+                "limitranges",
+                "resourcequotas",
+                "namespaces",
+                "namespaces/status",
+                "bindings",
+            ],
+            &read,
+        ),
+        rule(&["apps"], &apps, &read),
+        rule(&["batch"], &["jobs", "cronjobs"], &read),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &read),
+        rule(&["policy"], &["poddisruptionbudgets"], &read),
+        rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], &read),
+        rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+    ];
+    let mut edit_rules = vec![
+        rule(&[""], &workloads, &all_write),
+        rule(&[""], &["secrets"], &all_write),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+        rule(&["apps"], &apps, &all_write),
+        rule(&["batch"], &["jobs", "cronjobs"], &all_write),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &all_write),
+        rule(&["policy"], &["poddisruptionbudgets"], &all_write),
+        rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], &all_write),
+        rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+        rule(&[""], &["namespaces", "namespaces/status"], &read),
+    ];
+    let mut admin_rules = edit_rules.clone();
+    admin_rules.push(rule(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], &all_write));
+    admin_rules.push(rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]));
+    edit_rules.truncate(edit_rules.len());
+    let role = |name: &str, rules: Vec<Value>| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": rules,
+        })
+    };
+    vec![
+        role("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), json!({"nonResourceURLs": ["*"], "verbs": ["*"]})]),
+        role("admin", admin_rules),
+        role("edit", edit_rules),
+        role("view", view_rules),
+        role(
+            "system:discovery",
+            vec![
+                json!({"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"], "verbs": ["get"]}),
+            ],
+        ),
+        role(
+            "system:public-info-viewer",
+            vec![
+                json!({"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}),
+            ],
+        ),
+        role(
+            "system:basic-user",
+            vec![
+                rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"], &["create"]),
+                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+            ],
+        ),
+        role(
+            "system:node",
+            vec![
+                rule(
+                    &[""],
+                    &["nodes", "nodes/status"],
+                    &["create", "get", "list", "watch", "patch", "update", "delete"],
+                ),
+                rule(&[""], &["pods", "pods/status"], &["get", "list", "watch", "patch", "update", "delete", "create"]),
+                rule(
+                    &[""],
+                    &["configmaps", "secrets", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes"],
+                    &read,
+                ),
+                rule(&[""], &["events"], &["create", "patch", "update"]),
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update"]),
+                rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
+                rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+            ],
+        ),
+    ]
+}
+
+/// Stores `object` with fresh identity if no object of that name exists.
+async fn create_missing(
+    api: &ApiServer,
+    group: &str,
+    plural: &str,
+    namespace: Option<&str>,
+    mut object: Value,
+) -> ApiResult<()> {
+    let registry = api.registry();
+    let def = registry
+        .iter()
+        .find(|def| def.group == group && def.plural == plural)
+        .cloned()
+        .expect("bootstrap objects are of built-in kinds");
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let key = ObjectStore::key(&def, namespace, &name);
+    if api.store.get(&key, true).await?.is_some() {
+        return Ok(());
+    }
+    object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    object["metadata"]["creationTimestamp"] = json!(crate::api::now());
+    if object.get("spec").is_some() {
+        object["metadata"]["generation"] = json!(1);
+    }
+    match api.store.create(&key, &object).await? {
+        Written::Ok(_) | Written::Stale => Ok(()),
+    }
+}

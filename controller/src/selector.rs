@@ -118,7 +118,9 @@ impl LabelSelector {
                         )?
                     }
                     None | Some(Value::Null) => Vec::new(),
-                    Some(_) => return Err(invalid_label(format!("values of the requirement on {key:?} must be a list"))),
+                    Some(_) => {
+                        return Err(invalid_label(format!("values of the requirement on {key:?} must be a list")))
+                    }
                 };
                 let operator = match operator_name {
                     "In" => Operator::In,
@@ -137,8 +139,7 @@ impl LabelSelector {
                     }
                     Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
                         return Err(invalid_label(
-                            "values: Invalid value: values set must be empty for exists and does not exist"
-                                .to_string(),
+                            "values: Invalid value: values set must be empty for exists and does not exist".to_string(),
                         ));
                     }
                     _ => {}
@@ -248,12 +249,17 @@ impl Requirement {
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let (Some(actual), Some(bound)) =
-                    (value.and_then(|v| v.parse::<i64>().ok()), self.values.first().and_then(|v| v.parse::<i64>().ok()))
-                else {
+                let (Some(actual), Some(bound)) = (
+                    value.and_then(|v| v.parse::<i64>().ok()),
+                    self.values.first().and_then(|v| v.parse::<i64>().ok()),
+                ) else {
                     return false;
                 };
-                if self.operator == Operator::GreaterThan { actual > bound } else { actual < bound }
+                if self.operator == Operator::GreaterThan {
+                    actual > bound
+                } else {
+                    actual < bound
+                }
             }
         }
     }
@@ -734,10 +740,7 @@ impl Parser {
             Token::GreaterThan => Operator::GreaterThan,
             Token::LessThan => Operator::LessThan,
             other => {
-                return Err(syntax(format!(
-                    "found '{}', expected: in, notin, =, ==, !=, gt, lt",
-                    other.literal()
-                )));
+                return Err(syntax(format!("found '{}', expected: in, notin, =, ==, !=, gt, lt", other.literal())));
             }
         };
         let values = match operator {
@@ -1027,13 +1030,17 @@ mod tests {
 
     #[test]
     fn field_selector_parses_operators_and_escapes() {
-        let selector = FieldSelector::parse(r"metadata.name=a\,b\=c\\d,status.phase!=Running,spec.nodeName==n1")
-            .unwrap();
+        let selector =
+            FieldSelector::parse(r"metadata.name=a\,b\=c\\d,status.phase!=Running,spec.nodeName==n1").unwrap();
         let terms: Vec<_> =
             selector.requirements().iter().map(|r| (r.field.as_str(), r.negated, r.value.as_str())).collect();
         assert_eq!(
             terms,
-            vec![("metadata.name", false, r"a,b=c\d"), ("spec.nodeName", false, "n1"), ("status.phase", true, "Running")]
+            vec![
+                ("metadata.name", false, r"a,b=c\d"),
+                ("spec.nodeName", false, "n1"),
+                ("status.phase", true, "Running")
+            ]
         );
         assert!(FieldSelector::parse("").unwrap().is_empty());
         assert!(FieldSelector::parse("a=b,,c=d").unwrap().requirements().len() == 2);

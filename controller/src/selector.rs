@@ -518,8 +518,8 @@ fn split_field_term(term: &str) -> Option<(&str, &str, &str)> {
     for (index, _) in term.char_indices() {
         let rest = &term[index..];
         for operator in ["!=", "==", "="] {
-            if rest.starts_with(operator) {
-                return Some((&term[..index], operator, &rest[operator.len()..]));
+            if let Some(value) = rest.strip_prefix(operator) {
+                return Some((&term[..index], operator, value));
             }
         }
     }

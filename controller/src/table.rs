@@ -1856,3 +1856,452 @@ fn list_with_more(items: &[String]) -> String {
         shown
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::built_in_resources;
+
+    const NOW: &str = "2026-06-15T12:00:00Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    fn def(group: &str, kind: &str) -> ResourceDef {
+        built_in_resources().into_iter().find(|d| d.group == group && d.kind == kind).unwrap()
+    }
+
+    fn custom_def() -> ResourceDef {
+        ResourceDef {
+            group: "example.com".into(),
+            version: "v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            singular: "widget".into(),
+            namespaced: true,
+            short_names: vec![],
+            categories: vec![],
+            verbs: vec![],
+            status: true,
+            scale: None,
+            schema: SchemaSource::CustomResource("widgets.example.com".into()),
+        }
+    }
+
+    fn cells(def: &ResourceDef, object: &Value) -> Vec<Value> {
+        let table = table(def, [object], IncludeObject::None, now(), None);
+        table["rows"][0]["cells"].as_array().unwrap().clone()
+    }
+
+    fn column_names(table: &Value) -> Vec<&str> {
+        table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
+    }
+
+    fn pod(status: Value) -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "default", "creationTimestamp": "2026-06-15T11:55:00Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": status,
+        })
+    }
+
+    fn pod_status(status: Value) -> String {
+        cells(&def("", "Pod"), &pod(status))[2].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn human_duration_thresholds() {
+        let cases = [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (5, "5s"),
+            (119, "119s"),
+            (120, "2m"),
+            (150, "2m30s"),
+            (599, "9m59s"),
+            (600, "10m"),
+            (179 * 60 + 59, "179m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 60 * 5, "3h5m"),
+            (8 * 3600 + 60 * 5, "8h"),
+            (47 * 3600, "47h"),
+            (48 * 3600, "2d"),
+            (5 * 86400 + 4 * 3600, "5d4h"),
+            (8 * 86400 + 4 * 3600, "8d"),
+            (729 * 86400, "729d"),
+            (730 * 86400, "2y"),
+            (731 * 86400, "2y1d"),
+            (8 * 365 * 86400 + 86400, "8y"),
+        ];
+        for (seconds, expected) in cases {
+            assert_eq!(human_duration(SignedDuration::from_secs(seconds)), expected, "{seconds}s");
+        }
+        assert_eq!(human_duration(SignedDuration::from_millis(-1500)), "0s");
+    }
+
+    #[test]
+    fn pod_columns_and_running_row() {
+        let object = pod(json!({
+            "phase": "Running",
+            "podIPs": [{"ip": "10.1.0.4"}],
+            "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 0, "state": {"running": {}}},
+                {"name": "b", "ready": true, "restartCount": 2, "state": {"running": {}},
+                 "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-06-15T11:58:00Z"}}},
+            ],
+        }));
+        let table = table(&def("", "Pod"), [&object], IncludeObject::Metadata, now(), None);
+        assert_eq!(
+            column_names(&table),
+            ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
+        );
+        assert_eq!(table["columnDefinitions"][0]["format"], "name");
+        assert_eq!(table["columnDefinitions"][5]["priority"], 1);
+        assert_eq!(table["kind"], "Table");
+        assert_eq!(table["apiVersion"], "meta.k8s.io/v1");
+        let row = &table["rows"][0];
+        assert_eq!(
+            row["cells"],
+            json!(["p", "2/2", "Running", "2 (2m ago)", "5m", "10.1.0.4", "<none>", "<none>", "<none>"])
+        );
+        assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(row["object"]["metadata"]["namespace"], "default");
+        assert!(row.get("conditions").is_none());
+    }
+
+    #[test]
+    fn pod_status_reasons() {
+        assert_eq!(pod_status(json!({"phase": "Pending"})), "Pending");
+        assert_eq!(
+            pod_status(
+                json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]})
+            ),
+            "SchedulingGated"
+        );
+        assert_eq!(
+            pod_status(json!({"phase": "Pending", "containerStatuses": [
+                {"name": "a", "state": {"waiting": {"reason": "ImagePullBackOff"}}},
+                {"name": "b", "state": {"waiting": {"reason": "ContainerCreating"}}}]})),
+            "ImagePullBackOff",
+            "the first container's reason wins because statuses are read last to first"
+        );
+        assert_eq!(
+            pod_status(json!({"phase": "Running", "containerStatuses": [
+                {"name": "a", "state": {"terminated": {"exitCode": 137}}}]})),
+            "ExitCode:137"
+        );
+        assert_eq!(
+            pod_status(json!({"phase": "Running", "containerStatuses": [
+                {"name": "a", "state": {"terminated": {"exitCode": 0, "signal": 9}}}]})),
+            "Signal:9"
+        );
+        assert_eq!(
+            pod_status(json!({"phase": "Succeeded", "containerStatuses": [
+                {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})),
+            "Completed"
+        );
+        assert_eq!(
+            pod_status(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [
+                {"name": "a", "ready": true, "state": {"running": {}}},
+                {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})),
+            "NotReady"
+        );
+        assert_eq!(pod_status(json!({"phase": "Failed", "reason": "Evicted"})), "Evicted");
+    }
+
+    #[test]
+    fn pod_init_container_status() {
+        let mut object = pod(json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "i1", "state": {"terminated": {"exitCode": 0}}},
+            {"name": "i2", "state": {"waiting": {"reason": "PodInitializing"}}}]}));
+        object["spec"]["initContainers"] = json!([{"name": "i1"}, {"name": "i2"}, {"name": "i3"}]);
+        assert_eq!(cells(&def("", "Pod"), &object)[2], "Init:1/3");
+
+        object["status"]["initContainerStatuses"][1]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        assert_eq!(cells(&def("", "Pod"), &object)[2], "Init:CrashLoopBackOff");
+
+        object["status"]["initContainerStatuses"][1]["state"] = json!({"terminated": {"exitCode": 3}});
+        assert_eq!(cells(&def("", "Pod"), &object)[2], "Init:ExitCode:3");
+
+        // A started sidecar (restartPolicy Always) counts toward READY and does not block.
+        let mut sidecar = pod(json!({"phase": "Running",
+            "initContainerStatuses": [{"name": "s", "started": true, "ready": true, "state": {"running": {}}}],
+            "containerStatuses": [
+                {"name": "a", "ready": true, "state": {"running": {}}},
+                {"name": "b", "ready": false, "state": {"running": {}}}]}));
+        sidecar["spec"]["initContainers"] = json!([{"name": "s", "restartPolicy": "Always"}]);
+        let row = cells(&def("", "Pod"), &sidecar);
+        assert_eq!(row[1], "2/3");
+        assert_eq!(row[2], "Running");
+    }
+
+    #[test]
+    fn pod_terminating_and_finished_conditions() {
+        let mut object = pod(json!({"phase": "Running"}));
+        object["metadata"]["deletionTimestamp"] = json!("2026-06-15T11:59:00Z");
+        assert_eq!(cells(&def("", "Pod"), &object)[2], "Terminating");
+        object["status"]["reason"] = json!("NodeLost");
+        assert_eq!(cells(&def("", "Pod"), &object)[2], "Unknown");
+
+        let mut finished = pod(json!({"phase": "Succeeded"}));
+        finished["metadata"]["deletionTimestamp"] = json!("2026-06-15T11:59:00Z");
+        let table = table(&def("", "Pod"), [&finished], IncludeObject::Object, now(), None);
+        assert_eq!(table["rows"][0]["cells"][2], "Succeeded");
+        assert_eq!(table["rows"][0]["conditions"][0]["reason"], "Succeeded");
+        assert_eq!(table["rows"][0]["object"], finished);
+    }
+
+    #[test]
+    fn pod_wide_columns_and_readiness_gates() {
+        let mut object = pod(json!({"phase": "Running", "podIP": "10.0.0.9", "nominatedNodeName": "n2",
+            "conditions": [{"type": "example.com/gate", "status": "True"}]}));
+        object["spec"]["nodeName"] = json!("n1");
+        object["spec"]["readinessGates"] =
+            json!([{"conditionType": "example.com/gate"}, {"conditionType": "example.com/other"}]);
+        let row = cells(&def("", "Pod"), &object);
+        assert_eq!(row[5..], [json!("10.0.0.9"), json!("n1"), json!("n2"), json!("1/2")]);
+    }
+
+    #[test]
+    fn deployment_and_replica_set_columns() {
+        let deployment = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-06-12T12:00:00Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1"},
+                                                          {"name": "side", "image": "busybox"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
+        });
+        let table = table(&def("apps", "Deployment"), [&deployment], IncludeObject::None, now(), None);
+        assert_eq!(
+            column_names(&table),
+            ["Name", "Ready", "Up-to-date", "Available", "Age", "Containers", "Images", "Selector"]
+        );
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!(["web", "2/3", 3, 2, "3d", "nginx,side", "nginx:1,busybox", "app=web"])
+        );
+        assert_eq!(table["rows"][0]["object"], Value::Null);
+
+        let fresh = json!({"metadata": {"name": "new"}, "spec": {"selector": {}}});
+        assert_eq!(
+            cells(&def("apps", "Deployment"), &fresh)[1..5],
+            [json!("0/1"), json!(0), json!(0), json!("<unknown>")]
+        );
+
+        let replica_set = json!({"metadata": {"name": "web-1"}, "spec": {"replicas": 2, "selector": {}},
+                                 "status": {"replicas": 2, "readyReplicas": 1}});
+        let row = cells(&def("apps", "ReplicaSet"), &replica_set);
+        assert_eq!(row[1..4], [json!(2), json!(2), json!(1)]);
+        assert_eq!(row[7], "<none>");
+    }
+
+    #[test]
+    fn service_ports_and_external_ips() {
+        let service = |spec: Value, status: Value| {
+            let object = json!({"metadata": {"name": "s"}, "spec": spec, "status": status});
+            cells(&def("", "Service"), &object)
+        };
+        let row = service(
+            json!({"type": "ClusterIP", "clusterIPs": ["10.96.0.10"], "selector": {"b": "2", "a": "1"},
+                   "ports": [{"port": 53, "protocol": "UDP"}, {"port": 80}]}),
+            json!({}),
+        );
+        assert_eq!(row[1..5], [json!("ClusterIP"), json!("10.96.0.10"), json!("<none>"), json!("53/UDP,80/TCP")]);
+        assert_eq!(row[6], "a=1,b=2");
+
+        let row = service(
+            json!({"type": "NodePort", "clusterIP": "10.96.0.11", "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+            json!({}),
+        );
+        assert_eq!(row[2..5], [json!("10.96.0.11"), json!("<none>"), json!("80:30080/TCP")]);
+        assert_eq!(row[6], "<none>");
+
+        let row = service(json!({"type": "LoadBalancer", "clusterIPs": ["10.0.0.1"], "ports": []}), json!({}));
+        assert_eq!(row[3..5], [json!("<pending>"), json!("<none>")]);
+        let row = service(
+            json!({"type": "LoadBalancer", "externalIPs": ["5.6.7.8"]}),
+            json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}, {"hostname": "lb.example.com"}]}}),
+        );
+        assert_eq!(row[3], "1.2.3.4,lb.example.com,5.6.7.8");
+        let row = service(json!({"type": "ExternalName", "externalName": "db.example.com"}), json!({}));
+        assert_eq!(row[2..4], [json!("<none>"), json!("db.example.com")]);
+    }
+
+    #[test]
+    fn simple_kinds() {
+        let created = json!({"name": "x", "creationTimestamp": "2026-06-15T11:59:30Z"});
+        let config_map = json!({"metadata": created, "data": {"a": "1"}, "binaryData": {"b": ""}});
+        assert_eq!(cells(&def("", "ConfigMap"), &config_map), [json!("x"), json!(2), json!("30s")]);
+        let secret = json!({"metadata": created, "type": "Opaque", "data": {"a": ""}});
+        assert_eq!(cells(&def("", "Secret"), &secret), [json!("x"), json!("Opaque"), json!(1), json!("30s")]);
+        let namespace = json!({"metadata": created, "status": {"phase": "Active"}});
+        assert_eq!(cells(&def("", "Namespace"), &namespace), [json!("x"), json!("Active"), json!("30s")]);
+        let account = json!({"metadata": created});
+        assert_eq!(cells(&def("", "ServiceAccount"), &account), [json!("x"), json!(0), json!("30s")]);
+        let binding = json!({"metadata": created, "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "ns"},
+                         {"kind": "Group", "name": "devs"}, {"kind": "User", "name": "bob"}]});
+        assert_eq!(
+            cells(&def("rbac.authorization.k8s.io", "RoleBinding"), &binding),
+            [json!("x"), json!("ClusterRole/view"), json!("30s"), json!("alice, bob"), json!("devs"), json!("ns/sa")]
+        );
+        let lease = json!({"metadata": created, "spec": {"holderIdentity": "node-1"}});
+        assert_eq!(cells(&def("coordination.k8s.io", "Lease"), &lease)[1], "node-1");
+    }
+
+    #[test]
+    fn default_convertor_for_roles_and_crds() {
+        let role = json!({"metadata": {"name": "admin", "creationTimestamp": "2026-06-15T04:14:51Z"}});
+        for (group, kind) in
+            [("rbac.authorization.k8s.io", "ClusterRole"), ("apiextensions.k8s.io", "CustomResourceDefinition")]
+        {
+            let table = table(&def(group, kind), [&role], IncludeObject::Metadata, now(), None);
+            assert_eq!(column_names(&table), ["Name", "Created At"]);
+            assert_eq!(table["columnDefinitions"][1]["type"], "date");
+            assert_eq!(table["rows"][0]["cells"], json!(["admin", "2026-06-15T04:14:51Z"]));
+        }
+    }
+
+    #[test]
+    fn node_and_job_and_event() {
+        let node = json!({
+            "metadata": {"name": "n1", "creationTimestamp": "2026-06-14T12:00:00Z",
+                         "labels": {"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "worker"}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "addresses": [{"type": "InternalIP", "address": "192.168.1.5"}],
+                       "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Debian"}}
+        });
+        assert_eq!(
+            cells(&def("", "Node"), &node),
+            [
+                json!("n1"),
+                json!("Ready,SchedulingDisabled"),
+                json!("control-plane,worker"),
+                json!("24h"),
+                json!("v1.33.0"),
+                json!("192.168.1.5"),
+                json!("<none>"),
+                json!("Debian"),
+                json!("<unknown>"),
+                json!("<unknown>")
+            ]
+        );
+
+        let job = json!({"metadata": {"name": "j"}, "spec": {"completions": 3},
+            "status": {"succeeded": 3, "startTime": "2026-06-15T11:00:00Z", "completionTime": "2026-06-15T11:00:45Z",
+                       "conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(cells(&def("batch", "Job"), &job)[1..4], [json!("Complete"), json!("3/3"), json!("45s")]);
+        let running = json!({"metadata": {"name": "j"}, "spec": {"parallelism": 2},
+            "status": {"startTime": "2026-06-15T11:57:00Z"}});
+        assert_eq!(cells(&def("batch", "Job"), &running)[1..4], [json!("Running"), json!("0/1 of 2"), json!("3m")]);
+
+        let event = json!({"metadata": {"name": "p.1"}, "type": "Normal", "reason": "Started",
+            "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.containers{a}"},
+            "source": {"component": "kubelet", "host": "n1"}, "message": "Started container a\n",
+            "firstTimestamp": "2026-06-15T11:50:00Z", "lastTimestamp": "2026-06-15T11:59:00Z", "count": 2});
+        let table = table(&def("", "Event"), [&event], IncludeObject::None, now(), None);
+        assert_eq!(column_names(&table)[..4], ["Last Seen", "Type", "Reason", "Object"]);
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!([
+                "60s",
+                "Normal",
+                "Started",
+                "pod/p",
+                "spec.containers{a}",
+                "kubelet, n1",
+                "Started container a",
+                "10m",
+                2,
+                "p.1"
+            ])
+        );
+    }
+
+    #[test]
+    fn custom_resource_columns() {
+        let columns = json!([
+            {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+            {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status",
+             "priority": 1, "description": "readiness"},
+            {"name": "Created", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {"name": "Tags", "type": "string", "jsonPath": ".spec.tags"},
+            {"name": "Missing", "type": "string", "jsonPath": ".spec.nothing"},
+            {"name": "First", "type": "string", "jsonPath": ".spec.items[0].name"},
+            {"name": "Bad", "type": "string", "jsonPath": "..x"},
+        ]);
+        let object = json!({
+            "metadata": {"name": "w", "creationTimestamp": "2026-06-15T09:00:00Z"},
+            "spec": {"replicas": 3, "tags": ["a", "b"], "items": [{"name": "i0"}]},
+            "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}
+        });
+        let table = table(&custom_def(), [&object], IncludeObject::Metadata, now(), Some(&columns));
+        assert_eq!(column_names(&table), ["Name", "Replicas", "Ready", "Created", "Tags", "Missing", "First", "Bad"]);
+        assert_eq!(table["columnDefinitions"][2]["priority"], 1);
+        assert_eq!(table["columnDefinitions"][2]["description"], "readiness");
+        assert_eq!(
+            table["columnDefinitions"][1]["description"],
+            "Custom resource definition column (in JSONPath format): .spec.replicas"
+        );
+        assert_eq!(table["rows"][0]["cells"], json!(["w", 3, "True", "3h", "[a b]", null, "i0", null]));
+
+        let default = super::table(&custom_def(), [&object], IncludeObject::Metadata, now(), None);
+        assert_eq!(column_names(&default), ["Name", "Age"]);
+        assert_eq!(default["columnDefinitions"][1]["type"], "date");
+        assert_eq!(default["rows"][0]["cells"], json!(["w", "3h"]));
+    }
+
+    #[test]
+    fn json_path_subset() {
+        let document = json!({"a": {"b.c": [1, 2, 3]}, "list": [{"n": 1, "v": "x"}, {"n": 5, "v": "y"}]});
+        let values =
+            |path: &str| JsonPath::parse(path).unwrap().evaluate(&document).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(values("{.a['b.c'][-1]}"), [json!(3)]);
+        assert_eq!(values("$.a['b.c'][*]"), [json!(1), json!(2), json!(3)]);
+        assert_eq!(values(".list[?(@.n > 2)].v"), [json!("y")]);
+        assert_eq!(values(".list[?(@.v != 'y')].n"), [json!(1)]);
+        assert_eq!(values(".list[?(@.v)].n"), [json!(1), json!(5)]);
+        assert_eq!(values(".list[*].v"), [json!("x"), json!("y")]);
+        assert!(values(".nothing.deeper").is_empty());
+        assert!(JsonPath::parse("..a").is_err());
+        assert!(JsonPath::parse(".a[").is_err());
+        assert!(JsonPath::parse("").is_err());
+    }
+
+    #[test]
+    fn watch_events_carry_column_definitions_only_first() {
+        let object = pod(json!({"phase": "Running"}));
+        let first = watch_event_table(&def("", "Pod"), &object, IncludeObject::Metadata, now(), None, true);
+        let later = watch_event_table(&def("", "Pod"), &object, IncludeObject::Metadata, now(), None, false);
+        assert!(first["columnDefinitions"].as_array().is_some_and(|c| c.len() == 9));
+        assert_eq!(later["columnDefinitions"], Value::Null);
+        assert_eq!(later["rows"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn include_object_query_values() {
+        assert_eq!(IncludeObject::from_query(None).unwrap(), IncludeObject::Metadata);
+        assert_eq!(IncludeObject::from_query(Some("")).unwrap(), IncludeObject::Metadata);
+        assert_eq!(IncludeObject::from_query(Some("None")).unwrap(), IncludeObject::None);
+        assert_eq!(IncludeObject::from_query(Some("Object")).unwrap(), IncludeObject::Object);
+        assert_eq!(
+            IncludeObject::from_query(Some("all")).unwrap_err().to_string(),
+            "unrecognized includeObject value: \"all\""
+        );
+    }
+
+    #[test]
+    fn every_built_in_printer_fills_every_column() {
+        let empty = json!({"metadata": {"name": "x"}});
+        for def in built_in_resources() {
+            let table = table(&def, [&empty], IncludeObject::None, now(), None);
+            let columns = table["columnDefinitions"].as_array().unwrap().len();
+            let cells = table["rows"][0]["cells"].as_array().unwrap().len();
+            assert_eq!(columns, cells, "{}/{}", def.group, def.kind);
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod schema;
 pub mod selector;
 mod server;
 pub mod storage;
+pub mod table;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -183,7 +183,7 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
-        let selection = Selection::from_query(&request.query)?;
+        let selection = Selection::from_query(&request.query, def)?;
         let limit = request.query.integer("limit")?.unwrap_or(0).max(0);
         let prefix = ObjectStore::prefix(def, namespace);
         let (mut revision, mut start) = (0, None);
@@ -603,7 +603,7 @@ impl ApiServer {
                 def.group_resource()
             )));
         }
-        let selection = Selection::from_query(&request.query)?;
+        let selection = Selection::from_query(&request.query, def)?;
         let options = DeleteOptions::from_request(request)?;
         let page = self.store.list(&ObjectStore::prefix(def, namespace), None, 0, 0).await?;
         let mut deleted = Vec::new();
@@ -899,11 +899,12 @@ pub(super) struct Selection {
 }
 
 impl Selection {
-    pub(super) fn from_query(query: &Query) -> ApiResult<Selection> {
+    pub(super) fn from_query(query: &Query, def: &ResourceDef) -> ApiResult<Selection> {
         let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
-            .map_err(|error| ApiError::bad_request(format!("unable to parse requirement: {error}")))?;
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
         let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        fields.validate(&def.group, &def.kind).map_err(|error| ApiError::bad_request(error.to_string()))?;
         Ok(Selection { labels, fields })
     }
 
@@ -918,7 +919,7 @@ impl Selection {
         if self.fields.is_empty() {
             return Ok(true);
         }
-        self.fields.matches(&def.group, &def.kind, object).map_err(|error| ApiError::bad_request(error.to_string()))
+        Ok(self.fields.matches_kind(&def.group, &def.kind, object))
     }
 }
 

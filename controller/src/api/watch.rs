@@ -30,7 +30,7 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
-        let selection = Selection::from_query(&request.query)?;
+        let selection = Selection::from_query(&request.query, def)?;
         let bookmarks = request.query.flag("allowWatchBookmarks")?;
         let send_initial = match request.query.get("sendInitialEvents") {
             Some(_) => Some(request.query.flag("sendInitialEvents")?),
@@ -218,29 +218,7 @@ fn line(value: &Value) -> Bytes {
 
 /// A meta.k8s.io/v1 Table of `objects` (without list metadata).
 pub(super) fn table_for(def: &ResourceDef, objects: &[&Value], query: &super::request::Query) -> ApiResult<Value> {
-    let include = query.get("includeObject").unwrap_or("Metadata");
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|object| {
-            let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-            let created = object.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null);
-            let embedded = match include {
-                "None" => Value::Null,
-                "Object" => (*object).clone(),
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]}),
-            };
-            json!({"cells": [name, created], "object": embedded})
-        })
-        .collect();
-    let _ = def;
-    Ok(json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-            {"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0},
-        ],
-        "rows": rows,
-    }))
+    let include = crate::table::IncludeObject::from_query(query.get("includeObject"))
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok(crate::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), None))
 }

@@ -323,11 +323,14 @@ pub(crate) fn write_entries(object: &mut Value, mut entries: Vec<ManagerEntry>) 
     entries.retain(|entry| !entry.fields.is_empty());
     entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let Value::Object(root) = object else { return };
-    let metadata = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(metadata) = metadata else { return };
     if entries.is_empty() {
-        metadata.remove("managedFields");
-    } else {
+        if let Some(Value::Object(metadata)) = root.get_mut("metadata") {
+            metadata.remove("managedFields");
+        }
+        return;
+    }
+    let metadata = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(metadata) = metadata {
         metadata.insert("managedFields".to_string(), Value::Array(entries.iter().map(ManagerEntry::to_json).collect()));
     }
 }

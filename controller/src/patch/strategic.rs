@@ -489,6 +489,36 @@ mod tests {
     }
 
     #[test]
+    fn retain_keys_in_a_volume_element_switches_its_source() {
+        // What kubectl sends when a volume changes from emptyDir to configMap.
+        let original = json!({"spec": {"template": {"spec": {"volumes": [
+            {"name": "data", "emptyDir": {}},
+            {"name": "other", "secret": {"secretName": "s"}}
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/volumes": [{"name": "data"}, {"name": "other"}],
+            "volumes": [{"$retainKeys": ["configMap", "name"], "configMap": {"name": "cm"}, "name": "data"}]
+        }}}});
+        let patched = strategic_merge_patch(&original, &patch, &workload_facts()).unwrap();
+        assert_eq!(
+            patched["spec"]["template"]["spec"]["volumes"],
+            json!([{"name": "data", "configMap": {"name": "cm"}}, {"name": "other", "secret": {"secretName": "s"}}])
+        );
+    }
+
+    #[test]
+    fn set_element_order_for_a_primitive_list_with_deletions() {
+        let original = json!({"metadata": {"finalizers": ["a", "b", "c"]}});
+        let patch = json!({"metadata": {
+            "$setElementOrder/finalizers": ["c", "d", "a"],
+            "$deleteFromPrimitiveList/finalizers": ["b"],
+            "finalizers": ["d"]
+        }});
+        let patched = strategic_merge_patch(&original, &patch, &workload_facts()).unwrap();
+        assert_eq!(patched["metadata"]["finalizers"], json!(["c", "d", "a"]));
+    }
+
+    #[test]
     fn retain_keys_rejects_a_patch_setting_an_unlisted_key() {
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}});
         let error = strategic_merge_patch(&deployment(), &patch, &workload_facts()).unwrap_err();

@@ -34,18 +34,6 @@ pub fn unknown_fields(def: &ResourceDef, object: &Value) -> Vec<String> {
     Vec::new()
 }
 
-/// Records which manager set which fields (metadata.managedFields) for a non-apply write.
-pub fn record_update(
-    def: &ResourceDef,
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    subresource: Option<&str>,
-    now: &str,
-) {
-    let _ = (def, old, new, manager, subresource, now);
-}
-
 /// The list and map merge facts of a kind, for strategic merge patch and server-side apply.
 pub fn facts(def: &ResourceDef) -> impl FieldFactsSource {
     let _ = def;

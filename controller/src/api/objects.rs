@@ -385,7 +385,7 @@ impl ApiServer {
             let mut proposed = match &change {
                 Change::Replace(body) => body.clone(),
                 Change::Patch(patch_type, patch) => {
-                    apply_patch(def, &current.object, *patch_type, patch, &options, request)?
+                    apply_patch(def, &current.object, *patch_type, patch, &options, request, subresource)?
                 }
             };
             check_type(def, &mut proposed)?;
@@ -451,14 +451,9 @@ impl ApiServer {
         request: &ObjectRequest,
         options: &WriteOptions,
     ) -> ApiResult<Response<Body>> {
-        let mut object = crate::patch::apply_to(
-            None,
-            applied,
-            &options.field_manager,
-            request.query.flag("force")?,
-            &def.api_version(),
-        )
-        .map_err(patch_error)?;
+        let mut object =
+            patch::apply(None, applied, &apply_request(def, options, request, None)?, &crate::admission::facts(def))
+                .map_err(apply_error)?;
         if object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(name) != name {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
@@ -930,24 +925,62 @@ fn apply_patch(
     patch: &Value,
     options: &WriteOptions,
     request: &ObjectRequest,
+    subresource: Option<&str>,
 ) -> ApiResult<Value> {
-    let result = match patch_type {
-        PatchType::Json => patch::json_patch(current, patch),
+    let facts = crate::admission::facts(def);
+    match patch_type {
+        PatchType::Json => patch::json_patch(current, patch).map_err(patch_error),
         PatchType::Merge => Ok(patch::merge_patch(current, patch)),
-        PatchType::StrategicMerge => patch::strategic_merge_patch(current, patch, &crate::admission::facts(def)),
-        PatchType::Apply => patch::apply_to(
-            Some(current),
-            patch,
-            &options.field_manager,
-            request.query.flag("force")?,
-            &def.api_version(),
-        ),
-    };
-    result.map_err(patch_error)
+        PatchType::StrategicMerge => patch::strategic_merge_patch(current, patch, &facts).map_err(patch_error),
+        PatchType::Apply => {
+            patch::apply(Some(current), patch, &apply_request(def, options, request, subresource)?, &facts)
+                .map_err(apply_error)
+        }
+    }
+}
+
+fn apply_request(
+    def: &ResourceDef,
+    options: &WriteOptions,
+    request: &ObjectRequest,
+    subresource: Option<&str>,
+) -> ApiResult<patch::ApplyRequest> {
+    if request.query.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request("PATCH with an apply patch requires a fieldManager parameter"));
+    }
+    Ok(patch::ApplyRequest {
+        manager: options.field_manager.clone(),
+        force: request.query.flag("force")?,
+        api_version: def.api_version(),
+        subresource: subresource.map(str::to_string),
+        now: now(),
+    })
 }
 
 fn patch_error(error: patch::PatchError) -> ApiError {
-    ApiError::new(422, "Invalid", error.to_string())
+    match error.status_code() {
+        400 => ApiError::bad_request(error.to_string()),
+        code => ApiError::new(code, "Invalid", error.to_string()),
+    }
+}
+
+fn apply_error(error: patch::ApplyError) -> ApiError {
+    match error {
+        patch::ApplyError::Conflict { message, causes } => {
+            ApiError::new(409, "Conflict", message).with_details(crate::error::Details {
+                causes: causes
+                    .into_iter()
+                    .map(|cause| Cause {
+                        reason: "FieldManagerConflict".into(),
+                        message: cause.message,
+                        field: cause.field,
+                    })
+                    .collect(),
+                ..crate::error::Details::default()
+            })
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 /// Carries over what a client cannot change with an update, splits spec from status by subresource, and bumps
@@ -1211,7 +1244,7 @@ fn record_managed_fields(
     manager: &str,
     subresource: Option<&str>,
 ) {
-    crate::admission::record_update(def, old, new, manager, subresource, &now());
+    patch::record_update(old, new, manager, subresource, &def.api_version(), &now(), &crate::admission::facts(def));
 }
 
 fn decode_object(request: &ObjectRequest) -> ApiResult<Value> {

@@ -745,3 +745,240 @@ fn lower_first(word: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{built_in_resources, ScalePaths};
+    use crate::schema::FieldFactsSource;
+
+    fn no_custom_resources(_: &ResourceDef) -> Option<Value> {
+        None
+    }
+
+    fn built_in_document(group: &str, version: &str) -> Value {
+        let registry = Registry::new(built_in_resources());
+        group_version_document(&registry, Schemas::shared(), group, version, &no_custom_resources)
+            .unwrap_or_else(|| panic!("{group}/{version} is served"))
+    }
+
+    /// What kubectl's validation looks for: a PATCH operation for the kind with a `fieldValidation` parameter.
+    fn patch_operation<'a>(document: &'a Value, group: &str, version: &str, kind: &str) -> Option<&'a Value> {
+        let wanted = gvk(group, version, kind);
+        document["paths"].as_object()?.values().filter_map(|path| path.get("patch")).find(|operation| {
+            operation[GVK_EXTENSION] == wanted
+                && operation["parameters"]
+                    .as_array()
+                    .is_some_and(|parameters| parameters.iter().any(|parameter| parameter["name"] == "fieldValidation"))
+        })
+    }
+
+    /// What kubectl's client-side apply looks for: the component carrying the kind's group/version/kind.
+    fn kind_schema<'a>(document: &'a Value, group: &str, version: &str, kind: &str) -> Option<(&'a String, &'a Value)> {
+        let wanted = gvk(group, version, kind);
+        document["components"]["schemas"]
+            .as_object()?
+            .iter()
+            .find(|(_, schema)| schema[GVK_EXTENSION].as_array().is_some_and(|kinds| kinds.contains(&wanted)))
+    }
+
+    #[test]
+    fn deployment_patch_offers_field_validation_and_strategic_merge() {
+        let document = built_in_document("apps", "v1");
+        let item = &document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+        let patch = &item["patch"];
+        assert_eq!(patch["operationId"], "patchAppsV1NamespacedDeployment");
+        assert_eq!(patch["x-kubernetes-action"], "patch");
+        assert_eq!(patch[GVK_EXTENSION], json!({"group": "apps", "kind": "Deployment", "version": "v1"}));
+        let names: Vec<&Value> = patch["parameters"].as_array().unwrap().iter().map(|p| &p["name"]).collect();
+        assert_eq!(names, ["dryRun", "fieldManager", "fieldValidation", "force"]);
+        assert!(patch["requestBody"]["content"][STRATEGIC_MERGE_PATCH].is_object());
+        assert!(patch["requestBody"]["content"]["application/apply-patch+yaml"].is_object());
+        let shared: Vec<&Value> = item["parameters"].as_array().unwrap().iter().map(|p| &p["name"]).collect();
+        assert_eq!(shared, ["name", "namespace", "pretty"]);
+        assert!(patch_operation(&document, "apps", "v1", "Deployment").is_some());
+        let scale = &document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
+        assert_eq!(scale["operationId"], "patchAppsV1NamespacedDeploymentScale");
+        assert_eq!(scale[GVK_EXTENSION]["kind"], "Scale");
+        let all = &document["paths"]["/apis/apps/v1/deployments"]["get"];
+        assert_eq!(all["operationId"], "listAppsV1DeploymentForAllNamespaces");
+    }
+
+    #[test]
+    fn core_document_has_pods_and_cluster_scoped_namespaces() {
+        let document = built_in_document("", "v1");
+        assert!(patch_operation(&document, "", "v1", "Pod").is_some());
+        let list = &document["paths"]["/api/v1/namespaces/{namespace}/pods"]["get"];
+        assert_eq!(list["operationId"], "listCoreV1NamespacedPod");
+        assert_eq!(list["x-kubernetes-action"], "list");
+        let list_parameters: Vec<&Value> = list["parameters"].as_array().unwrap().iter().map(|p| &p["name"]).collect();
+        assert!(list_parameters.contains(&&json!("watch")) && list_parameters.contains(&&json!("labelSelector")));
+        let namespaces = &document["paths"]["/api/v1/namespaces/{name}"];
+        assert_eq!(namespaces["get"]["operationId"], "readCoreV1Namespace");
+        // Namespaces have no deletecollection.
+        assert!(document["paths"]["/api/v1/namespaces"].get("delete").is_none());
+        // Bindings can only be created.
+        let bindings = document["paths"]["/api/v1/namespaces/{namespace}/bindings"].as_object().unwrap();
+        assert_eq!(bindings.keys().collect::<Vec<_>>(), ["parameters", "post"]);
+        assert!(document["paths"].get("/api/v1/namespaces/{namespace}/bindings/{name}").is_none());
+    }
+
+    #[test]
+    fn components_carry_the_kind_and_its_patch_facts() {
+        let document = built_in_document("apps", "v1");
+        let (name, _) = kind_schema(&document, "apps", "v1", "Deployment").expect("a schema carries Deployment");
+        assert_eq!(name, "io.k8s.api.apps.v1.Deployment");
+        let pod_spec = &document["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"];
+        assert_eq!(pod_spec["properties"]["containers"]["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(pod_spec["properties"]["containers"]["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(
+            document["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentStatus"]["properties"]["conditions"]
+                ["x-kubernetes-patch-merge-key"],
+            "type"
+        );
+        // Only what apps/v1 refers to: no Service schema.
+        assert!(document["components"]["schemas"].get("io.k8s.api.core.v1.Service").is_none());
+    }
+
+    fn crontab_def() -> ResourceDef {
+        ResourceDef {
+            group: "stable.example.com".into(),
+            version: "v1".into(),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+            singular: "crontab".into(),
+            namespaced: true,
+            short_names: vec!["ct".into()],
+            categories: Vec::new(),
+            verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+                .map(String::from)
+                .to_vec(),
+            status: true,
+            scale: Some(ScalePaths {
+                spec_replicas: "spec.replicas".into(),
+                status_replicas: "status.replicas".into(),
+                label_selector: Some("status.selector".into()),
+            }),
+            schema: SchemaSource::CustomResource("crontabs.stable.example.com".into()),
+        }
+    }
+
+    fn crontab_schema(_: &ResourceDef) -> Option<Value> {
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "cronSpec": {"type": "string"},
+                        "ports": {
+                            "type": "array",
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["port"],
+                            "items": {"type": "object", "properties": {"port": {"type": "integer"}}},
+                        },
+                    },
+                },
+            },
+        }))
+    }
+
+    #[test]
+    fn custom_resources_get_documents_without_strategic_merge_patch() {
+        let registry = Registry::new(built_in_resources().into_iter().chain([crontab_def()]));
+        let document =
+            group_version_document(&registry, Schemas::shared(), "stable.example.com", "v1", &crontab_schema).unwrap();
+        let patch = patch_operation(&document, "stable.example.com", "v1", "CronTab").expect("a PATCH op for CronTab");
+        assert_eq!(patch["operationId"], "patchStableExampleComV1NamespacedCronTab");
+        assert!(patch["requestBody"]["content"].get(STRATEGIC_MERGE_PATCH).is_none());
+        assert!(patch["requestBody"]["content"]["application/merge-patch+json"].is_object());
+        let (name, schema) = kind_schema(&document, "stable.example.com", "v1", "CronTab").unwrap();
+        assert_eq!(name, "com.example.stable.v1.CronTab");
+        assert_eq!(schema["properties"]["spec"]["properties"]["ports"]["x-kubernetes-list-map-keys"], json!(["port"]));
+        assert!(kind_schema(&document, "stable.example.com", "v1", "CronTabList").is_some());
+        let facts = Schemas::shared().facts_for_custom_resource(schema);
+        assert_eq!(facts.field_facts(&["spec", "ports"]).list_map_keys, vec!["port"]);
+        let scale = &document["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}/scale"];
+        assert!(scale["patch"]["requestBody"]["content"].get(STRATEGIC_MERGE_PATCH).is_none());
+        assert_refs_resolve(&document);
+    }
+
+    /// Every `$ref` in the document names one of its components.
+    fn assert_refs_resolve(document: &Value) {
+        let components = document["components"]["schemas"].as_object().expect("components.schemas");
+        let mut names = Vec::new();
+        collect_refs(document, &mut names);
+        assert!(!names.is_empty());
+        for name in names {
+            assert!(components.contains_key(&name), "dangling ref to {name}");
+        }
+    }
+
+    #[test]
+    fn every_document_is_json_with_resolvable_refs() {
+        let registry = Registry::new(built_in_resources());
+        let documents = OpenApiDocuments::new();
+        for (group, version) in group_versions(&registry) {
+            let document =
+                documents.document(&registry, Schemas::shared(), &group, &version, &no_custom_resources).unwrap();
+            let value: Value = serde_json::from_slice(&document.json).expect("valid JSON");
+            assert_eq!(value["openapi"], "3.0.0");
+            assert_refs_resolve(&value);
+        }
+    }
+
+    #[test]
+    fn index_lists_every_group_version_with_a_stable_hash() {
+        let registry = Registry::new(built_in_resources());
+        let index = OpenApiDocuments::new().index(&registry, Schemas::shared(), &no_custom_resources);
+        let paths = index["paths"].as_object().unwrap();
+        for def in registry.iter() {
+            assert!(paths.contains_key(&document_path(&def.group, &def.version)), "{}", def.api_version());
+        }
+        assert_eq!(paths.len(), group_versions(&registry).len());
+        let apps = paths["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
+        assert!(apps.starts_with("/openapi/v3/apis/apps/v1?hash="), "{apps}");
+        assert!(paths.contains_key("api/v1"));
+        // Another cache, as in another process, advertises the same hash for the same content.
+        let again = OpenApiDocuments::new().index(&registry, Schemas::shared(), &no_custom_resources);
+        assert_eq!(again, index);
+    }
+
+    #[test]
+    fn cached_documents_follow_the_registry() {
+        let documents = OpenApiDocuments::new();
+        let schemas = Schemas::shared();
+        let registry = Registry::new(built_in_resources().into_iter().chain([crontab_def()]));
+        let first = documents.document(&registry, schemas, "stable.example.com", "v1", &crontab_schema).unwrap();
+        let second = documents.document(&registry, schemas, "stable.example.com", "v1", &crontab_schema).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "an unchanged group-version is served from the cache");
+        let open = documents.document(&registry, schemas, "stable.example.com", "v1", &no_custom_resources).unwrap();
+        assert_ne!(open.hash, first.hash, "a changed CRD schema changes the document");
+        let without = Registry::new(built_in_resources());
+        assert!(documents.document(&without, schemas, "stable.example.com", "v1", &crontab_schema).is_none());
+    }
+
+    #[test]
+    fn document_paths_round_trip() {
+        assert_eq!(document_path("", "v1"), "api/v1");
+        assert_eq!(document_path("apps", "v1"), "apis/apps/v1");
+        assert_eq!(parse_document_path("api/v1"), Some((String::new(), "v1".into())));
+        assert_eq!(parse_document_path("/apis/apps/v1"), Some(("apps".into(), "v1".into())));
+        assert_eq!(parse_document_path("apis/apps"), None);
+        assert_eq!(parse_document_path("version"), None);
+    }
+
+    #[test]
+    fn operation_ids_name_groups_like_upstream() {
+        let document = built_in_document("rbac.authorization.k8s.io", "v1");
+        let roles = &document["paths"]["/apis/rbac.authorization.k8s.io/v1/clusterroles"];
+        assert_eq!(roles["get"]["operationId"], "listRbacAuthorizationV1ClusterRole");
+        assert_eq!(roles["delete"]["operationId"], "deleteRbacAuthorizationV1CollectionClusterRole");
+        assert_eq!(roles["get"]["tags"], json!(["rbacAuthorization_v1"]));
+        let document = built_in_document("flowcontrol.apiserver.k8s.io", "v1");
+        assert!(document["paths"]["/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{name}/status"]["patch"]
+            ["operationId"]
+            .as_str()
+            .is_some_and(|id| id == "patchFlowcontrolApiserverV1FlowSchemaStatus"));
+    }
+}

@@ -466,3 +466,193 @@ fn overlay_upstream_facts(definitions: &mut Map<String, Value>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{built_in_resources, SchemaSource};
+
+    fn facts(strategy: Option<&str>, key: Option<&str>, list_type: Option<&str>, keys: &[&str]) -> FieldFacts {
+        FieldFacts {
+            patch_strategy: strategy.map(str::to_string),
+            patch_merge_key: key.map(str::to_string),
+            list_type: list_type.map(str::to_string),
+            list_map_keys: keys.iter().map(|key| key.to_string()).collect(),
+            map_type: None,
+        }
+    }
+
+    #[test]
+    fn containers_merge_by_name_from_deployment_and_pod() {
+        let schemas = Schemas::shared();
+        let by_name = facts(Some("merge"), Some("name"), Some("map"), &["name"]);
+        let deployment = schemas.facts_for("io.k8s.api.apps.v1.Deployment");
+        assert_eq!(deployment.field_facts(&["spec", "template", "spec", "containers"]), by_name);
+        let pod = schemas.facts_for("io.k8s.api.core.v1.Pod");
+        assert_eq!(pod.field_facts(&["spec", "containers"]), by_name);
+        assert_eq!(pod.field_facts(&["spec", "containers", "env"]), by_name);
+        assert_eq!(
+            pod.field_facts(&["spec", "containers", "ports"]),
+            facts(Some("merge"), Some("containerPort"), Some("map"), &["containerPort", "protocol"])
+        );
+        assert_eq!(pod.field_facts(&["spec", "volumes"]).patch_strategy.as_deref(), Some("merge,retainKeys"));
+        assert_eq!(pod.field_facts(&["spec", "tolerations"]), facts(None, None, Some("atomic"), &[]));
+        assert_eq!(pod.field_facts(&["spec", "containers", "image"]), FieldFacts::default());
+        assert_eq!(pod.field_facts(&["spec", "noSuchField", "containers"]), FieldFacts::default());
+    }
+
+    #[test]
+    fn conditions_merge_on_type() {
+        let schemas = Schemas::shared();
+        let conditions = facts(Some("merge"), Some("type"), Some("map"), &["type"]);
+        let deployment = schemas.facts_for("io.k8s.api.apps.v1.Deployment");
+        assert_eq!(deployment.field_facts(&["status", "conditions"]), conditions);
+        let pod = schemas.facts_for("io.k8s.api.core.v1.Pod");
+        assert_eq!(pod.field_facts(&["status", "conditions"]), conditions);
+    }
+
+    #[test]
+    fn structs_and_maps_carry_their_definitions_facts() {
+        let deployment = Schemas::shared().facts_for("io.k8s.api.apps.v1.Deployment");
+        // LabelSelector is atomic as a definition, so every field of that type is.
+        assert_eq!(deployment.field_facts(&["spec", "selector"]).map_type.as_deref(), Some("atomic"));
+        assert_eq!(deployment.field_facts(&["spec", "strategy"]).patch_strategy.as_deref(), Some("retainKeys"));
+        assert_eq!(deployment.field_facts(&["metadata", "labels", "app"]), FieldFacts::default());
+        assert_eq!(
+            deployment.field_facts(&["spec", "template", "spec", "nodeSelector"]).map_type.as_deref(),
+            Some("atomic")
+        );
+        let owners = deployment.field_facts(&["metadata", "ownerReferences"]);
+        assert_eq!(owners.patch_merge_key.as_deref(), Some("uid"));
+        assert_eq!(owners.list_map_keys, vec!["uid"]);
+        // The elements of the list are atomic OwnerReferences.
+        assert_eq!(owners.map_type.as_deref(), Some("atomic"));
+        assert_eq!(deployment.field_facts(&["metadata", "finalizers"]).list_type.as_deref(), Some("set"));
+    }
+
+    #[test]
+    fn unknown_definitions_have_no_facts() {
+        let unknown = Schemas::shared().facts_for("io.k8s.api.apps.v1.NoSuchKind");
+        assert_eq!(unknown.field_facts(&["spec", "containers"]), FieldFacts::default());
+    }
+
+    fn crontab_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "ports": {
+                            "type": "array",
+                            "x-kubernetes-list-type": "map",
+                            "x-kubernetes-list-map-keys": ["port", "protocol"],
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "port": {"type": "integer"},
+                                    "protocol": {"type": "string"},
+                                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                                },
+                            },
+                        },
+                        "selector": {
+                            "type": "object",
+                            "x-kubernetes-map-type": "atomic",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "routes": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "array",
+                                "x-kubernetes-list-type": "atomic",
+                                "items": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn custom_resource_schemas_give_list_map_facts() {
+        let schema = crontab_schema();
+        let inline = SchemaFacts::inline(&schema);
+        assert_eq!(inline.field_facts(&["spec", "ports"]), facts(None, None, Some("map"), &["port", "protocol"]));
+        assert_eq!(inline.field_facts(&["spec", "ports", "tags"]).list_type.as_deref(), Some("set"));
+        assert_eq!(inline.field_facts(&["spec", "selector"]).map_type.as_deref(), Some("atomic"));
+        assert_eq!(inline.field_facts(&["spec", "routes", "any-key"]).list_type.as_deref(), Some("atomic"));
+        // Without definitions, metadata is unknown; with them it is ObjectMeta.
+        assert_eq!(inline.field_facts(&["metadata", "ownerReferences"]), FieldFacts::default());
+        let custom = Schemas::shared().facts_for_custom_resource(&schema);
+        assert_eq!(custom.field_facts(&["metadata", "ownerReferences"]).patch_merge_key.as_deref(), Some("uid"));
+        assert_eq!(custom.field_facts(&["spec", "ports"]).list_map_keys, vec!["port", "protocol"]);
+    }
+
+    #[test]
+    fn every_served_kind_has_a_schema_with_its_group_version_kind() {
+        let schemas = Schemas::shared();
+        for def in built_in_resources() {
+            let SchemaSource::BuiltIn(name) = &def.schema else { panic!("{} is built in", def.kind) };
+            let schema = schemas.definition(name).unwrap_or_else(|| panic!("no schema {name}"));
+            assert_eq!(schema[GVK_EXTENSION], json!([gvk(&def.group, &def.version, &def.kind)]), "{name}");
+            if def.has_verb("list") {
+                let list = schemas.definition(&format!("{name}List")).unwrap_or_else(|| panic!("no list of {name}"));
+                assert_eq!(list[GVK_EXTENSION][0]["kind"], json!(def.list_kind()));
+            }
+        }
+        for name in ["Status", "DeleteOptions", "Patch", "WatchEvent", "ListMeta"] {
+            assert!(schemas.definition(&format!("io.k8s.apimachinery.pkg.apis.meta.v1.{name}")).is_some(), "{name}");
+        }
+        assert_eq!(schemas.definition("io.k8s.api.autoscaling.v1.Scale").unwrap()[GVK_EXTENSION][0]["kind"], "Scale");
+    }
+
+    /// Every `$ref` names a definition, and no `$ref` has siblings (OpenAPI 3.0 would ignore them).
+    fn check_refs(value: &Value, definitions: &Map<String, Value>, at: &str) {
+        match value {
+            Value::Object(object) => {
+                if let Some(reference) = object.get("$ref").and_then(Value::as_str) {
+                    let name = reference.strip_prefix(COMPONENTS_PREFIX).unwrap_or_else(|| panic!("{at}: {reference}"));
+                    assert!(definitions.contains_key(name), "{at}: dangling {reference}");
+                    assert_eq!(object.len(), 1, "{at}: $ref with siblings");
+                }
+                for (key, child) in object {
+                    check_refs(child, definitions, &format!("{at}/{key}"));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| check_refs(item, definitions, at)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let definitions = Schemas::shared().definitions();
+        assert!(definitions.len() > 300, "{} definitions", definitions.len());
+        check_refs(&Value::Object(definitions.clone()), definitions, "");
+    }
+
+    #[test]
+    fn every_fact_row_of_a_served_definition_names_a_property() {
+        let schemas = Schemas::shared();
+        let mut applied = 0;
+        for (definition, property, _) in UPSTREAM_FIELD_FACTS {
+            let Some(schema) = schemas.definition(definition) else { continue };
+            if !property.is_empty() {
+                assert!(schema["properties"].get(*property).is_some(), "{definition} has no property {property}");
+            }
+            applied += 1;
+        }
+        assert!(applied > 200, "{applied} rows apply");
+    }
+
+    #[test]
+    fn building_is_cheap() {
+        let started = std::time::Instant::now();
+        let schemas = Schemas::build();
+        let elapsed = started.elapsed();
+        println!("built {} definitions in {elapsed:?}", schemas.definitions().len());
+        assert!(elapsed < std::time::Duration::from_secs(5), "building took {elapsed:?}");
+    }
+}

@@ -68,6 +68,7 @@ pub fn group_version_document(
     }
     let mut paths = Map::new();
     let mut local_definitions = Map::new();
+    paths.insert(format!("/{}/", document_path(group, version)), resource_list_path(group, version));
     for def in defs {
         let resource = ResourcePaths::new(def, schemas, crd_schema, &mut local_definitions);
         resource.add_to(&mut paths);
@@ -193,6 +194,22 @@ const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
 const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+const API_RESOURCE_LIST: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList";
+
+/// Built-in resources (group, plural) whose DELETE upstream answers with the deleted object rather than a Status.
+const DELETE_RETURNS_OBJECT: &[(&str, &str)] = &[
+    ("", "persistentvolumeclaims"),
+    ("", "persistentvolumes"),
+    ("", "pods"),
+    ("", "podtemplates"),
+    ("", "resourcequotas"),
+    ("", "serviceaccounts"),
+    ("", "services"),
+    ("storage.k8s.io", "csidrivers"),
+    ("storage.k8s.io", "csinodes"),
+    ("storage.k8s.io", "storageclasses"),
+    ("storage.k8s.io", "volumeattachments"),
+];
 
 /// Query parameters: name, schema type, description.
 const QUERY_PARAMETERS: &[(&str, &str, &str)] = &[
@@ -488,7 +505,7 @@ impl<'a> ResourcePaths<'a> {
                     &kind_gvk,
                     query_parameters(DELETE_PARAMETERS),
                     Some(json!({"content": content(&["*/*"], DELETE_OPTIONS)})),
-                    responses(&[("200", "OK"), ("202", "Accepted")], STATUS, RESPONSE_TYPES),
+                    responses(&[("200", "OK"), ("202", "Accepted")], self.deleted_definition(), RESPONSE_TYPES),
                 ),
             );
         }
@@ -520,6 +537,17 @@ impl<'a> ResourcePaths<'a> {
         }
         if def.scale.is_some() {
             self.add_subresource(paths, &item_path, "scale", "Scale", &gvk("autoscaling", "v1", "Scale"), SCALE);
+        }
+    }
+
+    /// What a DELETE of one object answers with.
+    fn deleted_definition(&self) -> &str {
+        let def = self.def;
+        let built_in = matches!(def.schema, SchemaSource::BuiltIn(_));
+        if built_in && DELETE_RETURNS_OBJECT.contains(&(def.group.as_str(), def.plural.as_str())) {
+            &self.kind_definition
+        } else {
+            STATUS
         }
     }
 
@@ -644,6 +672,21 @@ impl<'a> ResourcePaths<'a> {
         path_item.insert("parameters".into(), Value::Array(parameters));
         paths.insert(path, Value::Object(path_item));
     }
+}
+
+/// `GET /apis/<group>/<version>/`: the group-version's APIResourceList (legacy discovery).
+fn resource_list_path(group: &str, version: &str) -> Value {
+    let words = group_words(group);
+    let group_camel: String = words.iter().map(|word| capitalize(word)).collect();
+    let types = ["application/json", "application/yaml"];
+    json!({
+        "get": {
+            "description": "get available resources",
+            "operationId": format!("get{group_camel}{}APIResources", capitalize(version)),
+            "responses": responses(&[("200", "OK")], API_RESOURCE_LIST, &types),
+            "tags": [format!("{}_{version}", lower_first(&group_camel))],
+        },
+    })
 }
 
 /// Upstream names a custom resource's schema by its group reversed: `com.example.stable.v1.CronTab`.

@@ -9,7 +9,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
-use crate::schema_facts::UPSTREAM_FIELD_FACTS;
+use crate::schema_facts::{METADATA_REQUIRED, UPSTREAM_FIELD_FACTS, UPSTREAM_REQUIRED};
 
 /// How one field merges. Every member is empty for a field without patch or list metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl FieldFactsSource for NoFacts {
 
 /// Every OpenAPI definition reachable from the built-in kinds kaasd serves, as OpenAPI 3.0 schemas named like
 /// `io.k8s.api.apps.v1.Deployment` with refs `#/components/schemas/<name>`, plus the meta types an API document
-/// refers to (Status, DeleteOptions, Patch, WatchEvent, autoscaling/v1 Scale) and a `<Kind>List` per listable kind.
+/// refers to (Status, DeleteOptions, Patch, WatchEvent, APIResourceList, autoscaling/v1 Scale) and a `<Kind>List` per listable kind.
 ///
 /// The schemas come from k8s-openapi, so they cannot drift from the types the server decodes; the patch and list
 /// facts k8s-openapi leaves out are overlaid from [`crate::schema_facts`], and every kind carries
@@ -356,6 +356,7 @@ impl Builder {
         self.generator.subschema_for::<meta::DeleteOptions>();
         self.generator.subschema_for::<meta::Patch>();
         self.generator.subschema_for::<meta::WatchEvent<Value>>();
+        self.generator.subschema_for::<meta::APIResourceList>();
     }
 
     fn finish(mut self) -> Schemas {
@@ -391,6 +392,29 @@ impl Builder {
                 schema.insert(GVK_EXTENSION.into(), Value::Array(gvks));
             }
         }
+        // Upstream spells these as strings with a format; the int-or-string marker stays for validators.
+        for (name, format) in [
+            ("io.k8s.apimachinery.pkg.util.intstr.IntOrString", Some("int-or-string")),
+            ("io.k8s.apimachinery.pkg.api.resource.Quantity", None),
+        ] {
+            if let Some(Value::Object(schema)) = definitions.get_mut(name) {
+                schema.insert("type".into(), json!("string"));
+                if let Some(format) = format {
+                    schema.insert("format".into(), json!(format));
+                }
+            }
+        }
+        // JSON (CRD defaults and examples) is any value, not only an object.
+        if let Some(Value::Object(schema)) =
+            definitions.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+        {
+            schema.remove("type");
+        }
+        if let Some(Value::Object(schema)) = definitions.get_mut("io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList")
+        {
+            schema.insert(GVK_EXTENSION.into(), json!([gvk("", "v1", "APIResourceList")]));
+        }
+        overlay_upstream_required(&mut definitions);
         overlay_upstream_facts(&mut definitions);
         Schemas { definitions }
     }
@@ -433,6 +457,29 @@ pub(crate) const API_VERSION_DESCRIPTION: &str =
      object: the group and version, like apps/v1.";
 pub(crate) const KIND_DESCRIPTION: &str =
     "Kind is a string value representing the REST resource this object represents, in CamelCase.";
+
+/// Makes `required` say what upstream's does, which `kubectl explain` shows and client-side validation (of `kind:
+/// List` manifests) checks.
+fn overlay_upstream_required(definitions: &mut Map<String, Value>) {
+    for (name, schema) in definitions.iter_mut() {
+        let Value::Object(schema) = schema else { continue };
+        let mut required: Vec<Value> = match UPSTREAM_REQUIRED.iter().find(|(definition, _)| definition == name) {
+            Some((_, fields)) => fields.iter().map(|field| json!(field)).collect(),
+            None => match schema.get("required") {
+                Some(Value::Array(fields)) => fields.clone(),
+                _ => continue,
+            },
+        };
+        if !METADATA_REQUIRED.contains(&name.as_str()) {
+            required.retain(|field| field != "metadata");
+        }
+        if required.is_empty() {
+            schema.remove("required");
+        } else {
+            schema.insert("required".into(), Value::Array(required));
+        }
+    }
+}
 
 /// Writes the table of upstream facts into the definitions it names (those that are served).
 fn overlay_upstream_facts(definitions: &mut Map<String, Value>) {
@@ -528,6 +575,18 @@ mod tests {
         // The elements of the list are atomic OwnerReferences.
         assert_eq!(owners.map_type.as_deref(), Some("atomic"));
         assert_eq!(deployment.field_facts(&["metadata", "finalizers"]).list_type.as_deref(), Some("set"));
+    }
+
+    #[test]
+    fn required_fields_are_upstreams() {
+        let schemas = Schemas::shared();
+        let required = |name: &str| schemas.definition(name).unwrap().get("required").cloned();
+        assert_eq!(required("io.k8s.api.apps.v1.Deployment"), None);
+        assert_eq!(required("io.k8s.api.rbac.v1.RoleBinding"), Some(json!(["roleRef"])));
+        assert_eq!(required("io.k8s.api.core.v1.LocalObjectReference"), None);
+        assert_eq!(required("io.k8s.api.events.v1.Event"), Some(json!(["eventTime"])));
+        let core_event = required("io.k8s.api.core.v1.Event").unwrap();
+        assert!(core_event.as_array().unwrap().contains(&json!("metadata")), "{core_event}");
     }
 
     #[test]

@@ -555,3 +555,21 @@ pub(crate) const UPSTREAM_FIELD_FACTS: &[(&str, &str, StaticFacts)] = &[
         map_list(&["type"]).patch("merge", "type"),
     ),
 ];
+
+/// Definitions whose required fields upstream lists differently from k8s-openapi's schemas (beyond `metadata`,
+/// which k8s-openapi marks required on every kind and upstream on none but the core Event): `(definition, required)`.
+pub(crate) const UPSTREAM_REQUIRED: &[(&str, &[&str])] = &[
+    ("io.k8s.api.core.v1.ConfigMapEnvSource", &[]),
+    ("io.k8s.api.core.v1.ConfigMapKeySelector", &["key"]),
+    ("io.k8s.api.core.v1.ConfigMapProjection", &[]),
+    ("io.k8s.api.core.v1.ConfigMapVolumeSource", &[]),
+    ("io.k8s.api.core.v1.LocalObjectReference", &[]),
+    ("io.k8s.api.core.v1.SecretEnvSource", &[]),
+    ("io.k8s.api.core.v1.SecretKeySelector", &["key"]),
+    ("io.k8s.api.core.v1.SecretProjection", &[]),
+    ("io.k8s.api.events.v1.Event", &["eventTime"]),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", &["podSelector"]),
+];
+
+/// The only definition upstream requires `metadata` of.
+pub(crate) const METADATA_REQUIRED: &[&str] = &["io.k8s.api.core.v1.Event"];

@@ -70,7 +70,7 @@ pub fn group_version_document(
     let mut local_definitions = Map::new();
     paths.insert(format!("/{}/", document_path(group, version)), resource_list_path(group, version));
     for def in defs {
-        let resource = ResourcePaths::new(def, schemas, crd_schema, &mut local_definitions);
+        let resource = ResourcePaths::new(def, crd_schema, &mut local_definitions);
         resource.add_to(&mut paths);
     }
     let components = referenced_definitions(&paths, &local_definitions, schemas);
@@ -344,6 +344,46 @@ fn responses(codes: &[(&str, &str)], definition: &str, types: &[&str]) -> Value 
     Value::Object(responses)
 }
 
+/// What an operation does; each maps to an HTTP method, an operation id verb and an `x-kubernetes-action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    List,
+    Create,
+    DeleteCollection,
+    Read,
+    Replace,
+    Patch,
+    Delete,
+}
+
+impl Action {
+    /// (HTTP method, operation id verb, `x-kubernetes-action`), as upstream spells them.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Action::List => ("get", "list", "list"),
+            Action::Create => ("post", "create", "post"),
+            Action::DeleteCollection => ("delete", "delete", "deletecollection"),
+            Action::Read => ("get", "read", "get"),
+            Action::Replace => ("put", "replace", "put"),
+            Action::Patch => ("patch", "patch", "patch"),
+            Action::Delete => ("delete", "delete", "delete"),
+        }
+    }
+}
+
+/// What a path's operations act on: the kind, one of its subresources, or the kind in every namespace.
+struct Target {
+    /// Ends operation ids: "" for the kind, `Status`, `Scale`, `ForAllNamespaces`.
+    id_suffix: &'static str,
+    /// `Namespaced` in operation ids of namespaced paths.
+    namespaced: bool,
+    /// Names the target in descriptions: `the specified Deployment`, `status of the specified Deployment`.
+    noun: String,
+    gvk: Value,
+    /// The schema read and written.
+    definition: String,
+}
+
 /// The paths of one resource, and how its operations are named.
 struct ResourcePaths<'a> {
     def: &'a ResourceDef,
@@ -360,7 +400,6 @@ impl<'a> ResourcePaths<'a> {
     /// Also puts a custom resource's schema and list schema into `local_definitions`.
     fn new(
         def: &'a ResourceDef,
-        schemas: &Schemas,
         crd_schema: CustomResourceSchemas<'_>,
         local_definitions: &mut Map<String, Value>,
     ) -> ResourcePaths<'a> {
@@ -375,169 +414,178 @@ impl<'a> ResourcePaths<'a> {
                 (name, false)
             }
         };
-        let list_definition = format!("{kind_definition}List");
-        // A built-in kind without a list schema cannot be listed; nothing refers to a missing schema.
-        let list_definition =
-            if local_definitions.contains_key(&list_definition) || schemas.definition(&list_definition).is_some() {
-                list_definition
-            } else {
-                STATUS.to_string()
-            };
-        let group_words = group_words(&def.group);
-        let operation_group = format!(
-            "{}{}",
-            group_words.iter().map(|word| capitalize(word)).collect::<String>(),
-            capitalize(&def.version)
-        );
-        let tag = format!(
-            "{}_{}",
-            lower_first(&group_words.iter().map(|word| capitalize(word)).collect::<String>()),
-            def.version
-        );
-        ResourcePaths { def, kind_definition, list_definition, operation_group, tag, strategic_merge_patch }
+        ResourcePaths {
+            def,
+            list_definition: format!("{kind_definition}List"),
+            kind_definition,
+            operation_group: format!("{}{}", group_camel_case(&def.group), capitalize(&def.version)),
+            tag: tag(&def.group, &def.version),
+            strategic_merge_patch,
+        }
     }
 
     fn add_to(&self, paths: &mut Map<String, Value>) {
         let def = self.def;
-        let base = if def.group.is_empty() {
-            format!("/api/{}", def.version)
-        } else {
-            format!("/apis/{}/{}", def.group, def.version)
+        let base = format!("/{}", document_path(&def.group, &def.version));
+        let namespace_segment = if def.namespaced { "/namespaces/{namespace}" } else { "" };
+        let lists = def.has_verb("list") || def.has_verb("watch");
+        let kind = Target {
+            id_suffix: "",
+            namespaced: def.namespaced,
+            noun: format!("the specified {}", def.kind),
+            gvk: gvk(&def.group, &def.version, &def.kind),
+            definition: self.kind_definition.clone(),
         };
-        let (scope, namespace_segment) =
-            if def.namespaced { ("Namespaced", "/namespaces/{namespace}") } else { ("", "") };
-        let kind = &def.kind;
-        let kind_gvk = gvk(&def.group, &def.version, kind);
 
-        let mut collection = Map::new();
-        if def.has_verb("list") || def.has_verb("watch") {
-            collection.insert(
-                "get".into(),
-                self.operation(
-                    "list",
-                    &format!("list{}{scope}{kind}", self.operation_group),
-                    format!("list or watch objects of kind {kind}"),
-                    &kind_gvk,
-                    query_parameters(LIST_PARAMETERS),
-                    None,
-                    responses(&[("200", "OK")], &self.list_definition, LIST_RESPONSE_TYPES),
-                ),
-            );
-        }
-        if def.has_verb("create") {
-            collection.insert(
-                "post".into(),
-                self.operation(
-                    "post",
-                    &format!("create{}{scope}{kind}", self.operation_group),
-                    format!("create a {kind}"),
-                    &kind_gvk,
-                    query_parameters(WRITE_PARAMETERS),
-                    Some(json!({"content": content(&["*/*"], &self.kind_definition), "required": true})),
-                    responses(
-                        &[("200", "OK"), ("201", "Created"), ("202", "Accepted")],
-                        &self.kind_definition,
-                        RESPONSE_TYPES,
-                    ),
-                ),
-            );
-        }
-        if def.has_verb("deletecollection") {
-            collection.insert(
-                "delete".into(),
-                self.operation(
-                    "deletecollection",
-                    &format!("delete{}Collection{scope}{kind}", self.operation_group),
-                    format!("delete collection of {kind}"),
-                    &kind_gvk,
-                    query_parameters(DELETE_COLLECTION_PARAMETERS),
-                    Some(json!({"content": content(&["*/*"], DELETE_OPTIONS)})),
-                    responses(&[("200", "OK")], STATUS, RESPONSE_TYPES),
-                ),
-            );
-        }
-        self.insert_path(paths, format!("{base}{namespace_segment}/{}", def.plural), collection, false);
+        let collection_actions = [
+            (lists, Action::List),
+            (def.has_verb("create"), Action::Create),
+            (def.has_verb("deletecollection"), Action::DeleteCollection),
+        ];
+        let collection_path = format!("{base}{namespace_segment}/{}", def.plural);
+        self.insert_path(paths, collection_path, &kind, &collection_actions, false);
 
-        let mut item = Map::new();
-        if def.has_verb("get") {
-            item.insert(
-                "get".into(),
-                self.operation(
-                    "get",
-                    &format!("read{}{scope}{kind}", self.operation_group),
-                    format!("read the specified {kind}"),
-                    &kind_gvk,
-                    Vec::new(),
-                    None,
-                    responses(&[("200", "OK")], &self.kind_definition, RESPONSE_TYPES),
-                ),
-            );
-        }
-        if def.has_verb("update") {
-            item.insert(
-                "put".into(),
-                self.replace(
-                    &format!("replace{}{scope}{kind}", self.operation_group),
-                    format!("replace the specified {kind}"),
-                    &kind_gvk,
-                    &self.kind_definition,
-                ),
-            );
-        }
-        if def.has_verb("patch") {
-            item.insert(
-                "patch".into(),
-                self.patch(
-                    &format!("patch{}{scope}{kind}", self.operation_group),
-                    format!("partially update the specified {kind}"),
-                    &kind_gvk,
-                    &self.kind_definition,
-                ),
-            );
-        }
-        if def.has_verb("delete") {
-            item.insert(
-                "delete".into(),
-                self.operation(
-                    "delete",
-                    &format!("delete{}{scope}{kind}", self.operation_group),
-                    format!("delete a {kind}"),
-                    &kind_gvk,
-                    query_parameters(DELETE_PARAMETERS),
-                    Some(json!({"content": content(&["*/*"], DELETE_OPTIONS)})),
-                    responses(&[("200", "OK"), ("202", "Accepted")], self.deleted_definition(), RESPONSE_TYPES),
-                ),
-            );
-        }
+        let item_actions = [
+            (def.has_verb("get"), Action::Read),
+            (def.has_verb("update"), Action::Replace),
+            (def.has_verb("patch"), Action::Patch),
+            (def.has_verb("delete"), Action::Delete),
+        ];
         let item_path = format!("{base}{namespace_segment}/{}/{{name}}", def.plural);
-        self.insert_path(paths, item_path.clone(), item, true);
+        self.insert_path(paths, item_path.clone(), &kind, &item_actions, true);
 
-        if def.namespaced && (def.has_verb("list") || def.has_verb("watch")) {
-            let mut all_namespaces = Map::new();
-            all_namespaces.insert(
-                "get".into(),
-                self.operation(
-                    "list",
-                    &format!("list{}{kind}ForAllNamespaces", self.operation_group),
-                    format!("list or watch objects of kind {kind} in every namespace"),
-                    &kind_gvk,
-                    query_parameters(LIST_PARAMETERS),
-                    None,
-                    responses(&[("200", "OK")], &self.list_definition, LIST_RESPONSE_TYPES),
-                ),
-            );
-            let mut path_item = Map::new();
-            path_item.insert("parameters".into(), Value::Array(query_parameters(&["pretty"])));
-            path_item.extend(all_namespaces);
-            paths.insert(format!("{base}/{}", def.plural), Value::Object(path_item));
+        if def.namespaced {
+            let every_namespace = Target { id_suffix: "ForAllNamespaces", namespaced: false, ..kind };
+            let path = format!("{base}/{}", def.plural);
+            self.insert_path(paths, path, &every_namespace, &[(lists, Action::List)], false);
         }
 
+        let subresource_actions = [(true, Action::Read), (true, Action::Replace), (true, Action::Patch)];
         if def.status {
-            self.add_subresource(paths, &item_path, "status", "Status", &kind_gvk, &self.kind_definition);
+            let status = Target {
+                id_suffix: "Status",
+                namespaced: def.namespaced,
+                noun: format!("status of the specified {}", def.kind),
+                gvk: gvk(&def.group, &def.version, &def.kind),
+                definition: self.kind_definition.clone(),
+            };
+            self.insert_path(paths, format!("{item_path}/status"), &status, &subresource_actions, true);
         }
         if def.scale.is_some() {
-            self.add_subresource(paths, &item_path, "scale", "Scale", &gvk("autoscaling", "v1", "Scale"), SCALE);
+            let scale = Target {
+                id_suffix: "Scale",
+                namespaced: def.namespaced,
+                noun: format!("scale of the specified {}", def.kind),
+                gvk: gvk("autoscaling", "v1", "Scale"),
+                definition: SCALE.into(),
+            };
+            self.insert_path(paths, format!("{item_path}/scale"), &scale, &subresource_actions, true);
         }
+    }
+
+    /// Adds a path with the operations whose condition holds and the parameters they share (`name`, `namespace`,
+    /// `pretty`); nothing if no operation is left (a resource without the verbs).
+    fn insert_path(
+        &self,
+        paths: &mut Map<String, Value>,
+        path: String,
+        target: &Target,
+        actions: &[(bool, Action)],
+        item: bool,
+    ) {
+        let mut path_item: Map<String, Value> = actions
+            .iter()
+            .filter(|(served, _)| *served)
+            .map(|(_, action)| (action.names().0.to_string(), self.operation(*action, target)))
+            .collect();
+        if path_item.is_empty() {
+            return;
+        }
+        let mut parameters = Vec::new();
+        if item {
+            parameters.push(path_parameter("name", format!("name of the {}", self.def.kind)));
+        }
+        if target.namespaced {
+            let description = "object name and auth scope, such as for teams and projects";
+            parameters.push(path_parameter("namespace", description.into()));
+        }
+        parameters.extend(query_parameters(&["pretty"]));
+        path_item.insert("parameters".into(), Value::Array(parameters));
+        paths.insert(path, Value::Object(path_item));
+    }
+
+    fn operation(&self, action: Action, target: &Target) -> Value {
+        let (_, verb, kubernetes_action) = action.names();
+        let kind = &self.def.kind;
+        let noun = &target.noun;
+        let definition = target.definition.as_str();
+        let write_body = || json!({"content": content(&["*/*"], definition), "required": true});
+        let delete_body = || json!({"content": content(&["*/*"], DELETE_OPTIONS)});
+        let (description, parameters, request_body, responses) = match action {
+            Action::List => (
+                format!("list or watch objects of kind {kind}"),
+                LIST_PARAMETERS,
+                None,
+                responses(&[("200", "OK")], &self.list_definition, LIST_RESPONSE_TYPES),
+            ),
+            Action::Create => (
+                format!("create a {kind}"),
+                WRITE_PARAMETERS,
+                Some(write_body()),
+                responses(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")], definition, RESPONSE_TYPES),
+            ),
+            Action::DeleteCollection => (
+                format!("delete collection of {kind}"),
+                DELETE_COLLECTION_PARAMETERS,
+                Some(delete_body()),
+                responses(&[("200", "OK")], STATUS, RESPONSE_TYPES),
+            ),
+            Action::Read => {
+                (format!("read {noun}"), &[][..], None, responses(&[("200", "OK")], definition, RESPONSE_TYPES))
+            }
+            Action::Replace => (
+                format!("replace {noun}"),
+                WRITE_PARAMETERS,
+                Some(write_body()),
+                responses(&[("200", "OK"), ("201", "Created")], definition, RESPONSE_TYPES),
+            ),
+            Action::Patch => {
+                let mut types: Vec<&str> = PATCH_TYPES.to_vec();
+                if self.strategic_merge_patch {
+                    types.push(STRATEGIC_MERGE_PATCH);
+                }
+                (
+                    format!("partially update {noun}"),
+                    PATCH_PARAMETERS,
+                    Some(json!({"content": content(&types, PATCH), "required": true})),
+                    responses(&[("200", "OK"), ("201", "Created")], definition, RESPONSE_TYPES),
+                )
+            }
+            Action::Delete => (
+                format!("delete a {kind}"),
+                DELETE_PARAMETERS,
+                Some(delete_body()),
+                responses(&[("200", "OK"), ("202", "Accepted")], self.deleted_definition(), RESPONSE_TYPES),
+            ),
+        };
+        let collection = if action == Action::DeleteCollection { "Collection" } else { "" };
+        let scope = if target.namespaced { "Namespaced" } else { "" };
+        let id = format!("{verb}{}{collection}{scope}{kind}{}", self.operation_group, target.id_suffix);
+
+        let mut operation = Map::new();
+        operation.insert("description".into(), Value::String(description));
+        operation.insert("operationId".into(), Value::String(id));
+        if !parameters.is_empty() {
+            operation.insert("parameters".into(), Value::Array(query_parameters(parameters)));
+        }
+        if let Some(body) = request_body {
+            operation.insert("requestBody".into(), body);
+        }
+        operation.insert("responses".into(), responses);
+        operation.insert("tags".into(), json!([self.tag]));
+        operation.insert("x-kubernetes-action".into(), json!(kubernetes_action));
+        operation.insert(GVK_EXTENSION.into(), target.gvk.clone());
+        Value::Object(operation)
     }
 
     /// What a DELETE of one object answers with.
@@ -550,141 +598,16 @@ impl<'a> ResourcePaths<'a> {
             STATUS
         }
     }
-
-    /// `/status` or `/scale`: read, replace and patch.
-    fn add_subresource(
-        &self,
-        paths: &mut Map<String, Value>,
-        item_path: &str,
-        subresource: &str,
-        suffix: &str,
-        gvk: &Value,
-        definition: &str,
-    ) {
-        let kind = &self.def.kind;
-        let scope = if self.def.namespaced { "Namespaced" } else { "" };
-        let stem = format!("{}{scope}{kind}{suffix}", self.operation_group);
-        let mut operations = Map::new();
-        operations.insert(
-            "get".into(),
-            self.operation(
-                "get",
-                &format!("read{stem}"),
-                format!("read {subresource} of the specified {kind}"),
-                gvk,
-                Vec::new(),
-                None,
-                responses(&[("200", "OK")], definition, RESPONSE_TYPES),
-            ),
-        );
-        operations.insert(
-            "put".into(),
-            self.replace(
-                &format!("replace{stem}"),
-                format!("replace {subresource} of the specified {kind}"),
-                gvk,
-                definition,
-            ),
-        );
-        operations.insert(
-            "patch".into(),
-            self.patch(
-                &format!("patch{stem}"),
-                format!("partially update {subresource} of the specified {kind}"),
-                gvk,
-                definition,
-            ),
-        );
-        self.insert_path(paths, format!("{item_path}/{subresource}"), operations, true);
-    }
-
-    fn replace(&self, id: &str, description: String, gvk: &Value, definition: &str) -> Value {
-        self.operation(
-            "put",
-            id,
-            description,
-            gvk,
-            query_parameters(WRITE_PARAMETERS),
-            Some(json!({"content": content(&["*/*"], definition), "required": true})),
-            responses(&[("200", "OK"), ("201", "Created")], definition, RESPONSE_TYPES),
-        )
-    }
-
-    fn patch(&self, id: &str, description: String, gvk: &Value, definition: &str) -> Value {
-        let mut types: Vec<&str> = PATCH_TYPES.to_vec();
-        if self.strategic_merge_patch {
-            types.push(STRATEGIC_MERGE_PATCH);
-        }
-        self.operation(
-            "patch",
-            id,
-            description,
-            gvk,
-            query_parameters(PATCH_PARAMETERS),
-            Some(json!({"content": content(&types, PATCH), "required": true})),
-            responses(&[("200", "OK"), ("201", "Created")], definition, RESPONSE_TYPES),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn operation(
-        &self,
-        action: &str,
-        id: &str,
-        description: String,
-        gvk: &Value,
-        parameters: Vec<Value>,
-        request_body: Option<Value>,
-        responses: Value,
-    ) -> Value {
-        let mut operation = Map::new();
-        operation.insert("description".into(), Value::String(description));
-        operation.insert("operationId".into(), Value::String(id.to_string()));
-        if !parameters.is_empty() {
-            operation.insert("parameters".into(), Value::Array(parameters));
-        }
-        if let Some(body) = request_body {
-            operation.insert("requestBody".into(), body);
-        }
-        operation.insert("responses".into(), responses);
-        operation.insert("tags".into(), json!([self.tag]));
-        operation.insert("x-kubernetes-action".into(), Value::String(action.to_string()));
-        operation.insert(GVK_EXTENSION.into(), gvk.clone());
-        Value::Object(operation)
-    }
-
-    /// Adds a path with its operations and the parameters they share (`name`, `namespace`, `pretty`), unless it
-    /// has no operations (a resource without the verbs).
-    fn insert_path(&self, paths: &mut Map<String, Value>, path: String, operations: Map<String, Value>, item: bool) {
-        if operations.is_empty() {
-            return;
-        }
-        let mut parameters = Vec::new();
-        if item {
-            parameters.push(path_parameter("name", format!("name of the {}", self.def.kind)));
-        }
-        if self.def.namespaced {
-            parameters
-                .push(path_parameter("namespace", "object name and auth scope, such as for teams and projects".into()));
-        }
-        parameters.extend(query_parameters(&["pretty"]));
-        let mut path_item = operations;
-        path_item.insert("parameters".into(), Value::Array(parameters));
-        paths.insert(path, Value::Object(path_item));
-    }
 }
 
 /// `GET /apis/<group>/<version>/`: the group-version's APIResourceList (legacy discovery).
 fn resource_list_path(group: &str, version: &str) -> Value {
-    let words = group_words(group);
-    let group_camel: String = words.iter().map(|word| capitalize(word)).collect();
-    let types = ["application/json", "application/yaml"];
     json!({
         "get": {
             "description": "get available resources",
-            "operationId": format!("get{group_camel}{}APIResources", capitalize(version)),
-            "responses": responses(&[("200", "OK")], API_RESOURCE_LIST, &types),
-            "tags": [format!("{}_{version}", lower_first(&group_camel))],
+            "operationId": format!("get{}{}APIResources", group_camel_case(group), capitalize(version)),
+            "responses": responses(&[("200", "OK")], API_RESOURCE_LIST, RESPONSE_TYPES),
+            "tags": [tag(group, version)],
         },
     })
 }
@@ -763,14 +686,18 @@ fn collect_refs(value: &Value, names: &mut Vec<String>) {
     }
 }
 
-/// The words of a group in operation ids: `rbac.authorization.k8s.io` → `rbac`, `authorization`; the core group is
-/// `core`.
-fn group_words(group: &str) -> Vec<String> {
+/// A group as operation ids spell it: `rbac.authorization.k8s.io` → `RbacAuthorization`, the core group `Core`.
+fn group_camel_case(group: &str) -> String {
     if group.is_empty() {
-        return vec!["core".into()];
+        return "Core".into();
     }
     let group = group.strip_suffix(".k8s.io").unwrap_or(group);
-    group.split(['.', '-']).filter(|word| !word.is_empty()).map(str::to_string).collect()
+    group.split(['.', '-']).map(capitalize).collect()
+}
+
+/// The tag of a group-version's operations: `rbacAuthorization_v1`, `core_v1`.
+fn tag(group: &str, version: &str) -> String {
+    format!("{}_{version}", lower_first(&group_camel_case(group)))
 }
 
 fn capitalize(word: &str) -> String {

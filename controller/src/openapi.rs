@@ -654,7 +654,7 @@ fn referenced_definitions(
 ) -> Map<String, Value> {
     let mut found = Map::new();
     let mut pending: Vec<String> = Vec::new();
-    collect_refs(&Value::Object(paths.clone()), &mut pending);
+    paths.values().for_each(|path_item| collect_refs(path_item, &mut pending));
     while let Some(name) = pending.pop() {
         if found.contains_key(&name) {
             continue;

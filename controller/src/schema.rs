@@ -1,6 +1,6 @@
-//! Schema facts about fields: how lists and maps merge. Strategic merge patch, server-side apply and the OpenAPI
-//! documents read them; the built-in kinds take them from a table of upstream API facts, CRDs from the
-//! `x-kubernetes-*` extensions in their schemas.
+//! Schemas of the served kinds and facts about their fields: how lists and maps merge. Strategic merge patch,
+//! server-side apply and the OpenAPI documents read them; the built-in kinds take them from a table of upstream API
+//! facts, CRDs from the `x-kubernetes-*` extensions in their schemas.
 
 use std::sync::OnceLock;
 
@@ -42,9 +42,22 @@ impl FieldFactsSource for NoFacts {
     }
 }
 
+/// Where OpenAPI 3.0 documents keep their named schemas.
+pub const COMPONENTS_PREFIX: &str = "#/components/schemas/";
+
+/// `x-kubernetes-group-version-kind`: on a definition, the kinds it is the schema of; on an operation, the kind it
+/// acts on.
+pub const GVK_EXTENSION: &str = "x-kubernetes-group-version-kind";
+
+/// `{"group": …, "kind": …, "version": …}` as OpenAPI extensions spell a group/version/kind.
+pub fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "kind": kind, "version": version})
+}
+
 /// Every OpenAPI definition reachable from the built-in kinds kaasd serves, as OpenAPI 3.0 schemas named like
 /// `io.k8s.api.apps.v1.Deployment` with refs `#/components/schemas/<name>`, plus the meta types an API document
-/// refers to (Status, DeleteOptions, Patch, WatchEvent, APIResourceList, autoscaling/v1 Scale) and a `<Kind>List` per listable kind.
+/// refers to (Status, DeleteOptions, Patch, WatchEvent, APIResourceList, autoscaling/v1 Scale) and a `<Kind>List`
+/// per listable kind.
 ///
 /// The schemas come from k8s-openapi, so they cannot drift from the types the server decodes; the patch and list
 /// facts k8s-openapi leaves out are overlaid from [`crate::schema_facts`], and every kind carries
@@ -203,9 +216,6 @@ impl FieldFactsSource for SchemaFacts<'_> {
         self.facts_of(node)
     }
 }
-
-/// Where OpenAPI 3.0 documents keep their named schemas.
-pub const COMPONENTS_PREFIX: &str = "#/components/schemas/";
 
 /// What an unknown definition or a dangling ref resolves to: a schema without facts.
 static NULL: Value = Value::Null;
@@ -420,15 +430,6 @@ impl Builder {
     }
 }
 
-/// `x-kubernetes-group-version-kind`: on a definition, the kinds it is the schema of; on an operation, the kind it
-/// acts on.
-pub const GVK_EXTENSION: &str = "x-kubernetes-group-version-kind";
-
-/// `{"group": …, "kind": …, "version": …}` as OpenAPI extensions spell a group/version/kind.
-pub fn gvk(group: &str, version: &str, kind: &str) -> Value {
-    json!({"group": group, "kind": kind, "version": version})
-}
-
 /// The schema of `<Kind>List` (k8s-openapi has one generic `List<T>` without a schema).
 pub(crate) fn list_schema(item_definition: &str, kind: &str, list_gvk: Value) -> Value {
     json!({
@@ -611,7 +612,11 @@ mod tests {
                                 "properties": {
                                     "port": {"type": "integer"},
                                     "protocol": {"type": "string"},
-                                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                                    "tags": {
+                                        "type": "array",
+                                        "x-kubernetes-list-type": "set",
+                                        "items": {"type": "string"},
+                                    },
                                 },
                             },
                         },

@@ -42,6 +42,7 @@ pub struct ApiServer {
     ready: AtomicBool,
     requests: AtomicU64,
     pub(crate) services: objects::ServiceAllocator,
+    openapi: crate::openapi::OpenApiDocuments,
 }
 
 impl ApiServer {
@@ -59,6 +60,7 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             services: objects::ServiceAllocator::new(service_cidr),
+            openapi: crate::openapi::OpenApiDocuments::new(),
         }
     }
 
@@ -175,7 +177,33 @@ impl ApiServer {
                 }
             }
             "/metrics" => Ok(text_response(200, &self.metrics())),
-            _ => Err(not_found_path()),
+            "/openapi/v3" | "/openapi/v3/" => {
+                let index = self.openapi.index(&self.registry(), crate::schema::Schemas::shared(), &|_| None);
+                Ok(json_response(200, &index))
+            }
+            _ => {
+                let document = path
+                    .strip_prefix("/openapi/v3/")
+                    .and_then(crate::openapi::parse_document_path)
+                    .and_then(|(group, version)| {
+                        self.openapi.document(
+                            &self.registry(),
+                            crate::schema::Schemas::shared(),
+                            &group,
+                            &version,
+                            &|_| None,
+                        )
+                    })
+                    .ok_or_else(not_found_path)?;
+                let mut response = Response::new(full_body(document.json.clone()));
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if query.get("hash") == Some(document.hash.as_str()) {
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable, max-age=31536000"));
+                }
+                Ok(response)
+            }
         }
     }
 

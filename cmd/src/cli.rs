@@ -146,9 +146,24 @@ mod tests {
 
     fn serve_args(arguments: &[&str]) -> Result<DatastoreServeArgs, clap::Error> {
         let command_line = ["kaasd", "datastore", "serve"].iter().chain(arguments);
-        let Command::Datastore { command: DatastoreCommand::Serve(arguments) } =
-            Cli::try_parse_from(command_line)?.command;
-        Ok(arguments)
+        match Cli::try_parse_from(command_line)?.command {
+            Command::Datastore { command: DatastoreCommand::Serve(arguments) } => Ok(arguments),
+            other => panic!("`datastore serve` parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn controller_defaults_and_bad_cidrs() {
+        if std::env::vars().any(|(name, _)| name.starts_with("KAASD_")) {
+            return;
+        }
+        let Command::Controller(arguments) = Cli::try_parse_from(["kaasd", "controller"]).unwrap().command else {
+            panic!("`controller` parsed as something else");
+        };
+        assert_eq!(arguments.api_port, 6443);
+        assert_eq!(arguments.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(arguments.datastore, None);
+        assert!(Cli::try_parse_from(["kaasd", "controller", "--api-port", "http"]).is_err());
     }
 
     #[test]

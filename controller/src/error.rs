@@ -19,7 +19,7 @@ pub struct ApiError {
     /// metav1.StatusReason: NotFound, AlreadyExists, Conflict, Invalid, BadRequest, ...
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,7 +40,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Details) -> ApiError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 

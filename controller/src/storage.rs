@@ -84,7 +84,7 @@ impl ObjectStore {
                 ..RangeRequest::default()
             })
             .await?;
-        response.kvs.first().map(|kv| decode(kv)).transpose()
+        response.kvs.first().map(decode).transpose()
     }
 
     /// Up to `limit` objects (0 for all) under `prefix`, from `start` (a full key; `None` for the beginning), at
@@ -96,7 +96,7 @@ impl ObjectStore {
             None => prefix_range,
         };
         let response = self.store.range(RangeRequest { range, revision, limit, ..RangeRequest::default() }).await?;
-        let items = response.kvs.iter().map(|kv| decode(kv)).collect::<ApiResult<Vec<_>>>()?;
+        let items = response.kvs.iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
         Ok(Page { items, revision: response.revision, more: response.more, count: response.count })
     }
 

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod controller;
+
 /// How long a kaasd process may take to print its serving line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a graceful stop may take before the process counts as hung.

@@ -79,10 +79,11 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
     resource
 }
 
+/// A subresource's name, its response kind (group, version, kind) and its verbs.
+type Subresource = (&'static str, (&'static str, &'static str, &'static str), Vec<&'static str>);
+
 /// Subresources beyond status and scale that kaasd serves, with their response kinds.
-fn extra_subresources(
-    def: &ResourceDef,
-) -> Vec<(&'static str, (&'static str, &'static str, &'static str), Vec<&'static str>)> {
+fn extra_subresources(def: &ResourceDef) -> Vec<Subresource> {
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "namespaces") => vec![("finalize", ("", "v1", "Namespace"), vec!["update"])],
         ("", "pods") => vec![

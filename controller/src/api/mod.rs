@@ -151,6 +151,7 @@ impl ApiServer {
                     query: query.clone(),
                     accept: accept.to_string(),
                     content_type: header_text(headers, header::CONTENT_TYPE).to_string(),
+                    user_agent: header_text(headers, header::USER_AGENT).to_string(),
                     body,
                 };
                 self.serve_object(request).await

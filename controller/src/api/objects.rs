@@ -31,6 +31,7 @@ pub struct ObjectRequest {
     pub query: Query,
     pub accept: String,
     pub content_type: String,
+    pub user_agent: String,
     pub body: Bytes,
 }
 
@@ -49,7 +50,7 @@ enum FieldValidation {
 }
 
 impl WriteOptions {
-    fn from_query(query: &Query, user: &User) -> ApiResult<WriteOptions> {
+    fn from_query(query: &Query, user_agent: &str) -> ApiResult<WriteOptions> {
         let dry_run = match query.get("dryRun") {
             None | Some("") => false,
             Some("All") => true,
@@ -67,7 +68,11 @@ impl WriteOptions {
                 )));
             }
         };
-        let field_manager = query.get("fieldManager").map(str::to_string).unwrap_or_else(|| default_manager(user));
+        let field_manager = query
+            .get("fieldManager")
+            .filter(|manager| !manager.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| default_manager(user_agent));
         if field_manager.len() > 128 {
             return Err(ApiError::bad_request("fieldManager may be at most 128 characters"));
         }
@@ -75,8 +80,15 @@ impl WriteOptions {
     }
 }
 
-fn default_manager(user: &User) -> String {
-    user.name.split(':').next_back().unwrap_or("unknown").to_string()
+/// Upstream's manager for writes that name none: the client's product name from its User-Agent
+/// (`kubectl/v1.33.1 (linux/amd64) ...` is `kubectl`).
+fn default_manager(user_agent: &str) -> String {
+    let product = user_agent.split('/').next().unwrap_or("").trim();
+    if product.is_empty() {
+        "unknown".to_string()
+    } else {
+        product.chars().take(128).collect()
+    }
 }
 
 impl ApiServer {
@@ -269,10 +281,22 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
+        self.create_object(def, namespace, request, false).await
+    }
+
+    /// Creates the object in the request body. `applied` objects come from server-side apply, which has recorded
+    /// their field ownership already.
+    async fn create_object(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        request: &ObjectRequest,
+        applied: bool,
+    ) -> ApiResult<Response<Body>> {
         if !def.has_verb("create") {
             return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
         }
-        let options = WriteOptions::from_query(&request.query, &request.user)?;
+        let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
         let mut object = decode_object(request)?;
         if let Some(response) = self.create_review(def, &object, request).await? {
             return Ok(response);
@@ -324,7 +348,9 @@ impl ApiServer {
         crate::admission::default_object(def, &mut object);
         validate_object(def, &object, None)?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
-        record_managed_fields(def, None, &mut object, &options.field_manager, None);
+        if !applied {
+            record_managed_fields(def, None, &mut object, &options.field_manager, None);
+        }
         if options.dry_run {
             return self.respond_with_warnings(def, 201, object, request, &warnings);
         }
@@ -369,7 +395,7 @@ impl ApiServer {
         change: Change,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
-        let options = WriteOptions::from_query(&request.query, &request.user)?;
+        let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
         let key = ObjectStore::key(def, namespace, name);
         let mut warnings = Vec::new();
         for _attempt in 0..16 {
@@ -413,6 +439,8 @@ impl ApiServer {
                     manager_subresource,
                 );
             }
+            // Until it is written the object is at the current revision; an unchanged object is not written at all.
+            crate::storage::set_resource_version(&mut updated, current.revision);
             if options.dry_run {
                 return self.respond_with_warnings(def, 200, updated, request, &warnings);
             }
@@ -466,9 +494,10 @@ impl ApiServer {
             query: request.query.clone(),
             accept: request.accept.clone(),
             content_type: "application/json".into(),
+            user_agent: request.user_agent.clone(),
             body,
         };
-        Box::pin(self.create(def, namespace, &create)).await
+        Box::pin(self.create_object(def, namespace, &create, true)).await
     }
 
     async fn delete(
@@ -675,6 +704,7 @@ impl ApiServer {
             query: request.query.clone(),
             accept: "application/json".into(),
             content_type: "application/merge-patch+json".into(),
+            user_agent: request.user_agent.clone(),
             body: Bytes::new(),
         };
         let response = self.update(def, namespace, name, None, Change::Patch(PatchType::Merge, patch), &inner).await?;
@@ -883,8 +913,8 @@ fn is_finalized(object: &Value) -> bool {
     object.pointer("/metadata/deletionTimestamp").is_some()
         && string_list(object.pointer("/metadata/finalizers")).is_empty()
         && object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
-        && !(object.get("kind").and_then(Value::as_str) == Some("Namespace")
-            && !string_list(object.pointer("/spec/finalizers")).is_empty())
+        && (object.get("kind").and_then(Value::as_str) != Some("Namespace")
+            || string_list(object.pointer("/spec/finalizers")).is_empty())
 }
 
 /// The label and field selectors of a list, watch or deletecollection.

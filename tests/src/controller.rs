@@ -1,0 +1,226 @@
+//! `kaasd controller` processes for end-to-end tests, and kubectl pointed at them.
+//!
+//! ```no_run
+//! let controller = kaasd_e2e::controller::Controller::start().expect("kaasd controller starts");
+//! let namespaces = controller.kubectl(&["get", "namespaces"]).expect("kubectl runs");
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{free_port, kaasd_binary};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const SERVING_PREFIX: &str = "kaasd controller serving the Kubernetes API on https://";
+/// The real kubectl, as a user has it.
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A running `kaasd controller` with its own data directory (kept across restarts) and API port.
+pub struct Controller {
+    child: Option<Child>,
+    data_dir: tempfile::TempDir,
+    port: u16,
+    extra_arguments: Vec<String>,
+    started_in: Duration,
+}
+
+impl Controller {
+    /// Starts a controller on embedded SQLite.
+    pub fn start() -> anyhow::Result<Controller> {
+        Controller::start_with(Vec::new())
+    }
+
+    /// Starts a controller with extra command-line arguments (e.g. `--datastore postgres://...`).
+    pub fn start_with(extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
+        let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
+        let port = free_port()?;
+        let mut controller = Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO };
+        controller.spawn()?;
+        Ok(controller)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let binary = kaasd_binary()?;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("cannot open the controller log")?;
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .args(["controller", "--data-dir"])
+            .arg(self.data_dir.path())
+            .args(["--api-port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
+            .args(["--advertise-address", "127.0.0.1", "--sync", "normal"])
+            .args(&self.extra_arguments)
+            .env_remove("KAASD_DATASTORE")
+            .env_remove("KAASD_DATA_DIR")
+            .env("KAASD_LOG", std::env::var("KAASD_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout is not captured")?;
+        self.child = Some(child);
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match received.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) if line.starts_with(SERVING_PREFIX) => {
+                    self.started_in = started.elapsed();
+                    return Ok(());
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(20)),
+            }
+            if let Some(status) = self.child.as_mut().expect("just spawned").try_wait()? {
+                bail!("kaasd controller exited with {status} before serving; its log:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("kaasd controller did not serve within {START_TIMEOUT:?}; its log:\n{}", self.log());
+            }
+        }
+    }
+
+    /// How long the last start took until the controller printed that it serves.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.path().join("pki").join("admin.conf")
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join("controller.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs kubectl as the cluster admin; returns its output whatever the exit status.
+    pub fn kubectl_output(&self, arguments: &[&str]) -> anyhow::Result<Output> {
+        self.kubectl_command(arguments).output().context("cannot run kubectl")
+    }
+
+    /// A kubectl command as the cluster admin, for callers that need stdin or a timeout.
+    pub fn kubectl_command(&self, arguments: &[&str]) -> Command {
+        let mut command = Command::new(KUBECTL);
+        command
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            // A private discovery cache per cluster: the default one is keyed by host:port, which tests reuse.
+            .arg("--cache-dir")
+            .arg(self.data_dir.path().join("kube-cache"))
+            .args(arguments)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs kubectl and returns its stdout; fails with kubectl's stderr if it exits non-zero.
+    pub fn kubectl(&self, arguments: &[&str]) -> anyhow::Result<String> {
+        let output = self.kubectl_output(arguments)?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed ({}):\n{}{}",
+                arguments.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs kubectl with `stdin` as its input (`kubectl apply -f -`).
+    pub fn kubectl_stdin(&self, arguments: &[&str], stdin: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_command(arguments)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run kubectl")?;
+        child.stdin.take().context("stdin is not captured")?.write_all(stdin.as_bytes())?;
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed ({}):\n{}",
+                arguments.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Stops the controller with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal_and_wait("TERM")
+    }
+
+    /// Kills the controller with SIGKILL.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.signal_and_wait("KILL")
+    }
+
+    /// Starts the controller again on the same data directory and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+
+    fn signal_and_wait(&mut self, signal: &str) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("the controller is not running")?;
+        Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the controller did not stop within 30 s; its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The real kubectl, with its default flags, against a real `kaasd controller` on embedded SQLite.
+
+use std::time::Duration;
+
+use kaasd_e2e::controller::Controller;
+use serde_json::Value;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("kubectl printed invalid JSON ({error}):\n{text}"))
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: c
+        image: nginx:1
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+"#;
+
+#[test]
+fn a_fresh_controller_serves_namespaces_version_and_discovery() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let namespaces = controller.kubectl(&["get", "namespaces"]).unwrap();
+    for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(namespaces.contains(namespace), "{namespace} missing from:\n{namespaces}");
+    }
+    assert!(namespaces.starts_with("NAME"), "kubectl printed a table:\n{namespaces}");
+    assert!(namespaces.contains("Active"), "the STATUS column comes from the server's Table:\n{namespaces}");
+
+    let version = json(&controller.kubectl(&["version", "-o", "json"]).unwrap());
+    assert_eq!(version["serverVersion"]["major"], "1");
+    assert_eq!(version["serverVersion"]["minor"], "33");
+    assert_eq!(controller.kubectl(&["get", "--raw", "/readyz"]).unwrap(), "ok");
+
+    let resources = controller.kubectl(&["api-resources"]).unwrap();
+    let deployments = resources.lines().find(|line| line.starts_with("deployments")).expect("deployments listed");
+    assert!(deployments.contains("deploy") && deployments.contains("apps/v1"), "{deployments}");
+    let explained = controller.kubectl(&["explain", "deployment.spec.replicas"]).unwrap();
+    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+
+    let service = json(&controller.kubectl(&["get", "service", "kubernetes", "-o", "json"]).unwrap());
+    assert_eq!(service["spec"]["clusterIP"], "10.96.0.1");
+}
+
+#[test]
+fn deployments_go_through_create_apply_patch_scale_label_and_delete() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["create", "--save-config", "-f", "-"], DEPLOYMENT).unwrap();
+    let created = json(&controller.kubectl(&["get", "deployment", "web", "-o", "json"]).unwrap());
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["spec"]["replicas"], 2);
+    let uid = created["metadata"]["uid"].as_str().expect("a uid").to_string();
+
+    let table = controller.kubectl(&["get", "deployments"]).unwrap();
+    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("web"), "{table}");
+
+    // Client-side apply: a strategic merge patch built from the OpenAPI merge keys (env merges by name).
+    let changed = DEPLOYMENT.replace("nginx:1", "nginx:2").replace(", {name: B, value: \"2\"}", "");
+    controller.kubectl_stdin(&["apply", "-f", "-"], &changed).unwrap();
+    let applied = json(&controller.kubectl(&["get", "deployment", "web", "-o", "json"]).unwrap());
+    assert_eq!(applied["metadata"]["uid"], uid.as_str());
+    assert_eq!(applied["metadata"]["generation"], 2, "a spec change bumps the generation");
+    let container = &applied["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:2");
+    assert_eq!(container["env"].as_array().map(Vec::len), Some(1), "B was removed by apply: {container}");
+
+    controller.kubectl(&["scale", "deployment", "web", "--replicas=5"]).unwrap();
+    controller.kubectl(&["label", "deployment", "web", "tier=front"]).unwrap();
+    controller.kubectl(&["annotate", "deployment", "web", "note=hello"]).unwrap();
+    controller.kubectl(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"paused":true}}"#]).unwrap();
+    controller
+        .kubectl(&[
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/minReadySeconds","value":3}]"#,
+        ])
+        .unwrap();
+    let patched = json(&controller.kubectl(&["get", "deployment", "web", "-o", "json"]).unwrap());
+    assert_eq!(patched["spec"]["replicas"], 5);
+    assert_eq!(patched["metadata"]["labels"]["tier"], "front");
+    assert_eq!(patched["metadata"]["annotations"]["note"], "hello");
+    assert_eq!(patched["spec"]["paused"], true);
+    assert_eq!(patched["spec"]["minReadySeconds"], 3);
+
+    let selected = controller.kubectl(&["get", "deployments", "-l", "tier=front", "-o", "name"]).unwrap();
+    assert_eq!(selected.trim(), "deployment.apps/web");
+    let none = controller.kubectl(&["get", "deployments", "-l", "tier notin (front)", "-o", "name"]).unwrap();
+    assert_eq!(none.trim(), "");
+    let by_name =
+        controller.kubectl(&["get", "deployments", "--field-selector", "metadata.name=web", "-o", "name"]).unwrap();
+    assert_eq!(by_name.trim(), "deployment.apps/web");
+
+    controller.kubectl(&["delete", "deployment", "web", "--wait"]).unwrap();
+    let missing = controller.kubectl_output(&["get", "deployment", "web"]).unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("Error from server (NotFound): deployments.apps \"web\" not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+#[test]
+fn server_side_apply_creates_and_removes_what_a_manager_stops_applying() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let config = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {keep: "yes", drop: "soon"}
+data: {a: "1"}
+"#;
+    controller.kubectl_stdin(&["apply", "--server-side", "-f", "-"], config).unwrap();
+    let created =
+        json(&controller.kubectl(&["get", "configmap", "settings", "-o", "json", "--show-managed-fields"]).unwrap());
+    assert_eq!(created["metadata"]["labels"]["drop"], "soon");
+    let managers: Vec<&str> = created["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["manager"].as_str())
+        .collect();
+    assert_eq!(managers, vec!["kubectl"], "{created}");
+
+    controller.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &config.replace(", drop: \"soon\"", "")).unwrap();
+    let updated = json(&controller.kubectl(&["get", "configmap", "settings", "-o", "json"]).unwrap());
+    assert_eq!(updated["metadata"]["labels"].get("drop"), None, "{updated}");
+    assert_eq!(updated["metadata"]["labels"]["keep"], "yes");
+
+    // diff exits 0 when the live object matches, 1 when it differs.
+    let applied = config.replace(", drop: \"soon\"", "");
+    assert_eq!(diff_status(&controller, &applied), Some(0));
+    assert_eq!(diff_status(&controller, &applied.replace("a: \"1\"", "a: \"2\"")), Some(1));
+}
+
+fn diff_status(controller: &Controller, manifest: &str) -> Option<i32> {
+    use std::io::Write;
+    let mut child = controller
+        .kubectl_command(&["diff", "--server-side", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    output.status.code()
+}
+
+#[test]
+fn lists_come_in_chunks_and_watches_see_changes() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let mut items = String::new();
+    for index in 0..23 {
+        items.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{index:02}, labels: {{batch: one}}}}\n"
+        ));
+    }
+    controller.kubectl_stdin(&["apply", "-f", "-"], &items).unwrap();
+    let chunked =
+        controller.kubectl(&["get", "configmaps", "-l", "batch=one", "--chunk-size=5", "-o", "name"]).unwrap();
+    assert_eq!(chunked.lines().count(), 23, "{chunked}");
+    let raw = json(&controller.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=10"]).unwrap());
+    assert_eq!(raw["items"].as_array().unwrap().len(), 10);
+    assert!(raw["metadata"]["continue"].as_str().is_some_and(|token| !token.is_empty()));
+    // 23 of ours plus kube-root-ca.crt if a controller made one; at least 13 remain.
+    assert!(raw["metadata"]["remainingItemCount"].as_i64().unwrap() >= 13, "{}", raw["metadata"]);
+
+    let mut watch = controller
+        .kubectl_command(&["get", "configmaps", "-w", "-o", "name", "--request-timeout=20s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    controller
+        .kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let output = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(seen.contains("configmap/cm-00"), "the watch starts with the list:\n{seen}");
+    assert!(seen.contains("configmap/late"), "the watch saw the new object:\n{seen}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let stderr = |arguments: &[&str], stdin: Option<&str>| -> String {
+        let output = match stdin {
+            Some(input) => {
+                use std::io::Write;
+                let mut child = controller
+                    .kubectl_command(arguments)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                child.wait_with_output().unwrap()
+            }
+            None => controller.kubectl_output(arguments).unwrap(),
+        };
+        assert!(!output.status.success(), "kubectl {arguments:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dup}\n";
+    controller.kubectl_stdin(&["create", "-f", "-"], config).unwrap();
+    let duplicate = stderr(&["create", "-f", "-"], Some(config));
+    assert!(
+        duplicate.contains("AlreadyExists") && duplicate.contains("configmaps \"dup\" already exists"),
+        "{duplicate}"
+    );
+
+    let unknown_field =
+        stderr(&["create", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbogus: 1\n"));
+    assert!(unknown_field.contains("unknown field \"bogus\""), "{unknown_field}");
+
+    let unknown_kind = stderr(&["get", "flurbles"], None);
+    assert!(unknown_kind.contains("flurbles"), "{unknown_kind}");
+
+    let bad_selector = stderr(&["get", "pods", "--field-selector", "spec.bogus=1"], None);
+    assert!(bad_selector.contains("spec.bogus"), "{bad_selector}");
+}
+
+#[test]
+fn a_restart_keeps_the_pki_and_every_object() {
+    let mut controller = Controller::start().expect("kaasd controller starts");
+    controller
+        .kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\ndata: {k: v}\n")
+        .unwrap();
+    let kubeconfig_before = std::fs::read_to_string(controller.kubeconfig()).unwrap();
+    let ca_before = std::fs::read_to_string(controller.data_dir().join("pki/ca.crt")).unwrap();
+    controller.restart().expect("the controller restarts");
+    assert_eq!(std::fs::read_to_string(controller.data_dir().join("pki/ca.crt")).unwrap(), ca_before);
+    assert_eq!(std::fs::read_to_string(controller.kubeconfig()).unwrap(), kubeconfig_before);
+    let kept = json(&controller.kubectl(&["get", "configmap", "kept", "-o", "json"]).unwrap());
+    assert_eq!(kept["data"]["k"], "v");
+}

@@ -4,5 +4,6 @@
 //! routed by its path to a [`registry::ResourceDef`]; objects are JSON values stored in the datastore under
 //! `/registry/<group>/<resource>/<namespace>/<name>`, with the key's revision as `metadata.resourceVersion`.
 
+pub mod defaults;
 pub mod registry;
 pub mod schema;

@@ -7,3 +7,4 @@
 pub mod defaults;
 pub mod registry;
 pub mod schema;
+pub mod validation;

@@ -8,21 +8,45 @@ use crate::registry::ResourceDef;
 use crate::registry::SchemaSource;
 use crate::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
 
-/// Fills in what the API server defaults on create and update.
-pub fn default_object(def: &ResourceDef, object: &mut Value) {
-    let _ = (def, object);
+/// Fills in what the API server sets on create: defaults plus the create-only admission steps (pod status, the
+/// service-account token volume, the namespace finalizer, a Job's generated selector). Needs `metadata.uid` set.
+pub fn prepare_for_create(def: &ResourceDef, object: &mut Value) {
+    crate::defaults::prepare_for_create(def, object);
+    if def.group.is_empty() && def.plural == "pods" {
+        crate::defaults::mount_service_account_token(object);
+    }
+}
+
+/// Fills in defaults on update and patch; `old` is the stored object (Services keep their allocations).
+pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value) {
+    crate::defaults::apply_defaults(def, object);
+    if def.group.is_empty() && def.plural == "services" {
+        crate::defaults::carry_over_service_allocations(object, old);
+    }
 }
 
 /// Field errors of an object (and, on update, of the change from `old`), as Status causes.
 pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let _ = (def, object, old);
-    Vec::new()
+    crate::validation::validate(def, object, old)
+        .into_iter()
+        .map(|error| Cause {
+            reason: error.reason.as_status_reason().to_string(),
+            message: error.message,
+            field: error.field,
+        })
+        .collect()
 }
 
-/// Upstream's 422 message: `Pod "x" is invalid: <field>: <detail>` (bracketed when several).
+/// Upstream's 422 message: `Deployment.apps "x" is invalid: <field>: <detail>` (bracketed when several).
 pub fn invalid_message(def: &ResourceDef, name: &str, causes: &[Cause]) -> String {
-    let kind = if def.group.is_empty() { def.kind.clone() } else { format!("{}.{}", def.kind, def.group) };
-    let details: Vec<String> = causes.iter().map(|cause| format!("{}: {}", cause.field, cause.message)).collect();
+    let mut details: Vec<String> = Vec::new();
+    for cause in causes {
+        let detail = format!("{}: {}", cause.field, cause.message);
+        if !details.contains(&detail) {
+            details.push(detail);
+        }
+    }
+    let kind = crate::validation::qualified_kind(def);
     match details.as_slice() {
         [one] => format!("{kind} \"{name}\" is invalid: {one}"),
         many => format!("{kind} \"{name}\" is invalid: [{}]", many.join(", ")),

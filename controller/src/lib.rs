@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 mod bootstrap;
+pub mod defaults;
 pub mod error;
 pub mod openapi;
 pub mod patch;
@@ -19,6 +20,7 @@ pub mod selector;
 mod server;
 pub mod storage;
 pub mod table;
+pub mod validation;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -345,7 +345,7 @@ impl ApiServer {
                 map.insert("status".into(), json!({}));
             }
         }
-        crate::admission::default_object(def, &mut object);
+        crate::admission::prepare_for_create(def, &mut object);
         validate_object(def, &object, None)?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {
@@ -427,7 +427,7 @@ impl ApiServer {
                 }
             }
             let mut updated = prepare_update(def, &current.object, proposed, subresource, namespace, name)?;
-            crate::admission::default_object(def, &mut updated);
+            crate::admission::prepare_for_update(def, &mut updated, &current.object);
             validate_object(def, &updated, Some(&current.object))?;
             let manager_subresource = subresource.filter(|sub| *sub == "status");
             if !matches!(change, Change::Patch(PatchType::Apply, _)) {

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 mod bootstrap;
+mod controllers;
 pub mod defaults;
 pub mod error;
 pub mod openapi;
@@ -113,6 +114,8 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the controllers' API client: {0}")]
+    Client(String),
     #[error("cannot create the bootstrap objects: {0}")]
     Bootstrap(String),
     #[error("cannot create the data directory {}", path.display())]
@@ -179,6 +182,8 @@ impl Controller {
 
         let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
+        let client = loopback_client(&pki, &server_url).await?;
+        controllers::spawn_all(client, api.clone(), pki.ca.cert_pem.clone(), cancel.clone(), &tasks);
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
         Ok(Controller { api, pki, listen_address, admin_kubeconfig, store, cancel, tasks })
     }
@@ -190,6 +195,19 @@ impl Controller {
         self.tasks.wait().await;
         self.store.close().await;
     }
+}
+
+/// A kube-rs client for kaasd's own controllers: a fresh client certificate in `system:masters`, over loopback.
+async fn loopback_client(pki: &ClusterPki, server_url: &str) -> Result<kube::Client, ControllerError> {
+    let identity = pki.issue_client("system:kube-controller-manager", &["system:masters"])?;
+    let text =
+        kaasd_tunnel::pki::kubeconfig(server_url, "kaasd", "kube-controller-manager", &pki.ca.cert_pem, &identity);
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&text).map_err(|error| ControllerError::Client(error.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|error| ControllerError::Client(error.to_string()))?;
+    kube::Client::try_from(config).map_err(|error| ControllerError::Client(error.to_string()))
 }
 
 /// Where a local client reaches the API: loopback when the server listens everywhere.

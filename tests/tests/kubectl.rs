@@ -254,3 +254,82 @@ fn a_restart_keeps_the_pki_and_every_object() {
     let kept = json(&controller.kubectl(&["get", "configmap", "kept", "-o", "json"]).unwrap());
     assert_eq!(kept["data"]["k"], "v");
 }
+
+/// Polls `check` for up to 10 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+#[test]
+fn namespaces_get_their_service_account_and_ca_and_are_emptied_on_delete() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller
+        .kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n")
+        .unwrap();
+    eventually("the default ServiceAccount and kube-root-ca.crt", || {
+        controller.kubectl(&["-n", "team", "get", "serviceaccount", "default", "-o", "name"]).is_ok()
+            && controller.kubectl(&["-n", "team", "get", "configmap", "kube-root-ca.crt", "-o", "name"]).is_ok()
+    });
+    let ca = json(&controller.kubectl(&["-n", "team", "get", "configmap", "kube-root-ca.crt", "-o", "json"]).unwrap());
+    let ca_file = std::fs::read_to_string(controller.data_dir().join("pki/ca.crt")).unwrap();
+    assert_eq!(ca["data"]["ca.crt"], ca_file.as_str());
+
+    controller
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inside, namespace: team}\n",
+        )
+        .unwrap();
+    controller.kubectl(&["delete", "namespace", "team", "--wait", "--timeout=20s"]).unwrap();
+    let gone = controller.kubectl_output(&["get", "namespace", "team"]).unwrap();
+    assert!(!gone.status.success(), "the namespace is gone after kubectl delete --wait");
+    // A namespace of the same name starts empty.
+    controller
+        .kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n")
+        .unwrap();
+    let leftover = controller.kubectl_output(&["-n", "team", "get", "configmap", "inside"]).unwrap();
+    assert!(!leftover.status.success(), "objects of a deleted namespace are deleted with it");
+}
+
+#[test]
+fn deletion_cascades_background_foreground_and_orphan() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    for (cascade, dependent_survives) in [("background", false), ("foreground", false), ("orphan", true)] {
+        controller
+            .kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner}\n")
+            .unwrap();
+        let uid = controller.kubectl(&["get", "configmap", "owner", "-o", "jsonpath={.metadata.uid}"]).unwrap();
+        let dependent = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dependent\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, blockOwnerDeletion: true}}\n"
+        );
+        controller.kubectl_stdin(&["apply", "-f", "-"], &dependent).unwrap();
+        controller
+            .kubectl(&["delete", "configmap", "owner", &format!("--cascade={cascade}"), "--timeout=20s"])
+            .unwrap();
+        if dependent_survives {
+            let kept = json(&controller.kubectl(&["get", "configmap", "dependent", "-o", "json"]).unwrap());
+            eventually("the orphaned dependent loses its owner reference", || {
+                let current = json(&controller.kubectl(&["get", "configmap", "dependent", "-o", "json"]).unwrap());
+                current["metadata"]
+                    .get("ownerReferences")
+                    .is_none_or(|owners| owners.as_array().is_some_and(Vec::is_empty))
+            });
+            assert_eq!(kept["metadata"]["name"], "dependent");
+            controller.kubectl(&["delete", "configmap", "dependent"]).unwrap();
+        } else {
+            eventually(&format!("{cascade} deletion removes the dependent"), || {
+                !controller.kubectl_output(&["get", "configmap", "dependent"]).unwrap().status.success()
+            });
+        }
+        eventually("the owner is gone", || {
+            !controller.kubectl_output(&["get", "configmap", "owner"]).unwrap().status.success()
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! Garbage collection by ownerReferences, as upstream's collector: an object whose owners are all gone is deleted
+//! (background), an owner deleted with `propagationPolicy: Orphan` first releases its dependents (finalizer
+//! `orphan`), and one deleted with `Foreground` first waits for its dependents to go (finalizer
+//! `foregroundDeletion`).
+//!
+//! One watcher per listable resource keeps a graph of every object's uid and owners; all decisions are taken on
+//! one task, from that graph, and carried out as ordinary API calls.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::api::ApiServer;
+use crate::registry::ResourceDef;
+
+/// One object in the graph.
+#[derive(Debug, Clone)]
+struct Node {
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    name: String,
+    /// Owner uids, with blockOwnerDeletion.
+    owners: Vec<(String, bool)>,
+    deleting: bool,
+    finalizers: Vec<String>,
+}
+
+enum Change {
+    Upsert(String, Node),
+    Remove(String),
+    /// Every watcher finished its first list: objects whose owners were never seen can be judged.
+    Synced,
+}
+
+pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
+    let (changes, mut received) = mpsc::channel::<Change>(1024);
+    let defs: Vec<Arc<ResourceDef>> = api.registry().iter().filter(|def| super::listable(def)).cloned().collect();
+    let pending_initial = Arc::new(std::sync::atomic::AtomicUsize::new(defs.len()));
+    for def in defs {
+        tokio::spawn(watch_resource(client.clone(), def, changes.clone(), pending_initial.clone()));
+    }
+    drop(changes);
+
+    let mut nodes: HashMap<String, Node> = HashMap::new();
+    let mut synced = false;
+    let mut dirty: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            change = received.recv() => match change {
+                Some(Change::Upsert(uid, node)) => {
+                    if let Some(previous) = nodes.get(&uid) {
+                        dirty.extend(previous.owners.iter().map(|(owner, _)| owner.clone()));
+                    }
+                    dirty.insert(uid.clone());
+                    dirty.extend(node.owners.iter().map(|(owner, _)| owner.clone()));
+                    nodes.insert(uid, node);
+                }
+                Some(Change::Remove(uid)) => {
+                    if let Some(node) = nodes.remove(&uid) {
+                        dirty.extend(node.owners.iter().map(|(owner, _)| owner.clone()));
+                    }
+                    // Dependents of a removed owner need a decision.
+                    dirty.extend(nodes.iter().filter(|(_, node)| node.owners.iter().any(|(owner, _)| *owner == uid)).map(|(dependent, _)| dependent.clone()));
+                }
+                Some(Change::Synced) => {
+                    synced = true;
+                    dirty.extend(nodes.keys().cloned());
+                }
+                None => return,
+            },
+            _ = tick.tick(), if !dirty.is_empty() => {
+                let work: Vec<String> = dirty.drain().collect();
+                for uid in work {
+                    decide(&client, &nodes, &uid, synced).await;
+                }
+            }
+        }
+    }
+}
+
+async fn watch_resource(
+    client: kube::Client,
+    def: Arc<ResourceDef>,
+    changes: mpsc::Sender<Change>,
+    pending_initial: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let objects = super::dynamic_api(&client, &def, None);
+    let mut stream = watcher(objects, watcher::Config::default()).boxed();
+    let mut counted = false;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let message = match event {
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => upsert(&def, object),
+            watcher::Event::Delete(object) => object.metadata.uid.map(Change::Remove),
+            watcher::Event::Init => None,
+            watcher::Event::InitDone => {
+                if !counted {
+                    counted = true;
+                    if pending_initial.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                        let _ = changes.send(Change::Synced).await;
+                    }
+                }
+                None
+            }
+        };
+        if let Some(message) = message {
+            if changes.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn upsert(def: &Arc<ResourceDef>, object: DynamicObject) -> Option<Change> {
+    let metadata = object.metadata;
+    let uid = metadata.uid?;
+    let owners = metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|owner| (owner.uid, owner.block_owner_deletion.unwrap_or(false)))
+        .collect();
+    Some(Change::Upsert(
+        uid,
+        Node {
+            def: def.clone(),
+            namespace: metadata.namespace,
+            name: metadata.name.unwrap_or_default(),
+            owners,
+            deleting: metadata.deletion_timestamp.is_some(),
+            finalizers: metadata.finalizers.unwrap_or_default(),
+        },
+    ))
+}
+
+/// Looks at one object, as owner and as dependent, and acts.
+async fn decide(client: &kube::Client, nodes: &HashMap<String, Node>, uid: &str, synced: bool) {
+    let Some(node) = nodes.get(uid) else { return };
+    let dependents: Vec<(&String, &Node)> =
+        nodes.iter().filter(|(_, other)| other.owners.iter().any(|(owner, _)| owner == uid)).collect();
+
+    if node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "orphan") {
+        for (_, dependent) in &dependents {
+            release(client, dependent, uid).await;
+        }
+        if dependents.is_empty() {
+            remove_finalizer(client, node, "orphan").await;
+        }
+        return;
+    }
+    if node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "foregroundDeletion") {
+        for (_, dependent) in &dependents {
+            if !dependent.deleting {
+                delete(client, dependent, PropagationPolicy::Foreground).await;
+            }
+        }
+        let blocking = dependents
+            .iter()
+            .any(|(_, dependent)| dependent.owners.iter().any(|(owner, block)| owner == uid && *block));
+        if !blocking {
+            remove_finalizer(client, node, "foregroundDeletion").await;
+        }
+        return;
+    }
+    // As a dependent: once every owner is gone, it goes too. Before the first full sync an unknown owner may just
+    // not have been listed yet.
+    if synced && !node.owners.is_empty() && !node.deleting {
+        let alive: Vec<&(String, bool)> = node.owners.iter().filter(|(owner, _)| nodes.contains_key(owner)).collect();
+        if alive.is_empty() {
+            delete(client, node, PropagationPolicy::Background).await;
+        }
+    }
+}
+
+async fn delete(client: &kube::Client, node: &Node, policy: PropagationPolicy) {
+    let objects = super::dynamic_api(client, &node.def, node.namespace.as_deref());
+    let params = DeleteParams { propagation_policy: Some(policy), ..DeleteParams::default() };
+    if let Err(error) = objects.delete(&node.name, &params).await {
+        tracing::debug!(object = %node.name, error = %error, "garbage collection delete failed");
+    }
+}
+
+/// Drops `owner` from a dependent's ownerReferences (orphaning it).
+async fn release(client: &kube::Client, dependent: &Node, owner: &str) {
+    let objects = super::dynamic_api(client, &dependent.def, dependent.namespace.as_deref());
+    let Ok(current) = objects.get(&dependent.name).await else { return };
+    let references: Vec<_> = current
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|reference| reference.uid != owner)
+        .collect();
+    let patch =
+        json!({"metadata": {"ownerReferences": references, "resourceVersion": current.metadata.resource_version}});
+    let _ = objects.patch(&dependent.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+}
+
+async fn remove_finalizer(client: &kube::Client, node: &Node, finalizer: &str) {
+    let objects = super::dynamic_api(client, &node.def, node.namespace.as_deref());
+    let Ok(current) = objects.get(&node.name).await else { return };
+    let finalizers: Vec<String> =
+        current.metadata.finalizers.unwrap_or_default().into_iter().filter(|name| name != finalizer).collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": current.metadata.resource_version}});
+    if let Err(error) = objects.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        tracing::debug!(object = %node.name, error = %error, "cannot remove finalizer {finalizer}");
+    }
+}

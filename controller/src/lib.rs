@@ -21,6 +21,7 @@ pub mod selector;
 mod server;
 pub mod storage;
 pub mod table;
+pub mod tokens;
 pub mod validation;
 
 use std::fmt;
@@ -166,11 +167,14 @@ impl Controller {
         let listen_address = listener.local_addr().map_err(|source| ControllerError::Listen { address, source })?;
 
         let server_address = format!("{}:{}", config.advertise_address, listen_address.port());
+        let tokens = tokens::TokenIssuer::new(&pki.service_account_key_pem, &pki.service_account_public_key_pem()?)
+            .map_err(|error| ControllerError::Client(error.to_string()))?;
         let api = Arc::new(ApiServer::new(
             ObjectStore::new(store.clone()),
             registry::Registry::new(registry::built_in_resources()),
             server_address,
             config.service_cidr,
+            tokens,
         ));
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();

@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiServer;
-use crate::auth::{user_from_certificate, User};
+use crate::auth::user_from_certificate;
 
 /// Accepts connections until `cancel`, then lets open requests finish (watches end when their stream is dropped).
 pub async fn serve(
@@ -54,7 +54,7 @@ pub async fn serve(
                 .and_then(|certificate| user_from_certificate(certificate));
             let service = service_fn(move |request| {
                 let api = api.clone();
-                let user = certificate_user.clone().unwrap_or_else(User::anonymous);
+                let user = certificate_user.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.handle(user, request).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -333,3 +333,75 @@ fn deletion_cascades_background_foreground_and_orphan() {
         });
     }
 }
+
+#[test]
+fn service_account_tokens_authenticate_and_rbac_decides() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let request = controller.data_dir().join("token-request.json");
+    std::fs::write(&request, r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}"#).unwrap();
+    eventually("the default ServiceAccount", || controller.kubectl(&["get", "serviceaccount", "default"]).is_ok());
+    let response = json(
+        &controller
+            .kubectl(&[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/serviceaccounts/default/token",
+                "-f",
+                request.to_str().unwrap(),
+            ])
+            .unwrap(),
+    );
+    let token = response["status"]["token"].as_str().expect("a token").to_string();
+    let as_account = |arguments: &[&str]| {
+        let mut all = vec!["--token", token.as_str(), "--kubeconfig", "/dev/null", "--server"];
+        let url = controller.url();
+        all.push(&url);
+        let ca = controller.data_dir().join("pki/ca.crt");
+        let ca = format!("--certificate-authority={}", ca.display());
+        all.push(&ca);
+        all.extend_from_slice(arguments);
+        std::process::Command::new(kaasd_e2e::controller::KUBECTL).args(&all).env_remove("KUBECONFIG").output().unwrap()
+    };
+    let denied = as_account(&["get", "configmaps"]);
+    assert!(!denied.status.success());
+    let message = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        message.contains("User \"system:serviceaccount:default:default\" cannot list resource \"configmaps\""),
+        "{message}"
+    );
+    controller
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: view}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: [{kind: ServiceAccount, name: default, namespace: default}]\n",
+        )
+        .unwrap();
+    let allowed = as_account(&["get", "configmaps", "-o", "name"]);
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(!as_account(&["delete", "configmap", "kube-root-ca.crt"]).status.success(), "view does not delete");
+    let bad = std::process::Command::new(kaasd_e2e::controller::KUBECTL)
+        .args([
+            "--token",
+            "not-a-token",
+            "--kubeconfig",
+            "/dev/null",
+            "--insecure-skip-tls-verify",
+            "--server",
+            &controller.url(),
+            "get",
+            "pods",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // The admin may impersonate; what the impersonated user may do is what RBAC says.
+    let impersonated =
+        controller.kubectl(&["get", "configmaps", "-o", "name", "--as=system:serviceaccount:default:default"]).unwrap();
+    assert!(impersonated.contains("configmap/kube-root-ca.crt"), "{impersonated}");
+    let nobody = controller.kubectl_output(&["get", "configmaps", "--as=nobody"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("User \"nobody\" cannot list"),
+        "{}",
+        String::from_utf8_lossy(&nobody.stderr)
+    );
+}

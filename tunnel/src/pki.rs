@@ -124,6 +124,15 @@ impl ClusterPki {
         issue(&issuer, user, groups, Usage::Client)
     }
 
+    /// The public half of the ServiceAccount signing key (PEM), which verifies tokens.
+    pub fn service_account_public_key_pem(&self) -> Result<String, PkiError> {
+        let key = KeyPair::from_pem(&self.service_account_key_pem).map_err(|error| PkiError::Unreadable {
+            path: self.dir.join("service-account.key"),
+            reason: error.to_string(),
+        })?;
+        Ok(key.public_key_pem())
+    }
+
     /// A kubeconfig that reaches `server` (an https URL) as the cluster admin.
     pub fn admin_kubeconfig(&self, server: &str, cluster_name: &str) -> String {
         kubeconfig(server, cluster_name, "admin", &self.ca.cert_pem, &self.admin)

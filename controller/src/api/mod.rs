@@ -43,6 +43,8 @@ pub struct ApiServer {
     requests: AtomicU64,
     pub(crate) services: objects::ServiceAllocator,
     openapi: crate::openapi::OpenApiDocuments,
+    /// Signs and verifies ServiceAccount tokens.
+    pub tokens: crate::tokens::TokenIssuer,
 }
 
 impl ApiServer {
@@ -51,6 +53,7 @@ impl ApiServer {
         registry: Registry,
         server_address: String,
         service_cidr: crate::ServiceCidr,
+        tokens: crate::tokens::TokenIssuer,
     ) -> ApiServer {
         ApiServer {
             store,
@@ -61,6 +64,7 @@ impl ApiServer {
             requests: AtomicU64::new(0),
             services: objects::ServiceAllocator::new(service_cidr),
             openapi: crate::openapi::OpenApiDocuments::new(),
+            tokens,
         }
     }
 
@@ -77,8 +81,9 @@ impl ApiServer {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Answers one request. Never fails: every error becomes a Status response.
-    pub async fn handle<B>(self: &Arc<Self>, user: User, request: Request<B>) -> Response<Body>
+    /// Answers one request from a connection whose client certificate named `certificate_user` (if any). Never
+    /// fails: every error becomes a Status response.
+    pub async fn handle<B>(self: &Arc<Self>, certificate_user: Option<User>, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -87,16 +92,85 @@ impl ApiServer {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_string();
         let query = Query::parse(parts.uri.query());
-        let result = self.route(&user, &parts.method, &path, &query, &parts.headers, body).await;
+        let result = async {
+            let user = crate::auth::authenticate(self, certificate_user, &parts.headers).await?;
+            let user = self.impersonate(user, &parts.headers).await?;
+            self.route(&user, &parts.method, &path, &query, &parts.headers, body).await
+        }
+        .await;
         let response = result.unwrap_or_else(|error| error_response(&error));
         tracing::debug!(
             http.method = %parts.method,
             http.path = %path,
             http.status = response.status().as_u16(),
-            user.name = %user.name,
             "request"
         );
         response
+    }
+
+    /// Applies `Impersonate-User` / `-Group` / `-Uid` headers when the caller may impersonate (RBAC verb
+    /// `impersonate` on users, groups, serviceaccounts or uids), as `kubectl --as` sends them.
+    async fn impersonate(&self, user: User, headers: &HeaderMap) -> ApiResult<User> {
+        let name = headers.get("impersonate-user").and_then(|value| value.to_str().ok()).map(str::to_string);
+        let groups: Vec<String> = headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|value| value.to_str().ok().map(str::to_string))
+            .collect();
+        let uid = headers.get("impersonate-uid").and_then(|value| value.to_str().ok()).map(str::to_string);
+        let Some(name) = name else {
+            if !groups.is_empty() || uid.is_some() {
+                return Err(ApiError::bad_request("impersonating groups or a uid requires impersonating a user too"));
+            }
+            return Ok(user);
+        };
+        let mut checks = Vec::new();
+        match name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':')) {
+            Some((namespace, account)) => checks.push(crate::rbac::Attributes {
+                verb: "impersonate".into(),
+                resource: "serviceaccounts".into(),
+                namespace: namespace.into(),
+                name: account.into(),
+                ..Default::default()
+            }),
+            None => checks.push(crate::rbac::Attributes {
+                verb: "impersonate".into(),
+                resource: "users".into(),
+                name: name.clone(),
+                ..Default::default()
+            }),
+        }
+        for group in &groups {
+            checks.push(crate::rbac::Attributes {
+                verb: "impersonate".into(),
+                resource: "groups".into(),
+                name: group.clone(),
+                ..Default::default()
+            });
+        }
+        if let Some(uid) = &uid {
+            checks.push(crate::rbac::Attributes {
+                verb: "impersonate".into(),
+                group: "authentication.k8s.io".into(),
+                resource: "uids".into(),
+                name: uid.clone(),
+                ..Default::default()
+            });
+        }
+        for attributes in &checks {
+            crate::rbac::authorize(self, &user, attributes).await?;
+        }
+        let mut groups = groups;
+        if let Some((namespace, _)) = name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':'))
+        {
+            groups.push("system:serviceaccounts".into());
+            groups.push(format!("system:serviceaccounts:{namespace}"));
+        }
+        Ok(if name == crate::auth::ANONYMOUS {
+            User { name, uid: uid.unwrap_or_default(), groups }
+        } else {
+            User::authenticated(name, uid.unwrap_or_default(), groups)
+        })
     }
 
     async fn route<B>(
@@ -113,7 +187,11 @@ impl ApiServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let target = parse_path(path);
-        authorize_anonymous(user, method, &target)?;
+        if user.is_anonymous() {
+            authorize_anonymous(user, method, &target)?;
+        } else if !user.in_group("system:masters") {
+            crate::rbac::authorize(self, user, &request_attributes(method, &target, query)?).await?;
+        }
         let accept = header_text(headers, header::ACCEPT);
         match target {
             Target::NonResource(path) => self.non_resource(method, &path, query),
@@ -246,6 +324,57 @@ fn normalized_arch() -> &'static str {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
+    }
+}
+
+/// What a request does, as RBAC sees it (upstream's RequestInfo).
+fn request_attributes(method: &Method, target: &Target, query: &Query) -> ApiResult<crate::rbac::Attributes> {
+    let verb = |collection: bool| -> ApiResult<&'static str> {
+        Ok(match *method {
+            Method::GET | Method::HEAD if collection && query.flag("watch")? => "watch",
+            Method::GET | Method::HEAD if collection => "list",
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE if collection => "deletecollection",
+            Method::DELETE => "delete",
+            _ => "unknown",
+        })
+    };
+    Ok(match target {
+        Target::Resource(resource) => crate::rbac::Attributes {
+            verb: verb(resource.name.is_none())?.to_string(),
+            group: resource.group.clone(),
+            resource: resource.plural.clone(),
+            subresource: resource
+                .subresource
+                .as_deref()
+                .map(|sub| sub.split('/').next().unwrap_or(sub).to_string())
+                .unwrap_or_default(),
+            namespace: resource.namespace.clone().unwrap_or_default(),
+            name: resource.name.clone().unwrap_or_default(),
+            path: None,
+        },
+        Target::Discovery { .. } | Target::NonResource(_) => {
+            let path = match target {
+                Target::NonResource(path) => path.clone(),
+                _ => String::new(),
+            };
+            let path = if path.is_empty() { discovery_path(target) } else { path };
+            crate::rbac::Attributes { verb: method.as_str().to_lowercase(), path: Some(path), ..Default::default() }
+        }
+    })
+}
+
+fn discovery_path(target: &Target) -> String {
+    match target {
+        Target::Discovery { group: None, version: None, legacy_root: true } => "/api".into(),
+        Target::Discovery { group: None, version: None, legacy_root: false } => "/apis".into(),
+        Target::Discovery { group: None, version: Some(version), .. } => format!("/api/{version}"),
+        Target::Discovery { group: Some(group), version: None, .. } => format!("/apis/{group}"),
+        Target::Discovery { group: Some(group), version: Some(version), .. } => format!("/apis/{group}/{version}"),
+        _ => "/".into(),
     }
 }
 

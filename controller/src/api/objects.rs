@@ -162,6 +162,9 @@ impl ApiServer {
             (&Method::POST, Some(name), Some("binding")) if def.plural == "pods" && def.group.is_empty() => {
                 self.bind_pod(&def, namespace.as_deref(), &name, &request).await
             }
+            (&Method::POST, Some(name), Some("token")) if def.group.is_empty() && def.plural == "serviceaccounts" => {
+                self.token_request(&def, namespace.as_deref(), &name, &request).await
+            }
             (_, _, Some(_)) => Err(not_found_resource()),
             (method, _, None) => Err(ApiError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({method})"
@@ -753,6 +756,78 @@ impl ApiServer {
             }
         }
         Err(ApiError::conflict("pods/binding", "", "pods", name))
+    }
+
+    /// serviceaccounts/token (TokenRequest, `kubectl create token`): a signed, expiring token for the account.
+    async fn token_request(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let body = decode_object(request)?;
+        let account = self.get_existing(def, namespace, name).await?;
+        let namespace = namespace.unwrap_or_default();
+        let expiration = body.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(3600);
+        if expiration < 600 {
+            let message = "may not specify a duration less than 10 minutes".to_string();
+            return Err(ApiError::invalid("TokenRequest", "authentication.k8s.io", name, format!("TokenRequest.authentication.k8s.io \"{name}\" is invalid: spec.expirationSeconds: Invalid value: {expiration}: {message}"), vec![Cause { reason: "FieldValueInvalid".into(), message, field: "spec.expirationSeconds".into() }]));
+        }
+        let expiration = expiration.min(1 << 32);
+        let audiences: Vec<String> = match body.pointer("/spec/audiences").and_then(Value::as_array) {
+            Some(list) if !list.is_empty() => {
+                list.iter().filter_map(|audience| audience.as_str().map(str::to_string)).collect()
+            }
+            _ => vec![crate::tokens::ISSUER.to_string()],
+        };
+        let bound = body.pointer("/spec/boundObjectRef").cloned();
+        let reference = |kind: &str| {
+            bound.as_ref().filter(|bound| bound["kind"] == kind).map(|bound| crate::tokens::Reference {
+                name: bound["name"].as_str().unwrap_or_default().to_string(),
+                uid: bound["uid"].as_str().unwrap_or_default().to_string(),
+            })
+        };
+        let now = jiff::Timestamp::now();
+        let claims = crate::tokens::Claims {
+            iss: crate::tokens::ISSUER.to_string(),
+            sub: format!("system:serviceaccount:{namespace}:{name}"),
+            aud: audiences.clone(),
+            exp: now.as_second() + expiration,
+            iat: now.as_second(),
+            nbf: now.as_second(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            kubernetes: crate::tokens::KubernetesClaims {
+                namespace: namespace.to_string(),
+                serviceaccount: crate::tokens::Reference {
+                    name: name.to_string(),
+                    uid: account
+                        .object
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+                pod: reference("Pod"),
+                secret: reference("Secret"),
+            },
+        };
+        let token = self.tokens.sign(&claims).map_err(|error| ApiError::internal(error.to_string()))?;
+        let expires = now + jiff::SignedDuration::from_secs(expiration);
+        let mut spec = json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": bound});
+        if spec["boundObjectRef"].is_null() {
+            spec.as_object_mut().map(|spec| spec.remove("boundObjectRef"));
+        }
+        Ok(json_response(
+            201,
+            &json!({
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": format_time(now)},
+                "spec": spec,
+                "status": {"token": token, "expirationTimestamp": format_time(expires)},
+            }),
+        ))
     }
 
     /// Create-only kinds that are answered, not stored: SelfSubjectReview (`kubectl auth whoami`) and the access

@@ -188,6 +188,7 @@ impl Controller {
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
         let client = loopback_client(&pki, &server_url).await?;
         controllers::spawn_all(client, api.clone(), pki.ca.cert_pem.clone(), cancel.clone(), &tasks);
+        tasks.spawn(compact_history(store.clone(), cancel.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
         Ok(Controller { api, pki, listen_address, admin_kubeconfig, store, cancel, tasks })
     }
@@ -198,6 +199,27 @@ impl Controller {
         self.tasks.close();
         self.tasks.wait().await;
         self.store.close().await;
+    }
+}
+
+/// How much history the datastore keeps: upstream compacts etcd every 5 minutes to the revision of 5 minutes ago,
+/// which is how long a client can resume a watch or a paged list.
+const HISTORY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Compacts the datastore to the revision it had `HISTORY` ago, on the process that leads (one per database).
+async fn compact_history(store: Store, cancel: CancellationToken) {
+    let mut previous = store.revision();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(HISTORY) => {}
+        }
+        if store.is_leader() && previous > 0 {
+            if let Err(error) = store.compact(previous).await {
+                tracing::debug!(error = %error, "compaction skipped");
+            }
+        }
+        previous = store.revision();
     }
 }
 

@@ -5,6 +5,7 @@
 //! `system:masters`), never readers of the datastore, so they exercise the API the way any controller does and
 //! could run in any replica.
 
+mod bootstrap_tokens;
 mod garbage_collector;
 mod namespaces;
 mod service_accounts;
@@ -29,7 +30,8 @@ pub fn spawn_all(
 ) {
     tasks.spawn(supervise("namespace", cancel.clone(), namespaces::run(client.clone(), api.clone())));
     tasks.spawn(supervise("garbage-collector", cancel.clone(), garbage_collector::run(client.clone(), api.clone())));
-    tasks.spawn(supervise("service-account", cancel, service_accounts::run(client, ca_pem)));
+    tasks.spawn(supervise("service-account", cancel.clone(), service_accounts::run(client.clone(), ca_pem)));
+    tasks.spawn(supervise("bootstrap-token-cleaner", cancel, bootstrap_tokens::run(client)));
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -45,6 +45,22 @@ impl Controller {
         Ok(controller)
     }
 
+    /// Starts a second controller of the same cluster: a copy of `first`'s PKI (CA, service-account key), its
+    /// own data directory and port, and the given arguments (which name the shared `--datastore`).
+    pub fn start_replica_of(first: &Controller, extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
+        let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
+        let pki = data_dir.path().join("pki");
+        std::fs::create_dir_all(&pki)?;
+        for file in ["ca.crt", "ca.key", "service-account.key"] {
+            std::fs::copy(first.data_dir().join("pki").join(file), pki.join(file))
+                .with_context(|| format!("cannot copy {file}"))?;
+        }
+        let port = free_port()?;
+        let mut controller = Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO };
+        controller.spawn()?;
+        Ok(controller)
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let binary = kaasd_binary()?;
         let log = std::fs::File::options()

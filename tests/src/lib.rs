@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 pub mod controller;
+pub mod databases;
 
 /// How long a kaasd process may take to print its serving line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

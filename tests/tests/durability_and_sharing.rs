@@ -3,11 +3,11 @@
 //! the other's writes in its watches, gapless and in order.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use kaasd_e2e::databases::ServerDatabase;
 use kaasd_e2e::{Datastore, KaasdOptions, KaasdProcess};
 
 async fn connect(endpoint: &str) -> Client {
@@ -80,58 +80,6 @@ async fn kill_minus_nine_under_write_load_loses_no_acknowledged_write() {
 fn parse_value(value: &str) -> (u32, u64) {
     let (writer, round) = value.split_once('-').expect("value is writer-round");
     (writer.parse().unwrap(), round.parse().unwrap())
-}
-
-/// A fresh database on a local server, dropped at the end; `None` (said loudly) if the server is not running.
-struct ServerDatabase {
-    url: String,
-    drop_command: Vec<String>,
-}
-
-impl ServerDatabase {
-    fn create(kind: &str) -> Option<Self> {
-        let name = format!("kaasd_e2e_{}_{kind}", std::process::id());
-        let (create, url, drop_command): (Vec<String>, String, Vec<String>) = match kind {
-            "postgres" => (
-                psql(&format!("CREATE DATABASE {name}")),
-                format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-            ),
-            _ => (
-                mysql(&format!("CREATE DATABASE {name}")),
-                format!("mysql://root@127.0.0.1:3306/{name}"),
-                mysql(&format!("DROP DATABASE IF EXISTS {name}")),
-            ),
-        };
-        let created = Command::new(&create[0]).args(&create[1..]).output();
-        match created {
-            Ok(output) if output.status.success() => Some(Self { url, drop_command }),
-            other => {
-                let message = format!("{kind} server is not usable ({other:?}): its multi-process test did NOT run");
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{message}");
-                }
-                eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for ServerDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.drop_command[0]).args(&self.drop_command[1..]).output();
-    }
-}
-
-fn psql(statement: &str) -> Vec<String> {
-    ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", statement]
-        .map(String::from)
-        .to_vec()
-}
-
-fn mysql(statement: &str) -> Vec<String> {
-    ["mysql", "-h", "127.0.0.1", "-u", "root", "-e", statement].map(String::from).to_vec()
 }
 
 /// Two processes, one database: writes through both, watches on both; every watcher sees every revision once,

@@ -43,6 +43,7 @@ fn two_controllers_share_one_cluster(kind: &str) {
         }
     }
     let _ = watch.kill();
+    let _ = watch.wait();
     assert!(seen.iter().any(|line| line == "configmap/shared"), "the second controller's watch saw {seen:?}");
 
     // Read-after-write across processes, and writes through the second seen by the first.

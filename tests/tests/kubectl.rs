@@ -405,3 +405,35 @@ fn service_account_tokens_authenticate_and_rbac_decides() {
         String::from_utf8_lossy(&nobody.stderr)
     );
 }
+
+#[test]
+fn malformed_oversized_and_invalid_bodies_are_rejected_whole() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let post = |name: &str, body: &[u8]| -> String {
+        let file = controller.data_dir().join(name);
+        std::fs::write(&file, body).unwrap();
+        let output = controller
+            .kubectl_output(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", file.to_str().unwrap()])
+            .unwrap();
+        assert!(!output.status.success(), "{name} was accepted");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let malformed = post("malformed.json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x""#);
+    assert!(malformed.contains("BadRequest") || malformed.contains("not valid JSON"), "{malformed}");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = post("deep.json", deep.as_bytes());
+    assert!(deep.contains("BadRequest") || deep.contains("not valid JSON"), "{deep}");
+    let huge = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"huge"}},"data":{{"a":"{}"}}}}"#,
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let huge = post("huge.json", huge.as_bytes());
+    assert!(huge.contains("413") || huge.contains("larger than") || huge.contains("too large"), "{huge}");
+    let invalid = post("invalid.json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Valid"}}"#);
+    assert!(invalid.contains("Invalid") && invalid.contains("metadata.name"), "{invalid}");
+    let wrong_kind = post("kind.json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#);
+    assert!(wrong_kind.contains("kind"), "{wrong_kind}");
+    // Nothing of the above was stored.
+    let names = controller.kubectl(&["get", "configmaps", "-o", "name"]).unwrap();
+    assert!(!names.contains("huge") && !names.contains("configmap/x"), "{names}");
+}

@@ -221,6 +221,12 @@ impl ApiServer {
                 }
             }
             Target::Resource(resource) => {
+                if !acceptable(accept) {
+                    return Err(ApiError::not_acceptable(
+                        "only the following media types are accepted: application/json, application/yaml, \
+                         application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io",
+                    ));
+                }
                 let body = read_body(body).await?;
                 let request = objects::ObjectRequest {
                     user: user.clone(),
@@ -408,6 +414,25 @@ fn authorize_anonymous(user: &User, method: &Method, target: &Target) -> ApiResu
     Err(ApiError::forbidden(format!("forbidden: User \"system:anonymous\" {what}")))
 }
 
+/// Whether kaasd can answer an Accept header: anything JSON (kaasd answers protobuf and YAML requests in JSON too,
+/// which every client accepts), a Table, or a wildcard.
+fn acceptable(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|part| {
+            let media = part.split(';').next().unwrap_or("").trim();
+            matches!(
+                media,
+                "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/yaml"
+                    | "application/vnd.kubernetes.protobuf"
+                    | "application/json-seq"
+                    | "application/vnd.kubernetes.protobuf;stream=watch"
+            )
+        })
+}
+
 fn not_found_path() -> ApiError {
     ApiError::new(404, "NotFound", "the server could not find the requested resource")
 }
@@ -456,4 +481,35 @@ pub fn text_response(code: u16, text: &str) -> Response<Body> {
 
 pub fn error_response(error: &ApiError) -> Response<Body> {
     json_response(error.code, &error.to_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_kaasd_can_answer() {
+        assert!(acceptable(""));
+        assert!(acceptable("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"));
+        assert!(acceptable("application/vnd.kubernetes.protobuf,application/json"));
+        assert!(acceptable("*/*"));
+        assert!(!acceptable("application/xml"));
+        assert!(!acceptable("text/html, image/png"));
+    }
+
+    #[test]
+    fn request_attributes_follow_upstream_request_info() {
+        let query = Query::parse(Some("watch=1"));
+        let target = parse_path("/apis/apps/v1/namespaces/ns/deployments/web/scale");
+        let attributes = request_attributes(&Method::PATCH, &target, &Query::default()).unwrap();
+        assert_eq!((attributes.verb.as_str(), attributes.subresource.as_str()), ("patch", "scale"));
+        assert_eq!((attributes.namespace.as_str(), attributes.name.as_str()), ("ns", "web"));
+        let watch = request_attributes(&Method::GET, &parse_path("/api/v1/pods"), &query).unwrap();
+        assert_eq!(watch.verb, "watch");
+        let delete_all =
+            request_attributes(&Method::DELETE, &parse_path("/api/v1/namespaces/a/pods"), &Query::default()).unwrap();
+        assert_eq!(delete_all.verb, "deletecollection");
+        let health = request_attributes(&Method::GET, &parse_path("/healthz"), &Query::default()).unwrap();
+        assert_eq!(health.path.as_deref(), Some("/healthz"));
+    }
 }

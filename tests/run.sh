@@ -29,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The API server tests drive the real kubectl; Debian does not package a current one.
+if ! [ -x /usr/bin/kubectl ]; then
+  echo "error: /usr/bin/kubectl not found: the API server tests drive the real kubectl (1.32 or newer); install it from pkgs.k8s.io" >&2
+  exit 1
+fi
+
 postgres_ready() { psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; }
 if ! postgres_ready; then
   say "starting PostgreSQL"

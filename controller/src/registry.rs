@@ -271,6 +271,8 @@ pub fn built_in_resources() -> Vec<ResourceDef> {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     by_path: BTreeMap<(String, String, String), Arc<ResourceDef>>,
+    /// The CustomResourceDefinitions (as stored) behind the custom resources, by name (`<plural>.<group>`).
+    definitions: BTreeMap<String, Arc<serde_json::Value>>,
 }
 
 impl Registry {
@@ -279,7 +281,30 @@ impl Registry {
             .into_iter()
             .map(|def| ((def.group.clone(), def.version.clone(), def.plural.clone()), Arc::new(def)))
             .collect();
-        Registry { by_path }
+        Registry { by_path, definitions: BTreeMap::new() }
+    }
+
+    /// The built-in resources plus those of `definitions` (established CustomResourceDefinitions with their
+    /// resource definitions); a custom resource never shadows a built-in one.
+    pub fn with_custom_resources(definitions: Vec<(serde_json::Value, Vec<ResourceDef>)>) -> Registry {
+        let mut registry = Registry::new(built_in_resources());
+        for (definition, defs) in definitions {
+            let name = definition.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+            for def in defs {
+                let key = (def.group.clone(), def.version.clone(), def.plural.clone());
+                registry.by_path.entry(key).or_insert_with(|| Arc::new(def));
+            }
+            registry.definitions.insert(name, Arc::new(definition));
+        }
+        registry
+    }
+
+    /// The CustomResourceDefinition behind a custom resource.
+    pub fn definition_of(&self, def: &ResourceDef) -> Option<&Arc<serde_json::Value>> {
+        match &def.schema {
+            SchemaSource::CustomResource(name) => self.definitions.get(name),
+            SchemaSource::BuiltIn(_) => None,
+        }
     }
 
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceDef>> {

@@ -719,7 +719,11 @@ fn render_time(bytes: &[u8], micro: bool) -> Result<Value, Fault> {
     if seconds == GO_ZERO_TIME_SECONDS && (nanoseconds == 0 || !micro) {
         return Ok(Value::Null);
     }
-    let nanoseconds = if micro { nanoseconds - nanoseconds.rem_euclid(1000) } else { 0 };
+    if !(0..1_000_000_000).contains(&nanoseconds) {
+        return Err(Fault::malformed(format!("{nanoseconds} nanoseconds is outside 0 to 999999999")));
+    }
+    // Go reads microseconds for MicroTime and whole seconds for Time.
+    let nanoseconds = if micro { nanoseconds - nanoseconds % 1000 } else { 0 };
     let timestamp = jiff::Timestamp::new(seconds, nanoseconds)
         .map_err(|error| Fault::malformed(format!("the time {seconds}s {nanoseconds}ns is out of range: {error}")))?;
     let year = timestamp.to_zoned(jiff::tz::TimeZone::UTC).year();
@@ -857,6 +861,244 @@ mod tests {
         ] {
             let decoded = decode(&fixture(&format!("{name}.pb"))).unwrap_or_else(|error| panic!("{name}: {error}"));
             assert_eq!(decoded, expected(name), "{name}");
+        }
+    }
+
+    fn varint_field(number: u32, value: u64) -> Vec<u8> {
+        [encode_varint(u64::from(number) << 3), encode_varint(value)].concat()
+    }
+
+    fn bytes_field(number: u32, payload: &[u8]) -> Vec<u8> {
+        [encode_varint(u64::from(number) << 3 | 2), encode_varint(payload.len() as u64), payload.to_vec()].concat()
+    }
+
+    fn string_field(number: u32, text: &str) -> Vec<u8> {
+        bytes_field(number, text.as_bytes())
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let type_meta = [string_field(1, api_version), string_field(2, kind)].concat();
+        [MAGIC.to_vec(), bytes_field(1, &type_meta), bytes_field(2, raw)].concat()
+    }
+
+    #[test]
+    fn a_pointer_keeps_its_zero_and_a_value_field_drops_it() {
+        let metadata = [string_field(1, "web-1"), string_field(3, "default"), string_field(6, "")].concat();
+        let delete_options = varint_field(1, 0);
+        let raw = [bytes_field(1, &metadata), bytes_field(2, &delete_options)].concat();
+        let decoded = decode(&envelope("policy/v1", "Eviction", &raw)).unwrap();
+        let expected = serde_json::json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": "web-1", "namespace": "default", "creationTimestamp": null},
+            "deleteOptions": {"gracePeriodSeconds": 0},
+        });
+        assert_eq!(decoded, expected);
+
+        let container = [string_field(1, "app"), string_field(2, ""), varint_field(16, 0)].concat();
+        let spec = [
+            bytes_field(2, &container),
+            varint_field(4, 0),
+            varint_field(11, 0),
+            varint_field(21, 0),
+            varint_field(25, (-5i64) as u64),
+        ]
+        .concat();
+        let decoded = decode(&envelope("v1", "Pod", &bytes_field(2, &spec))).unwrap();
+        let expected_spec = serde_json::json!({
+            "containers": [{"name": "app", "resources": {}}],
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": false,
+            "priority": -5,
+        });
+        assert_eq!(decoded["spec"], expected_spec);
+    }
+
+    #[test]
+    fn inline_structs_int_or_string_and_quantities_take_their_json_form() {
+        let empty_dir = [string_field(1, ""), bytes_field(2, &string_field(1, "1Gi"))].concat();
+        let volume = [string_field(1, "data"), bytes_field(2, &bytes_field(2, &empty_dir))].concat();
+        let port = [varint_field(1, 1), string_field(3, "http")].concat();
+        let http_get = [string_field(1, "/healthz"), bytes_field(2, &port)].concat();
+        let probe = [bytes_field(1, &bytes_field(2, &http_get)), varint_field(2, 5)].concat();
+        let container = [string_field(1, "app"), bytes_field(10, &probe)].concat();
+        let spec = [bytes_field(1, &volume), bytes_field(2, &container)].concat();
+        let decoded = decode(&envelope("v1", "Pod", &bytes_field(2, &spec))).unwrap();
+        assert_eq!(decoded["spec"]["volumes"], serde_json::json!([{"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}]));
+        assert_eq!(
+            decoded["spec"]["containers"][0]["livenessProbe"],
+            serde_json::json!({"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 5})
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc_and_micro_times_keep_microseconds() {
+        let instant = [varint_field(1, 1_700_000_000), varint_field(2, 123_456_789)].concat();
+        let raw = [
+            bytes_field(1, &string_field(1, "ev")),
+            bytes_field(2, &instant),
+            bytes_field(13, &instant),
+            bytes_field(14, &[]),
+            string_field(7, "Started"),
+        ]
+        .concat();
+        let decoded = decode(&envelope("events.k8s.io/v1", "Event", &raw)).unwrap();
+        assert_eq!(decoded["eventTime"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(decoded["deprecatedFirstTimestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(decoded["deprecatedLastTimestamp"], Value::Null);
+        assert_eq!(decoded["reason"], "Started");
+        assert_eq!(decoded["regarding"], serde_json::json!({}));
+
+        let negative = [varint_field(1, 1_700_000_000), varint_field(2, (-1i64) as u64)].concat();
+        let raw = [bytes_field(1, &string_field(1, "ev")), bytes_field(2, &negative)].concat();
+        let error = decode(&envelope("events.k8s.io/v1", "Event", &raw)).unwrap_err();
+        assert!(error.to_string().starts_with("malformed protobuf at eventTime: "), "{error}");
+    }
+
+    #[test]
+    fn durations_read_like_go() {
+        let cases = [
+            (0, "0s"),
+            (5, "5ns"),
+            (1_500, "1.5µs"),
+            (250_000_000, "250ms"),
+            (1_500_000_000, "1.5s"),
+            (90_000_000_000, "1m30s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (-2_000_000_000, "-2s"),
+        ];
+        for (nanoseconds, text) in cases {
+            assert_eq!(go_duration(nanoseconds), text);
+        }
+    }
+
+    fn custom_resource_definition(schema: &[u8]) -> Vec<u8> {
+        let version =
+            [string_field(1, "v1"), varint_field(2, 1), varint_field(3, 1), bytes_field(4, &bytes_field(1, schema))]
+                .concat();
+        let spec = [string_field(1, "example.com"), string_field(4, "Namespaced"), bytes_field(7, &version)].concat();
+        envelope("apiextensions.k8s.io/v1", "CustomResourceDefinition", &bytes_field(2, &spec))
+    }
+
+    #[test]
+    fn json_schemas_carry_raw_json_and_their_either_or_types() {
+        let size = [string_field(5, "integer"), bytes_field(8, &bytes_field(1, br#"{"min": 1}"#))].concat();
+        let tags = [string_field(5, "array"), bytes_field(24, &bytes_field(1, &string_field(5, "string")))].concat();
+        let schema = [
+            string_field(5, "object"),
+            bytes_field(29, &[string_field(1, "size"), bytes_field(2, &size)].concat()),
+            bytes_field(29, &[string_field(1, "tags"), bytes_field(2, &tags)].concat()),
+            bytes_field(30, &varint_field(1, 0)),
+            varint_field(38, 0),
+        ]
+        .concat();
+        let decoded = decode(&custom_resource_definition(&schema)).unwrap();
+        let expected = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "size": {"type": "integer", "default": {"min": 1}},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "additionalProperties": false,
+            "x-kubernetes-preserve-unknown-fields": false,
+        });
+        assert_eq!(decoded["spec"]["versions"][0]["schema"]["openAPIV3Schema"], expected);
+        assert_eq!(decoded["spec"]["names"], serde_json::json!({"plural": "", "kind": ""}));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut schema = string_field(5, "object");
+        for _ in 0..200 {
+            schema = bytes_field(28, &schema);
+        }
+        let error = decode(&custom_resource_definition(&schema)).unwrap_err();
+        assert!(error.to_string().contains("nest more than"), "{error}");
+    }
+
+    #[test]
+    fn the_envelope_is_checked() {
+        assert_eq!(decode(b"{\"kind\":\"Pod\"}"), Err(ProtobufError::MissingMagic));
+        assert_eq!(decode(b""), Err(ProtobufError::MissingMagic));
+        assert_eq!(decode(&envelope("v1", "", &[])), Err(ProtobufError::MissingKind));
+        assert_eq!(
+            decode(&envelope("v1", "Widget", &[])),
+            Err(ProtobufError::UnknownKind { api_version: "v1".to_string(), kind: "Widget".to_string() })
+        );
+        let gzip = [envelope("v1", "ConfigMap", &[]), string_field(3, "gzip")].concat();
+        assert_eq!(decode(&gzip), Err(ProtobufError::ContentEncoding("gzip".to_string())));
+        let json =
+            [envelope("v1", "ConfigMap", br#"{"data": {"a": "b"}}"#), string_field(4, "application/json")].concat();
+        assert_eq!(
+            decode(&json).unwrap(),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"}})
+        );
+        // Options types are registered in every group version.
+        let options = decode(&envelope("apps/v1", "DeleteOptions", &string_field(4, "Foreground"))).unwrap();
+        assert_eq!(options["propagationPolicy"], "Foreground");
+    }
+
+    #[test]
+    fn wrong_wire_types_and_broken_fields_are_errors_with_a_path() {
+        // metadata.name sent as a varint.
+        let raw = bytes_field(1, &varint_field(1, 7));
+        let error = decode(&envelope("v1", "ConfigMap", &raw)).unwrap_err();
+        assert_eq!(
+            error,
+            ProtobufError::Malformed {
+                path: "metadata.name".to_string(),
+                problem: "expected a length-delimited field, found a varint".to_string()
+            }
+        );
+        // A length running past the end of data.
+        let raw = [bytes_field(2, &[string_field(1, "a"), vec![0x12, 0x20, b'x']].concat())].concat();
+        assert!(matches!(decode(&envelope("v1", "ConfigMap", &raw)), Err(ProtobufError::Malformed { .. })));
+        // Wire type 3 (start group) is not used by Kubernetes.
+        assert!(matches!(decode(&envelope("v1", "ConfigMap", &[0x0b])), Err(ProtobufError::Malformed { .. })));
+    }
+
+    #[test]
+    fn truncated_bodies_are_errors_and_never_panic() {
+        for name in ["configmap-binary", "deployment", "cronjob", "rolebinding", "auth-can-i", "token"] {
+            let body = fixture(&format!("{name}.pb"));
+            // The envelope: magic, typeMeta (1), raw (2) with a one- or two-byte length.
+            let type_meta_end = 6 + usize::from(body[5]);
+            assert_eq!(body[type_meta_end], 0x12, "{name}: raw follows typeMeta");
+            let mut length_bytes = &body[type_meta_end + 1..];
+            let raw_length = read_varint(&mut length_bytes).unwrap() as usize;
+            let raw_start = body.len() - length_bytes.len();
+            for cut in 0..body.len() {
+                let result = decode(&body[..cut]);
+                if cut < MAGIC.len() || (raw_start <= cut && cut < raw_start + raw_length) || cut < type_meta_end {
+                    assert!(result.is_err(), "{name} cut at {cut} of {} decoded", body.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A small xorshift generator keeps the test deterministic without a dependency.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let bodies: Vec<Vec<u8>> = ["deployment", "service-nodeport", "secret-generic", "job"]
+            .iter()
+            .map(|name| fixture(&format!("{name}.pb")))
+            .collect();
+        for round in 0..20_000 {
+            let mut body = bodies[round % bodies.len()].clone();
+            for _ in 0..1 + next() % 4 {
+                let position = MAGIC.len() + (next() as usize) % (body.len() - MAGIC.len());
+                body[position] = next() as u8;
+            }
+            let _ = decode(&body);
+            let random: Vec<u8> = (0..next() % 64).map(|_| next() as u8).collect();
+            let _ = decode(&[MAGIC, &random].concat());
         }
     }
 }

@@ -69,8 +69,6 @@ def relative(typ, package):
         return typ[len(package) + 1:]
     return typ
 
-FIELD = re.compile(r"^\s*(\w+)?\s*([^`]*?)\s*`([^`]*)`")
-
 def parse_go(directory):
     """Struct fields by struct name, plus the names of slice types (protobuf wraps them in a message)."""
     structs, slices, aliases = {}, set(), {}
@@ -135,6 +133,7 @@ def parse_go(directory):
     return structs, slices, aliases
 
 def group_of(directory):
+    """The API group a package serves, from its +groupName marker or GroupName constant."""
     for name in ("doc.go", "register.go"):
         path = os.path.join(directory, name)
         if not os.path.exists(path):

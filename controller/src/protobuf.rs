@@ -1,6 +1,6 @@
 //! Reads request bodies in Kubernetes' protobuf encoding as the JSON form of the same object.
 //!
-//! kubectl's typed commands (`create configmap`, `create deployment`, `auth can-i`, `create token`, `drain`, …)
+//! kubectl's typed commands (`create configmap`, `create deployment`, `auth can-i`, `auth whoami`, `create token`, …)
 //! send `application/vnd.kubernetes.protobuf`, while the rest of the API server works on JSON values. The body is the
 //! magic `k8s\0` and a `runtime.Unknown` envelope (apiVersion, kind, the object's own protobuf). The wire format only
 //! carries field numbers and types; what the JSON form also needs comes from `protobuf/schema.txt`, a table generated

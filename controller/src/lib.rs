@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod error;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod registry;
 pub mod schema;

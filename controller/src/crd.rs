@@ -40,9 +40,11 @@ pub fn resource_defs(crd: &Value) -> Result<Vec<ResourceDef>, CrdError> {
     let spec = crd.get("spec").ok_or(CrdError::MissingField("spec"))?;
     let group = str_at(spec, "group").filter(|g| !g.is_empty()).ok_or(CrdError::MissingField("spec.group"))?;
     let names = spec.get("names").ok_or(CrdError::MissingField("spec.names"))?;
-    let plural = str_at(names, "plural").filter(|p| !p.is_empty()).ok_or(CrdError::MissingField("spec.names.plural"))?;
+    let plural =
+        str_at(names, "plural").filter(|p| !p.is_empty()).ok_or(CrdError::MissingField("spec.names.plural"))?;
     let kind = str_at(names, "kind").filter(|k| !k.is_empty()).ok_or(CrdError::MissingField("spec.names.kind"))?;
-    let singular = str_at(names, "singular").filter(|s| !s.is_empty()).map_or_else(|| kind.to_lowercase(), String::from);
+    let singular =
+        str_at(names, "singular").filter(|s| !s.is_empty()).map_or_else(|| kind.to_lowercase(), String::from);
     let namespaced = match str_at(spec, "scope").unwrap_or_default() {
         "Namespaced" => true,
         "Cluster" => false,
@@ -192,7 +194,11 @@ pub fn validate_definition(crd: &Value) -> Vec<Cause> {
         errors.push(invalid("spec.versions", &versions_value(), "must contain unique version names"));
     }
     if storage_count != 1 {
-        errors.push(invalid("spec.versions", &versions_value(), "must have exactly one version marked as storage version"));
+        errors.push(invalid(
+            "spec.versions",
+            &versions_value(),
+            "must have exactly one version marked as storage version",
+        ));
     }
     if let Some(first) = versions.first().and_then(|v| str_at(v, "name")) {
         if let messages @ [_, ..] = dns1035_label(first).as_slice() {
@@ -248,13 +254,15 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
     let kind = str_at(&names, "kind").unwrap_or_default();
     let mut accepted = Map::new();
     accepted.insert("plural".into(), json!(str_at(&names, "plural").unwrap_or_default()));
-    let singular = str_at(&names, "singular").filter(|s| !s.is_empty()).map_or_else(|| kind.to_lowercase(), String::from);
+    let singular =
+        str_at(&names, "singular").filter(|s| !s.is_empty()).map_or_else(|| kind.to_lowercase(), String::from);
     accepted.insert("singular".into(), json!(singular));
     if let Some(short) = names.get("shortNames").filter(|s| s.as_array().is_some_and(|a| !a.is_empty())) {
         accepted.insert("shortNames".into(), short.clone());
     }
     accepted.insert("kind".into(), json!(kind));
-    let list_kind = str_at(&names, "listKind").filter(|s| !s.is_empty()).map_or_else(|| format!("{kind}List"), String::from);
+    let list_kind =
+        str_at(&names, "listKind").filter(|s| !s.is_empty()).map_or_else(|| format!("{kind}List"), String::from);
     accepted.insert("listKind".into(), json!(list_kind));
     if let Some(categories) = names.get("categories").filter(|c| c.as_array().is_some_and(|a| !a.is_empty())) {
         accepted.insert("categories".into(), categories.clone());
@@ -279,7 +287,10 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
 
 /// A version's `additionalPrinterColumns`, for the Table printer; `None` when the version has none or is unknown.
 pub fn printer_columns(crd: &Value, version: &str) -> Option<Value> {
-    find_version(crd, version)?.get("additionalPrinterColumns").filter(|c| c.as_array().is_some_and(|a| !a.is_empty())).cloned()
+    find_version(crd, version)?
+        .get("additionalPrinterColumns")
+        .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+        .cloned()
 }
 
 /// A version's `schema.openAPIV3Schema`.
@@ -807,7 +818,11 @@ fn structural_invariants(schema: &Value, level: Level, path: &str, errors: &mut 
             if let Some(property) = properties.and_then(|p| p.get(key)) {
                 let property_type = str_at(property, "type").unwrap_or_default();
                 if property_type != "string" {
-                    errors.push(invalid(&format!("{path}.properties[{key}].type"), &go_quote(property_type), "must be string"));
+                    errors.push(invalid(
+                        &format!("{path}.properties[{key}].type"),
+                        &go_quote(property_type),
+                        "must be string",
+                    ));
                 }
             }
         }
@@ -838,7 +853,9 @@ fn last_line(text: &str) -> &str {
 }
 
 fn is_int_or_string_any_of(alternatives: &[Value]) -> bool {
-    alternatives.len() == 2 && alternatives[0] == json!({"type": "integer"}) && alternatives[1] == json!({"type": "string"})
+    alternatives.len() == 2
+        && alternatives[0] == json!({"type": "integer"})
+        && alternatives[1] == json!({"type": "string"})
 }
 
 /// The root `metadata` schema may only say `type` and give `name`/`generateName` (upstream ignores those).
@@ -872,7 +889,9 @@ fn nested_value_validation(schema: &Value, path: &str, errors: &mut Vec<Cause>) 
         ("x-kubernetes-map-type", "must be undefined to be structural"),
         ("x-kubernetes-validations", "must be empty to be structural"),
     ] {
-        if object.get(key).is_some_and(|v| !is_zero(v) || key == "x-kubernetes-list-type" || key == "x-kubernetes-map-type")
+        if object
+            .get(key)
+            .is_some_and(|v| !is_zero(v) || key == "x-kubernetes-list-type" || key == "x-kubernetes-map-type")
         {
             errors.push(forbidden(&format!("{path}.{key}"), rule));
         }
@@ -885,7 +904,8 @@ fn nested_value_validation(schema: &Value, path: &str, errors: &mut Vec<Cause>) 
             nested_value_validation(property, &format!("{path}.properties[{key}]"), errors);
         }
         if properties.contains_key("metadata") {
-            errors.push(forbidden(&format!("{path}.properties[metadata]"), "must not be specified in a nested context"));
+            errors
+                .push(forbidden(&format!("{path}.properties[metadata]"), "must not be specified in a nested context"));
         }
     }
     for junction in ["anyOf", "allOf", "oneOf"] {
@@ -966,11 +986,19 @@ fn openapi_schema_checks(schema: &Value, path: &str, is_root: bool, defaults_for
         openapi_schema_checks(items, &format!("{path}.items"), false, false, errors);
     }
     if object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(false)) {
-        errors.push(invalid(&format!("{path}.x-kubernetes-preserve-unknown-fields"), "false", "must be true or undefined"));
+        errors.push(invalid(
+            &format!("{path}.x-kubernetes-preserve-unknown-fields"),
+            "false",
+            "must be true or undefined",
+        ));
     }
     if let Some(map_type) = str_at(schema, "x-kubernetes-map-type") {
         if !["atomic", "granular"].contains(&map_type) {
-            errors.push(not_supported(&format!("{path}.x-kubernetes-map-type"), &go_quote(map_type), &["atomic", "granular"]));
+            errors.push(not_supported(
+                &format!("{path}.x-kubernetes-map-type"),
+                &go_quote(map_type),
+                &["atomic", "granular"],
+            ));
         }
     }
     if let Some(list_type) = str_at(schema, "x-kubernetes-list-type") {
@@ -1277,7 +1305,7 @@ fn validate_type(types: &[&str], format: Option<&str>, value: &Value, path: &str
             "number" => "float64",
             _ => "",
         };
-        if !string_or_array && !(contains(actual) || value_format == format || float_int || int_float) {
+        if !(string_or_array || contains(actual) || value_format == format || float_int || int_float) {
             errors.push(invalid_type(path, format, value_format));
             return;
         }
@@ -1303,8 +1331,10 @@ fn validate_junctions(schema: &Value, value: &Value, path: &str, errors: &mut Ve
         let results: Vec<Vec<Cause>> = alternatives.iter().map(|alt| collect(alt, value, path)).collect();
         let valid = results.iter().filter(|r| r.is_empty()).count();
         if valid != 1 {
-            let detail = if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
-            errors.push(unattributed(&format!("{quoted_path} must validate one and only one schema (oneOf). {detail}")));
+            let detail =
+                if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
+            errors
+                .push(unattributed(&format!("{quoted_path} must validate one and only one schema (oneOf). {detail}")));
             if valid == 0 {
                 errors.extend(results.into_iter().next().unwrap_or_default());
             }
@@ -1580,7 +1610,11 @@ fn is_date_time(text: &str) -> bool {
         "Z" | "z" => true,
         offset => {
             let b = offset.as_bytes();
-            b.len() == 6 && matches!(b[0], b'+' | b'-') && b[3] == b':' && digits(&offset[1..3], 2) && digits(&offset[4..6], 2)
+            b.len() == 6
+                && matches!(b[0], b'+' | b'-')
+                && b[3] == b':'
+                && digits(&offset[1..3], 2)
+                && digits(&offset[4..6], 2)
         }
     }
 }
@@ -1597,7 +1631,8 @@ fn is_uuid(text: &str, version: Option<char>) -> bool {
     match version {
         None => true,
         Some(v) => {
-            let variant_ok = version == Some('3') || matches!(compact.as_bytes()[16].to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b');
+            let variant_ok = version == Some('3')
+                || matches!(compact.as_bytes()[16].to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b');
             compact.as_bytes()[12] as char == v && variant_ok
         }
     }
@@ -1615,7 +1650,8 @@ fn is_cidr(text: &str) -> bool {
 
 fn is_mac(text: &str) -> bool {
     let groups: Vec<&str> = text.split([':', '-']).collect();
-    matches!(groups.len(), 6 | 8 | 20) && groups.iter().all(|g| g.len() == 2 && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    matches!(groups.len(), 6 | 8 | 20)
+        && groups.iter().all(|g| g.len() == 2 && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_hostname(text: &str) -> bool {
@@ -1628,4 +1664,525 @@ fn is_hostname(text: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROUP: &str = "k8s-openapi-tests-custom-resource-definition.com";
+
+    /// The CRD a real v1.33 cluster was given in the recorded conformance run, as it was posted.
+    fn foobar_crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("foobars.{GROUP}")},
+            "spec": {
+                "group": GROUP,
+                "names": {"kind": "FooBar", "plural": "foobars", "shortNames": ["fb"], "singular": "foobar"},
+                "scope": "Namespaced",
+                "versions": [{
+                    "name": "v1",
+                    "schema": {"openAPIV3Schema": {
+                        "properties": {"spec": {
+                            "properties": {
+                                "prop1": {"type": "string"},
+                                "prop2": {"items": {"type": "boolean"}, "type": "array"},
+                                "prop3": {"format": "int32", "type": "integer"},
+                                "prop4": {"x-kubernetes-int-or-string": true},
+                                "prop5": {"x-kubernetes-int-or-string": true}
+                            },
+                            "required": ["prop1", "prop2", "prop4", "prop5"],
+                            "type": "object"
+                        }},
+                        "type": "object"
+                    }},
+                    "served": true,
+                    "storage": true,
+                    "subresources": {"status": {}}
+                }]
+            }
+        })
+    }
+
+    fn foobar_schema() -> Value {
+        version_schema(&foobar_crd(), "v1").expect("v1 has a schema")
+    }
+
+    fn foobar(name: &str, spec: Value) -> Value {
+        json!({"apiVersion": format!("{GROUP}/v1"), "kind": "FooBar", "metadata": {"name": name}, "spec": spec})
+    }
+
+    fn texts(causes: &[Cause]) -> Vec<String> {
+        causes.iter().map(|c| format!("{} {}: {}", c.reason, c.field, c.message)).collect()
+    }
+
+    /// A CronTab-style CRD with two served versions, one unserved, scale, columns and defaults.
+    fn crontab_crd() -> Value {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+                        "image": {"type": "string", "default": "busybox"},
+                        "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                        "policy": {"type": "string", "enum": ["Allow", "Forbid"]},
+                        "schedule": {
+                            "type": "object",
+                            "default": {},
+                            "properties": {"timeZone": {"type": "string", "default": "UTC"}}
+                        },
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 5}}
+                    }
+                },
+                "status": {"type": "object", "properties": {"replicas": {"type": "integer"}, "selector": {"type": "string"}}}
+            }
+        });
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {
+                "group": "stable.example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "shortNames": ["ct"],
+                          "categories": ["all"]},
+                "versions": [
+                    {"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema},
+                     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas", "labelSelectorPath": ".status.selector"}},
+                     "additionalPrinterColumns": [
+                        {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}]},
+                    {"name": "v1beta1", "served": true, "storage": false, "schema": {"openAPIV3Schema": schema}},
+                    {"name": "v1alpha1", "served": false, "storage": false, "schema": {"openAPIV3Schema": schema}}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn one_resource_per_served_version() {
+        let defs = resource_defs(&foobar_crd()).unwrap();
+        assert_eq!(defs.len(), 1);
+        let def = &defs[0];
+        assert_eq!((def.group.as_str(), def.version.as_str(), def.kind.as_str()), (GROUP, "v1", "FooBar"));
+        assert_eq!((def.plural.as_str(), def.singular.as_str()), ("foobars", "foobar"));
+        assert!(def.namespaced);
+        assert_eq!(def.short_names, ["fb"]);
+        assert!(def.status);
+        assert_eq!(def.scale, None);
+        assert_eq!(def.verbs.len(), 8);
+        assert_eq!(def.schema, SchemaSource::CustomResource(format!("foobars.{GROUP}")));
+
+        let defs = resource_defs(&crontab_crd()).unwrap();
+        let versions: Vec<&str> = defs.iter().map(|d| d.version.as_str()).collect();
+        assert_eq!(versions, ["v1", "v1beta1"]);
+        assert_eq!(defs[0].categories, ["all"]);
+        assert_eq!(
+            defs[0].scale,
+            Some(ScalePaths {
+                spec_replicas: "spec.replicas".into(),
+                status_replicas: "status.replicas".into(),
+                label_selector: Some("status.selector".into()),
+            })
+        );
+        assert!(!defs[1].status);
+        assert_eq!(storage_version(&crontab_crd()).as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn resource_defs_refuse_a_crd_without_names_or_scope() {
+        let mut crd = foobar_crd();
+        crd["spec"]["names"].as_object_mut().unwrap().remove("plural");
+        assert_eq!(resource_defs(&crd), Err(CrdError::MissingField("spec.names.plural")));
+        let mut crd = foobar_crd();
+        crd["spec"]["scope"] = json!("Galaxy");
+        assert_eq!(resource_defs(&crd), Err(CrdError::UnknownScope("Galaxy".into())));
+    }
+
+    #[test]
+    fn defaults_match_what_the_cluster_stored() {
+        let mut crd = foobar_crd();
+        default_definition(&mut crd);
+        assert_eq!(
+            crd["spec"]["names"],
+            json!({"plural": "foobars", "singular": "foobar", "shortNames": ["fb"], "kind": "FooBar",
+                   "listKind": "FooBarList"})
+        );
+        assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
+    }
+
+    #[test]
+    fn accepted_crds_validate_clean() {
+        for crd in [foobar_crd(), crontab_crd()] {
+            let mut crd = crd;
+            default_definition(&mut crd);
+            assert_eq!(texts(&validate_definition(&crd)), Vec::<String>::new());
+        }
+    }
+
+    fn definition_errors(edit: impl FnOnce(&mut Value)) -> Vec<String> {
+        let mut crd = foobar_crd();
+        default_definition(&mut crd);
+        edit(&mut crd);
+        texts(&validate_definition(&crd))
+    }
+
+    #[test]
+    fn crd_names_and_group_are_checked() {
+        assert_eq!(
+            definition_errors(|crd| crd["metadata"]["name"] = json!(format!("foos.{GROUP}"))),
+            [format!(
+                r#"FieldValueInvalid metadata.name: Invalid value: "foos.{GROUP}": must be spec.names.plural+"."+spec.group"#
+            )]
+        );
+        assert_eq!(
+            definition_errors(|crd| {
+                crd["metadata"]["name"] = json!("foobars.example");
+                crd["spec"]["group"] = json!("example");
+            }),
+            [r#"FieldValueInvalid spec.group: Invalid value: "example": should be a domain with at least one dot"#]
+        );
+        let errors = definition_errors(|crd| crd["spec"]["names"]["shortNames"] = json!(["Fb"]));
+        assert_eq!(
+            errors,
+            [format!(r#"FieldValueInvalid spec.names.shortNames[0]: Invalid value: "Fb": {DNS1035_LABEL_MESSAGE}"#)]
+        );
+        assert_eq!(
+            definition_errors(|crd| crd["spec"]["scope"] = json!("Global")),
+            [
+                r#"FieldValueNotSupported spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#
+            ]
+        );
+    }
+
+    #[test]
+    fn exactly_one_storage_version() {
+        let errors = definition_errors(|crd| crd["spec"]["versions"][0]["storage"] = json!(false));
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].starts_with("FieldValueInvalid spec.versions: Invalid value: [{"), "{errors:?}");
+        assert!(errors[0].ends_with(": must have exactly one version marked as storage version"));
+        assert_eq!(
+            errors[1],
+            "FieldValueInvalid status.storedVersions: Invalid value: null: must have at least one stored version"
+        );
+    }
+
+    #[test]
+    fn schemas_must_be_structural() {
+        // One version: upstream reports the schema as the spec-wide one.
+        let errors = definition_errors(|crd| {
+            crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].as_object_mut().unwrap().remove("type");
+        });
+        assert_eq!(
+            errors,
+            ["FieldValueRequired spec.validation.openAPIV3Schema.type: Required value: must not be empty at the root"]
+        );
+        let errors = definition_errors(|crd| {
+            let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+            spec["properties"]["prop1"] = json!({"description": "no type"});
+            spec["additionalProperties"] = json!({"type": "string"});
+        });
+        assert_eq!(
+            errors,
+            [
+                "FieldValueRequired spec.validation.openAPIV3Schema.properties[spec].properties[prop1].type: Required \
+                 value: must not be empty for specified object fields",
+                "FieldValueForbidden spec.validation.openAPIV3Schema.properties[spec].additionalProperties: Forbidden: \
+                 additionalProperties and properties are mutual exclusive",
+            ]
+        );
+        let errors = definition_errors(|crd| {
+            crd["spec"]["versions"][0].as_object_mut().unwrap().remove("schema").map(|_| ()).unwrap()
+        });
+        assert_eq!(
+            errors,
+            ["FieldValueRequired spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required"]
+        );
+    }
+
+    #[test]
+    fn differing_versions_report_under_their_index() {
+        let mut crd = crontab_crd();
+        default_definition(&mut crd);
+        crd["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["tags"] =
+            json!({"type": "array"});
+        crd["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["type"] = json!("string");
+        assert_eq!(
+            texts(&validate_definition(&crd)),
+            // Upstream sorts structural errors by their text.
+            [
+                "FieldValueRequired spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[tags].items: \
+                 Required value: must be specified",
+                r#"FieldValueInvalid spec.versions[1].schema.openAPIV3Schema.type: Invalid value: "string": must be object at the root"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn printer_columns_and_scale_paths_are_checked() {
+        let mut crd = crontab_crd();
+        default_definition(&mut crd);
+        crd["spec"]["versions"][0]["additionalPrinterColumns"] = json!([
+            {"name": "Spec", "type": "text", "jsonPath": "spec.cronSpec"},
+            {"name": "Bad", "type": "string", "jsonPath": ".spec[?(@.x=="}
+        ]);
+        crd["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"] = json!(".status.replicas");
+        let errors = texts(&validate_definition(&crd));
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            r#"FieldValueInvalid spec.versions[0].subresources.scale.specReplicasPath: Invalid value: ".status.replicas": should be a json path under .spec"#
+        );
+        assert_eq!(
+            errors[1],
+            r#"FieldValueInvalid spec.versions[0].additionalPrinterColumns[0].type: Invalid value: "text": must be one of boolean,date,integer,number,string"#
+        );
+        assert_eq!(
+            errors[2],
+            r#"FieldValueInvalid spec.versions[0].additionalPrinterColumns[0].JSONPath: Invalid value: "spec.cronSpec": must be a simple json path starting with ."#
+        );
+        assert!(errors[3].starts_with("FieldValueInvalid spec.versions[0].additionalPrinterColumns[1].JSONPath:"));
+    }
+
+    #[test]
+    fn established_status_matches_the_cluster() {
+        let mut crd = foobar_crd();
+        default_definition(&mut crd);
+        let now = "2026-06-15T04:15:57Z";
+        assert_eq!(
+            established_status(&crd, now),
+            json!({
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts",
+                     "message": "no conflicts found"},
+                    {"type": "Established", "status": "True", "lastTransitionTime": now,
+                     "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}
+                ],
+                "acceptedNames": {"plural": "foobars", "singular": "foobar", "shortNames": ["fb"], "kind": "FooBar",
+                                  "listKind": "FooBarList"},
+                "storedVersions": ["v1"]
+            })
+        );
+        crd["status"] = json!({"storedVersions": ["v1beta1"]});
+        assert_eq!(established_status(&crd, now)["storedVersions"], json!(["v1beta1", "v1"]));
+    }
+
+    #[test]
+    fn recorded_custom_resources_are_valid() {
+        let schema = foobar_schema();
+        let fb1 = foobar("fb1", json!({"prop1": "value1", "prop2": [true, false, true], "prop4": 6, "prop5": "7"}));
+        let fb2 = foobar(
+            "fb2",
+            json!({"prop1": "value1", "prop2": [true, false, true], "prop3": 5, "prop4": "value4", "prop5": "7G"}),
+        );
+        for object in [fb1, fb2] {
+            let mut pruned = object.clone();
+            prune(&schema, &mut pruned);
+            apply_defaults(&schema, &mut pruned);
+            assert_eq!(pruned, object);
+            assert_eq!(validate(&schema, &object), []);
+        }
+    }
+
+    /// The three 422 responses of the recorded run, cause for cause.
+    #[test]
+    fn recorded_rejections_are_reproduced() {
+        let schema = foobar_schema();
+        let cases = [
+            (
+                json!({"prop1": "value1", "prop4": "value4", "prop5": "7G"}),
+                ("FieldValueRequired", "Required value", "spec.prop2"),
+            ),
+            (
+                json!({"prop1": "value1", "prop2": true, "prop4": "value4", "prop5": "7G"}),
+                (
+                    "FieldValueTypeInvalid",
+                    r#"Invalid value: "boolean": spec.prop2 in body must be of type array: "boolean""#,
+                    "spec.prop2",
+                ),
+            ),
+            (
+                json!({"prop1": "value1", "prop2": [true], "prop4": true, "prop5": "7G"}),
+                (
+                    "FieldValueTypeInvalid",
+                    r#"Invalid value: "boolean": spec.prop4 in body must be of type integer,string: "boolean""#,
+                    "spec.prop4",
+                ),
+            ),
+        ];
+        for (spec, (reason, message, field)) in cases {
+            let causes = validate(&schema, &foobar("fb3", spec));
+            assert_eq!(causes, [Cause { reason: reason.into(), message: message.into(), field: field.into() }]);
+        }
+        // The Status message a client sees is built from the cause as for built-in kinds.
+        let causes = validate(&schema, &foobar("fb3", json!({"prop1": "value1", "prop4": "value4", "prop5": "7G"})));
+        let message = format!("FooBar.{GROUP} \"fb3\" is invalid: {}: {}", causes[0].field, causes[0].message);
+        assert_eq!(message, format!("FooBar.{GROUP} \"fb3\" is invalid: spec.prop2: Required value"));
+    }
+
+    #[test]
+    fn prune_drops_unknown_fields_and_keeps_meta() {
+        let schema = version_schema(&crontab_crd(), "v1").unwrap();
+        let mut object = json!({
+            "apiVersion": "stable.example.com/v1",
+            "kind": "CronTab",
+            "metadata": {"name": "a", "labels": {"x": "y"}, "bogus": 1},
+            "spec": {
+                "cronSpec": "* * * * */5",
+                "unknown": {"deep": true},
+                "labels": {"free": "form"},
+                "extra": {"anything": {"goes": [1, 2]}},
+                "tags": ["a"]
+            },
+            "top": 1
+        });
+        assert_eq!(unknown_fields(&schema, &object), ["metadata.bogus", "spec.unknown", "top"]);
+        prune(&schema, &mut object);
+        assert_eq!(
+            object,
+            json!({
+                "apiVersion": "stable.example.com/v1",
+                "kind": "CronTab",
+                "metadata": {"name": "a", "labels": {"x": "y"}},
+                "spec": {
+                    "cronSpec": "* * * * */5",
+                    "labels": {"free": "form"},
+                    "extra": {"anything": {"goes": [1, 2]}},
+                    "tags": ["a"]
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn prune_inside_arrays_and_nulls() {
+        let schema = json!({"type": "object", "properties": {"list": {"type": "array", "items": {
+            "type": "object", "properties": {"a": {"type": "string"}, "n": {"type": "string", "nullable": true}}}}}});
+        let mut object = json!({"list": [{"a": "x", "b": "y"}, {"a": null, "n": null}]});
+        assert_eq!(unknown_fields(&schema, &object), ["list[0].b"]);
+        prune(&schema, &mut object);
+        assert_eq!(object, json!({"list": [{"a": "x"}, {"n": null}]}));
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields_recursively() {
+        let schema = version_schema(&crontab_crd(), "v1").unwrap();
+        let mut object = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "a"},
+                                "spec": {"cronSpec": "* * * * *", "replicas": 3}});
+        apply_defaults(&schema, &mut object);
+        assert_eq!(
+            object["spec"],
+            json!({"cronSpec": "* * * * *", "replicas": 3, "image": "busybox", "schedule": {"timeZone": "UTC"}})
+        );
+        // No spec at all: nothing to default into (spec itself has no default).
+        let mut bare = json!({"metadata": {"name": "b"}});
+        apply_defaults(&schema, &mut bare);
+        assert_eq!(bare, json!({"metadata": {"name": "b"}}));
+    }
+
+    fn crontab_errors(spec: Value) -> Vec<String> {
+        let schema = version_schema(&crontab_crd(), "v1").unwrap();
+        texts(&validate(
+            &schema,
+            &json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab",
+                                          "metadata": {"name": "a"}, "spec": spec}),
+        ))
+    }
+
+    #[test]
+    fn value_validations_read_as_upstream() {
+        assert_eq!(
+            crontab_errors(json!({"policy": "Maybe"})),
+            [r#"FieldValueNotSupported spec.policy: Unsupported value: "Maybe": supported values: "Allow", "Forbid""#]
+        );
+        assert_eq!(
+            crontab_errors(json!({"replicas": 0})),
+            ["FieldValueInvalid spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"]
+        );
+        assert_eq!(
+            crontab_errors(json!({"replicas": 11})),
+            ["FieldValueInvalid spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"]
+        );
+        assert_eq!(
+            crontab_errors(json!({"cronSpec": "often"})),
+            [
+                r#"FieldValueInvalid spec.cronSpec: Invalid value: "often": spec.cronSpec in body should match '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'"#
+            ]
+        );
+        assert_eq!(
+            crontab_errors(json!({"tags": ["a", "b", "toolong"]})),
+            [
+                "FieldValueTooLong spec.tags[2]: Too long: may not be more than 5 bytes",
+                "FieldValueTooMany spec.tags: Too many: 3: must have at most 2 items",
+            ]
+        );
+        assert_eq!(
+            crontab_errors(json!({"labels": {"a": 1}})),
+            [
+                r#"FieldValueTypeInvalid spec.labels.a: Invalid value: "integer": spec.labels.a in body must be of type string: "integer""#
+            ]
+        );
+        assert_eq!(
+            crontab_errors(json!({"replicas": 2.5})),
+            [
+                r#"FieldValueTypeInvalid spec.replicas: Invalid value: "number": spec.replicas in body must be of type integer: "number""#,
+                r#"FieldValueInvalid <nil>: Invalid value: "": Checked value must be of type integer (default format) in spec.replicas"#,
+            ]
+        );
+        assert_eq!(crontab_errors(json!({"replicas": 2.0})), Vec::<String>::new());
+    }
+
+    #[test]
+    fn formats_nullable_and_int_or_string() {
+        let schema = json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date"},
+            "small": {"type": "integer", "format": "int32"},
+            "maybe": {"type": "string", "nullable": true},
+            "never": {"type": "string"},
+            "port": {"x-kubernetes-int-or-string": true},
+            "name": {"type": "string", "minLength": 2}
+        }});
+        let ok = json!({"at": "2026-06-15T04:15:57Z", "day": "2026-06-15", "small": 4_294_967_296_i64,
+                        "maybe": null, "port": "http", "name": "ab"});
+        // Upstream strips int32 from CRD schemas: no range check.
+        assert_eq!(validate(&schema, &ok), []);
+        let bad = json!({"at": "yesterday", "day": "2026-13-01", "never": null, "port": 1.5, "name": "a"});
+        assert_eq!(
+            texts(&validate(&schema, &bad)),
+            [
+                r#"FieldValueTypeInvalid at: Invalid value: "yesterday": at in body must be of type date-time: "yesterday""#,
+                r#"FieldValueTypeInvalid day: Invalid value: "2026-13-01": day in body must be of type date: "2026-13-01""#,
+                r#"FieldValueInvalid name: Invalid value: "a": name in body should be at least 2 chars long"#,
+                r#"FieldValueTypeInvalid never: Invalid value: "null": never in body must be of type string: "null""#,
+                r#"FieldValueTypeInvalid port: Invalid value: "number": port in body must be of type integer,string: "number""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn printer_columns_and_schema_by_version() {
+        let crd = crontab_crd();
+        let columns = printer_columns(&crd, "v1").unwrap();
+        assert_eq!(columns[0]["jsonPath"], ".spec.cronSpec");
+        assert_eq!(printer_columns(&crd, "v1beta1"), None);
+        assert_eq!(printer_columns(&crd, "v9"), None);
+        assert!(version_schema(&crd, "v1alpha1").is_some());
+        assert_eq!(version_schema(&crd, "v9"), None);
+    }
+
+    #[test]
+    fn go_number_rendering() {
+        assert_eq!(go_float(2.5), "2.5");
+        assert_eq!(go_float(3.0), "3");
+        assert_eq!(go_float(1e21), "1e+21");
+        assert_eq!(go_float(0.00001), "1e-05");
+    }
 }

@@ -308,7 +308,7 @@ pub fn prune(schema: &Value, object: &mut Value) {
     prune_nulls(Some(schema), object);
 }
 
-/// The paths [`prune`] would drop (sorted, e.g. `spec.foo`, `spec.items[0].bar`, `metadata.foo`), for
+/// The paths [`prune`] would drop (`metadata.foo` first, then the rest sorted: `spec.foo`, `spec.items[0].bar`), for
 /// `fieldValidation=Strict` (upstream: `unknown field "spec.foo"`) and `Warn`.
 pub fn unknown_fields(schema: &Value, object: &Value) -> Vec<String> {
     let mut copy = object.clone();

@@ -289,7 +289,11 @@ impl Registry {
     pub fn with_custom_resources(definitions: Vec<(serde_json::Value, Vec<ResourceDef>)>) -> Registry {
         let mut registry = Registry::new(built_in_resources());
         for (definition, defs) in definitions {
-            let name = definition.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+            let name = definition
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             for def in defs {
                 let key = (def.group.clone(), def.version.clone(), def.plural.clone());
                 registry.by_path.entry(key).or_insert_with(|| Arc::new(def));

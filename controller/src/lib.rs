@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 mod bootstrap;
 mod controllers;
+pub mod crd;
 pub mod defaults;
 pub mod error;
 pub mod openapi;

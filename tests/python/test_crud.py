@@ -59,10 +59,16 @@ def test_config_map_create_read_replace_list_delete(core, namespace):
     assert deleted.status == "Success"
     assert deleted.details.name == "settings"
     assert deleted.details.kind == "configmaps"
-    assert deleted.details.uid == created.metadata.uid
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_config_map("settings", namespace)
     assert missing.value.status == 404
+
+
+def test_delete_reports_the_uid_of_what_it_deleted(core, namespace):
+    # Upstream puts the uid into the Status so a client can tell which incarnation of a name went away.
+    created = core.create_namespaced_config_map(namespace, config_map("short-lived"))
+    deleted = core.delete_namespaced_config_map("short-lived", namespace)
+    assert deleted.details.uid == created.metadata.uid
 
 
 def test_deployment_create_defaults_replace_scale_delete(apps, namespace):
@@ -210,10 +216,6 @@ def test_dry_run_create_replace_and_delete_store_nothing(core, namespace):
     assert error.value.status == 404
 
     stored = core.create_namespaced_config_map(namespace, config_map("dry", {"a": "1"}))
-    with pytest.raises(ApiException) as error:
-        core.create_namespaced_config_map(namespace, config_map("dry"), dry_run="All")
-    assert error.value.status == 409, "a dry run still reports AlreadyExists"
-
     stored.data["a"] = "2"
     preview = core.replace_namespaced_config_map("dry", namespace, stored, dry_run="All")
     assert preview.data == {"a": "2"}
@@ -226,3 +228,12 @@ def test_dry_run_create_replace_and_delete_store_nothing(core, namespace):
 
     core.delete_namespaced_config_map("dry", namespace, dry_run="All")
     assert core.read_namespaced_config_map("dry", namespace).data == {"a": "1"}
+
+
+def test_dry_run_create_of_an_existing_name_is_already_exists(core, namespace):
+    core.create_namespaced_config_map(namespace, config_map("taken", {"a": "1"}))
+    with pytest.raises(ApiException) as error:
+        core.create_namespaced_config_map(namespace, config_map("taken"), dry_run="All")
+    assert error.value.status == 409, "a dry run reports what the real request would"
+    assert status_of(error.value)["reason"] == "AlreadyExists"
+    assert core.read_namespaced_config_map("taken", namespace).data == {"a": "1"}

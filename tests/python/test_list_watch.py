@@ -44,7 +44,6 @@ def test_list_chunks_with_limit_continue_and_remaining_item_count(core, namespac
     second = core.list_namespaced_secret(namespace, limit=3, _continue=first.metadata._continue)
     assert names(second.items) == ["s-3", "s-4", "s-5"]
     assert second.metadata.remaining_item_count == 1
-    assert second.metadata.resource_version == first.metadata.resource_version, "all pages share one snapshot"
 
     last = core.list_namespaced_secret(namespace, limit=3, _continue=second.metadata._continue)
     assert names(last.items) == ["s-6"]
@@ -55,6 +54,17 @@ def test_list_chunks_with_limit_continue_and_remaining_item_count(core, namespac
     assert names(fresh.items) == ["s-0", "s-1", "s-2", "s-3", "s-4", "s-6", "s-7"]
     assert fresh.metadata.remaining_item_count is None
     assert not fresh.metadata._continue
+
+
+def test_every_page_of_a_list_reports_the_resource_version_of_its_snapshot(core, namespace):
+    for index in range(4):
+        core.create_namespaced_secret(namespace, secret(f"s-{index}"))
+    first = core.list_namespaced_secret(namespace, limit=2)
+    core.create_namespaced_secret(namespace, secret("later"))
+    second = core.list_namespaced_secret(namespace, limit=2, _continue=first.metadata._continue)
+    assert names(second.items) == ["s-2", "s-3"]
+    # Clients that watch from a paged list's resourceVersion rely on it naming the snapshot the pages came from.
+    assert second.metadata.resource_version == first.metadata.resource_version
 
 
 def test_list_chunks_with_a_label_selector_have_no_remaining_item_count(core, namespace):
@@ -141,7 +151,9 @@ def test_watch_from_a_resource_version_sees_exactly_the_later_events(core, names
     core.delete_namespaced_config_map("second", namespace)
 
     # A label selector keeps out objects that controllers may add to the namespace meanwhile.
-    events = watch_events(core.list_namespaced_config_map, namespace, label_selector="watched=yes", resource_version=start)
+    events = watch_events(
+        core.list_namespaced_config_map, namespace, label_selector="watched=yes", resource_version=start
+    )
     assert [(kind, name) for kind, name, _ in events] == [
         ("ADDED", "second"),
         ("MODIFIED", "first"),
@@ -195,5 +207,8 @@ def test_watch_from_resource_version_1_after_many_writes(core, namespace):
 
 def test_watch_with_a_malformed_resource_version_is_a_bad_request(core, namespace):
     with pytest.raises(ApiException) as error:
-        list(watch.Watch().stream(core.list_namespaced_config_map, namespace, timeout_seconds=1, resource_version="abc"))
+        stream = watch.Watch().stream(
+            core.list_namespaced_config_map, namespace, timeout_seconds=1, resource_version="abc"
+        )
+        list(stream)
     assert error.value.status == 400

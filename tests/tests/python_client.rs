@@ -21,7 +21,8 @@ fn require_python_packages() {
     let check = Command::new("python3").args(["-c", "import kubernetes, pytest"]).output();
     let problem = match check {
         Ok(output) if output.status.success() => return,
-        Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        // The last line of the traceback names the missing module.
+        Ok(output) => String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default().to_string(),
         Err(error) => format!("cannot run python3: {error}"),
     };
     panic!(

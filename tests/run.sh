@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs kaasd's whole test suite on a Debian machine, installing and starting what the tests need first:
 # protoc (gRPC code generation), etcd's etcdctl (the etcd-compatibility tests), PostgreSQL and MariaDB (the
-# shared-database tests). Needs root for the installs; the Rust toolchain itself must already be there.
+# shared-database tests), the Python kubernetes client and pytest (the Python client tests). Needs root for the
+# installs; the Rust toolchain itself must already be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +23,21 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v mysql >/dev/null || missing+=(mariadb-client)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python client tests use the official kubernetes client and pytest. Debian's own Python refuses pip installs
+# outside a virtual environment (PEP 668) unless told to; a Python from pyenv or a venv takes them as they are.
+if ! python3 -c 'import kubernetes, pytest' 2>/dev/null; then
+  say "installing the Python kubernetes client and pytest"
+  python3 -m pip install -q -r tests/python/requirements.txt 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages -r tests/python/requirements.txt
 fi
 
 # The API server tests drive the real kubectl; Debian does not package a current one.

@@ -17,6 +17,8 @@ use crate::targets::{self, MemoryUsage, PostgresAdmin, TargetKind};
 const READY_LIMIT: Duration = Duration::from_secs(60);
 /// Pause between two `/readyz` attempts: short against the second-scale figures being measured.
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// The admin kubeconfig, relative to the data directory.
+const KUBECONFIG: &str = "pki/admin.conf";
 /// How long a SIGTERM'd controller may take to drain before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 
@@ -39,6 +41,9 @@ pub struct RunningController {
     pub command_line: String,
     /// Spawn to the first `/readyz` answering `ok`, of the last start.
     pub ready_in: Duration,
+    /// Spawn to the admin kubeconfig on disk, of the first start: the controller writes it after `/readyz` turns
+    /// ok, so a client that waits for `/readyz` can still find no kubeconfig.
+    pub kubeconfig_in: Duration,
     child: Child,
     arguments: Vec<String>,
     launch: ControllerLaunch,
@@ -87,7 +92,12 @@ impl RunningController {
             arguments.push(admin.url(&database));
             postgres_database = Some(database);
         }
-        let (child, ready_in) = match spawn_until_ready(launch, &arguments, &log_path, port).await {
+        let spawned = Instant::now();
+        let started = match spawn_until_ready(launch, &arguments, &log_path, port).await {
+            Ok((child, ready_in)) => wait_for_file(&data_dir.join(KUBECONFIG)).await.map(|()| (child, ready_in)),
+            Err(error) => Err(error),
+        };
+        let (child, ready_in) = match started {
             Ok(started) => started,
             Err(error) => {
                 if let Some(database) = &postgres_database {
@@ -96,12 +106,14 @@ impl RunningController {
                 return Err(error);
             }
         };
+        let kubeconfig_in = spawned.elapsed();
         Ok(RunningController {
             kind,
             pid: child.id().ok_or_else(|| anyhow!("the controller exited right after start"))?,
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             command_line: command_line(launch, &arguments),
             ready_in,
+            kubeconfig_in,
             child,
             arguments,
             launch: launch.clone(),
@@ -114,7 +126,7 @@ impl RunningController {
 
     /// The cluster admin, authenticated by the client certificate of the kubeconfig the controller wrote.
     pub fn admin_endpoint(&self) -> Result<Endpoint> {
-        Endpoint::admin(self.address, &self.data_dir.join("pki").join("admin.conf"))
+        Endpoint::admin(self.address, &self.data_dir.join(KUBECONFIG))
     }
 
     /// Stops the controller gracefully (SIGTERM) and starts it again on the same data; returns the new start's
@@ -257,6 +269,18 @@ async fn wait_until_ready(child: &mut Child, endpoint: &Endpoint, started: Insta
         }
         tokio::time::sleep(READY_POLL_INTERVAL).await;
     }
+}
+
+/// Waits (polling every millisecond, up to [`READY_LIMIT`]) until `path` exists.
+async fn wait_for_file(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + READY_LIMIT;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            bail!("{} did not appear within {READY_LIMIT:?} of /readyz turning ok", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 async fn drop_database(admin: &PostgresAdmin, database: &str) -> Result<()> {

@@ -153,7 +153,10 @@ enum Sender {
 impl ApiConnection {
     /// Sends a request and returns the response head; the body is left to the caller (watches stream it).
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Response<Incoming>> {
-        let mut builder = Request::builder().method(method.clone()).header(header::ACCEPT, "application/json");
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(header::USER_AGENT, "kaasd-bench");
         builder = match &self.sender {
             // HTTP/1.1 takes the origin form and a Host header; HTTP/2 takes :scheme and :authority from the URI.
             Sender::Http1(_) => builder.uri(path).header(header::HOST, &self.authority),

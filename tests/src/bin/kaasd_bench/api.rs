@@ -587,7 +587,16 @@ struct RenderInput<'a> {
 
 fn render_section(input: RenderInput<'_>) -> String {
     let RenderInput { args, plan, machine, load_at_start, load_at_end, command_lines, table, elapsed } = input;
-    let invocation: Vec<String> = std::env::args().collect();
+    // The program's file name only: where this machine keeps its build is no part of the result.
+    let invocation: Vec<String> = std::env::args()
+        .enumerate()
+        .map(|(position, argument)| match position {
+            0 => {
+                PathBuf::from(&argument).file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or(argument)
+            }
+            _ => argument,
+        })
+        .collect();
     let pinning = match args.server_cpu {
         Some(cpu) => {
             format!("controller pinned to CPU {cpu} with `taskset -c {cpu}`; the load generator is not pinned")
@@ -645,7 +654,7 @@ fn render_section(input: RenderInput<'_>) -> String {
         lines.push("- **--quick smoke run: sizes and run times are cut; do not quote these numbers.**".to_string());
     }
     for command_line in command_lines {
-        lines.push(format!("- Controller {command_line}"));
+        lines.push(format!("- Controller {command_line} (D: a new temporary directory)"));
     }
     lines.push(String::new());
     lines.push(table.to_markdown());

@@ -111,7 +111,7 @@ impl RunningController {
             kind,
             pid: child.id().ok_or_else(|| anyhow!("the controller exited right after start"))?,
             address: SocketAddr::from(([127, 0, 0, 1], port)),
-            command_line: command_line(launch, &arguments),
+            command_line: command_line(launch, &arguments, &data_dir),
             ready_in,
             kubeconfig_in,
             child,
@@ -291,8 +291,15 @@ async fn drop_database(admin: &PostgresAdmin, database: &str) -> Result<()> {
         .map(|_| ())
 }
 
-fn command_line(launch: &ControllerLaunch, arguments: &[String]) -> String {
-    std::iter::once(launch.binary.display().to_string()).chain(arguments.iter().cloned()).collect::<Vec<_>>().join(" ")
+/// The command line for the report, with the binary's file name and `D` for the temporary data directory, so the
+/// report does not depend on where this machine keeps them.
+fn command_line(launch: &ControllerLaunch, arguments: &[String], data_dir: &Path) -> String {
+    let program = launch.binary.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let data_dir = data_dir.display().to_string();
+    std::iter::once(program)
+        .chain(arguments.iter().map(|argument| if *argument == data_dir { "D".to_string() } else { argument.clone() }))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn free_loopback_port() -> Result<u16> {

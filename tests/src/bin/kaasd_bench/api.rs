@@ -619,13 +619,14 @@ fn render_section(input: RenderInput<'_>) -> String {
         format!(
             "- Clients: TLS with the admin client certificate of the controller's kubeconfig, one connection per client, \
              one request in flight per connection, `Accept: application/json`. Creates: {} clients for {:.0} s \
-             (or {} creates) per protocol ({}), ConfigMaps of one {} B value (request body ≈ 330 B), latency from \
+             (or {} creates) per protocol ({}), ConfigMaps of one {} B value (request body {} B), latency from \
              request sent to response read.",
             plan.clients,
             plan.create_limit.as_secs_f64(),
             plan.create_max,
             protocols.join(", "),
-            CONFIGMAP_VALUE_BYTES
+            CONFIGMAP_VALUE_BYTES,
+            api_workloads::configmap_body("cm-00000000").len()
         ),
         format!(
             "- Lists and watches over {}. List: {} ConfigMaps in one namespace (other namespaces hold the create \

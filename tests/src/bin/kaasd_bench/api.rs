@@ -208,15 +208,25 @@ pub async fn run(args: ApiArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every case on one controller, then restarts on its data; returns why the controller died, if it did.
+/// Every case on one controller, then restarts on its data; returns why the controller died, if it did. The
+/// controller is stopped (and its database dropped) however the cases ended.
 async fn measure_target(mut controller: RunningController, plan: &Plan, table: &mut Table) -> Option<String> {
+    let kind = controller.kind;
+    let died = run_cases(&mut controller, plan, table).await;
+    if let Err(error) = controller.stop().await {
+        progress(&format!("stopping {}: {error:#}", kind.short_name()));
+    }
+    died
+}
+
+async fn run_cases(controller: &mut RunningController, plan: &Plan, table: &mut Table) -> Option<String> {
     let kind = controller.kind;
     let endpoint = match controller.admin_endpoint() {
         Ok(endpoint) => endpoint,
         Err(error) => return Some(format!("reading the admin kubeconfig: {error:#}")),
     };
     tokio::time::sleep(IDLE_SETTLE).await;
-    record_memory(table, kind, &controller, "idle after start and bootstrap");
+    record_memory(table, kind, controller, "idle after start and bootstrap");
     let first = plan.protocols[0];
     for namespace in ["bench-create", "bench-list", "bench-watch"] {
         if let Err(error) = api_workloads::ensure_namespace(&endpoint, first, namespace).await {
@@ -226,13 +236,13 @@ async fn measure_target(mut controller: RunningController, plan: &Plan, table: &
 
     let sequence = Arc::new(AtomicU64::new(0));
     for protocol in &plan.protocols {
-        create_case(&mut controller, &endpoint, *protocol, plan, &sequence, table).await;
+        create_case(controller, &endpoint, *protocol, plan, &sequence, table).await;
     }
-    record_memory(table, kind, &controller, "after the create runs");
-    list_case(&mut controller, &endpoint, plan, table).await;
-    record_memory(table, kind, &controller, "after loading and listing");
-    watch_case(&mut controller, &endpoint, plan, table).await;
-    record_memory(table, kind, &controller, "after the watch case");
+    record_memory(table, kind, controller, "after the create runs");
+    list_case(controller, &endpoint, plan, table).await;
+    record_memory(table, kind, controller, "after loading and listing");
+    watch_case(controller, &endpoint, plan, table).await;
+    record_memory(table, kind, controller, "after the watch case");
     if let Ok(memory) = controller.memory() {
         table.number(
             "controller RSS, peak of the whole run (VmHWM)",
@@ -248,12 +258,8 @@ async fn measure_target(mut controller: RunningController, plan: &Plan, table: &
     if let Some(why) = controller.exit_reason() {
         return Some(why);
     }
-    restart_case(&mut controller, plan, table).await;
-    let died = controller.exit_reason();
-    if let Err(error) = controller.stop().await {
-        progress(&format!("stopping {}: {error:#}", kind.short_name()));
-    }
-    died
+    restart_case(controller, plan, table).await;
+    controller.exit_reason()
 }
 
 async fn create_case(

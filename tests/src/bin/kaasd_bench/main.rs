@@ -1,9 +1,14 @@
-//! kaasd-bench: measures kaasd's datastore and its anchor, etcd 3.4, side by side in one run.
+//! kaasd-bench: measures kaasd's datastore and its anchor, etcd 3.4, side by side in one run; `kaasd-bench api`
+//! measures the Kubernetes API server (`kaasd controller`) on SQLite and PostgreSQL (see the `api` module).
 //!
 //! Every selected target is started fresh, then each case runs on every target in turn (case by case, run by
 //! run), so a burst of background load on this shared machine hurts all targets alike instead of one. The
 //! result is a markdown table on stdout and, with `--write`, in the marked section of docs/benchmarks.md.
 
+mod api;
+mod api_client;
+mod api_server;
+mod api_workloads;
 mod report;
 mod targets;
 mod workloads;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use report::{Better, Table};
 use targets::{LaunchConfig, MemoryUsage, PostgresAdmin, RunningTarget, TargetKind};
@@ -29,8 +34,23 @@ const IDLE_SETTLE: Duration = Duration::from_secs(1);
 #[derive(Parser, Debug)]
 #[command(
     name = "kaasd-bench",
-    about = "Benchmark kaasd's datastore against etcd 3.4 in one run and print a markdown table"
+    about = "Benchmark kaasd's datastore against etcd 3.4 in one run and print a markdown table",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    datastore: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Benchmark the Kubernetes API server (`kaasd controller`) on SQLite and PostgreSQL in one run.
+    Api(api::ApiArgs),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Comma-separated cases to run: put, cas, get, list, watch.
     #[arg(long, default_value = "put,cas,get,list,watch")]
@@ -150,10 +170,13 @@ impl Args {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
-    runtime.block_on(run(args))
+    match cli.mode {
+        Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
+        None => runtime.block_on(run(cli.datastore)),
+    }
 }
 
 /// A selected target; `live` is None when it never started or its process died (the status row says why).

@@ -167,20 +167,25 @@ fn group_thousands(value: i64) -> String {
 /// Replaces the marked section of `path` with `section`, keeping everything around it; appends the section
 /// when the markers are missing, and creates the file when it does not exist.
 pub fn write_section(path: &Path, section: &str) -> Result<()> {
+    write_marked_section(path, SECTION_BEGIN, SECTION_END, section)
+}
+
+/// [`write_section`] between other markers, for the API server's section of the same file.
+pub fn write_marked_section(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::from("# Benchmarks\n"),
         Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
     };
-    let updated = replace_section(&existing, section);
+    let updated = replace_section(&existing, begin, end, section);
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
 }
 
-fn replace_section(existing: &str, section: &str) -> String {
-    let block = format!("{SECTION_BEGIN}\n{}\n{SECTION_END}", section.trim_end());
-    match (existing.find(SECTION_BEGIN), existing.find(SECTION_END)) {
+fn replace_section(existing: &str, begin_marker: &str, end_marker: &str, section: &str) -> String {
+    let block = format!("{begin_marker}\n{}\n{end_marker}", section.trim_end());
+    match (existing.find(begin_marker), existing.find(end_marker)) {
         (Some(begin), Some(end)) if begin < end => {
-            format!("{}{block}{}", &existing[..begin], &existing[end + SECTION_END.len()..])
+            format!("{}{block}{}", &existing[..begin], &existing[end + end_marker.len()..])
         }
         _ => format!("{}\n\n{block}\n", existing.trim_end()),
     }
@@ -226,11 +231,22 @@ mod tests {
     #[test]
     fn section_is_replaced_and_prose_kept() {
         let original = format!("# Title\n\nprose\n\n{SECTION_BEGIN}\nold\n{SECTION_END}\n\nafter\n");
-        let updated = replace_section(&original, "new table\n");
+        let updated = replace_section(&original, SECTION_BEGIN, SECTION_END, "new table\n");
         assert_eq!(updated, format!("# Title\n\nprose\n\n{SECTION_BEGIN}\nnew table\n{SECTION_END}\n\nafter\n"));
-        let appended = replace_section("# Title\n", "table");
+        let appended = replace_section("# Title\n", SECTION_BEGIN, SECTION_END, "table");
         assert!(appended.starts_with("# Title\n\n"));
         assert!(appended.contains("table"));
+    }
+
+    #[test]
+    fn two_sections_in_one_file_are_replaced_independently() {
+        let (api_begin, api_end) = (crate::api::SECTION_BEGIN, crate::api::SECTION_END);
+        let original = format!("{SECTION_BEGIN}\nstore\n{SECTION_END}\n\n{api_begin}\nold api\n{api_end}\n");
+        let updated = replace_section(&original, api_begin, api_end, "new api");
+        assert_eq!(updated, format!("{SECTION_BEGIN}\nstore\n{SECTION_END}\n\n{api_begin}\nnew api\n{api_end}\n"));
+        let updated = replace_section(&updated, SECTION_BEGIN, SECTION_END, "new store");
+        assert!(updated.starts_with(&format!("{SECTION_BEGIN}\nnew store\n{SECTION_END}")));
+        assert!(updated.contains("new api"));
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl PostgresAdmin {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
-    fn url(&self, database: &str) -> String {
+    pub fn url(&self, database: &str) -> String {
         format!("postgres://{}@{}:{}/{database}", self.user, self.host, self.port)
     }
 }
@@ -321,22 +321,7 @@ impl RunningTarget {
     }
 
     pub fn memory(&self) -> Result<MemoryUsage> {
-        let status_path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
-        let field_bytes = |name: &str| -> Result<u64> {
-            let line = status
-                .lines()
-                .find(|line| line.starts_with(name))
-                .ok_or_else(|| anyhow!("{status_path} has no {name} line"))?;
-            let kib: u64 = line
-                .split_whitespace()
-                .nth(1)
-                .ok_or_else(|| anyhow!("{status_path}: {name} line has no number"))?
-                .parse()
-                .with_context(|| format!("{status_path}: parsing {name}"))?;
-            Ok(kib * 1024)
-        };
-        Ok(MemoryUsage { resident_bytes: field_bytes("VmRSS:")?, peak_resident_bytes: field_bytes("VmHWM:")? })
+        process_memory(self.pid)
     }
 
     /// CPU time (user + system) the server has used so far.
@@ -388,6 +373,26 @@ impl RunningTarget {
         }
         Ok(())
     }
+}
+
+/// VmRSS and VmHWM of a process, from /proc/PID/status.
+pub fn process_memory(pid: u32) -> Result<MemoryUsage> {
+    let status_path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
+    let field_bytes = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .ok_or_else(|| anyhow!("{status_path} has no {name} line"))?;
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .ok_or_else(|| anyhow!("{status_path}: {name} line has no number"))?
+            .parse()
+            .with_context(|| format!("{status_path}: parsing {name}"))?;
+        Ok(kib * 1024)
+    };
+    Ok(MemoryUsage { resident_bytes: field_bytes("VmRSS:")?, peak_resident_bytes: field_bytes("VmHWM:")? })
 }
 
 /// utime + stime of a process from its /proc stat file, e.g. "/proc/self/stat".

@@ -10,7 +10,18 @@ use crate::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
 
 /// Fills in what the API server sets on create: defaults plus the create-only admission steps (pod status, the
 /// service-account token volume, the namespace finalizer, a Job's generated selector). Needs `metadata.uid` set.
-pub fn prepare_for_create(def: &ResourceDef, object: &mut Value) {
+///
+/// `custom_schema` is the served version's schema when `def` is a custom resource: unknown fields are pruned and
+/// schema defaults applied.
+pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: Option<&Value>) {
+    if let Some(schema) = custom_schema {
+        crate::crd::prune(schema, object);
+        crate::crd::apply_defaults(schema, object);
+        return;
+    }
+    if is_crd(def) {
+        crate::crd::default_definition(object);
+    }
     crate::defaults::prepare_for_create(def, object);
     if def.group.is_empty() && def.plural == "pods" {
         crate::defaults::mount_service_account_token(object);
@@ -18,7 +29,15 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value) {
 }
 
 /// Fills in defaults on update and patch; `old` is the stored object (Services keep their allocations).
-pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value) {
+pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, custom_schema: Option<&Value>) {
+    if let Some(schema) = custom_schema {
+        crate::crd::prune(schema, object);
+        crate::crd::apply_defaults(schema, object);
+        return;
+    }
+    if is_crd(def) {
+        crate::crd::default_definition(object);
+    }
     crate::defaults::apply_defaults(def, object);
     if def.group.is_empty() && def.plural == "services" {
         crate::defaults::carry_over_service_allocations(object, old);
@@ -26,7 +45,16 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value) {
 }
 
 /// Field errors of an object (and, on update, of the change from `old`), as Status causes.
-pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_schema: Option<&Value>) -> Vec<Cause> {
+    if let Some(schema) = custom_schema {
+        return crate::crd::validate(schema, object);
+    }
+    if is_crd(def) {
+        let causes = crate::crd::validate_definition(object);
+        if !causes.is_empty() {
+            return causes;
+        }
+    }
     crate::validation::validate(def, object, old)
         .into_iter()
         .map(|error| Cause {
@@ -55,7 +83,10 @@ pub fn invalid_message(def: &ResourceDef, name: &str, causes: &[Cause]) -> Strin
 
 /// Paths of fields the kind's schema does not know, as upstream's strict decoding names them
 /// (`spec.containers[0].foo`). Fields under a schema that preserves unknown fields are never unknown.
-pub fn unknown_fields(def: &ResourceDef, object: &Value) -> Vec<String> {
+pub fn unknown_fields(def: &ResourceDef, object: &Value, custom_schema: Option<&Value>) -> Vec<String> {
+    if let Some(schema) = custom_schema {
+        return crate::crd::unknown_fields(schema, object);
+    }
     let SchemaSource::BuiltIn(name) = &def.schema else {
         return Vec::new();
     };
@@ -136,6 +167,15 @@ pub fn facts(def: &ResourceDef) -> SchemaFacts<'static> {
         SchemaSource::BuiltIn(name) => Schemas::shared().facts_for(name),
         SchemaSource::CustomResource(_) => Schemas::shared().facts_for(""),
     }
+}
+
+fn is_crd(def: &ResourceDef) -> bool {
+    def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions"
+}
+
+/// The schema of a custom resource's served version, from its CustomResourceDefinition.
+pub fn custom_schema(registry: &crate::registry::Registry, def: &ResourceDef) -> Option<Value> {
+    registry.definition_of(def).and_then(|crd| crate::crd::version_schema(crd, &def.version))
 }
 
 /// A metav1.LabelSelector as the selector string Scale.status.selector carries.

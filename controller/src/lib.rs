@@ -184,7 +184,15 @@ impl Controller {
         bootstrap::ensure(&api, &config, listen_address.port())
             .await
             .map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
-        api.set_ready();
+        api.reload_custom_resources().await.map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
+        let following = api::follow_custom_resources(api.clone());
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = following => {}
+            }
+        });
 
         let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
@@ -192,6 +200,8 @@ impl Controller {
         controllers::spawn_all(client, api.clone(), pki.ca.cert_pem.clone(), cancel.clone(), &tasks);
         tasks.spawn(compact_history(store.clone(), cancel.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
+        // Ready only once everything a client needs exists, the admin kubeconfig included.
+        api.set_ready();
         Ok(Controller { api, pki, listen_address, admin_kubeconfig, store, cancel, tasks })
     }
 

@@ -115,6 +115,18 @@ impl ObjectStore {
         self.swap(key, expected, None).await
     }
 
+    /// Deletes every object under `prefix` (the objects of a deleted CustomResourceDefinition).
+    pub async fn delete_prefix(&self, prefix: &str) -> ApiResult<i64> {
+        let response = self
+            .store
+            .delete_range(DeleteRangeRequest {
+                range: KeyRange::prefix(Bytes::copy_from_slice(prefix.as_bytes())),
+                prev_kv: false,
+            })
+            .await?;
+        Ok(response.deleted)
+    }
+
     /// Events under `prefix` from revision `from` on (0: from the next write). Deletes carry the last value.
     pub async fn watch(&self, prefix: &str, from: i64) -> ApiResult<Watcher> {
         Ok(self

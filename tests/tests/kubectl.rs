@@ -437,3 +437,91 @@ fn malformed_oversized_and_invalid_bodies_are_rejected_whole() {
     let names = controller.kubectl(&["get", "configmaps", "-o", "name"]).unwrap();
     assert!(!names.contains("huge") && !names.contains("configmap/x"), "{names}");
 }
+
+const CRONTAB_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string, pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'}
+              image: {type: string}
+              replicas: {type: integer, minimum: 1, maximum: 10, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+"#;
+
+#[test]
+fn custom_resource_definitions_are_served_validated_and_printed() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["apply", "-f", "-"], CRONTAB_CRD).unwrap();
+    controller
+        .kubectl(&["wait", "--for", "condition=established", "--timeout=20s", "crd/crontabs.stable.example.com"])
+        .unwrap();
+    controller
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: nightly}\nspec: {cronSpec: '* * * * */5', image: my-cron}\n",
+        )
+        .unwrap();
+    let table = controller.kubectl(&["get", "crontabs"]).unwrap();
+    assert!(table.contains("SPEC") && table.contains("REPLICAS") && table.contains("* * * * */5"), "{table}");
+    let object = json(&controller.kubectl(&["get", "ct", "nightly", "-o", "json"]).unwrap());
+    assert_eq!(object["spec"]["replicas"], 1, "the schema default is applied: {object}");
+
+    let invalid = controller
+        .kubectl_command(&["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(
+                b"apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {replicas: 50}\n",
+            )?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let message = String::from_utf8_lossy(&invalid.stderr);
+    assert!(!invalid.status.success());
+    assert!(message.contains("spec.cronSpec") && message.contains("Required value"), "{message}");
+    assert!(message.contains("spec.replicas"), "{message}");
+
+    controller.kubectl(&["scale", "crontab", "nightly", "--replicas=3"]).unwrap();
+    assert_eq!(controller.kubectl(&["get", "ct", "nightly", "-o", "jsonpath={.spec.replicas}"]).unwrap(), "3");
+    let explained = controller.kubectl(&["explain", "crontabs.spec"]).unwrap();
+    assert!(explained.contains("cronSpec"), "{explained}");
+    let resources = controller.kubectl(&["api-resources", "--api-group=stable.example.com"]).unwrap();
+    assert!(resources.contains("crontabs") && resources.contains("ct"), "{resources}");
+
+    controller.kubectl(&["delete", "crd", "crontabs.stable.example.com", "--wait", "--timeout=20s"]).unwrap();
+    let gone = controller
+        .kubectl_output(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontabs"])
+        .unwrap();
+    assert!(!gone.status.success(), "the resources of a deleted CRD are no longer served");
+}

@@ -1,8 +1,10 @@
 //! The HTTP API: routing a request to discovery, OpenAPI, health endpoints or the generic object handlers, and
 //! answering errors as Status bodies.
 
+mod custom_resources;
 pub mod discovery;
 mod objects;
+pub use custom_resources::follow_custom_resources;
 pub use objects::now;
 pub mod request;
 mod watch;
@@ -263,21 +265,19 @@ impl ApiServer {
             }
             "/metrics" => Ok(text_response(200, &self.metrics())),
             "/openapi/v3" | "/openapi/v3/" => {
-                let index = self.openapi.index(&self.registry(), crate::schema::Schemas::shared(), &|_| None);
+                let registry = self.registry();
+                let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
+                let index = self.openapi.index(&registry, crate::schema::Schemas::shared(), &custom);
                 Ok(json_response(200, &index))
             }
             _ => {
+                let registry = self.registry();
+                let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
                 let document = path
                     .strip_prefix("/openapi/v3/")
                     .and_then(crate::openapi::parse_document_path)
                     .and_then(|(group, version)| {
-                        self.openapi.document(
-                            &self.registry(),
-                            crate::schema::Schemas::shared(),
-                            &group,
-                            &version,
-                            &|_| None,
-                        )
+                        self.openapi.document(&registry, crate::schema::Schemas::shared(), &group, &version, &custom)
                     })
                     .ok_or_else(not_found_path)?;
                 let mut response = Response::new(full_body(document.json.clone()));

@@ -186,7 +186,7 @@ impl ApiServer {
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
         if wants_table(&request.accept) {
-            let table = super::watch::table_for(def, &[&object], &request.query)?;
+            let table = super::watch::table_for(def, self.printer_columns(def).as_ref(), &[&object], &request.query)?;
             return Ok(json_response(code, &table));
         }
         Ok(json_response(code, &object))
@@ -262,7 +262,7 @@ impl ApiServer {
         }
         if wants_table(&request.accept) {
             let refs: Vec<&Value> = items.iter().collect();
-            let mut table = super::watch::table_for(def, &refs, &request.query)?;
+            let mut table = super::watch::table_for(def, self.printer_columns(def).as_ref(), &refs, &request.query)?;
             table["metadata"] = metadata;
             return Ok(json_response(200, &table));
         }
@@ -300,13 +300,14 @@ impl ApiServer {
             return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
         }
         let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
+        let custom = crate::admission::custom_schema(&self.registry(), def);
         let mut object = decode_object(request)?;
         if let Some(response) = self.create_review(def, &object, request).await? {
             return Ok(response);
         }
         let mut warnings = Vec::new();
         check_type(def, &mut object)?;
-        check_unknown_fields(def, &object, options.field_validation, &mut warnings)?;
+        check_unknown_fields(def, custom.as_ref(), &object, options.field_validation, &mut warnings)?;
         set_namespace(def, namespace, &mut object)?;
         let metadata = metadata_mut(&mut object)?;
         if metadata.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
@@ -348,8 +349,8 @@ impl ApiServer {
                 map.insert("status".into(), json!({}));
             }
         }
-        crate::admission::prepare_for_create(def, &mut object);
-        validate_object(def, &object, None)?;
+        crate::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        validate_object(def, custom.as_ref(), &object, None)?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {
             record_managed_fields(def, None, &mut object, &options.field_manager, None);
@@ -401,6 +402,7 @@ impl ApiServer {
         let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
         let key = ObjectStore::key(def, namespace, name);
         let mut warnings = Vec::new();
+        let custom = crate::admission::custom_schema(&self.registry(), def);
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?;
             let Some(current) = current else {
@@ -413,12 +415,19 @@ impl ApiServer {
             };
             let mut proposed = match &change {
                 Change::Replace(body) => body.clone(),
-                Change::Patch(patch_type, patch) => {
-                    apply_patch(def, &current.object, *patch_type, patch, &options, request, subresource)?
-                }
+                Change::Patch(patch_type, patch) => apply_patch(
+                    def,
+                    custom.as_ref(),
+                    &current.object,
+                    *patch_type,
+                    patch,
+                    &options,
+                    request,
+                    subresource,
+                )?,
             };
             check_type(def, &mut proposed)?;
-            check_unknown_fields(def, &proposed, options.field_validation, &mut warnings)?;
+            check_unknown_fields(def, custom.as_ref(), &proposed, options.field_validation, &mut warnings)?;
             let pinned = proposed
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -430,8 +439,8 @@ impl ApiServer {
                 }
             }
             let mut updated = prepare_update(def, &current.object, proposed, subresource, namespace, name)?;
-            crate::admission::prepare_for_update(def, &mut updated, &current.object);
-            validate_object(def, &updated, Some(&current.object))?;
+            crate::admission::prepare_for_update(def, &mut updated, &current.object, custom.as_ref());
+            validate_object(def, custom.as_ref(), &updated, Some(&current.object))?;
             let manager_subresource = subresource.filter(|sub| *sub == "status");
             if !matches!(change, Change::Patch(PatchType::Apply, _)) {
                 record_managed_fields(
@@ -911,6 +920,16 @@ impl ApiServer {
         if def.group.is_empty() && def.plural == "services" {
             self.release_service(object).await;
         }
+        // A deleted CustomResourceDefinition takes its custom resources with it.
+        if def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions" {
+            if let Ok(defs) = crate::crd::resource_defs(object) {
+                if let Some(first) = defs.first() {
+                    if let Err(error) = self.store.delete_prefix(&ObjectStore::prefix(first, None)).await {
+                        tracing::warn!(error = %error, "cannot delete the custom resources of a deleted definition");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1023,8 +1042,10 @@ impl Selection {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_patch(
     def: &ResourceDef,
+    custom: Option<&Value>,
     current: &Value,
     patch_type: PatchType,
     patch: &Value,
@@ -1032,7 +1053,10 @@ fn apply_patch(
     request: &ObjectRequest,
     subresource: Option<&str>,
 ) -> ApiResult<Value> {
-    let facts = crate::admission::facts(def);
+    let facts = match custom {
+        Some(schema) => crate::schema::Schemas::shared().facts_for_custom_resource(schema),
+        None => crate::admission::facts(def),
+    };
     match patch_type {
         PatchType::Json => patch::json_patch(current, patch).map_err(patch_error),
         PatchType::Merge => Ok(patch::merge_patch(current, patch)),
@@ -1272,6 +1296,7 @@ fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
 /// Strict field validation: unknown fields are an error (kubectl's default), Warn adds a warning header.
 fn check_unknown_fields(
     def: &ResourceDef,
+    custom: Option<&Value>,
     object: &Value,
     mode: FieldValidation,
     warnings: &mut Vec<String>,
@@ -1279,7 +1304,7 @@ fn check_unknown_fields(
     if mode == FieldValidation::Ignore {
         return Ok(());
     }
-    let unknown = crate::admission::unknown_fields(def, object);
+    let unknown = crate::admission::unknown_fields(def, object, custom);
     if unknown.is_empty() {
         return Ok(());
     }
@@ -1333,8 +1358,8 @@ fn metadata_mut(object: &mut Value) -> ApiResult<&mut Map<String, Value>> {
         .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
-fn validate_object(def: &ResourceDef, object: &Value, old: Option<&Value>) -> ApiResult<()> {
-    let errors = crate::admission::validate(def, object, old);
+fn validate_object(def: &ResourceDef, custom: Option<&Value>, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let errors = crate::admission::validate(def, object, old, custom);
     if errors.is_empty() {
         return Ok(());
     }
@@ -1375,7 +1400,8 @@ pub(super) fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
                 .map_err(|error| ApiError::bad_request(format!("the request body is not valid YAML: {error}")))?;
             Ok(value)
         }
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(content_type)),
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
+            .map_err(|error| ApiError::bad_request(format!("the protobuf request body cannot be decoded: {error}"))),
         _ => Err(ApiError::unsupported_media_type(content_type)),
     }
 }
@@ -1441,6 +1467,13 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
 /// controllers on one database can never hand out the same address.
 pub(crate) struct ServiceAllocator {
     cidr: crate::ServiceCidr,
+}
+
+impl ApiServer {
+    /// A custom resource's additionalPrinterColumns, for its Table.
+    pub(super) fn printer_columns(&self, def: &ResourceDef) -> Option<Value> {
+        self.registry().definition_of(def).and_then(|crd| crate::crd::printer_columns(crd, &def.version))
+    }
 }
 
 impl ServiceAllocator {

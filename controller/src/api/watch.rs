@@ -48,7 +48,13 @@ impl ApiServer {
         let prefix = ObjectStore::prefix(def, namespace);
         let requested = request.query.get("resourceVersion").unwrap_or("");
         let (sender, receiver) = mpsc::channel::<Bytes>(64);
-        let mut encoder = EventEncoder { def: def.clone(), table, first: true, query: request.query.clone() };
+        let mut encoder = EventEncoder {
+            def: def.clone(),
+            table,
+            first: true,
+            query: request.query.clone(),
+            printer_columns: self.printer_columns(def),
+        };
 
         let replay = requested.is_empty() || requested == "0" || send_initial == Some(true);
         let (initial, start_revision) = if replay && send_initial != Some(false) {
@@ -151,12 +157,14 @@ struct EventEncoder {
     /// Tables carry their column definitions on the first event only.
     first: bool,
     query: super::request::Query,
+    /// A custom resource's additionalPrinterColumns.
+    printer_columns: Option<Value>,
 }
 
 impl EventEncoder {
     fn event(&mut self, kind: &str, object: &Value) -> ApiResult<Bytes> {
         let object = if self.table {
-            let mut table = table_for(&self.def, &[object], &self.query)?;
+            let mut table = table_for(&self.def, self.printer_columns.as_ref(), &[object], &self.query)?;
             if !self.first {
                 table["columnDefinitions"] = Value::Null;
                 if let Some(map) = table.as_object_mut() {
@@ -217,8 +225,13 @@ fn line(value: &Value) -> Bytes {
 }
 
 /// A meta.k8s.io/v1 Table of `objects` (without list metadata).
-pub(super) fn table_for(def: &ResourceDef, objects: &[&Value], query: &super::request::Query) -> ApiResult<Value> {
+pub(super) fn table_for(
+    def: &ResourceDef,
+    printer_columns: Option<&Value>,
+    objects: &[&Value],
+    query: &super::request::Query,
+) -> ApiResult<Value> {
     let include = crate::table::IncludeObject::from_query(query.get("includeObject"))
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    Ok(crate::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), None))
+    Ok(crate::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), printer_columns))
 }

@@ -231,7 +231,10 @@ impl ApiServer {
                     error
                 }
             })?;
-            revision = page.revision;
+            // The first page fixes the revision every later page (and every continue token) reads at.
+            if revision == 0 {
+                revision = page.revision;
+            }
             let read = page.items.len() as i64;
             let last_key = page.items.last().map(|stored| stored.key.clone());
             for stored in page.items {
@@ -274,7 +277,13 @@ impl ApiServer {
         }
         Ok(json_response(
             200,
-            &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items}),
+            // Built by moving the items in: json! would copy every one of them.
+            &Value::Object(Map::from_iter([
+                ("kind".to_string(), Value::String(def.list_kind())),
+                ("apiVersion".to_string(), Value::String(def.api_version())),
+                ("metadata".to_string(), metadata),
+                ("items".to_string(), Value::Array(items)),
+            ])),
         ))
     }
 
@@ -356,6 +365,10 @@ impl ApiServer {
             record_managed_fields(def, None, &mut object, &options.field_manager, None);
         }
         if options.dry_run {
+            let key = ObjectStore::key(def, namespace, &name);
+            if self.store.get(&key, true).await?.is_some() {
+                return Err(ApiError::already_exists(&def.group_resource(), &def.group, &def.plural, &name));
+            }
             return self.respond_with_warnings(def, 201, object, request, &warnings);
         }
         let key = ObjectStore::key(def, namespace, &name);
@@ -523,31 +536,33 @@ impl ApiServer {
             return Err(ApiError::method_not_allowed(format!("{} cannot be deleted", def.group_resource())));
         }
         let options = DeleteOptions::from_request(request)?;
-        let (code, object) = self.delete_one(def, namespace, name, &options).await?;
+        let (code, object, uid) = self.delete_one(def, namespace, name, &options).await?;
         match object {
             Some(object) => self.respond_object(def, code, object, request),
             None => Ok(json_response(
                 200,
                 &json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": def.group, "kind": def.plural},
+                    "details": {"name": name, "group": def.group, "kind": def.plural, "uid": uid},
                 }),
             )),
         }
     }
 
-    /// Deletes one object; returns the object when it stays (finalizers, graceful deletion), `None` when gone.
+    /// Deletes one object; returns the object when it stays (finalizers, graceful deletion), `None` when gone,
+    /// and the object's uid either way.
     pub(crate) async fn delete_one(
         &self,
         def: &ResourceDef,
         namespace: Option<&str>,
         name: &str,
         options: &DeleteOptions,
-    ) -> ApiResult<(u16, Option<Value>)> {
+    ) -> ApiResult<(u16, Option<Value>, String)> {
         let key = ObjectStore::key(def, namespace, name);
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
             let object = &current.object;
+            let object_uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(uid) = &options.precondition_uid {
                 let actual = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
                 if actual != uid {
@@ -582,12 +597,12 @@ impl ApiServer {
             let stays = !finalizers.is_empty() || grace > 0 || namespace_finalizers;
             if !stays {
                 if options.dry_run {
-                    return Ok((200, Some(current.object)));
+                    return Ok((200, Some(current.object), object_uid));
                 }
                 match self.store.delete(&key, current.revision).await? {
                     Written::Ok(_) => {
                         self.release_allocations(def, &current.object).await;
-                        return Ok((200, None));
+                        return Ok((200, None, object_uid));
                     }
                     Written::Stale => continue,
                 }
@@ -614,12 +629,12 @@ impl ApiServer {
                 }
             }
             if options.dry_run || updated == current.object {
-                return Ok((200, Some(updated)));
+                return Ok((200, Some(updated), object_uid));
             }
             match self.store.update(&key, current.revision, &updated).await? {
                 Written::Ok(revision) => {
                     crate::storage::set_resource_version(&mut updated, revision);
-                    return Ok((if finalizers.is_empty() { 200 } else { 202 }, Some(updated)));
+                    return Ok((if finalizers.is_empty() { 200 } else { 202 }, Some(updated), object_uid));
                 }
                 Written::Stale => continue,
             }
@@ -651,7 +666,7 @@ impl ApiServer {
             let item_namespace =
                 stored.object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
             match self.delete_one(def, item_namespace.as_deref(), &name, &options).await {
-                Ok((_, remaining)) => deleted.push(remaining.unwrap_or(stored.object)),
+                Ok((_, remaining, _)) => deleted.push(remaining.unwrap_or(stored.object)),
                 Err(error) if error.code == 404 => {}
                 Err(error) => return Err(error),
             }
@@ -1075,7 +1090,18 @@ fn apply_request(
     subresource: Option<&str>,
 ) -> ApiResult<patch::ApplyRequest> {
     if request.query.get("fieldManager").is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request("PATCH with an apply patch requires a fieldManager parameter"));
+        let message = "is required for apply patch".to_string();
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            format!("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: {message}"),
+            vec![Cause {
+                reason: "FieldValueRequired".into(),
+                message: format!("Required value: {message}"),
+                field: "fieldManager".into(),
+            }],
+        ));
     }
     Ok(patch::ApplyRequest {
         manager: options.field_manager.clone(),

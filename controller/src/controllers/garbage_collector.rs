@@ -48,6 +48,8 @@ pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
     drop(changes);
 
     let mut nodes: HashMap<String, Node> = HashMap::new();
+    // Owner uid → uids of the objects that name it, so no decision scans the whole graph.
+    let mut dependents: HashMap<String, HashSet<String>> = HashMap::new();
     let mut synced = false;
     let mut dirty: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -56,18 +58,29 @@ pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
             change = received.recv() => match change {
                 Some(Change::Upsert(uid, node)) => {
                     if let Some(previous) = nodes.get(&uid) {
-                        dirty.extend(previous.owners.iter().map(|(owner, _)| owner.clone()));
+                        for (owner, _) in &previous.owners {
+                            dirty.insert(owner.clone());
+                            unlink(&mut dependents, owner, &uid);
+                        }
                     }
                     dirty.insert(uid.clone());
-                    dirty.extend(node.owners.iter().map(|(owner, _)| owner.clone()));
+                    for (owner, _) in &node.owners {
+                        dirty.insert(owner.clone());
+                        dependents.entry(owner.clone()).or_default().insert(uid.clone());
+                    }
                     nodes.insert(uid, node);
                 }
                 Some(Change::Remove(uid)) => {
                     if let Some(node) = nodes.remove(&uid) {
-                        dirty.extend(node.owners.iter().map(|(owner, _)| owner.clone()));
+                        for (owner, _) in &node.owners {
+                            dirty.insert(owner.clone());
+                            unlink(&mut dependents, owner, &uid);
+                        }
                     }
                     // Dependents of a removed owner need a decision.
-                    dirty.extend(nodes.iter().filter(|(_, node)| node.owners.iter().any(|(owner, _)| *owner == uid)).map(|(dependent, _)| dependent.clone()));
+                    if let Some(orphans) = dependents.get(&uid) {
+                        dirty.extend(orphans.iter().cloned());
+                    }
                 }
                 Some(Change::Synced) => {
                     synced = true;
@@ -78,9 +91,18 @@ pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
             _ = tick.tick(), if !dirty.is_empty() => {
                 let work: Vec<String> = dirty.drain().collect();
                 for uid in work {
-                    decide(&client, &nodes, &uid, synced).await;
+                    decide(&client, &nodes, &dependents, &uid, synced).await;
                 }
             }
+        }
+    }
+}
+
+fn unlink(dependents: &mut HashMap<String, HashSet<String>>, owner: &str, uid: &str) {
+    if let Some(set) = dependents.get_mut(owner) {
+        set.remove(uid);
+        if set.is_empty() {
+            dependents.remove(owner);
         }
     }
 }
@@ -147,10 +169,16 @@ fn upsert(def: &Arc<ResourceDef>, object: DynamicObject) -> Option<Change> {
 }
 
 /// Looks at one object, as owner and as dependent, and acts.
-async fn decide(client: &kube::Client, nodes: &HashMap<String, Node>, uid: &str, synced: bool) {
+async fn decide(
+    client: &kube::Client,
+    nodes: &HashMap<String, Node>,
+    index: &HashMap<String, HashSet<String>>,
+    uid: &str,
+    synced: bool,
+) {
     let Some(node) = nodes.get(uid) else { return };
     let dependents: Vec<(&String, &Node)> =
-        nodes.iter().filter(|(_, other)| other.owners.iter().any(|(owner, _)| owner == uid)).collect();
+        index.get(uid).into_iter().flatten().filter_map(|dependent| nodes.get_key_value(dependent)).collect();
 
     if node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "orphan") {
         for (_, dependent) in &dependents {

@@ -525,3 +525,28 @@ fn custom_resource_definitions_are_served_validated_and_printed() {
         .unwrap();
     assert!(!gone.status.success(), "the resources of a deleted CRD are no longer served");
 }
+
+#[test]
+fn typed_kubectl_commands_send_protobuf_and_work() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl(&["create", "configmap", "settings", "--from-literal=a=b"]).unwrap();
+    controller.kubectl(&["create", "secret", "generic", "password", "--from-literal=p=q"]).unwrap();
+    controller.kubectl(&["create", "deployment", "web", "--image=nginx:1", "--replicas=2"]).unwrap();
+    controller.kubectl(&["create", "namespace", "team"]).unwrap();
+    controller.kubectl(&["create", "service", "nodeport", "web", "--tcp=80:80"]).unwrap();
+    assert_eq!(controller.kubectl(&["get", "configmap", "settings", "-o", "jsonpath={.data.a}"]).unwrap(), "b");
+    assert_eq!(controller.kubectl(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]).unwrap(), "2");
+    let service = json(&controller.kubectl(&["get", "service", "web", "-o", "json"]).unwrap());
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_i64().expect("a node port");
+    assert!((30000..=32767).contains(&node_port), "{service}");
+    assert!(service["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.")), "{service}");
+
+    assert_eq!(controller.kubectl(&["auth", "can-i", "delete", "nodes"]).unwrap().trim(), "yes");
+    let nobody = controller.kubectl_output(&["auth", "can-i", "get", "pods", "--as=nobody"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&nobody.stdout).trim(), "no");
+    let whoami = controller.kubectl(&["auth", "whoami"]).unwrap();
+    assert!(whoami.contains("kubernetes-admin") && whoami.contains("system:masters"), "{whoami}");
+    eventually("the default ServiceAccount", || controller.kubectl(&["get", "serviceaccount", "default"]).is_ok());
+    let token = controller.kubectl(&["create", "token", "default"]).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+}

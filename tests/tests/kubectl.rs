@@ -550,3 +550,31 @@ fn typed_kubectl_commands_send_protobuf_and_work() {
     let token = controller.kubectl(&["create", "token", "default"]).unwrap();
     assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
 }
+
+#[test]
+fn describe_replace_wait_and_cluster_wide_gets() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT).unwrap();
+    let described = controller.kubectl(&["describe", "deployment", "web"]).unwrap();
+    assert!(described.contains("Name:") && described.contains("web") && described.contains("nginx:1"), "{described}");
+    assert!(described.contains("Replicas:"), "{described}");
+
+    let yaml = controller.kubectl(&["get", "deployment", "web", "-o", "yaml"]).unwrap();
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("resourceVersion:"), "{yaml}");
+    controller.kubectl_stdin(&["replace", "-f", "-"], &yaml.replace("replicas: 2", "replicas: 4")).unwrap();
+    controller.kubectl(&["wait", "--for=jsonpath={.spec.replicas}=4", "deployment/web", "--timeout=10s"]).unwrap();
+
+    let everywhere = controller.kubectl(&["get", "configmaps", "-A"]).unwrap();
+    assert!(everywhere.starts_with("NAMESPACE"), "{everywhere}");
+    for namespace in ["default", "kube-system"] {
+        eventually(&format!("kube-root-ca.crt in {namespace}"), || {
+            controller
+                .kubectl(&["get", "configmaps", "-A"])
+                .unwrap()
+                .lines()
+                .any(|line| line.starts_with(namespace) && line.contains("kube-root-ca.crt"))
+        });
+    }
+    let all = controller.kubectl(&["get", "all"]).unwrap();
+    assert!(all.contains("deployment.apps/web") && all.contains("service/kubernetes"), "{all}");
+}

@@ -163,7 +163,14 @@ struct EventEncoder {
 
 impl EventEncoder {
     fn event(&mut self, kind: &str, object: &Value) -> ApiResult<Bytes> {
-        let object = if self.table {
+        if !self.table {
+            // Written straight from the object: no copy of it is built just to be encoded.
+            let mut bytes = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+            serde_json::to_writer(&mut bytes, object).map_err(|error| ApiError::internal(error.to_string()))?;
+            bytes.extend_from_slice(b"}\n");
+            return Ok(Bytes::from(bytes));
+        }
+        let object = {
             let mut table = table_for(&self.def, self.printer_columns.as_ref(), &[object], &self.query)?;
             if !self.first {
                 table["columnDefinitions"] = Value::Null;
@@ -173,8 +180,6 @@ impl EventEncoder {
             }
             self.first = false;
             table
-        } else {
-            object.clone()
         };
         Ok(line(&json!({"type": kind, "object": object})))
     }

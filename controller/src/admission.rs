@@ -14,13 +14,8 @@ use crate::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
 /// `custom_schema` is the served version's schema when `def` is a custom resource: unknown fields are pruned and
 /// schema defaults applied.
 pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: Option<&Value>) {
-    if let Some(schema) = custom_schema {
-        crate::crd::prune(schema, object);
-        crate::crd::apply_defaults(schema, object);
+    if prepare_schema_defined(def, object, custom_schema) {
         return;
-    }
-    if is_crd(def) {
-        crate::crd::default_definition(object);
     }
     crate::defaults::prepare_for_create(def, object);
     if def.group.is_empty() && def.plural == "pods" {
@@ -30,13 +25,8 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: 
 
 /// Fills in defaults on update and patch; `old` is the stored object (Services keep their allocations).
 pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, custom_schema: Option<&Value>) {
-    if let Some(schema) = custom_schema {
-        crate::crd::prune(schema, object);
-        crate::crd::apply_defaults(schema, object);
+    if prepare_schema_defined(def, object, custom_schema) {
         return;
-    }
-    if is_crd(def) {
-        crate::crd::default_definition(object);
     }
     crate::defaults::apply_defaults(def, object);
     if def.group.is_empty() && def.plural == "services" {
@@ -167,6 +157,20 @@ pub fn facts(def: &ResourceDef) -> SchemaFacts<'static> {
         SchemaSource::BuiltIn(name) => Schemas::shared().facts_for(name),
         SchemaSource::CustomResource(_) => Schemas::shared().facts_for(""),
     }
+}
+
+/// Prunes and defaults a custom resource by its schema (true: nothing else applies), or fills in a
+/// CustomResourceDefinition's own defaults.
+fn prepare_schema_defined(def: &ResourceDef, object: &mut Value, custom_schema: Option<&Value>) -> bool {
+    if let Some(schema) = custom_schema {
+        crate::crd::prune(schema, object);
+        crate::crd::apply_defaults(schema, object);
+        return true;
+    }
+    if is_crd(def) {
+        crate::crd::default_definition(object);
+    }
+    false
 }
 
 fn is_crd(def: &ResourceDef) -> bool {

@@ -23,6 +23,7 @@ use serde_json::{json, Map, Value};
 use crate::error::Cause;
 use crate::registry::{ResourceDef, ScalePaths, SchemaSource};
 use crate::table::JsonPath;
+use crate::validation::go_quote;
 
 /// Why a CRD cannot be turned into resources. Such a CRD should have been refused by [`validate_definition`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -506,25 +507,6 @@ fn render_value(value: &Value) -> String {
 
 fn render_json(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
-}
-
-/// Go's `%q`.
-fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            '\r' => quoted.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => quoted.push_str(&format!("\\x{:02x}", c as u32)),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Go's `%v` of a float64: the shortest representation, in exponent form below 1e-4 and from 1e21 up.

@@ -1404,8 +1404,8 @@ fn render_value(value: &Value) -> String {
     }
 }
 
-/// Go's `%q` of a string.
-fn go_quote(text: &str) -> String {
+/// Go's `%q` of a string, as upstream's error messages quote values.
+pub(crate) fn go_quote(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
     for c in text.chars() {

@@ -22,6 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// The control plane: the Kubernetes API server (and, as they land, scheduler and controllers), state in SQL.
     Controller(ControllerArgs),
+    /// The node agent: joins with a token and keeps a reverse tunnel to the controller, so it works behind NAT.
+    /// It registers its Node and renews its Lease; it does not run pods yet.
+    Worker(WorkerArgs),
+    /// Join tokens for workers: create, list, revoke (run where the controller runs).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Kubeconfigs for this cluster.
     Kubeconfig {
         #[command(subcommand)]
@@ -64,6 +72,84 @@ pub struct ControllerArgs {
     /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
     #[arg(long, value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// A join token from `kaasd token create`. Needed only for the first start: the node certificate is kept in
+    /// the data directory and later starts use it.
+    #[arg(long, env = "KAASD_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+
+    /// A file holding the join token.
+    #[arg(long, env = "KAASD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Where the worker keeps its node certificate (under <data-dir>/worker).
+    #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// The Node's name. Default: this machine's hostname.
+    #[arg(long, env = "KAASD_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// The address the Node reports (InternalIP). Default: the one this machine reaches the controller from.
+    #[arg(long, env = "KAASD_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+
+    /// Port of the worker's own HTTP endpoint, on loopback; the controller reaches it through the tunnel.
+    #[arg(long, env = "KAASD_AGENT_PORT", default_value_t = 10250)]
+    pub agent_port: u16,
+
+    /// Lifetime to ask for the node certificate, e.g. 24h (at least 10m). Default: the controller's (30 days).
+    /// It is renewed after two thirds of it.
+    #[arg(long, value_parser = parse_duration)]
+    pub certificate_lifetime: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token and print it (only it) on stdout.
+    Create {
+        /// The controller's data directory (for its admin credentials and CA).
+        #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// How long the token can be used to join, e.g. 30m, 24h; 0 never expires.
+        #[arg(long, default_value = "24h", value_parser = parse_expiry)]
+        expiry: Duration,
+        /// Controller address(es) workers dial, HOST:PORT (repeat for several). Default: the controllers'
+        /// advertised addresses (the `kubernetes` Service's endpoints).
+        #[arg(long = "server")]
+        servers: Vec<String>,
+        /// A note shown by `kaasd token list`.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List join tokens: id, expiry, usages and how many nodes joined with each.
+    List {
+        #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a join token now (nodes that already joined keep their certificates).
+    Revoke {
+        /// The token's id (the first column of `kaasd token list`).
+        id: String,
+        #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+/// A duration with a unit (`d` for days too), or `0`: never expires (returned as zero).
+fn parse_expiry(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if &text[split..] == "d" {
+        let days: u64 = text[..split].parse().map_err(|_| format!("{text:?} is not a duration like 24h or 7d"))?;
+        return Ok(Duration::from_secs(days * 86_400));
+    }
+    parse_duration(text)
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +277,20 @@ mod tests {
     fn sync_normal_is_accepted() {
         assert_eq!(serve_args(&["--sync", "normal"]).expect("valid").sync, Sync::Normal);
         assert!(serve_args(&["--sync", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn token_expiry_accepts_days_and_never() {
+        assert_eq!(parse_expiry("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_expiry("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_expiry("30m"), Ok(Duration::from_secs(1800)));
+        let Command::Token { command: TokenCommand::Create { expiry, .. } } =
+            Cli::try_parse_from(["kaasd", "token", "create", "--expiry", "1h"]).unwrap().command
+        else {
+            panic!("`token create` parsed as something else");
+        };
+        assert_eq!(expiry, Duration::from_secs(3600));
+        assert!(parse_expiry("soon").is_err());
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod controller_cmd;
 mod datastore_cmd;
 mod logging;
 mod signal;
+mod token_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Datastore { command: DatastoreCommand::Serve(arguments) } => datastore_cmd::serve(arguments).await,
             Command::Controller(arguments) => controller_cmd::run(arguments).await,
+            Command::Worker(arguments) => worker_cmd::run(arguments).await,
+            Command::Token { command } => token_cmd::run(command).await,
             Command::Kubeconfig { command: KubeconfigCommand::Admin { data_dir, server } } => {
                 controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref())
             }

@@ -53,6 +53,13 @@ pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     Some(User::authenticated(name, String::new(), groups))
 }
 
+/// When a client certificate (DER) became valid, as Unix seconds: a removed node's certificates from before its
+/// removal no longer authenticate.
+pub fn certificate_not_before(der: &[u8]) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.validity().not_before.timestamp())
+}
+
 /// Authenticates a request: its client certificate, else its bearer token (a bootstrap token or a ServiceAccount
 /// token), else anonymous. A bearer token that does not check out is 401, not anonymous, as upstream.
 pub async fn authenticate(

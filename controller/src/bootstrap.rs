@@ -78,6 +78,8 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
             vec![group("system:authenticated"), group("system:unauthenticated")],
         ),
         ("system:node", "system:node", vec![group("system:nodes")]),
+        // Join tokens may ask for a node certificate (and follow their request); kaasd decides what to sign.
+        ("system:node-bootstrapper", "system:node-bootstrapper", vec![group("system:bootstrappers")]),
     ] {
         create_missing(api, "rbac.authorization.k8s.io", "clusterrolebindings", None, json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -211,6 +213,10 @@ fn cluster_roles() -> Vec<Value> {
                 rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"], &["create"]),
                 rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
             ],
+        ),
+        role(
+            "system:node-bootstrapper",
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])],
         ),
         role(
             "system:node",

@@ -24,6 +24,7 @@ mod server;
 pub mod storage;
 pub mod table;
 pub mod tokens;
+pub mod tunnels;
 pub mod validation;
 
 use std::fmt;
@@ -197,7 +198,7 @@ impl Controller {
         let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
         let client = loopback_client(&pki, &server_url).await?;
-        controllers::spawn_all(client, api.clone(), pki.ca.cert_pem.clone(), cancel.clone(), &tasks);
+        controllers::spawn_all(client, api.clone(), pki.clone(), cancel.clone(), &tasks);
         tasks.spawn(compact_history(store.clone(), cancel.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
         // Ready only once everything a client needs exists, the admin kubeconfig included.

@@ -4,3 +4,4 @@
 
 pub mod pki;
 pub mod tls;
+pub mod token;

@@ -18,15 +18,19 @@ pub enum TlsError {
     Pki(#[from] PkiError),
 }
 
-/// A server configuration for the API port: serves `serving`, offers h2 and http/1.1 (streaming upgrades arrive
-/// over HTTP/1.1), and *asks* for a client certificate signed by `client_ca_pem` without requiring one, so token
-/// and anonymous requests still connect.
+/// A server configuration for the API port: serves `serving` followed by the CA `client_ca_pem` (a worker holding
+/// only a join token finds the CA in the chain and checks it against the token's pin), offers h2 and http/1.1
+/// (streaming upgrades arrive over HTTP/1.1) and the tunnel protocol, and *asks* for a client certificate signed by that CA without
+/// requiring one, so token and anonymous requests still connect.
 pub fn api_server_config(serving: &CertAndKey, client_ca_pem: &str) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    for cert in certificates(client_ca_pem)? {
-        roots.add(cert)?;
+    let ca_certificates = certificates(client_ca_pem)?;
+    for cert in &ca_certificates {
+        roots.add(cert.clone())?;
     }
+    let mut chain = certificates(&serving.cert_pem)?;
+    chain.extend(ca_certificates);
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
@@ -34,8 +38,9 @@ pub fn api_server_config(serving: &CertAndKey, client_ca_pem: &str) -> Result<Se
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certificates(&serving.cert_pem)?, private_key(&serving.key_pem)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        .with_single_cert(chain, private_key(&serving.key_pem)?)?;
+    // Workers' reverse tunnels share the API port, told apart by ALPN (one load-balancer port for hosted mode).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), crate::session::ALPN.to_vec()];
     Ok(config)
 }
 

@@ -2,6 +2,7 @@
 //! answering errors as Status bodies.
 
 mod custom_resources;
+mod node_proxy;
 pub mod discovery;
 mod objects;
 pub use custom_resources::follow_custom_resources;
@@ -47,6 +48,8 @@ pub struct ApiServer {
     openapi: crate::openapi::OpenApiDocuments,
     /// Signs and verifies ServiceAccount tokens.
     pub tokens: crate::tokens::TokenIssuer,
+    /// Reverse tunnels of the nodes connected to this replica.
+    pub tunnels: crate::tunnels::NodeTunnels,
 }
 
 impl ApiServer {
@@ -67,6 +70,7 @@ impl ApiServer {
             services: objects::ServiceAllocator::new(service_cidr),
             openapi: crate::openapi::OpenApiDocuments::new(),
             tokens,
+            tunnels: crate::tunnels::NodeTunnels::default(),
         }
     }
 
@@ -221,6 +225,9 @@ impl ApiServer {
                         .ok_or_else(not_found_path),
                     (None, Some(_), false) => Err(not_found_path()),
                 }
+            }
+            Target::Resource(resource) if node_proxy::is_node_proxy(&resource) => {
+                self.node_proxy(&resource, method, query, headers, body).await
             }
             Target::Resource(resource) => {
                 if !acceptable(accept) {

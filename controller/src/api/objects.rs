@@ -105,6 +105,9 @@ impl ApiServer {
         let namespace = path.namespace.clone();
         let name = path.name.clone();
         let subresource = path.subresource.clone();
+        if let Some(name) = &name {
+            node_restriction(&request.user, &def, namespace.as_deref(), name, &request.method)?;
+        }
         match (&request.method, name, subresource.as_deref()) {
             (&Method::GET, None, None) => {
                 if request.query.flag("watch")? {
@@ -123,9 +126,12 @@ impl ApiServer {
                 let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
                 self.respond_object(&def, 200, stored.object, &request)
             }
-            (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+            (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize") | Some("approval"))) => {
                 let sub = sub.map(str::to_string);
                 if sub.as_deref() == Some("status") && !def.status {
+                    return Err(not_found_resource());
+                }
+                if sub.as_deref() == Some("approval") && !is_certificate_request(&def) {
                     return Err(not_found_resource());
                 }
                 if sub.as_deref() == Some("finalize") && def.plural != "namespaces" {
@@ -134,8 +140,11 @@ impl ApiServer {
                 let body = decode_object(&request)?;
                 self.update(&def, namespace.as_deref(), &name, sub.as_deref(), Change::Replace(body), &request).await
             }
-            (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            (&Method::PATCH, Some(name), sub @ (None | Some("status") | Some("approval"))) => {
                 if sub == Some("status") && !def.status {
+                    return Err(not_found_resource());
+                }
+                if sub == Some("approval") && !is_certificate_request(&def) {
                     return Err(not_found_resource());
                 }
                 let patch_type = PatchType::from_content_type(&request.content_type)
@@ -359,6 +368,10 @@ impl ApiServer {
             }
         }
         crate::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
+            record_requester(&mut object, &request.user);
+        }
+        node_restriction(&request.user, def, namespace, &name, &request.method)?;
         validate_object(def, custom.as_ref(), &object, None)?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {
@@ -559,6 +572,7 @@ impl ApiServer {
         options: &DeleteOptions,
     ) -> ApiResult<(u16, Option<Value>, String)> {
         let key = ObjectStore::key(def, namespace, name);
+        let mut node_revoked = false;
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
             let object = &current.object;
@@ -580,6 +594,11 @@ impl ApiServer {
                         current.revision
                     )));
                 }
+            }
+            if def.group.is_empty() && def.plural == "nodes" && !options.dry_run && !node_revoked {
+                // A removed node's credentials and tunnel go with it; rejoining takes a new token.
+                self.revoke_node(name).await?;
+                node_revoked = true;
             }
             let mut updated = object.clone();
             let mut finalizers: Vec<String> = string_list(updated.pointer("/metadata/finalizers"));
@@ -1171,6 +1190,12 @@ fn prepare_update(
             updated["status"] = proposed.get("status").cloned().unwrap_or(json!({}));
             updated
         }
+        Some("approval") => {
+            // Only the approval conditions change here; the certificate itself is written through status.
+            let mut updated = current.clone();
+            updated["status"]["conditions"] = proposed.pointer("/status/conditions").cloned().unwrap_or(json!([]));
+            updated
+        }
         Some("finalize") => {
             let mut updated = current.clone();
             updated["spec"]["finalizers"] = proposed.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
@@ -1452,6 +1477,53 @@ pub(crate) fn string_list(value: Option<&Value>) -> Vec<String> {
 }
 
 /// RFC 3339 in seconds, as Kubernetes writes metav1.Time.
+fn is_certificate_request(def: &ResourceDef) -> bool {
+    def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests"
+}
+
+/// A CertificateSigningRequest records who asked, from the request's authentication, never from its body.
+fn record_requester(object: &mut Value, user: &User) {
+    let spec = object.as_object_mut().map(|map| map.entry("spec").or_insert_with(|| json!({})));
+    if let Some(Value::Object(spec)) = spec {
+        spec.insert("username".into(), json!(user.name));
+        spec.insert("groups".into(), json!(user.groups));
+        spec.remove("extra");
+        if user.uid.is_empty() {
+            spec.remove("uid");
+        } else {
+            spec.insert("uid".into(), json!(user.uid));
+        }
+    }
+}
+
+/// What a node's credentials may change beyond RBAC (upstream's NodeRestriction): only its own Node and its own
+/// Lease in kube-node-lease, so one node can never register, update or renew as another.
+fn node_restriction(
+    user: &User,
+    def: &ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    method: &Method,
+) -> ApiResult<()> {
+    let Some(node) = crate::tunnels::node_of(user) else { return Ok(()) };
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let own = match (def.group.as_str(), def.plural.as_str()) {
+        ("", "nodes") => name == node,
+        ("coordination.k8s.io", "leases") if namespace == Some("kube-node-lease") => name == node,
+        _ => return Ok(()),
+    };
+    if own {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!("node {node:?} may not change {} {name:?}: a node may change only its own objects", def.plural),
+    ))
+}
+
 pub fn now() -> String {
     format_time(jiff::Timestamp::now())
 }

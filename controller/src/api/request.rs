@@ -79,6 +79,8 @@ fn join_tail(tail: &[&str]) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     values: HashMap<String, Vec<String>>,
+    /// The query string as sent, for requests passed on as they are (node proxy).
+    raw: String,
 }
 
 impl Query {
@@ -87,7 +89,11 @@ impl Query {
         for (key, value) in url_pairs(query.unwrap_or("")) {
             values.entry(key).or_default().push(value);
         }
-        Query { values }
+        Query { values, raw: query.unwrap_or("").to_string() }
+    }
+
+    pub fn raw(&self) -> &str {
+        &self.raw
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

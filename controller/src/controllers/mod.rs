@@ -1,11 +1,13 @@
-//! The controllers the API itself needs: namespace deletion, garbage collection by ownerReferences, and the
-//! per-namespace `default` ServiceAccount and `kube-root-ca.crt` ConfigMap.
+//! The controllers the API itself needs: namespace deletion, garbage collection by ownerReferences, the
+//! per-namespace `default` ServiceAccount and `kube-root-ca.crt` ConfigMap, expired bootstrap tokens, node client
+//! certificates (approve and sign), and closing the tunnels of removed nodes.
 //!
 //! They are ordinary API clients (kube-rs over loopback, as `system:kube-controller-manager` in
 //! `system:masters`), never readers of the datastore, so they exercise the API the way any controller does and
 //! could run in any replica.
 
 mod bootstrap_tokens;
+pub mod certificates;
 mod garbage_collector;
 mod namespaces;
 mod service_accounts;
@@ -24,14 +26,17 @@ use crate::registry::ResourceDef;
 pub fn spawn_all(
     client: kube::Client,
     api: Arc<ApiServer>,
-    ca_pem: String,
+    pki: kaasd_tunnel::pki::ClusterPki,
     cancel: CancellationToken,
     tasks: &TaskTracker,
 ) {
+    let ca_pem = pki.ca.cert_pem.clone();
     tasks.spawn(supervise("namespace", cancel.clone(), namespaces::run(client.clone(), api.clone())));
     tasks.spawn(supervise("garbage-collector", cancel.clone(), garbage_collector::run(client.clone(), api.clone())));
     tasks.spawn(supervise("service-account", cancel.clone(), service_accounts::run(client.clone(), ca_pem)));
-    tasks.spawn(supervise("bootstrap-token-cleaner", cancel, bootstrap_tokens::run(client)));
+    tasks.spawn(supervise("bootstrap-token-cleaner", cancel.clone(), bootstrap_tokens::run(client.clone())));
+    tasks.spawn(supervise("node-certificates", cancel.clone(), certificates::run(client, pki)));
+    tasks.spawn(supervise("node-revocations", cancel, crate::tunnels::follow_revocations(api)));
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -1,0 +1,202 @@
+//! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel.
+//!
+//! Without a port the request goes to the node agent's own endpoint, which listens on the node's loopback at the
+//! port its Node reports in `status.daemonEndpoints.kubeletEndpoint.Port` (so it is reachable only through the
+//! tunnel). With a port it goes to that port on the node's first InternalIP (else ExternalIP) from the Node
+//! object. The controller never dials a node directly: a NAT'd node could not be reached that way.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderMap, HeaderName, Method, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+
+use super::request::{Query, ResourcePath};
+use super::{read_body, ApiServer, Body};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::ObjectStore;
+
+/// The agent's port when a Node does not report one (the kubelet's).
+const DEFAULT_AGENT_PORT: u16 = 10250;
+
+/// Whether `resource` is a node proxy request.
+pub(super) fn is_node_proxy(resource: &ResourcePath) -> bool {
+    resource.group.is_empty()
+        && resource.plural == "nodes"
+        && resource.name.is_some()
+        && resource.subresource.as_deref().is_some_and(|sub| sub == "proxy" || sub.starts_with("proxy/"))
+}
+
+impl ApiServer {
+    pub(super) async fn node_proxy<B>(
+        &self,
+        resource: &ResourcePath,
+        method: &Method,
+        query: &Query,
+        headers: &HeaderMap,
+        body: B,
+    ) -> ApiResult<Response<Body>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let name_and_port = resource.name.as_deref().unwrap_or_default();
+        let (name, port) = match name_and_port.rsplit_once(':') {
+            Some((name, port)) => {
+                let port: u16 = port
+                    .parse()
+                    .ok()
+                    .filter(|port| *port > 0)
+                    .ok_or_else(|| ApiError::bad_request(format!("{port:?} is not a port number")))?;
+                (name, Some(port))
+            }
+            None => (name_and_port, None),
+        };
+        let registry = self.registry();
+        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
+        let node = self
+            .store
+            .get(&ObjectStore::key(&nodes, None, name), false)
+            .await?
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{name}\" not found")))?
+            .object;
+        let target = match port {
+            None => format!("127.0.0.1:{}", agent_port(&node)),
+            Some(port) => {
+                let address = node_address(&node).ok_or_else(|| {
+                    ApiError::new(503, "ServiceUnavailable", format!("node {name:?} reports no InternalIP or ExternalIP"))
+                })?;
+                if address.contains(':') {
+                    format!("[{address}]:{port}")
+                } else {
+                    format!("{address}:{port}")
+                }
+            }
+        };
+        let path = resource.subresource.as_deref().unwrap_or("proxy").strip_prefix("proxy").unwrap_or("");
+        let path = if path.is_empty() { "/" } else { path };
+        let uri = match query.raw() {
+            "" => path.to_string(),
+            raw => format!("{path}?{raw}"),
+        };
+        let body = read_body(body).await?;
+        let stream = self.tunnels.dial(name, &target).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| {
+                ApiError::new(502, "BadGateway", format!("cannot speak HTTP to {target} on node {name:?}: {error}"))
+            })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = Request::builder().method(method.clone()).uri(&uri);
+        for (key, value) in headers {
+            if passes_through(key) {
+                request = request.header(key, value);
+            }
+        }
+        let request = request
+            .header(header::HOST, target.as_str())
+            .body(Full::new(body))
+            .map_err(|error| ApiError::bad_request(format!("cannot build the proxied request: {error}")))?;
+        let response = sender.send_request(request).await.map_err(|error| {
+            ApiError::new(502, "BadGateway", format!("error proxying to {target} on node {name:?}: {error}"))
+        })?;
+        let (parts, incoming) = response.into_parts();
+        // The node's answer is streamed back as it comes; an error mid-way ends the body early.
+        let frames = incoming
+            .into_data_stream()
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk.unwrap_or_default())));
+        let mut answer = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+        *answer.status_mut() = parts.status;
+        for (key, value) in &parts.headers {
+            if passes_through(key) {
+                answer.headers_mut().append(key, value.clone());
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// Headers passed on in either direction: not the caller's credentials, nor hop-by-hop headers.
+fn passes_through(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    ) && !name.as_str().starts_with("impersonate-")
+}
+
+fn agent_port(node: &Value) -> u16 {
+    node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port > 0)
+        .unwrap_or(DEFAULT_AGENT_PORT)
+}
+
+/// The node's first InternalIP, else its first ExternalIP.
+fn node_address(node: &Value) -> Option<String> {
+    let addresses = node.pointer("/status/addresses")?.as_array()?;
+    ["InternalIP", "ExternalIP"].iter().find_map(|wanted| {
+        addresses
+            .iter()
+            .find(|address| address["type"] == *wanted)
+            .and_then(|address| address["address"].as_str())
+            .map(str::to_string)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn targets_come_from_the_node_object() {
+        let node = json!({"status": {
+            "addresses": [{"type": "Hostname", "address": "edge1"}, {"type": "ExternalIP", "address": "203.0.113.9"},
+                          {"type": "InternalIP", "address": "192.168.50.11"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10251}},
+        }});
+        assert_eq!(node_address(&node).as_deref(), Some("192.168.50.11"));
+        assert_eq!(agent_port(&node), 10251);
+        assert_eq!(agent_port(&json!({})), DEFAULT_AGENT_PORT);
+        assert_eq!(node_address(&json!({"status": {"addresses": [{"type": "Hostname", "address": "x"}]}})), None);
+    }
+
+    #[test]
+    fn credentials_and_hop_by_hop_headers_stay_behind() {
+        for name in ["authorization", "connection", "impersonate-user", "host"] {
+            assert!(!passes_through(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["accept", "content-type", "x-request-id"] {
+            assert!(passes_through(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_node_proxy_paths_are_node_proxy() {
+        let target = |path: &str| match super::super::request::parse_path(path) {
+            super::super::request::Target::Resource(resource) => is_node_proxy(&resource),
+            _ => false,
+        };
+        assert!(target("/api/v1/nodes/edge1/proxy/healthz"));
+        assert!(target("/api/v1/nodes/edge1:8080/proxy"));
+        assert!(!target("/api/v1/nodes/edge1/status"));
+        assert!(!target("/api/v1/namespaces/default/pods/p/proxy/x"));
+    }
+}

@@ -87,9 +87,11 @@ async fn list(data_dir: &Path) -> anyhow::Result<()> {
     let requests: Api<CertificateSigningRequest> = Api::all(client);
     let mut joined: BTreeMap<String, usize> = BTreeMap::new();
     for request in requests.list(&ListParams::default()).await?.items {
-        let approved = request.status.iter().flat_map(|status| status.conditions.iter().flatten()).any(|condition| {
-            condition.type_ == "Approved" && condition.status == "True"
-        });
+        let approved = request
+            .status
+            .iter()
+            .flat_map(|status| status.conditions.iter().flatten())
+            .any(|condition| condition.type_ == "Approved" && condition.status == "True");
         if let (true, Some(id)) =
             (approved, request.spec.username.as_deref().and_then(|name| name.strip_prefix("system:bootstrap:")))
         {

@@ -188,7 +188,8 @@ mod tests {
 
     #[test]
     fn only_node_identities_are_nodes() {
-        let user = |name: &str, group: &str| crate::auth::User::authenticated(name.into(), String::new(), vec![group.into()]);
+        let user =
+            |name: &str, group: &str| crate::auth::User::authenticated(name.into(), String::new(), vec![group.into()]);
         assert_eq!(node_of(&user("system:node:edge1", "system:nodes")), Some("edge1"));
         assert_eq!(node_of(&user("system:node:edge1", "system:masters")), None);
         assert_eq!(node_of(&user("system:node:", "system:nodes")), None);

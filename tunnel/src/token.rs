@@ -71,7 +71,9 @@ impl JoinToken {
             return Err(TokenError::Malformed("its CA pin is not a SHA-256 in hex".into()));
         }
         if !is_token_part(&token.id, 6) || !is_token_part(&token.secret, 16) {
-            return Err(TokenError::Malformed("its bootstrap credential is not of the form [a-z0-9]{6}.[a-z0-9]{16}".into()));
+            return Err(TokenError::Malformed(
+                "its bootstrap credential is not of the form [a-z0-9]{6}.[a-z0-9]{16}".into(),
+            ));
         }
         Ok(token)
     }
@@ -118,7 +120,8 @@ pub async fn fetch_pinned_ca(server: &str, pin: &str) -> Result<String, TokenErr
     let server_name = ServerName::try_from(host.to_string())
         .map_err(|_| TokenError::Malformed(format!("{server:?} is not a host:port")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCaVerifier { pin: pin.to_lowercase(), found: Mutex::new(None), provider: provider.clone() });
+    let verifier =
+        Arc::new(PinnedCaVerifier { pin: pin.to_lowercase(), found: Mutex::new(None), provider: provider.clone() });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| TokenError::Certificate(error.to_string()))?
@@ -187,9 +190,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .ok_or_else(|| rustls::Error::General(PIN_MISMATCH.into()))?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|error| rustls::Error::General(error.to_string()))?;
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|error| rustls::Error::General(error.to_string()))?;
         let verified = verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
         *self.found.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(ca.clone().into_owned());
         Ok(verified)

@@ -176,12 +176,9 @@ pub async fn request_certificate(
                 Err(error) => return Err(WorkerError::Join(format!("lost the watch on {name}: {error}"))),
             };
             let status = request.status.unwrap_or_default();
-            if let Some(denied) = status
-                .conditions
-                .iter()
-                .flatten()
-                .find(|condition| (condition.type_ == "Denied" || condition.type_ == "Failed") && condition.status == "True")
-            {
+            if let Some(denied) = status.conditions.iter().flatten().find(|condition| {
+                (condition.type_ == "Denied" || condition.type_ == "Failed") && condition.status == "True"
+            }) {
                 return Err(WorkerError::Join(format!(
                     "the controller denied the certificate request {name}: {}",
                     denied.message.clone().unwrap_or_default()
@@ -204,7 +201,8 @@ pub async fn request_certificate(
 }
 
 pub async fn client_from_kubeconfig(text: &str) -> Result<kube::Client, WorkerError> {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(text).map_err(|error| WorkerError::Config(error.to_string()))?;
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(text).map_err(|error| WorkerError::Config(error.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|error| WorkerError::Config(error.to_string()))?;

@@ -86,7 +86,9 @@ pub async fn renew_lease(client: &kube::Client, name: &str, node_uid: Option<&st
                 },
                 spec: Some(spec),
             };
-            leases.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &lease).await?;
+            leases
+                .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &lease)
+                .await?;
         }
     }
     Ok(())
@@ -192,7 +194,11 @@ mod tests {
 
     #[test]
     fn status_describes_the_host() {
-        let host = HostFacts { hostname: "edge1".into(), addresses: vec!["192.168.50.11".parse().unwrap()], agent_port: 10250 };
+        let host = HostFacts {
+            hostname: "edge1".into(),
+            addresses: vec!["192.168.50.11".parse().unwrap()],
+            agent_port: 10250,
+        };
         let status = node_status(&host);
         let addresses = status.addresses.unwrap();
         assert_eq!((addresses[0].type_.as_str(), addresses[0].address.as_str()), ("InternalIP", "192.168.50.11"));

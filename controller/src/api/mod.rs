@@ -2,8 +2,8 @@
 //! answering errors as Status bodies.
 
 mod custom_resources;
-mod node_proxy;
 pub mod discovery;
+mod node_proxy;
 mod objects;
 pub use custom_resources::follow_custom_resources;
 pub use objects::now;

@@ -67,7 +67,11 @@ impl ApiServer {
             None => format!("127.0.0.1:{}", agent_port(&node)),
             Some(port) => {
                 let address = node_address(&node).ok_or_else(|| {
-                    ApiError::new(503, "ServiceUnavailable", format!("node {name:?} reports no InternalIP or ExternalIP"))
+                    ApiError::new(
+                        503,
+                        "ServiceUnavailable",
+                        format!("node {name:?} reports no InternalIP or ExternalIP"),
+                    )
                 })?;
                 if address.contains(':') {
                     format!("[{address}]:{port}")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs kaasd's whole test suite on a Debian machine, installing and starting what the tests need first:
 # protoc (gRPC code generation), etcd's etcdctl (the etcd-compatibility tests), PostgreSQL and MariaDB (the
-# shared-database tests), the Python kubernetes client and pytest (the Python client tests). Needs root for the
-# installs; the Rust toolchain itself must already be there.
+# shared-database tests), the Python kubernetes client and pytest (the Python client tests), iproute2 and nftables
+# (the NAT lab of the join-and-tunnel tests). Needs root, for the installs and the network namespaces; the Rust
+# toolchain itself must already be there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v mysql >/dev/null || missing+=(mariadb-client)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The join-and-tunnel tests build a NAT in network namespaces (ip netns, veth, an nftables masquerade).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

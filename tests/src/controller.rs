@@ -28,6 +28,8 @@ pub struct Controller {
     port: u16,
     extra_arguments: Vec<String>,
     started_in: Duration,
+    /// The network namespace it runs in (`ip netns exec`), with its address there; `None`: this one, on loopback.
+    namespace: Option<(String, std::net::IpAddr)>,
 }
 
 impl Controller {
@@ -40,9 +42,38 @@ impl Controller {
     pub fn start_with(extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
         let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
         let port = free_port()?;
-        let mut controller = Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO };
+        let mut controller =
+            Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO, namespace: None };
         controller.spawn()?;
         Ok(controller)
+    }
+
+    /// Starts a controller inside network namespace `namespace`, listening on port 6443 of every address there
+    /// and advertising `address` (what workers dial). kubectl runs in that namespace too.
+    pub fn start_in_namespace(namespace: &str, address: std::net::IpAddr) -> anyhow::Result<Controller> {
+        let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
+        let mut controller = Controller {
+            child: None,
+            data_dir,
+            port: 6443,
+            extra_arguments: Vec::new(),
+            started_in: Duration::ZERO,
+            namespace: Some((namespace.to_string(), address)),
+        };
+        controller.spawn()?;
+        Ok(controller)
+    }
+
+    /// A command that runs `program` where this controller runs (its network namespace, if any).
+    pub fn command_here(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.namespace {
+            Some((namespace, _)) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Starts a second controller of the same cluster: a copy of `first`'s PKI (CA, service-account key), its
@@ -56,7 +87,8 @@ impl Controller {
                 .with_context(|| format!("cannot copy {file}"))?;
         }
         let port = free_port()?;
-        let mut controller = Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO };
+        let mut controller =
+            Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO, namespace: None };
         controller.spawn()?;
         Ok(controller)
     }
@@ -69,11 +101,16 @@ impl Controller {
             .open(self.log_path())
             .context("cannot open the controller log")?;
         let started = Instant::now();
-        let mut child = Command::new(binary)
+        let (bind, advertise) = match &self.namespace {
+            Some((_, address)) => ("0.0.0.0".to_string(), address.to_string()),
+            None => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
+        };
+        let mut child = self
+            .command_here(binary)
             .args(["controller", "--data-dir"])
             .arg(self.data_dir.path())
-            .args(["--api-port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
-            .args(["--advertise-address", "127.0.0.1", "--sync", "normal"])
+            .args(["--api-port", &self.port.to_string(), "--bind-address", &bind])
+            .args(["--advertise-address", &advertise, "--sync", "normal"])
             .args(&self.extra_arguments)
             .env_remove("KAASD_DATASTORE")
             .env_remove("KAASD_DATA_DIR")
@@ -124,11 +161,19 @@ impl Controller {
     }
 
     pub fn address(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        match &self.namespace {
+            Some((_, address)) => SocketAddr::new(*address, self.port),
+            None => SocketAddr::from(([127, 0, 0, 1], self.port)),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}", self.address())
+    }
+
+    /// The process id of the running controller.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -146,7 +191,7 @@ impl Controller {
 
     /// A kubectl command as the cluster admin, for callers that need stdin or a timeout.
     pub fn kubectl_command(&self, arguments: &[&str]) -> Command {
-        let mut command = Command::new(KUBECTL);
+        let mut command = self.command_here(KUBECTL);
         command
             .arg("--kubeconfig")
             .arg(self.kubeconfig())

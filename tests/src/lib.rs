@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context};
 pub mod controller;
 pub mod databases;
 pub mod natlab;
+pub mod worker;
 
 /// How long a kaasd process may take to print its serving line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

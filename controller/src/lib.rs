@@ -198,6 +198,12 @@ impl Controller {
         let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
         let client = loopback_client(&pki, &server_url).await?;
+        let replica = pki.issue_client("system:kaasd-replica", &["system:masters"])?;
+        api.set_replica_identity(kaasd_tunnel::tls::client_config(
+            &pki.ca.cert_pem,
+            &replica.cert_pem,
+            &replica.key_pem,
+        )?);
         controllers::spawn_all(client, api.clone(), pki.clone(), cancel.clone(), &tasks);
         tasks.spawn(compact_history(store.clone(), cancel.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;

@@ -108,5 +108,11 @@ where
         tracing::info!(node.name = %node, "refusing a tunnel: no Node object of that name");
         return;
     }
+    if let Err(error) = api.claim_tunnel(&node).await {
+        tracing::warn!(node.name = %node, error = %error.message, "cannot record which replica holds the tunnel");
+    }
     api.tunnels.serve(&node, io).await;
+    if !api.tunnels.is_connected(&node) {
+        let _ = api.release_tunnel(&node).await;
+    }
 }

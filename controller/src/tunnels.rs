@@ -20,6 +20,8 @@ use crate::error::{ApiError, ApiResult};
 
 /// Where a removed node's revocation time is kept: certificates for the node issued before it no longer count.
 pub const REVOCATIONS_PREFIX: &str = "/registry/kaasd/node-revocations/";
+/// Which replica (its advertised `host:port`) holds each node's tunnel, so the others can forward to it.
+pub const OWNERS_PREFIX: &str = "/registry/kaasd/node-tunnels/";
 
 /// The live tunnel of each connected node, on this replica.
 #[derive(Default)]
@@ -126,6 +128,46 @@ impl ApiServer {
         }
         self.tunnels.close(node);
         Ok(())
+    }
+
+    /// Records that this replica holds `node`'s tunnel.
+    pub(crate) async fn claim_tunnel(&self, node: &str) -> ApiResult<()> {
+        let key = format!("{OWNERS_PREFIX}{node}");
+        let record = json!({"replica": self.server_address});
+        for _attempt in 0..16 {
+            let written = match self.store.get(&key, true).await? {
+                Some(current) if current.object == record => return Ok(()),
+                Some(current) => self.store.update(&key, current.revision, &record).await?,
+                None => self.store.create(&key, &record).await?,
+            };
+            if matches!(written, crate::storage::Written::Ok(_)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the record of `node`'s tunnel if it still names this replica (a newer connection to another replica
+    /// may have taken it over).
+    pub(crate) async fn release_tunnel(&self, node: &str) -> ApiResult<()> {
+        let key = format!("{OWNERS_PREFIX}{node}");
+        if let Some(current) = self.store.get(&key, true).await? {
+            if current.object["replica"] == self.server_address.as_str() {
+                self.store.delete(&key, current.revision).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The replica holding `node`'s tunnel, if another one does.
+    pub(crate) async fn tunnel_owner(&self, node: &str) -> ApiResult<Option<String>> {
+        let key = format!("{OWNERS_PREFIX}{node}");
+        Ok(self
+            .store
+            .get(&key, true)
+            .await?
+            .and_then(|stored| stored.object["replica"].as_str().map(str::to_string))
+            .filter(|replica| *replica != self.server_address))
     }
 
     pub(crate) async fn node_exists(&self, node: &str) -> bool {

@@ -352,3 +352,21 @@ fn removing_a_node_closes_its_tunnel_and_revokes_its_certificate() {
     })
     .unwrap();
 }
+
+/// Two controllers of one cluster (one PostgreSQL database): the worker's tunnel ends at the first, and node proxy
+/// through the second still reaches the node (the second forwards to the first).
+#[test]
+fn every_replica_reaches_a_node_whose_tunnel_is_on_another() {
+    let Some(database) = kaasd_e2e::databases::ServerDatabase::create("postgres") else { return };
+    let arguments = vec!["--datastore".to_string(), database.url.clone()];
+    let first = Controller::start_with(arguments.clone()).expect("the first controller starts");
+    let second = Controller::start_replica_of(&first, arguments).expect("the second controller starts");
+    let token = create_token(&first, &["--server", &first.address().to_string()]);
+    let worker = Worker::start(None, &token, "replicated").unwrap();
+    wait_ready(&first, &worker);
+    wait_until(Duration::from_secs(10), "the tunnel through the first controller", || {
+        Ok(agent_health(&first, "replicated")? == "ok")
+    })
+    .unwrap();
+    assert_eq!(agent_health(&second, "replicated").unwrap(), "ok", "the second replica forwards to the first");
+}

@@ -50,6 +50,8 @@ pub struct ApiServer {
     pub tokens: crate::tokens::TokenIssuer,
     /// Reverse tunnels of the nodes connected to this replica.
     pub tunnels: crate::tunnels::NodeTunnels,
+    /// How this replica connects to another to reach a node whose tunnel is there (set at start).
+    replica_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiServer {
@@ -71,6 +73,7 @@ impl ApiServer {
             openapi: crate::openapi::OpenApiDocuments::new(),
             tokens,
             tunnels: crate::tunnels::NodeTunnels::default(),
+            replica_tls: std::sync::OnceLock::new(),
         }
     }
 
@@ -80,6 +83,12 @@ impl ApiServer {
 
     pub fn set_registry(&self, registry: Registry) {
         *self.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(registry);
+    }
+
+    /// The TLS client identity (a `system:masters` certificate of the cluster CA) for forwarding node proxy
+    /// requests to the replica that holds the node's tunnel.
+    pub fn set_replica_identity(&self, config: rustls::ClientConfig) {
+        let _ = self.replica_tls.set(Arc::new(config));
     }
 
     /// /readyz answers ok once bootstrap objects exist.

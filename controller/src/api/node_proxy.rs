@@ -4,6 +4,10 @@
 //! port its Node reports in `status.daemonEndpoints.kubeletEndpoint.Port` (so it is reachable only through the
 //! tunnel). With a port it goes to that port on the node's first InternalIP (else ExternalIP) from the Node
 //! object. The controller never dials a node directly: a NAT'd node could not be reached that way.
+//!
+//! With several replicas a node's tunnel ends at one of them. A replica without it forwards the request, as it
+//! came, to the replica that holds it (recorded in the datastore, see `tunnels`), with its own `system:masters`
+//! identity (the caller was authorized here) and a header that stops the other from forwarding again.
 
 use std::convert::Infallible;
 
@@ -21,6 +25,12 @@ use crate::storage::ObjectStore;
 
 /// The agent's port when a Node does not report one (the kubelet's).
 const DEFAULT_AGENT_PORT: u16 = 10250;
+/// Marks a request one replica passed to another; such a request is never forwarded again.
+const FORWARDED_HEADER: &str = "kaasd-forwarded-from";
+
+/// A byte stream to send the HTTP request over: a tunnel stream, or TLS to another replica.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Connection for T {}
 
 /// Whether `resource` is a node proxy request.
 pub(super) fn is_node_proxy(resource: &ResourcePath) -> bool {
@@ -87,10 +97,26 @@ impl ApiServer {
             raw => format!("{path}?{raw}"),
         };
         let body = read_body(body).await?;
-        let stream = self.tunnels.dial(name, &target).await?;
+        let forwarded = headers.contains_key(FORWARDED_HEADER);
+        let (stream, uri, host): (Box<dyn Connection>, String, String) = match self.tunnels.dial(name, &target).await {
+            Ok(stream) => (Box::new(stream), uri, target.clone()),
+            Err(error) if error.code == 503 && !forwarded => match self.tunnel_owner(name).await? {
+                Some(replica) => {
+                    let original =
+                        format!("/api/v1/nodes/{name_and_port}/{}", resource.subresource.as_deref().unwrap_or("proxy"));
+                    let original = match query.raw() {
+                        "" => original,
+                        raw => format!("{original}?{raw}"),
+                    };
+                    (self.connect_replica(&replica).await?, original, replica)
+                }
+                None => return Err(error),
+            },
+            Err(error) => return Err(error),
+        };
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| {
-                ApiError::new(502, "BadGateway", format!("cannot speak HTTP to {target} on node {name:?}: {error}"))
+                ApiError::new(502, "BadGateway", format!("cannot speak HTTP to {host} for node {name:?}: {error}"))
             })?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -102,11 +128,12 @@ impl ApiServer {
             }
         }
         let request = request
-            .header(header::HOST, target.as_str())
+            .header(header::HOST, host.as_str())
+            .header(FORWARDED_HEADER, self.server_address.as_str())
             .body(Full::new(body))
             .map_err(|error| ApiError::bad_request(format!("cannot build the proxied request: {error}")))?;
         let response = sender.send_request(request).await.map_err(|error| {
-            ApiError::new(502, "BadGateway", format!("error proxying to {target} on node {name:?}: {error}"))
+            ApiError::new(502, "BadGateway", format!("error proxying to {host} for node {name:?}: {error}"))
         })?;
         let (parts, incoming) = response.into_parts();
         // The node's answer is streamed back as it comes; an error mid-way ends the body early.
@@ -122,6 +149,34 @@ impl ApiServer {
             }
         }
         Ok(answer)
+    }
+}
+
+impl ApiServer {
+    /// A TLS connection to another replica's API port, as this replica.
+    async fn connect_replica(&self, replica: &str) -> ApiResult<Box<dyn Connection>> {
+        let unavailable = |reason: String| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("cannot reach replica {replica} that holds the tunnel: {reason}"),
+            )
+        };
+        let config = self.replica_tls.get().cloned().ok_or_else(|| unavailable("no replica identity yet".into()))?;
+        let host = replica.rsplit_once(':').map(|(host, _)| host).unwrap_or(replica);
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let server_name =
+            rustls::pki_types::ServerName::try_from(host).map_err(|error| unavailable(error.to_string()))?;
+        let tcp = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(replica))
+            .await
+            .map_err(|_| unavailable("no answer within 5 s".into()))?
+            .map_err(|error| unavailable(error.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|error| unavailable(error.to_string()))?;
+        Ok(Box::new(tls))
     }
 }
 

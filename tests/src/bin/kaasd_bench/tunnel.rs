@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use kaasd_e2e::natlab::{NatLab, CP_ADDRESS};
 use kaasd_tunnel::pki::{ClusterPki, ServingNames};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::report;
 use crate::tunnel_load::{LoadArgs, LoadResult};
@@ -256,33 +256,46 @@ async fn benchmark(args: TunnelArgs) -> Result<()> {
         tunnel = Some((server, agent));
     }
 
-    let tunnel_pids = |route: Route| -> Vec<u32> {
-        match route {
-            Route::Direct => Vec::new(),
-            Route::Ssh => {
-                let mut pids = ssh.as_ref().map(|ssh| process_tree(ssh.sshd.pid)).unwrap_or_default();
-                pids.extend(ssh_forward.as_ref().map(|client: &Helper| client.pid));
-                pids
-            }
-            Route::Kaasd => tunnel.iter().flat_map(|(server, agent)| [server.pid, agent.pid]).collect(),
-        }
+    // The processes of each route's tunnel ends, for their CPU time; fixed once the routes are up.
+    let mut tunnel_pids: BTreeMap<Route, Vec<u32>> = BTreeMap::new();
+    if let Some(ssh) = &ssh {
+        let mut pids = process_tree(ssh.sshd.pid);
+        pids.extend(ssh_forward.as_ref().map(|client: &Helper| client.pid));
+        tunnel_pids.insert(Route::Ssh, pids);
+    }
+    if let Some((server, agent)) = &tunnel {
+        tunnel_pids.insert(Route::Kaasd, vec![server.pid, agent.pid]);
+    }
+    let route_cpu = |route: Route| -> f64 {
+        tunnel_pids.get(&route).map(|pids| pids.iter().filter_map(|pid| cpu_seconds(*pid)).sum()).unwrap_or(0.0)
     };
     let cases: Vec<Case> = Case::ALL.into_iter().filter(|case| plan.cases.contains(&case.key())).collect();
     for run in 0..if cases.is_empty() { 0 } else { plan.runs } {
         progress(&format!("tunnel: run {} of {}", run + 1, plan.runs));
         for case in &cases {
             for (&route, &endpoint) in &endpoints {
-                let cpu_before: f64 = tunnel_pids(route).iter().filter_map(|pid| cpu_seconds(*pid)).sum();
+                let cpu_before = route_cpu(route);
                 match bench.load(*case, endpoint).await {
                     Ok(result) => {
-                        let cpu_after: f64 = tunnel_pids(route).iter().filter_map(|pid| cpu_seconds(*pid)).sum();
-                        results.record_load(*case, route, &result, cpu_after - cpu_before, &plan);
+                        results.record_load(*case, route, &result, route_cpu(route) - cpu_before, &plan);
                     }
                     Err(error) => {
                         progress(&format!("tunnel: {} over {} failed: {error:#}", case.name(), route.title()));
                         results.fail(&case.first_label(&plan), route, &format!("{error:#}"));
                     }
                 }
+            }
+            // The controller reads its streams in its own process; this row leaves out the forwarded port.
+            let verb = match case {
+                Case::Download => "download",
+                Case::Upload => "upload",
+                _ => continue,
+            };
+            let Some((server, _)) = &mut tunnel else { continue };
+            let label = format!("{}: kaasd stream read and written inside the tunnel server", case.first_label(&plan));
+            match server.transfer_in_process(verb, plan.bulk_bytes).await {
+                Ok(result) => results.record(&label, "Gbit/s", true, None, Route::Kaasd, result.gigabits_per_second()),
+                Err(error) => results.fail(&label, Route::Kaasd, &format!("{error:#}")),
             }
         }
     }
@@ -500,7 +513,31 @@ struct Helper {
     child: Child,
     pid: u32,
     agents: watch::Receiver<(usize, Instant)>,
+    /// Answers to commands written to its stdin (the tunnel server's in-process transfers).
+    answers: mpsc::UnboundedReceiver<String>,
     command_line: String,
+}
+
+impl Helper {
+    /// A process that prints nothing the benchmark reads (sshd, ssh).
+    fn silent(child: Child, command_line: &str) -> Result<Helper> {
+        let pid = child.id().ok_or_else(|| anyhow!("{command_line} exited at once"))?;
+        let (_, agents) = watch::channel((0, Instant::now()));
+        let (_, answers) = mpsc::unbounded_channel();
+        Ok(Helper { child, pid, agents, answers, command_line: command_line.to_string() })
+    }
+
+    /// Has the tunnel server move `bytes` through node 0's tunnel itself (`download` or `upload`).
+    async fn transfer_in_process(&mut self, verb: &str, bytes: u64) -> Result<LoadResult> {
+        let stdin = self.child.stdin.as_mut().ok_or_else(|| anyhow!("{} has no stdin", self.command_line))?;
+        let command = format!("{verb} n0 127.0.0.1:{TARGET_PORT} {bytes}\n");
+        stdin.write_all(command.as_bytes()).await.context("writing to the tunnel server")?;
+        let answer = self.answers.recv().await.ok_or_else(|| anyhow!("the tunnel server exited"))?;
+        match answer.strip_prefix("result ") {
+            Some(json) => serde_json::from_str(json).with_context(|| format!("parsing {json:?}")),
+            None => bail!("{}", answer.trim_start_matches("result-error ")),
+        }
+    }
 }
 
 impl Bench<'_> {
@@ -723,9 +760,7 @@ impl SshLab {
             .kill_on_drop(true)
             .spawn()
             .context("starting ssh")?;
-        let pid = child.id().ok_or_else(|| anyhow!("ssh exited at once"))?;
-        let (_, agents) = watch::channel((0, Instant::now()));
-        Ok(Helper { child, pid, agents, command_line: "ssh -N -R …".to_string() })
+        Helper::silent(child, "ssh -N -R …")
     }
 
     /// sshd's memory per idle forwarded session: a fresh sshd, then `ssh_sessions` clients spread over the edges.
@@ -784,9 +819,7 @@ async fn spawn_sshd(bench: &Bench<'_>, dir: &Path) -> Result<Helper> {
         .kill_on_drop(true)
         .spawn()
         .context("starting sshd")?;
-    let pid = child.id().ok_or_else(|| anyhow!("sshd exited at once"))?;
-    let (_, agents) = watch::channel((0, Instant::now()));
-    let sshd = Helper { child, pid, agents, command_line: "sshd -D -e -f sshd_config".to_string() };
+    let sshd = Helper::silent(child, "sshd -D -e -f sshd_config")?;
     wait_for_listening(bench.lab, &[SSHD_PORT], Duration::from_secs(10))
         .await
         .with_context(|| format!("sshd did not start; see {}", bench.logs.join("sshd.log").display()))?;
@@ -808,7 +841,7 @@ async fn stop_tree(mut helper: Helper) {
 async fn spawn_with_ready_line(command: std::process::Command, log: &Path, command_line: String) -> Result<Helper> {
     let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = tokio::process::Command::from(command)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log_file)
         .kill_on_drop(true)
@@ -817,6 +850,7 @@ async fn spawn_with_ready_line(command: std::process::Command, log: &Path, comma
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let (ready_sender, ready) = oneshot::channel();
     let (agents_sender, agents) = watch::channel((0usize, Instant::now()));
+    let (answer_sender, answers) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut ready_sender = Some(ready_sender);
         let mut lines = BufReader::new(stdout).lines();
@@ -827,6 +861,8 @@ async fn spawn_with_ready_line(command: std::process::Command, log: &Path, comma
                 }
             } else if let Some(count) = line.strip_prefix("agents ").and_then(|count| count.trim().parse().ok()) {
                 let _ = agents_sender.send((count, Instant::now()));
+            } else if line.starts_with("result") {
+                let _ = answer_sender.send(line);
             }
         }
     });
@@ -837,7 +873,7 @@ async fn spawn_with_ready_line(command: std::process::Command, log: &Path, comma
             bail!("{command_line} did not start: {}", log_text.trim());
         }
     };
-    Ok(Helper { child, pid, agents, command_line })
+    Ok(Helper { child, pid, agents, answers, command_line })
 }
 
 /// Waits until the tunnel server reports at least `count` agents; returns when it printed that line.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Body size the stalled reader asks for: far more than every buffer on the way can hold.
@@ -89,7 +89,17 @@ pub async fn run(args: LoadArgs) -> Result<()> {
 }
 
 async fn download(target: SocketAddr, bytes: u64) -> Result<LoadResult> {
-    let mut connection = Connection::open(target).await?;
+    download_over(Connection::open(target).await?.socket, bytes).await
+}
+
+async fn upload(target: SocketAddr, bytes: u64) -> Result<LoadResult> {
+    upload_over(Connection::open(target).await?.socket, bytes).await
+}
+
+/// Reads a `bytes` long body from the target over an open connection (a socket, or a tunnel stream in the tunnel
+/// server's own process).
+pub async fn download_over<S: AsyncRead + AsyncWrite + Unpin>(stream: S, bytes: u64) -> Result<LoadResult> {
+    let mut connection = Connection::over(stream);
     let started = Instant::now();
     let request = format!("GET /large?bytes={bytes} HTTP/1.1\r\nHost: target\r\n\r\n");
     let received = connection.exchange(request.as_bytes()).await?;
@@ -99,8 +109,9 @@ async fn download(target: SocketAddr, bytes: u64) -> Result<LoadResult> {
     Ok(LoadResult { seconds: started.elapsed().as_secs_f64(), bytes, requests: 1, ..LoadResult::default() })
 }
 
-async fn upload(target: SocketAddr, bytes: u64) -> Result<LoadResult> {
-    let mut connection = Connection::open(target).await?;
+/// Sends a `bytes` long body to the target over an open connection.
+pub async fn upload_over<S: AsyncRead + AsyncWrite + Unpin>(stream: S, bytes: u64) -> Result<LoadResult> {
+    let mut connection = Connection::over(stream);
     let started = Instant::now();
     let head = format!("POST /upload HTTP/1.1\r\nHost: target\r\nContent-Length: {bytes}\r\n\r\n");
     connection.socket.write_all(head.as_bytes()).await?;
@@ -120,7 +131,7 @@ async fn upload(target: SocketAddr, bytes: u64) -> Result<LoadResult> {
 }
 
 /// A connection whose large response is requested and then left unread.
-async fn stall(target: SocketAddr) -> Result<Connection> {
+async fn stall(target: SocketAddr) -> Result<Connection<TcpStream>> {
     let mut connection = Connection::open(target).await?;
     let request = format!("GET /large?bytes={STALLED_BODY_BYTES} HTTP/1.1\r\nHost: target\r\n\r\n");
     connection.socket.write_all(request.as_bytes()).await?;
@@ -161,7 +172,7 @@ async fn requests(args: &LoadArgs) -> Result<LoadResult> {
 async fn request_loop(target: SocketAddr, deadline: Instant, new_connection_each_time: bool) -> (Histogram<u64>, u64) {
     let mut histogram = new_histogram();
     let mut errors = 0;
-    let mut kept: Option<Connection> = None;
+    let mut kept: Option<Connection<TcpStream>> = None;
     let request: &[u8] = if new_connection_each_time {
         b"GET /small HTTP/1.1\r\nHost: target\r\nConnection: close\r\n\r\n"
     } else {
@@ -203,18 +214,24 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// One HTTP/1.1 connection: requests go out as given, answers must carry Content-Length.
-struct Connection {
-    socket: TcpStream,
+struct Connection<S> {
+    socket: S,
     buffer: Vec<u8>,
     /// Bytes of `buffer` that hold data not consumed yet.
     filled: usize,
 }
 
-impl Connection {
-    async fn open(target: SocketAddr) -> Result<Connection> {
+impl Connection<TcpStream> {
+    async fn open(target: SocketAddr) -> Result<Self> {
         let socket = TcpStream::connect(target).await.with_context(|| format!("connecting to {target}"))?;
         socket.set_nodelay(true)?;
-        Ok(Connection { socket, buffer: vec![0; READ_BUFFER_BYTES], filled: 0 })
+        Ok(Connection::over(socket))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    fn over(socket: S) -> Self {
+        Connection { socket, buffer: vec![0; READ_BUFFER_BYTES], filled: 0 }
     }
 
     /// Sends `request` and reads the answer, discarding the body; returns the body's size.

@@ -17,6 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kaasd_tunnel::agent::{self, DialPolicy};
 use kaasd_tunnel::session::{self, Session};
+use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
@@ -102,6 +103,7 @@ pub async fn serve_tunnels(args: ServerArgs) -> Result<()> {
         tokio::spawn(forward_port(listener, node.to_string(), target.to_string(), registry.clone()));
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tokio::spawn(answer_commands(registry.clone()));
     println!("ready pid={}", std::process::id());
     loop {
         match listener.accept().await {
@@ -196,6 +198,32 @@ impl Registry {
     fn get(&self, node: &str) -> Option<Session> {
         let state = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.by_node.get(node).map(|(_, session)| session.clone())
+    }
+}
+
+/// Bulk transfers the tunnel server runs itself, through a node's tunnel, the way the controller consumes a stream
+/// in its own process (no forwarded port in between). Commands on stdin: `download|upload NODE TARGET BYTES`;
+/// answers on stdout: `result <json>` or `result-error <why>`.
+async fn answer_commands(registry: Arc<Registry>) {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let outcome = async {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [verb, node, target, bytes] = words[..] else { bail!("cannot parse command {line:?}") };
+            let bytes: u64 = bytes.parse().context("byte count")?;
+            let session = registry.get(node).ok_or_else(|| anyhow!("no session for node {node}"))?;
+            let stream = session.dial(target).await?;
+            match verb {
+                "download" => crate::tunnel_load::download_over(stream, bytes).await,
+                "upload" => crate::tunnel_load::upload_over(stream, bytes).await,
+                other => bail!("unknown command {other:?}"),
+            }
+        }
+        .await;
+        match outcome.and_then(|result| Ok(serde_json::to_string(&result)?)) {
+            Ok(json) => println!("result {json}"),
+            Err(error) => println!("result-error {error:#}"),
+        }
     }
 }
 

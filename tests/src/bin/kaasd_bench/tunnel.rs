@@ -390,7 +390,7 @@ fn stall_label(plan: &Plan) -> String {
     format!("64 B GETs beside a stalled reader, {} keep-alive connections", plan.connections)
 }
 fn memory_label(plan: &Plan) -> String {
-    format!("server memory per idle agent / session (Pss slope, {} agents)", plan.agents)
+    format!("server memory per idle agent ({}) / ssh session ({}), Pss slope", plan.agents, plan.ssh_sessions)
 }
 
 #[derive(Default)]
@@ -646,9 +646,10 @@ async fn agents_case(bench: &Bench<'_>, results: &mut Results) -> Result<()> {
     let label = memory_label(plan);
     let goal = Some(Goal::AtMost(64.0));
     results.record(&label, "KiB", false, goal, Route::Kaasd, (full.pss - empty.pss) / agents / KIB);
-    let rss_label = format!("server memory per idle agent / session (RSS slope, {} agents)", plan.agents);
+    let rss_label =
+        format!("server memory per idle agent ({}) / ssh session ({}), RSS slope", plan.agents, plan.ssh_sessions);
     results.record(&rss_label, "KiB", false, None, Route::Kaasd, (full.rss - empty.rss) / agents / KIB);
-    let total_label = format!("server Pss with {} idle agents / sessions", plan.agents);
+    let total_label = format!("server Pss with {} idle agents", plan.agents);
     results.record(&total_label, "MiB", false, None, Route::Kaasd, full.pss / MIB);
     let agent_pids: Vec<u32> = agent_processes.iter().map(|helper| helper.pid).collect();
     let agent_memory = ProcessMemory::read(&agent_pids)?;
@@ -784,7 +785,8 @@ impl SshLab {
         let sessions = plan.ssh_sessions as f64;
         let label = memory_label(plan);
         results.record(&label, "KiB", false, None, Route::Ssh, (full.pss - empty.pss) / sessions / KIB);
-        let rss_label = format!("server memory per idle agent / session (RSS slope, {} agents)", plan.agents);
+        let rss_label =
+            format!("server memory per idle agent ({}) / ssh session ({}), RSS slope", plan.agents, plan.ssh_sessions);
         results.record(&rss_label, "KiB", false, None, Route::Ssh, (full.rss - empty.rss) / sessions / KIB);
         let client_pids: Vec<u32> = clients.iter().map(|client| client.pid).collect();
         let client_memory = ProcessMemory::read(&client_pids)?;
@@ -1069,7 +1071,7 @@ fn render_section(
             read_trimmed("/proc/loadavg")
         ),
         format!(
-            "- Throughput and latency: {} runs, each case over each path in turn; the table shows the median run. \
+            "- Throughput and latency: {} runs, each case over each route in turn; the table shows the median run. \
              Request cases last {:.0} s each.",
             plan.runs, plan.seconds
         ),

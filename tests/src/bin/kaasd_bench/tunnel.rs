@@ -392,6 +392,9 @@ fn stall_label(plan: &Plan) -> String {
 fn memory_label(plan: &Plan) -> String {
     format!("server memory per idle agent ({}) / ssh session ({}), Pss slope", plan.agents, plan.ssh_sessions)
 }
+fn memory_rss_label(plan: &Plan) -> String {
+    format!("server memory per idle agent ({}) / ssh session ({}), RSS slope", plan.agents, plan.ssh_sessions)
+}
 
 #[derive(Default)]
 struct Results {
@@ -646,8 +649,7 @@ async fn agents_case(bench: &Bench<'_>, results: &mut Results) -> Result<()> {
     let label = memory_label(plan);
     let goal = Some(Goal::AtMost(64.0));
     results.record(&label, "KiB", false, goal, Route::Kaasd, (full.pss - empty.pss) / agents / KIB);
-    let rss_label =
-        format!("server memory per idle agent ({}) / ssh session ({}), RSS slope", plan.agents, plan.ssh_sessions);
+    let rss_label = memory_rss_label(plan);
     results.record(&rss_label, "KiB", false, None, Route::Kaasd, (full.rss - empty.rss) / agents / KIB);
     let total_label = format!("server Pss with {} idle agents", plan.agents);
     results.record(&total_label, "MiB", false, None, Route::Kaasd, full.pss / MIB);
@@ -785,8 +787,7 @@ impl SshLab {
         let sessions = plan.ssh_sessions as f64;
         let label = memory_label(plan);
         results.record(&label, "KiB", false, None, Route::Ssh, (full.pss - empty.pss) / sessions / KIB);
-        let rss_label =
-            format!("server memory per idle agent ({}) / ssh session ({}), RSS slope", plan.agents, plan.ssh_sessions);
+        let rss_label = memory_rss_label(plan);
         results.record(&rss_label, "KiB", false, None, Route::Ssh, (full.rss - empty.rss) / sessions / KIB);
         let client_pids: Vec<u32> = clients.iter().map(|client| client.pid).collect();
         let client_memory = ProcessMemory::read(&client_pids)?;

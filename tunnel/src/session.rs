@@ -23,7 +23,7 @@ use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument};
 
 use crate::tls::TlsError;
 
@@ -184,12 +184,19 @@ impl Session {
         if request.uri().authority().is_none() || request.uri().scheme().is_some() {
             return Err(DialError::Refused(format!("invalid target {target:?}: expected host:port")));
         }
-        tokio::select! {
-            answered = tokio::time::timeout(self.shared.dial_timeout, self.send_connect(request)) => {
-                answered.unwrap_or(Err(DialError::Timeout))
+        let dialled = async {
+            tokio::select! {
+                answered = tokio::time::timeout(self.shared.dial_timeout, self.send_connect(request)) => {
+                    answered.unwrap_or(Err(DialError::Timeout))
+                }
+                () = self.shared.ended.cancelled() => Err(DialError::Closed),
             }
-            () = self.shared.ended.cancelled() => Err(DialError::Closed),
+        };
+        let outcome = dialled.instrument(tracing::debug_span!("tunnel.dial", tunnel.target = target)).await;
+        if let Err(error) = &outcome {
+            debug!(tunnel.target = target, error = %error, "tunnel dial failed");
         }
+        outcome
     }
 
     /// Closes the connection now (revocation): in-flight streams end with an error, later dials fail.

@@ -11,6 +11,9 @@ mod api_server;
 mod api_workloads;
 mod report;
 mod targets;
+mod tunnel;
+mod tunnel_load;
+mod tunnel_roles;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -48,6 +51,8 @@ struct Cli {
 enum Mode {
     /// Benchmark the Kubernetes API server (`kaasd controller`) on SQLite and PostgreSQL in one run.
     Api(api::ApiArgs),
+    #[command(flatten)]
+    Tunnel(tunnel::TunnelCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -175,6 +180,7 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.mode {
         Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
+        Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
         None => runtime.block_on(run(cli.datastore)),
     }
 }

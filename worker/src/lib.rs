@@ -89,6 +89,15 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         }
     };
     let name = identity.node_name.clone();
+    if let Ok((_, not_after)) = identity.certificate_validity() {
+        if jiff::Timestamp::now().as_second() >= not_after {
+            return Err(WorkerError::Config(format!(
+                "node {name:?}'s certificate expired while the worker was not running; remove {} and join again \
+                 with a new token",
+                config.data_dir.join("worker").display()
+            )));
+        }
+    }
     let removed = |error: WorkerError| match error {
         WorkerError::Api(kube::Error::Api(status)) if status.code == 401 => WorkerError::Removed(name.clone()),
         other => other,
@@ -195,15 +204,16 @@ fn start_tunnel(
     Ok(stop)
 }
 
-/// A certificate past two thirds of its lifetime is renewed.
 fn needs_rotation(identity: &Identity) -> bool {
     match identity.certificate_validity() {
-        Ok((not_before, not_after)) => {
-            let now = jiff::Timestamp::now().as_second();
-            now >= not_before + (not_after - not_before) * 2 / 3
-        }
+        Ok((not_before, not_after)) => rotation_due(not_before, not_after, jiff::Timestamp::now().as_second()),
         Err(_) => false,
     }
+}
+
+/// A certificate past two thirds of its lifetime is renewed, leaving a third of it for retries.
+fn rotation_due(not_before: i64, not_after: i64, now: i64) -> bool {
+    now >= not_before + (not_after - not_before) * 2 / 3
 }
 
 async fn rotate(identity: &Identity, client: &kube::Client, config: &WorkerConfig) -> Result<Identity, WorkerError> {
@@ -259,4 +269,17 @@ pub fn hostname() -> String {
         .map(|name| name.trim().to_lowercase())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_are_renewed_after_two_thirds_of_their_lifetime() {
+        let day = 86_400;
+        assert!(!rotation_due(0, 30 * day, 19 * day));
+        assert!(rotation_due(0, 30 * day, 20 * day));
+        assert!(rotation_due(0, 30 * day, 31 * day), "an expired certificate is renewed too");
+    }
 }

@@ -27,6 +27,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
+#[path = "tunnel_controller.rs"]
+mod controller;
+
 use crate::report;
 use crate::tunnel_load::{LoadArgs, LoadResult};
 use crate::tunnel_roles::{AgentsArgs, PkiFiles, ServerArgs, TargetArgs};
@@ -73,8 +76,9 @@ pub struct TunnelArgs {
     #[arg(long)]
     write: Option<PathBuf>,
     /// Comma-separated cases: download, upload, small, connect, stall (small requests beside a stalled reader),
-    /// idle (memory per idle agent and reconnection after kill -9).
-    #[arg(long, default_value = "download,upload,small,connect,stall,idle")]
+    /// idle (memory per idle agent and reconnection after kill -9), controller-idle (the same against the real
+    /// `kaasd controller`, which must sit next to this binary, with kubectl on PATH).
+    #[arg(long, default_value = "download,upload,small,connect,stall,idle,controller-idle")]
     cases: String,
     /// Comma-separated routes: direct, ssh, kaasd.
     #[arg(long, default_value = "direct,ssh,kaasd")]
@@ -171,7 +175,7 @@ impl TunnelArgs {
     }
 }
 
-const CASE_KEYS: [&str; 6] = ["download", "upload", "small", "connect", "stall", "idle"];
+const CASE_KEYS: [&str; 7] = ["download", "upload", "small", "connect", "stall", "idle", "controller-idle"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Route {
@@ -314,6 +318,12 @@ async fn benchmark(args: TunnelArgs) -> Result<()> {
                 progress(&format!("tunnel: agents case failed: {error:#}"));
                 results.fail(&memory_label(&plan), Route::Kaasd, &format!("{error:#}"));
             }
+        }
+    }
+    if plan.cases.contains(&"controller-idle") && plan.routes.contains(&Route::Kaasd) {
+        if let Err(error) = controller::controller_case(&bench, &mut results).await {
+            progress(&format!("tunnel: controller case failed: {error:#}"));
+            results.fail(&controller::memory_label(plan.agents), Route::Kaasd, &format!("{error:#}"));
         }
     }
     for route in ROUTES {
@@ -576,12 +586,26 @@ impl Bench<'_> {
     }
 
     async fn agents(&self, edge: usize, first: usize, count: usize) -> Result<Helper> {
+        let server = SocketAddr::new(IpAddr::V4(CP_ADDRESS), TUNNEL_PORT);
+        self.agents_to(edge, first, count, server, self.pki, "agents").await
+    }
+
+    /// `count` agents from node `n<first>` on in edge `edge`, to `server` with the node certificates in `pki`.
+    async fn agents_to(
+        &self,
+        edge: usize,
+        first: usize,
+        count: usize,
+        server: SocketAddr,
+        pki: &PkiFiles,
+        name: &str,
+    ) -> Result<Helper> {
         let arguments = vec![
             "tunnel-agents".to_string(),
             "--server".to_string(),
-            format!("{CP_ADDRESS}:{TUNNEL_PORT}"),
+            server.to_string(),
             "--pki".to_string(),
-            self.pki.dir.display().to_string(),
+            pki.dir.display().to_string(),
             "--first".to_string(),
             first.to_string(),
             "--count".to_string(),
@@ -589,7 +613,7 @@ impl Bench<'_> {
             "--own-address".to_string(),
             self.lab.edge_address(edge).to_string(),
         ];
-        self.helper(self.lab.edge(edge), None, &format!("agents-{edge}"), &arguments).await
+        self.helper(self.lab.edge(edge), None, &format!("{name}-{edge}"), &arguments).await
     }
 
     /// Runs one `tunnel-load` in `cp` and parses its result.

@@ -115,36 +115,30 @@ impl ApiServer {
     /// Records that certificates of `node` issued up to now no longer authenticate (the node was removed), and
     /// closes its tunnel here; other replicas close theirs when they see the record.
     pub(crate) async fn revoke_node(&self, node: &str) -> ApiResult<()> {
-        let key = format!("{REVOCATIONS_PREFIX}{node}");
         let record = json!({"revokedAt": jiff::Timestamp::now().to_string()});
-        loop {
-            let written = match self.store.get(&key, true).await? {
-                Some(current) => self.store.update(&key, current.revision, &record).await?,
-                None => self.store.create(&key, &record).await?,
-            };
-            if matches!(written, crate::storage::Written::Ok(_)) {
-                break;
-            }
-        }
+        self.put_record(&format!("{REVOCATIONS_PREFIX}{node}"), &record).await?;
         self.tunnels.close(node);
         Ok(())
     }
 
     /// Records that this replica holds `node`'s tunnel.
     pub(crate) async fn claim_tunnel(&self, node: &str) -> ApiResult<()> {
-        let key = format!("{OWNERS_PREFIX}{node}");
-        let record = json!({"replica": self.server_address});
+        self.put_record(&format!("{OWNERS_PREFIX}{node}"), &json!({"replica": self.server_address})).await
+    }
+
+    /// Writes `record` at `key` (one of kaasd's own keys, not an API object), whatever was there.
+    async fn put_record(&self, key: &str, record: &Value) -> ApiResult<()> {
         for _attempt in 0..16 {
-            let written = match self.store.get(&key, true).await? {
-                Some(current) if current.object == record => return Ok(()),
-                Some(current) => self.store.update(&key, current.revision, &record).await?,
-                None => self.store.create(&key, &record).await?,
+            let written = match self.store.get(key, true).await? {
+                Some(current) if current.object == *record => return Ok(()),
+                Some(current) => self.store.update(key, current.revision, record).await?,
+                None => self.store.create(key, record).await?,
             };
             if matches!(written, crate::storage::Written::Ok(_)) {
-                break;
+                return Ok(());
             }
         }
-        Ok(())
+        Err(ApiError::new(409, "Conflict", format!("{key} kept changing; try again")))
     }
 
     /// Forgets the record of `node`'s tunnel if it still names this replica (a newer connection to another replica

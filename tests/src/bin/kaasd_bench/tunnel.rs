@@ -952,20 +952,28 @@ fn write_pki(scratch: &Path, agents: usize) -> Result<PkiFiles> {
     let pki = ClusterPki::load_or_create(&scratch.join("cluster-pki"), &names).context("creating the test PKI")?;
     let files = PkiFiles { dir: scratch.join("pki") };
     std::fs::create_dir_all(&files.dir).context("creating the PKI directory")?;
-    let write = |path: PathBuf, contents: &str| {
-        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
-    };
-    write(files.ca(), &pki.ca.cert_pem)?;
-    write(files.server_cert(), &pki.serving.cert_pem)?;
-    write(files.server_key(), &pki.serving.key_pem)?;
+    write_file(files.server_cert(), &pki.serving.cert_pem)?;
+    write_file(files.server_key(), &pki.serving.key_pem)?;
+    write_node_certificates(&pki, &files, agents)?;
+    Ok(files)
+}
+
+/// The CA and a client certificate `CN=system:node:n<i>, O=system:nodes` for each of `agents` nodes, where
+/// `tunnel-agents` reads them.
+pub(super) fn write_node_certificates(pki: &ClusterPki, files: &PkiFiles, agents: usize) -> Result<()> {
+    write_file(files.ca(), &pki.ca.cert_pem)?;
     for index in 0..agents {
         let node = pki
             .issue_client(&format!("system:node:{}", PkiFiles::node_name(index)), &["system:nodes"])
             .context("issuing a node certificate")?;
-        write(files.node_cert(index), &node.cert_pem)?;
-        write(files.node_key(index), &node.key_pem)?;
+        write_file(files.node_cert(index), &node.cert_pem)?;
+        write_file(files.node_key(index), &node.key_pem)?;
     }
-    Ok(files)
+    Ok(())
+}
+
+fn write_file(path: PathBuf, contents: &str) -> Result<()> {
+    std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Proportional set size and resident set size summed over processes, from /proc/PID/smaps_rollup.

@@ -139,17 +139,7 @@ fn write_node_pki(data_dir: &Path, scratch: &Path, agents: usize) -> Result<PkiF
     let pki = ClusterPki::load_or_create(&copy, &names).context("loading the controller's CA")?;
     let files = PkiFiles { dir: scratch.join("controller-nodes") };
     std::fs::create_dir_all(&files.dir).context("creating the node PKI directory")?;
-    let write = |path: PathBuf, contents: &str| {
-        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
-    };
-    write(files.ca(), &pki.ca.cert_pem)?;
-    for index in 0..agents {
-        let node = pki
-            .issue_client(&format!("system:node:{}", PkiFiles::node_name(index)), &["system:nodes"])
-            .context("issuing a node certificate")?;
-        write(files.node_cert(index), &node.cert_pem)?;
-        write(files.node_key(index), &node.key_pem)?;
-    }
+    crate::tunnel::write_node_certificates(&pki, &files, agents)?;
     Ok(files)
 }
 

@@ -138,8 +138,12 @@ pub struct Controller {
     /// Path of the admin kubeconfig written at start.
     pub admin_kubeconfig: PathBuf,
     store: Store,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
+    /// Stops the in-process controllers and background jobs (`background`).
+    stop_background: CancellationToken,
+    background: TaskTracker,
+    /// Stops accepting connections and drains the open ones (`serving`).
+    stop_serving: CancellationToken,
+    serving: TaskTracker,
 }
 
 impl Controller {
@@ -179,16 +183,18 @@ impl Controller {
             config.service_cidr,
             tokens,
         ));
-        let cancel = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        tasks.spawn(server::serve(listener, Arc::new(tls), api.clone(), cancel.clone()));
+        let stop_serving = CancellationToken::new();
+        let serving = TaskTracker::new();
+        serving.spawn(server::serve(listener, Arc::new(tls), api.clone(), stop_serving.clone()));
+        let stop_background = CancellationToken::new();
+        let background = TaskTracker::new();
         bootstrap::ensure(&api, &config, listen_address.port())
             .await
             .map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
         api.reload_custom_resources().await.map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
         let following = api::follow_custom_resources(api.clone());
-        let stop = cancel.clone();
-        tasks.spawn(async move {
+        let stop = stop_background.clone();
+        background.spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = following => {}
@@ -204,19 +210,36 @@ impl Controller {
             &replica.cert_pem,
             &replica.key_pem,
         )?);
-        controllers::spawn_all(client, api.clone(), pki.clone(), cancel.clone(), &tasks);
-        tasks.spawn(compact_history(store.clone(), cancel.clone()));
+        controllers::spawn_all(client, api.clone(), pki.clone(), stop_background.clone(), &background);
+        background.spawn(compact_history(store.clone(), stop_background.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
         // Ready only once everything a client needs exists, the admin kubeconfig included.
         api.set_ready();
-        Ok(Controller { api, pki, listen_address, admin_kubeconfig, store, cancel, tasks })
+        Ok(Controller {
+            api,
+            pki,
+            listen_address,
+            admin_kubeconfig,
+            store,
+            stop_background,
+            background,
+            stop_serving,
+            serving,
+        })
     }
 
-    /// Stops serving and closes the datastore.
+    /// Drains in the order that lets nothing hold the next step open: the in-process controllers stop first (their
+    /// watches are requests to this server), then every open watch ends its stream cleanly, then the listener
+    /// closes and lets the remaining requests finish, and last the datastore closes (which frees the SQLite file
+    /// for the next process).
     pub async fn shutdown(self) {
-        self.cancel.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.stop_background.cancel();
+        self.background.close();
+        self.background.wait().await;
+        self.api.start_draining();
+        self.stop_serving.cancel();
+        self.serving.close();
+        self.serving.wait().await;
         self.store.close().await;
     }
 }

@@ -30,8 +30,12 @@ pub enum Error {
         #[source]
         source: Arc<sqlx::Error>,
     },
-    #[error("datastore {location} is in use by another process; stop it first or point --datastore elsewhere")]
-    InUse { location: String },
+    #[error(
+        "datastore {location} is still in use by another process after waiting {} s; stop that process first or \
+         point --datastore elsewhere",
+        waited.as_secs()
+    )]
+    InUse { location: String, waited: std::time::Duration },
     #[error(
         "datastore {location} has schema version {found}, newer than the {supported} this kaasd understands; \
          upgrade kaasd or point it at another database"

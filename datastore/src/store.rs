@@ -35,6 +35,9 @@ pub struct StoreConfig {
     /// How often a process on a shared database looks for other processes' writes when no notification came.
     /// PostgreSQL notifies at once; MySQL has only this.
     pub poll_interval: Duration,
+    /// How long to wait for another process to release an SQLite file before giving up: long enough for a
+    /// restart under systemd or a shell loop, where the new process starts while the old one still drains.
+    pub sqlite_lock_wait: Duration,
 }
 
 impl StoreConfig {
@@ -45,9 +48,12 @@ impl StoreConfig {
         } else {
             Duration::from_secs(1)
         };
-        Self { url, sync: SyncMode::Full, poll_interval }
+        Self { url, sync: SyncMode::Full, poll_interval, sqlite_lock_wait: DEFAULT_SQLITE_LOCK_WAIT }
     }
 }
+
+/// See [`StoreConfig::sqlite_lock_wait`].
+pub const DEFAULT_SQLITE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Shortest lease etcd grants; shorter requests get this.
 const MIN_LEASE_TTL: i64 = 2;
@@ -205,7 +211,7 @@ impl Store {
     pub async fn open(config: StoreConfig) -> Result<Self> {
         let location = Location::parse(&config.url)?;
         let lock = match &location.sqlite_path {
-            Some(path) => Some(lock_sqlite_file(&location, path)?),
+            Some(path) => Some(lock_sqlite_file(&location, path, config.sqlite_lock_wait).await?),
             None => None,
         };
         let mut conn = location.connect(config.sync).await?;
@@ -433,17 +439,37 @@ impl Store {
     }
 }
 
-fn lock_sqlite_file(location: &Location, path: &std::path::Path) -> Result<File> {
+/// Takes the exclusive lock on the `.lock` file beside an SQLite database. While another process holds it, waits
+/// for up to `wait` (saying so once), polling, since a lock wait with a timeout is not portable.
+async fn lock_sqlite_file(location: &Location, path: &std::path::Path, wait: Duration) -> Result<File> {
+    const POLL: Duration = Duration::from_millis(50);
     let io_error = |source: std::io::Error| Error::Io { path: path.display().to_string(), source: source.into() };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io_error)?;
     }
     let lock_path = path.with_extension("lock");
     let file = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse { location: location.display.clone() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_error(e)),
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(e)),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::InUse { location: location.display.clone(), waited: wait });
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !said {
+                    tracing::info!(
+                        store.location = %location.display,
+                        "datastore is in use by another process; waiting up to {} s for it to close",
+                        wait.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
     }
 }
 

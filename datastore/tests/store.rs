@@ -601,7 +601,18 @@ async fn bad_urls_and_unreachable_servers_fail_with_one_clear_error() {
 async fn an_sqlite_file_serves_one_process_at_a_time() {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     let store = db.open().await;
-    let second = Store::open(db.config()).await.err().unwrap();
+    let mut config = db.config();
+    config.sqlite_lock_wait = Duration::from_millis(300);
+    let second = Store::open(config.clone()).await.err().unwrap();
     assert!(matches!(second, Error::InUse { .. }), "{second}");
+    assert!(second.to_string().contains("after waiting 0 s"), "{second}");
+
+    // A second opener waits for the first to close instead of failing at once.
+    config.sqlite_lock_wait = Duration::from_secs(30);
+    let waiting = tokio::spawn(Store::open(config));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second open must wait while the file is locked");
     store.close().await;
+    let second = waiting.await.unwrap().expect("the second open succeeds once the first store is closed");
+    second.close().await;
 }

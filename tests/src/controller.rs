@@ -260,6 +260,20 @@ impl Controller {
         self.spawn()
     }
 
+    /// Sends SIGTERM and returns at once with the stopping process, so a test can time its exit or start the next
+    /// process (`start_again`) before it has gone.
+    pub fn terminate(&mut self) -> anyhow::Result<Child> {
+        let child = self.child.take().context("the controller is not running")?;
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        Ok(child)
+    }
+
+    /// Starts a new process on the same data directory and port (after `terminate`, or after it exited).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "the controller is still running");
+        self.spawn()
+    }
+
     fn signal_and_wait(&mut self, signal: &str) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("the controller is not running")?;
         Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status()?;

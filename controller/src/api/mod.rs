@@ -52,6 +52,9 @@ pub struct ApiServer {
     pub tunnels: crate::tunnels::NodeTunnels,
     /// How this replica connects to another to reach a node whose tunnel is there (set at start).
     replica_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// Cancelled when the server starts to drain: open watches end their stream cleanly, so clients re-watch
+    /// (elsewhere, or after the restart) and the connections they held can close at once.
+    draining: tokio_util::sync::CancellationToken,
 }
 
 impl ApiServer {
@@ -74,6 +77,7 @@ impl ApiServer {
             tokens,
             tunnels: crate::tunnels::NodeTunnels::default(),
             replica_tls: std::sync::OnceLock::new(),
+            draining: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -89,6 +93,12 @@ impl ApiServer {
     /// requests to the replica that holds the node's tunnel.
     pub fn set_replica_identity(&self, config: rustls::ClientConfig) {
         let _ = self.replica_tls.set(Arc::new(config));
+    }
+
+    /// Ends every open watch and makes /readyz fail: the first step of a drain.
+    pub fn start_draining(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.draining.cancel();
     }
 
     /// /readyz answers ok once bootstrap objects exist.

@@ -96,6 +96,7 @@ impl ApiServer {
         };
 
         let def = def.clone();
+        let draining = self.draining.clone();
         tokio::spawn(async move {
             for line in first_lines {
                 if sender.send(line).await.is_err() {
@@ -111,6 +112,7 @@ impl ApiServer {
                 tokio::select! {
                     () = &mut deadline => return,
                     () = sender.closed() => return,
+                    () = draining.cancelled() => return,
                     _ = bookmark_timer.tick(), if bookmarks => {
                         if sender.send(bookmark(&def, watcher.revision(), false)).await.is_err() {
                             return;

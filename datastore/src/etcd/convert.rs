@@ -1,15 +1,11 @@
 //! Conversions between etcd's protobuf messages and the store's types, etcd's request validation, the parts of
 //! a range etcd does in memory (sorting, revision filters), and the mapping of store errors to etcd's gRPC errors.
 
+use super::proto::{etcdserverpb as pb, mvccpb};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use etcd_client::proto::{
-    PbCompare, PbCompareTarget, PbDeleteRequest, PbDeleteResponse, PbEvent, PbKeyValue, PbPutRequest, PbPutResponse,
-    PbRangeRequest, PbRangeResponse, PbResponseOp, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest,
-    PbTxnRequestOp, PbTxnResponse,
-};
 use tonic::{Code, Status};
 
 use super::ServerIdentity;
@@ -60,8 +56,8 @@ fn empty_key() -> Status {
     Status::invalid_argument("etcdserver: key is not provided")
 }
 
-pub(crate) fn key_value_to_pb(kv: &KeyValue) -> PbKeyValue {
-    PbKeyValue {
+pub(crate) fn key_value_to_pb(kv: &KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
         key: kv.key.to_vec(),
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
@@ -71,8 +67,8 @@ pub(crate) fn key_value_to_pb(kv: &KeyValue) -> PbKeyValue {
     }
 }
 
-pub(crate) fn event_to_pb(event: &Event) -> PbEvent {
-    PbEvent {
+pub(crate) fn event_to_pb(event: &Event) -> mvccpb::Event {
+    mvccpb::Event {
         r#type: match event.kind {
             EventKind::Put => EVENT_TYPE_PUT,
             EventKind::Delete => EVENT_TYPE_DELETE,
@@ -104,7 +100,7 @@ struct RangeFinish {
 }
 
 impl RangeQuery {
-    pub fn from_pb(request: PbRangeRequest) -> Result<Self, Status> {
+    pub fn from_pb(request: pb::RangeRequest) -> Result<Self, Status> {
         if request.key.is_empty() {
             return Err(empty_key());
         }
@@ -147,11 +143,11 @@ impl RangeQuery {
     }
 
     /// Filters, sorts and cuts the store's answer as etcd does. `count` stays the store's count, as in etcd.
-    pub fn finish(&self, response: RangeResponse, identity: &ServerIdentity) -> PbRangeResponse {
+    pub fn finish(&self, response: RangeResponse, identity: &ServerIdentity) -> pb::RangeResponse {
         let finish = &self.finish;
         let header = identity.header(response.revision);
         if finish.count_only {
-            return PbRangeResponse { header, kvs: Vec::new(), more: false, count: response.count };
+            return pb::RangeResponse { header, kvs: Vec::new(), more: false, count: response.count };
         }
         let mut kvs = response.kvs;
         let mut more = response.more;
@@ -185,7 +181,7 @@ impl RangeQuery {
                 pb
             })
             .collect();
-        PbRangeResponse { header, kvs, more, count: response.count }
+        pb::RangeResponse { header, kvs, more, count: response.count }
     }
 }
 
@@ -199,7 +195,7 @@ fn compare_by_target(a: &Arc<KeyValue>, b: &Arc<KeyValue>, target: i32) -> Order
     }
 }
 
-pub(crate) fn put_request_from_pb(request: PbPutRequest) -> Result<PutRequest, Status> {
+pub(crate) fn put_request_from_pb(request: pb::PutRequest) -> Result<PutRequest, Status> {
     if request.key.is_empty() {
         return Err(empty_key());
     }
@@ -219,29 +215,32 @@ pub(crate) fn put_request_from_pb(request: PbPutRequest) -> Result<PutRequest, S
     })
 }
 
-pub(crate) fn put_response_to_pb(response: &PutResponse, identity: &ServerIdentity) -> PbPutResponse {
-    PbPutResponse {
+pub(crate) fn put_response_to_pb(response: &PutResponse, identity: &ServerIdentity) -> pb::PutResponse {
+    pb::PutResponse {
         header: identity.header(response.revision),
         prev_kv: response.prev_kv.as_deref().map(key_value_to_pb),
     }
 }
 
-pub(crate) fn delete_request_from_pb(request: PbDeleteRequest) -> Result<DeleteRangeRequest, Status> {
+pub(crate) fn delete_request_from_pb(request: pb::DeleteRangeRequest) -> Result<DeleteRangeRequest, Status> {
     if request.key.is_empty() {
         return Err(empty_key());
     }
     Ok(DeleteRangeRequest { range: KeyRange::between(request.key, request.range_end), prev_kv: request.prev_kv })
 }
 
-pub(crate) fn delete_response_to_pb(response: &DeleteRangeResponse, identity: &ServerIdentity) -> PbDeleteResponse {
-    PbDeleteResponse {
+pub(crate) fn delete_response_to_pb(
+    response: &DeleteRangeResponse,
+    identity: &ServerIdentity,
+) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse {
         header: identity.header(response.revision),
         deleted: response.deleted,
         prev_kvs: response.prev_kvs.iter().map(|kv| key_value_to_pb(kv)).collect(),
     }
 }
 
-fn compare_from_pb(compare: PbCompare) -> Result<Compare, Status> {
+fn compare_from_pb(compare: pb::Compare) -> Result<Compare, Status> {
     if compare.key.is_empty() {
         return Err(empty_key());
     }
@@ -252,30 +251,36 @@ fn compare_from_pb(compare: PbCompare) -> Result<Compare, Status> {
         COMPARE_NOT_EQUAL => CompareResult::NotEqual,
         other => return Err(Status::invalid_argument(format!("etcdserver: unknown compare result {other}"))),
     };
-    let target = PbCompareTarget::try_from(compare.target)
+    let target = pb::compare::CompareTarget::try_from(compare.target)
         .map_err(|_| Status::invalid_argument(format!("etcdserver: unknown compare target {}", compare.target)))?;
     // As in etcd, the target field decides which value is compared; a value of another kind counts as zero.
     let union = compare.target_union;
-    let number = |wanted: fn(&PbTargetUnion) -> Option<i64>| union.as_ref().and_then(wanted).unwrap_or(0);
+    let number = |wanted: fn(&pb::compare::TargetUnion) -> Option<i64>| union.as_ref().and_then(wanted).unwrap_or(0);
     let target = match target {
-        PbCompareTarget::Version => {
-            CompareTarget::Version(number(|u| if let PbTargetUnion::Version(v) = u { Some(*v) } else { None }))
+        pb::compare::CompareTarget::Version => {
+            CompareTarget::Version(number(
+                |u| if let pb::compare::TargetUnion::Version(v) = u { Some(*v) } else { None },
+            ))
         }
-        PbCompareTarget::Create => CompareTarget::CreateRevision(number(|u| {
-            if let PbTargetUnion::CreateRevision(v) = u {
+        pb::compare::CompareTarget::Create => CompareTarget::CreateRevision(number(|u| {
+            if let pb::compare::TargetUnion::CreateRevision(v) = u {
                 Some(*v)
             } else {
                 None
             }
         })),
-        PbCompareTarget::Mod => {
-            CompareTarget::ModRevision(number(|u| if let PbTargetUnion::ModRevision(v) = u { Some(*v) } else { None }))
+        pb::compare::CompareTarget::Mod => CompareTarget::ModRevision(number(|u| {
+            if let pb::compare::TargetUnion::ModRevision(v) = u {
+                Some(*v)
+            } else {
+                None
+            }
+        })),
+        pb::compare::CompareTarget::Lease => {
+            CompareTarget::Lease(number(|u| if let pb::compare::TargetUnion::Lease(v) = u { Some(*v) } else { None }))
         }
-        PbCompareTarget::Lease => {
-            CompareTarget::Lease(number(|u| if let PbTargetUnion::Lease(v) = u { Some(*v) } else { None }))
-        }
-        PbCompareTarget::Value => CompareTarget::Value(match union {
-            Some(PbTargetUnion::Value(value)) => Bytes::from(value),
+        pb::compare::CompareTarget::Value => CompareTarget::Value(match union {
+            Some(pb::compare::TargetUnion::Value(value)) => Bytes::from(value),
             _ => Bytes::new(),
         }),
     };
@@ -299,7 +304,7 @@ enum OpFinish {
 }
 
 impl TxnQuery {
-    pub fn from_pb(request: PbTxnRequest) -> Result<Self, Status> {
+    pub fn from_pb(request: pb::TxnRequest) -> Result<Self, Status> {
         let operations = request.compare.len().max(request.success.len()).max(request.failure.len());
         if operations > MAX_TXN_OPS {
             return Err(Status::invalid_argument("etcdserver: too many operations in txn request"));
@@ -310,7 +315,7 @@ impl TxnQuery {
         Ok(Self { store_request: TxnRequest { compare, success: success_ops, failure: failure_ops }, success, failure })
     }
 
-    pub fn finish(&self, response: TxnResponse, identity: &ServerIdentity) -> PbTxnResponse {
+    pub fn finish(&self, response: TxnResponse, identity: &ServerIdentity) -> pb::TxnResponse {
         let finishes = if response.succeeded { &self.success } else { &self.failure };
         let responses = finishes
             .iter()
@@ -318,27 +323,29 @@ impl TxnQuery {
             .map(|(finish, op)| {
                 let response = match (finish, op) {
                     (OpFinish::Range(query), TxnOpResponse::Range(range)) => {
-                        PbTxnOpResponse::ResponseRange(query.finish(range, identity))
+                        pb::response_op::Response::ResponseRange(query.finish(range, identity))
                     }
                     (OpFinish::Txn(query), TxnOpResponse::Txn(txn)) => {
-                        PbTxnOpResponse::ResponseTxn(query.finish(txn, identity))
+                        pb::response_op::Response::ResponseTxn(query.finish(txn, identity))
                     }
-                    (_, TxnOpResponse::Put(put)) => PbTxnOpResponse::ResponsePut(put_response_to_pb(&put, identity)),
+                    (_, TxnOpResponse::Put(put)) => {
+                        pb::response_op::Response::ResponsePut(put_response_to_pb(&put, identity))
+                    }
                     (_, TxnOpResponse::DeleteRange(delete)) => {
-                        PbTxnOpResponse::ResponseDeleteRange(delete_response_to_pb(&delete, identity))
+                        pb::response_op::Response::ResponseDeleteRange(delete_response_to_pb(&delete, identity))
                     }
                     // The store answers each op with a response of its own kind; these cannot pair otherwise.
                     (_, TxnOpResponse::Range(range)) => {
-                        PbTxnOpResponse::ResponseRange(RangeQuery::unprocessed().finish(range, identity))
+                        pb::response_op::Response::ResponseRange(RangeQuery::unprocessed().finish(range, identity))
                     }
                     (_, TxnOpResponse::Txn(txn)) => {
-                        PbTxnOpResponse::ResponseTxn(TxnQuery::default().finish(txn, identity))
+                        pb::response_op::Response::ResponseTxn(TxnQuery::default().finish(txn, identity))
                     }
                 };
-                PbResponseOp { response: Some(response) }
+                pb::ResponseOp { response: Some(response) }
             })
             .collect();
-        PbTxnResponse { header: identity.header(response.revision), succeeded: response.succeeded, responses }
+        pb::TxnResponse { header: identity.header(response.revision), succeeded: response.succeeded, responses }
     }
 }
 
@@ -361,25 +368,25 @@ impl RangeQuery {
     }
 }
 
-fn ops_from_pb(ops: Vec<PbTxnRequestOp>) -> Result<(Vec<TxnOp>, Vec<OpFinish>), Status> {
+fn ops_from_pb(ops: Vec<pb::RequestOp>) -> Result<(Vec<TxnOp>, Vec<OpFinish>), Status> {
     let mut store_ops = Vec::with_capacity(ops.len());
     let mut finishes = Vec::with_capacity(ops.len());
     for op in ops {
         match op.request {
-            Some(PbTxnOpRequest::RequestRange(range)) => {
+            Some(pb::request_op::Request::RequestRange(range)) => {
                 let query = RangeQuery::from_pb(range)?;
                 store_ops.push(TxnOp::Range(query.store_request.clone()));
                 finishes.push(OpFinish::Range(query));
             }
-            Some(PbTxnOpRequest::RequestPut(put)) => {
+            Some(pb::request_op::Request::RequestPut(put)) => {
                 store_ops.push(TxnOp::Put(put_request_from_pb(put)?));
                 finishes.push(OpFinish::Put);
             }
-            Some(PbTxnOpRequest::RequestDeleteRange(delete)) => {
+            Some(pb::request_op::Request::RequestDeleteRange(delete)) => {
                 store_ops.push(TxnOp::DeleteRange(delete_request_from_pb(delete)?));
                 finishes.push(OpFinish::DeleteRange);
             }
-            Some(PbTxnOpRequest::RequestTxn(txn)) => {
+            Some(pb::request_op::Request::RequestTxn(txn)) => {
                 let query = TxnQuery::from_pb(txn)?;
                 store_ops.push(TxnOp::Txn(query.store_request.clone()));
                 finishes.push(OpFinish::Txn(query));
@@ -421,7 +428,7 @@ mod tests {
         })
     }
 
-    fn keys(response: &PbRangeResponse) -> Vec<String> {
+    fn keys(response: &pb::RangeResponse) -> Vec<String> {
         response.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
     }
 
@@ -462,24 +469,24 @@ mod tests {
 
     #[test]
     fn an_empty_key_is_refused_like_etcd() {
-        let status = RangeQuery::from_pb(PbRangeRequest::default()).expect_err("empty key");
+        let status = RangeQuery::from_pb(pb::RangeRequest::default()).expect_err("empty key");
         assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
-        let status = put_request_from_pb(PbPutRequest::default()).expect_err("empty key");
+        let status = put_request_from_pb(pb::PutRequest::default()).expect_err("empty key");
         assert_eq!(status.message(), "etcdserver: key is not provided");
     }
 
     #[test]
     fn put_flags_that_contradict_their_values_are_refused() {
         let request =
-            PbPutRequest { key: b"a".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
+            pb::PutRequest { key: b"a".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
         assert_eq!(put_request_from_pb(request).expect_err("value given").message(), "etcdserver: value is provided");
-        let request = PbPutRequest { key: b"a".to_vec(), lease: 5, ignore_lease: true, ..Default::default() };
+        let request = pb::PutRequest { key: b"a".to_vec(), lease: 5, ignore_lease: true, ..Default::default() };
         assert_eq!(put_request_from_pb(request).expect_err("lease given").message(), "etcdserver: lease is provided");
     }
 
     #[test]
     fn sorting_reads_everything_then_cuts_to_the_limit() {
-        let request = PbRangeRequest {
+        let request = pb::RangeRequest {
             key: b"a".to_vec(),
             range_end: b"z".to_vec(),
             limit: 2,
@@ -499,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_non_key_target_without_order_sorts_ascending() {
-        let request = PbRangeRequest {
+        let request = pb::RangeRequest {
             key: b"a".to_vec(),
             range_end: b"z".to_vec(),
             sort_target: SORT_TARGET_VALUE,
@@ -516,7 +523,7 @@ mod tests {
 
     #[test]
     fn any_sort_order_reads_everything_but_a_plain_limit_reaches_the_store() {
-        let request = PbRangeRequest {
+        let request = pb::RangeRequest {
             key: b"a".to_vec(),
             range_end: b"z".to_vec(),
             limit: 1,
@@ -526,13 +533,13 @@ mod tests {
         let query = RangeQuery::from_pb(request).expect("valid");
         // etcd reads everything whenever an order is given, even the store's own.
         assert_eq!(query.store_request.limit, 0);
-        let plain = PbRangeRequest { key: b"a".to_vec(), limit: 1, ..Default::default() };
+        let plain = pb::RangeRequest { key: b"a".to_vec(), limit: 1, ..Default::default() };
         assert_eq!(RangeQuery::from_pb(plain).expect("valid").store_request.limit, 1);
     }
 
     #[test]
     fn revision_filters_prune_but_keep_the_count() {
-        let request = PbRangeRequest {
+        let request = pb::RangeRequest {
             key: b"a".to_vec(),
             range_end: b"z".to_vec(),
             min_mod_revision: 2,
@@ -548,57 +555,60 @@ mod tests {
 
     #[test]
     fn invalid_sort_options_are_refused() {
-        let request = PbRangeRequest { key: b"a".to_vec(), sort_order: 7, ..Default::default() };
+        let request = pb::RangeRequest { key: b"a".to_vec(), sort_order: 7, ..Default::default() };
         assert_eq!(RangeQuery::from_pb(request).expect_err("bad order").message(), "etcdserver: invalid sort option");
     }
 
     #[test]
     fn compares_take_their_value_from_the_target() {
-        let compare = PbCompare {
+        let compare = pb::Compare {
             result: COMPARE_GREATER,
-            target: PbCompareTarget::Mod as i32,
+            target: pb::compare::CompareTarget::Mod as i32,
             key: b"k".to_vec(),
             range_end: Vec::new(),
-            target_union: Some(PbTargetUnion::ModRevision(4)),
+            target_union: Some(pb::compare::TargetUnion::ModRevision(4)),
         };
         let converted = compare_from_pb(compare).expect("valid");
         assert_eq!(converted.result, CompareResult::Greater);
         assert_eq!(converted.target, CompareTarget::ModRevision(4));
         assert_eq!(converted.range, KeyRange::key(Bytes::from_static(b"k")));
-        let mismatched = PbCompare {
+        let mismatched = pb::Compare {
             result: COMPARE_EQUAL,
-            target: PbCompareTarget::Version as i32,
+            target: pb::compare::CompareTarget::Version as i32,
             key: b"k".to_vec(),
             range_end: Vec::new(),
-            target_union: Some(PbTargetUnion::Lease(9)),
+            target_union: Some(pb::compare::TargetUnion::Lease(9)),
         };
         assert_eq!(compare_from_pb(mismatched).expect("valid").target, CompareTarget::Version(0));
     }
 
     #[test]
     fn too_many_txn_operations_are_refused() {
-        let put = PbTxnRequestOp {
-            request: Some(PbTxnOpRequest::RequestPut(PbPutRequest { key: b"k".to_vec(), ..Default::default() })),
+        let put = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })),
         };
-        let request = PbTxnRequest { success: vec![put; MAX_TXN_OPS + 1], ..Default::default() };
+        let request = pb::TxnRequest { success: vec![put; MAX_TXN_OPS + 1], ..Default::default() };
         let status = TxnQuery::from_pb(request).expect_err("too many");
         assert_eq!(status.message(), "etcdserver: too many operations in txn request");
     }
 
     #[test]
     fn nested_txn_ranges_are_finished_in_their_branch() {
-        let range = PbRangeRequest {
+        let range = pb::RangeRequest {
             key: b"a".to_vec(),
             range_end: b"z".to_vec(),
             sort_order: SORT_ORDER_DESCEND,
             ..Default::default()
         };
-        let inner = PbTxnRequest {
-            success: vec![PbTxnRequestOp { request: Some(PbTxnOpRequest::RequestRange(range)) }],
+        let inner = pb::TxnRequest {
+            success: vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestRange(range)) }],
             ..Default::default()
         };
-        let outer = PbTxnRequest {
-            failure: vec![PbTxnRequestOp { request: Some(PbTxnOpRequest::RequestTxn(inner)) }],
+        let outer = pb::TxnRequest {
+            failure: vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestTxn(inner)) }],
             ..Default::default()
         };
         let query = TxnQuery::from_pb(outer).expect("valid");
@@ -610,10 +620,10 @@ mod tests {
         let answer = TxnResponse { revision: 9, succeeded: false, responses: vec![TxnOpResponse::Txn(inner_answer)] };
         let response = query.finish(answer, &identity());
         assert!(!response.succeeded);
-        let Some(PbTxnOpResponse::ResponseTxn(inner)) = &response.responses[0].response else {
+        let Some(pb::response_op::Response::ResponseTxn(inner)) = &response.responses[0].response else {
             panic!("expected a nested txn response");
         };
-        let Some(PbTxnOpResponse::ResponseRange(range)) = &inner.responses[0].response else {
+        let Some(pb::response_op::Response::ResponseRange(range)) = &inner.responses[0].response else {
             panic!("expected a range response");
         };
         assert_eq!(keys(range), ["b", "a"]);

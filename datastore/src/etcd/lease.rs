@@ -1,12 +1,8 @@
 //! The Lease service: grant, revoke, keep-alive streams, time-to-live and listing.
 
+use super::proto::etcdserverpb as pb;
 use std::pin::Pin;
 
-use etcd_client::proto::{
-    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
-    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
-    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
-};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,20 +30,20 @@ impl LeaseService {
     }
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl PbLeaseService for LeaseService {
+impl pb::lease_server::Lease for LeaseService {
     async fn lease_grant(
         &self,
-        request: Request<PbLeaseGrantRequest>,
-    ) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        request: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         let request = request.into_inner();
         if request.ttl > MAX_LEASE_TTL {
             return Err(Status::out_of_range("etcdserver: too large lease TTL"));
         }
         let grant = self.store.lease_grant(request.id, request.ttl).await.map_err(status_from_error)?;
-        Ok(Response::new(PbLeaseGrantResponse {
+        Ok(Response::new(pb::LeaseGrantResponse {
             header: self.identity.header(self.store.revision()),
             id: grant.id,
             ttl: grant.ttl,
@@ -57,17 +53,17 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_revoke(
         &self,
-        request: Request<PbLeaseRevokeRequest>,
-    ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        request: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let revision = self.store.lease_revoke(request.into_inner().id).await.map_err(status_from_error)?;
-        Ok(Response::new(PbLeaseRevokeResponse { header: self.identity.header(revision) }))
+        Ok(Response::new(pb::LeaseRevokeResponse { header: self.identity.header(revision) }))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
 
     async fn lease_keep_alive(
         &self,
-        request: Request<Streaming<PbLeaseKeepAliveRequest>>,
+        request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         let mut requests = request.into_inner();
         let (responses, receiver) = mpsc::channel(KEEP_ALIVE_BUFFER);
@@ -103,12 +99,12 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_time_to_live(
         &self,
-        request: Request<PbLeaseTimeToLiveRequest>,
-    ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        request: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
         let header = self.identity.header(self.store.revision());
         let response = match self.store.lease_time_to_live(request.id, request.keys).await {
-            Ok(lease) => PbLeaseTimeToLiveResponse {
+            Ok(lease) => pb::LeaseTimeToLiveResponse {
                 header,
                 id: lease.id,
                 ttl: lease.ttl,
@@ -117,7 +113,7 @@ impl PbLeaseService for LeaseService {
             },
             // As etcd: an unknown lease is reported with TTL -1, which etcdctl prints as "already expired".
             Err(Error::LeaseNotFound(id)) => {
-                PbLeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: Vec::new() }
+                pb::LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: Vec::new() }
             }
             Err(error) => return Err(status_from_error(error)),
         };
@@ -126,16 +122,16 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<PbLeaseLeasesRequest>,
-    ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         let leases = self.store.leases().await.map_err(status_from_error)?;
-        Ok(Response::new(PbLeaseLeasesResponse {
+        Ok(Response::new(pb::LeaseLeasesResponse {
             header: self.identity.header(self.store.revision()),
-            leases: leases.into_iter().map(|id| PbLeaseStatus { id }).collect(),
+            leases: leases.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
         }))
     }
 }
 
-fn keep_alive_response(identity: &ServerIdentity, revision: i64, id: i64, ttl: i64) -> PbLeaseKeepAliveResponse {
-    PbLeaseKeepAliveResponse { header: identity.header(revision), id, ttl }
+fn keep_alive_response(identity: &ServerIdentity, revision: i64, id: i64, ttl: i64) -> pb::LeaseKeepAliveResponse {
+    pb::LeaseKeepAliveResponse { header: identity.header(revision), id, ttl }
 }

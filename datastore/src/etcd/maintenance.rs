@@ -1,16 +1,9 @@
 //! The Maintenance and Cluster services: status, alarms and the member list of a one-member "cluster". The
 //! maintenance calls that only make sense for etcd's own storage or raft answer Unimplemented.
 
+use super::proto::etcdserverpb as pb;
 use std::pin::Pin;
 
-use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbClusterService, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
-    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
-    PbMember, PbMemberAddRequest, PbMemberAddResponse, PbMemberListRequest, PbMemberListResponse,
-    PbMemberPromoteRequest, PbMemberPromoteResponse, PbMemberRemoveRequest, PbMemberRemoveResponse,
-    PbMemberUpdateRequest, PbMemberUpdateResponse, PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest,
-    PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
-};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -41,23 +34,23 @@ fn unsupported(what: &str, why: &str) -> Status {
 const SQL_STORAGE: &str = "the data lives in SQL; use the database's own tools";
 const NO_RAFT: &str = "kaasd has no raft cluster; every kaasd process sharing a database serves it";
 
-type SnapshotStream = Pin<Box<dyn Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl PbMaintenanceService for MaintenanceService {
+impl pb::maintenance_server::Maintenance for MaintenanceService {
     /// There are no alarms (etcd raises them for a full disk or corruption): listing answers an empty list,
     /// which `etcdctl endpoint health` requires.
-    async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         if request.into_inner().action != ALARM_ACTION_GET {
             return Err(unsupported("raising or clearing alarms", "kaasd raises none"));
         }
-        Ok(Response::new(PbAlarmResponse { header: self.identity.header(self.store.revision()), alarms: Vec::new() }))
+        Ok(Response::new(pb::AlarmResponse { header: self.identity.header(self.store.revision()), alarms: Vec::new() }))
     }
 
-    async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let status = self.store.status().await.map_err(status_from_error)?;
         let revision = u64::try_from(status.revision).unwrap_or_default();
-        Ok(Response::new(PbStatusResponse {
+        Ok(Response::new(pb::StatusResponse {
             header: self.identity.header(status.revision),
             version: ETCD_VERSION.into(),
             db_size: status.db_size,
@@ -77,33 +70,36 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<PbDefragmentRequest>,
-    ) -> Result<Response<PbDefragmentResponse>, Status> {
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
         Err(unsupported("defragment", SQL_STORAGE))
     }
 
-    async fn hash(&self, _request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
         Err(unsupported("hash", SQL_STORAGE))
     }
 
-    async fn hash_kv(&self, _request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+    async fn hash_kv(&self, _request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
         Err(unsupported("hashkv", SQL_STORAGE))
     }
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         Err(unsupported("snapshot", SQL_STORAGE))
     }
 
     async fn move_leader(
         &self,
-        _request: Request<PbMoveLeaderRequest>,
-    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        _request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         Err(unsupported("move-leader", NO_RAFT))
     }
 
-    async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
+    async fn downgrade(
+        &self,
+        _request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(unsupported("downgrade", "there is no etcd cluster version to downgrade"))
     }
 }
@@ -118,8 +114,8 @@ impl ClusterService {
         Self { store, identity }
     }
 
-    fn this_member(&self) -> PbMember {
-        PbMember {
+    fn this_member(&self) -> pb::Member {
+        pb::Member {
             id: self.identity.member_id,
             name: self.identity.member_name.clone(),
             peer_ur_ls: Vec::new(),
@@ -130,30 +126,33 @@ impl ClusterService {
 }
 
 #[tonic::async_trait]
-impl PbClusterService for ClusterService {
-    async fn member_add(&self, _request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        _request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
         Err(unsupported("member add", NO_RAFT))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<PbMemberRemoveRequest>,
-    ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        _request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         Err(unsupported("member remove", NO_RAFT))
     }
 
     async fn member_update(
         &self,
-        _request: Request<PbMemberUpdateRequest>,
-    ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        _request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         Err(unsupported("member update", NO_RAFT))
     }
 
     async fn member_list(
         &self,
-        _request: Request<PbMemberListRequest>,
-    ) -> Result<Response<PbMemberListResponse>, Status> {
-        Ok(Response::new(PbMemberListResponse {
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        Ok(Response::new(pb::MemberListResponse {
             header: self.identity.header(self.store.revision()),
             members: vec![self.this_member()],
         }))
@@ -161,8 +160,8 @@ impl PbClusterService for ClusterService {
 
     async fn member_promote(
         &self,
-        _request: Request<PbMemberPromoteRequest>,
-    ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        _request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         Err(unsupported("member promote", NO_RAFT))
     }
 }

@@ -10,19 +10,30 @@ mod lease;
 mod maintenance;
 mod watch;
 
+/// etcd's v3 messages and gRPC server traits, generated at build time from the `.proto` files in `datastore/proto`.
+mod proto {
+    #![allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
+
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etcd_client::proto::{
-    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer,
-};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::Store;
+use proto::etcdserverpb as pb;
 
 /// The etcd version reported by `Status`. Clients gate features on it: the Kubernetes API server only sends
 /// watch progress requests to etcd 3.5.13 or newer.
@@ -125,11 +136,11 @@ impl EtcdServer {
             stop_on_shutdown.cancel();
         };
         server
-            .add_service(PbKvServer::new(kv))
-            .add_service(PbWatchServer::new(watch))
-            .add_service(PbLeaseServer::new(lease))
-            .add_service(PbMaintenanceServer::new(maintenance))
-            .add_service(PbClusterServer::new(cluster))
+            .add_service(pb::kv_server::KvServer::new(kv))
+            .add_service(pb::watch_server::WatchServer::new(watch))
+            .add_service(pb::lease_server::LeaseServer::new(lease))
+            .add_service(pb::maintenance_server::MaintenanceServer::new(maintenance))
+            .add_service(pb::cluster_server::ClusterServer::new(cluster))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(ServeError::Transport)
@@ -167,8 +178,8 @@ impl ServerIdentity {
         }
     }
 
-    pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
-        Some(PbResponseHeader { cluster_id: self.cluster_id, member_id: self.member_id, revision, raft_term: 1 })
+    pub fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader { cluster_id: self.cluster_id, member_id: self.member_id, revision, raft_term: 1 })
     }
 }
 

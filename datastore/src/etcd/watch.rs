@@ -7,12 +7,12 @@
 //! before it confirms, and the progress task answers only after every confirmation, the progress answer follows
 //! every event at or below its revision on the stream, which is what clients rely on.
 
+use super::proto::{etcdserverpb as pb, mvccpb};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::proto::{PbEvent, PbKeyValue, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -53,15 +53,15 @@ impl WatchService {
     }
 }
 
-type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
+type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl PbWatchService for WatchService {
+impl pb::watch_server::Watch for WatchService {
     type WatchStream = WatchResponseStream;
 
     async fn watch(
         &self,
-        request: Request<Streaming<PbWatchRequest>>,
+        request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<WatchResponseStream>, Status> {
         let (responses, receiver) = mpsc::channel(RESPONSE_BUFFER);
         let stream = Arc::new(StreamContext {
@@ -81,7 +81,7 @@ impl PbWatchService for WatchService {
 struct StreamContext {
     store: Store,
     identity: ServerIdentity,
-    responses: mpsc::Sender<Result<PbWatchResponse, Status>>,
+    responses: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     progress_notify_interval: Duration,
     /// The running watchers by id. A watcher that ends on its own removes itself.
     watchers: Mutex<HashMap<i64, WatcherHandle>>,
@@ -105,12 +105,12 @@ impl StreamContext {
         self.watchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn response(&self, revision: i64, watch_id: i64) -> PbWatchResponse {
-        PbWatchResponse { header: self.identity.header(revision), watch_id, ..Default::default() }
+    fn response(&self, revision: i64, watch_id: i64) -> pb::WatchResponse {
+        pb::WatchResponse { header: self.identity.header(revision), watch_id, ..Default::default() }
     }
 
     /// Sends unless the stream is stopping; false when the response cannot be delivered any more.
-    async fn send(&self, response: PbWatchResponse, stop: &CancellationToken) -> bool {
+    async fn send(&self, response: pb::WatchResponse, stop: &CancellationToken) -> bool {
         tokio::select! {
             _ = stop.cancelled() => false,
             sent = self.responses.send(Ok(response)) => sent.is_ok(),
@@ -149,7 +149,7 @@ impl EventFilters {
     }
 }
 
-async fn run_stream(stream: Arc<StreamContext>, mut requests: Streaming<PbWatchRequest>) {
+async fn run_stream(stream: Arc<StreamContext>, mut requests: Streaming<pb::WatchRequest>) {
     let _stop_watchers_on_exit = stream.stop.clone().drop_guard();
     let (progress_requested, progress_requests) = mpsc::channel(1);
     tokio::spawn(answer_progress_requests(stream.clone(), progress_requests));
@@ -178,7 +178,7 @@ async fn run_stream(stream: Arc<StreamContext>, mut requests: Streaming<PbWatchR
             }
         };
         let stream_alive = match request.request_union {
-            Some(PbWatchRequestUnion::CreateRequest(create)) => {
+            Some(pb::watch_request::RequestUnion::CreateRequest(create)) => {
                 let options = CreateOptions {
                     watch_id: create.watch_id,
                     range: watch_range(create.key, create.range_end),
@@ -189,8 +189,10 @@ async fn run_stream(stream: Arc<StreamContext>, mut requests: Streaming<PbWatchR
                 };
                 create_watcher(&stream, options, &mut next_watch_id).await
             }
-            Some(PbWatchRequestUnion::CancelRequest(cancel)) => cancel_watcher(&stream, cancel.watch_id).await,
-            Some(PbWatchRequestUnion::ProgressRequest(_)) => {
+            Some(pb::watch_request::RequestUnion::CancelRequest(cancel)) => {
+                cancel_watcher(&stream, cancel.watch_id).await
+            }
+            Some(pb::watch_request::RequestUnion::ProgressRequest(_)) => {
                 // One request already waiting covers this one too: it reads the revision when it runs.
                 let _ = progress_requested.try_send(());
                 true
@@ -205,7 +207,7 @@ async fn run_stream(stream: Arc<StreamContext>, mut requests: Streaming<PbWatchR
 
 /// Starts a watcher and announces it; false when the stream is gone.
 async fn create_watcher(stream: &Arc<StreamContext>, options: CreateOptions, next_watch_id: &mut i64) -> bool {
-    let refuse = |reason: String| PbWatchResponse {
+    let refuse = |reason: String| pb::WatchResponse {
         created: true,
         canceled: true,
         cancel_reason: reason,
@@ -239,8 +241,8 @@ async fn create_watcher(stream: &Arc<StreamContext>, options: CreateOptions, nex
         Err(Error::Compacted { compact_revision, .. }) => {
             // As etcd: the watcher is created, then cancelled with the compaction point so the client can
             // tell the history is gone.
-            let created = PbWatchResponse { created: true, ..stream.response(stream.store.revision(), watch_id) };
-            let cancelled = PbWatchResponse {
+            let created = pb::WatchResponse { created: true, ..stream.response(stream.store.revision(), watch_id) };
+            let cancelled = pb::WatchResponse {
                 canceled: true,
                 compact_revision,
                 ..stream.response(stream.store.revision(), watch_id)
@@ -249,7 +251,7 @@ async fn create_watcher(stream: &Arc<StreamContext>, options: CreateOptions, nex
         }
         Err(error) => return stream.send(refuse(status_from_error(error).message().into()), &stream.stop).await,
     };
-    let created = PbWatchResponse { created: true, ..stream.response(stream.store.revision(), watch_id) };
+    let created = pb::WatchResponse { created: true, ..stream.response(stream.store.revision(), watch_id) };
     if !stream.send(created, &stream.stop).await {
         return false;
     }
@@ -284,7 +286,7 @@ async fn cancel_watcher(stream: &Arc<StreamContext>, watch_id: i64) -> bool {
     if let Some(task) = handle.task {
         let _ = task.await;
     }
-    let cancelled = PbWatchResponse { canceled: true, ..stream.response(stream.store.revision(), watch_id) };
+    let cancelled = pb::WatchResponse { canceled: true, ..stream.response(stream.store.revision(), watch_id) };
     stream.send(cancelled, &stream.stop).await
 }
 
@@ -383,7 +385,7 @@ impl WatcherTask {
             Ok(batch) => batch,
             Err(error) => {
                 self.stream.watchers().remove(&self.watch_id);
-                let mut cancelled = PbWatchResponse {
+                let mut cancelled = pb::WatchResponse {
                     canceled: true,
                     ..self.stream.response(self.stream.store.revision(), self.watch_id)
                 };
@@ -402,7 +404,7 @@ impl WatcherTask {
         }
         self.sent_since_progress = true;
         for events in split_events(events, event_size) {
-            let response = PbWatchResponse { events, ..self.stream.response(batch.revision, self.watch_id) };
+            let response = pb::WatchResponse { events, ..self.stream.response(batch.revision, self.watch_id) };
             if !self.stream.send(response, &self.stop).await {
                 return Err(Ended);
             }
@@ -460,8 +462,8 @@ fn split_events<T>(events: Vec<T>, size_of: impl Fn(&T) -> usize) -> Vec<Vec<T>>
 }
 
 /// Roughly the bytes an event takes on the wire.
-fn event_size(event: &PbEvent) -> usize {
-    let kv_size = |kv: &Option<PbKeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len() + 32);
+fn event_size(event: &mvccpb::Event) -> usize {
+    let kv_size = |kv: &Option<mvccpb::KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len() + 32);
     kv_size(&event.kv) + kv_size(&event.prev_kv)
 }
 

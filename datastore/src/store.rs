@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::{self, Dialect, Location, Sql, SyncMode};
 use crate::batch::without_value;
 use crate::error::{Error, Result};
-use crate::index::{EventBatch, Index, LogRow, Retained, Slot};
+use crate::index::{EventBatch, Index, Loading, LogRow, Retained, Slot};
 use crate::types::{
     DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrant, LeaseTimeToLive, PutRequest, PutResponse,
     RangeRequest, RangeResponse, Status, TxnOp, TxnOpResponse, TxnRequest, TxnResponse, WatchRequest,
@@ -225,7 +225,7 @@ impl Store {
             shared_database,
             location,
         });
-        let obsolete = load_index(&shared, &mut conn).await?;
+        let obsolete = load_index(&shared, &mut conn, config.sync).await?;
         tracing::info!(
             store.location = %shared.location.display,
             store.rev = shared.read().rev,
@@ -308,7 +308,7 @@ impl Store {
             let kv = match slot {
                 Slot::Ready(kv) => kv,
                 Slot::InLog(position) => {
-                    found.remove(&(position.rev, position.sub)).ok_or_else(|| self.compacted(request.revision))?
+                    found.remove(&(position.rev, i64::from(position.sub))).ok_or_else(|| self.compacted(request.revision))?
                 }
             };
             response.kvs.push(if request.keys_only { without_value(&kv) } else { kv });
@@ -447,38 +447,46 @@ fn lock_sqlite_file(location: &Location, path: &std::path::Path) -> Result<File>
     }
 }
 
-/// Builds the index from the log: every retained row's position, then the values of live keys. Returns the
-/// positions a past compaction left behind, for the writer to delete.
-async fn load_index(shared: &Shared, conn: &mut AnyConnection) -> Result<Vec<Retained>> {
+/// Revision ranges the log is read in at start, each over a connection of its own: reading a row costs more in
+/// the driver (a hand-off between threads or a network read, and a conversion) than in the database, so several
+/// readers at once finish sooner.
+const LOAD_PARTS: i64 = 4;
+/// Below this many revisions one reader is quicker than opening more connections.
+const LOAD_PARALLEL_FROM_REV: i64 = 20_000;
+
+/// Builds the index from the log up to the database's revision, reading each row once with its value: cheaper
+/// than a scan of the keys followed by lookups of the live values, and the history it also reads is short (the
+/// controller compacts to five minutes). Returns the positions a past compaction left behind, for the writer to
+/// delete.
+async fn load_index(shared: &Shared, conn: &mut AnyConnection, sync: SyncMode) -> Result<Vec<Retained>> {
     let (rev, compact_rev) = shared.database_revisions(conn, false).await?;
-    let db_error = || shared.location.db_error("loading the index");
-    let mut index = Index::new();
-    {
-        let mut rows = sqlx::query(shared.sql.log_index()).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(db_error())? {
-            let position = Retained {
-                rev: row.try_get(0).map_err(db_error())?,
-                sub: row.try_get(1).map_err(db_error())?,
-                deleted: row.try_get::<i64, _>(3).map_err(db_error())? != 0,
-            };
-            let key = Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(db_error())?);
-            let create_rev = row.try_get(4).map_err(db_error())?;
-            let version = row.try_get(5).map_err(db_error())?;
-            let lease = row.try_get(6).map_err(db_error())?;
-            index.load(position, key, create_rev, version, lease);
-        }
+    let parts = if rev >= LOAD_PARALLEL_FROM_REV { LOAD_PARTS } else { 1 };
+    let ranges: Vec<(i64, i64)> = (0..parts).map(|i| (rev * i / parts, rev * (i + 1) / parts)).collect();
+    let mut loading = Loading::default();
+    let (first, rest) = ranges.split_first().expect("at least one part");
+    let others = futures::future::try_join_all(rest.iter().map(|&(after, upto)| async move {
+        let mut own = shared.location.connect(sync).await?;
+        read_log_range(shared, &mut own, after, upto).await
+    }));
+    let (mine, others) = futures::future::try_join(read_log_range(shared, conn, first.0, first.1), others).await?;
+    for part in std::iter::once(mine).chain(others) {
+        loading.append(part);
     }
-    let live = index.live_positions();
-    let revisions: Vec<i64> = live.iter().map(|r| r.rev).collect();
-    let wanted: std::collections::HashSet<(i64, i64)> = live.iter().map(|r| (r.rev, r.sub)).collect();
-    for row in shared.log_rows_at(&revisions).await? {
-        if wanted.contains(&(row.rev, row.sub)) {
-            index.set_value(&row.key, row.value);
-        }
-    }
+    let mut index = loading.finish();
     index.rev = rev;
     index.ring_start = rev + 1;
     let obsolete = index.compact(compact_rev);
     *shared.write() = index;
     Ok(obsolete)
+}
+
+/// The log rows with revisions in (after, upto], in order, streamed into a [`Loading`].
+async fn read_log_range(shared: &Shared, conn: &mut AnyConnection, after: i64, upto: i64) -> Result<Loading> {
+    let mut loading = Loading::default();
+    let statement = shared.sql.log_after();
+    let mut rows = sqlx::query(&statement).bind(after).bind(upto).bind(i64::MAX).fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await.map_err(shared.location.db_error("loading the index"))? {
+        loading.add(decode_log_row(&row).map_err(shared.location.db_error("loading the index"))?);
+    }
+    Ok(loading)
 }

@@ -52,6 +52,8 @@ pub struct ApiServer {
     pub tunnels: crate::tunnels::NodeTunnels,
     /// How this replica connects to another to reach a node whose tunnel is there (set at start).
     replica_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// Watch events encoded once for every watcher that sends them unchanged.
+    watch_lines: Arc<watch::SharedLines>,
 }
 
 impl ApiServer {
@@ -74,6 +76,7 @@ impl ApiServer {
             tokens,
             tunnels: crate::tunnels::NodeTunnels::default(),
             replica_tls: std::sync::OnceLock::new(),
+            watch_lines: Arc::default(),
         }
     }
 

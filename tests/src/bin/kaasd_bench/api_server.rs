@@ -133,6 +133,16 @@ impl RunningController {
     /// time to ready.
     pub async fn restart(&mut self) -> Result<Duration> {
         self.terminate().await?;
+        self.start_again().await
+    }
+
+    /// Stops the controller gracefully (SIGTERM), keeping its data for [`RunningController::start_again`].
+    pub async fn pause(&mut self) -> Result<()> {
+        self.terminate().await
+    }
+
+    /// Starts a paused controller again on its data; returns the time from spawn to ready.
+    pub async fn start_again(&mut self) -> Result<Duration> {
         let (child, ready_in) =
             spawn_until_ready(&self.launch, &self.arguments, &self.log_path, self.address.port()).await?;
         self.pid = child.id().ok_or_else(|| anyhow!("the controller exited right after start"))?;
@@ -183,6 +193,14 @@ impl RunningController {
 
     pub fn memory(&self) -> Result<MemoryUsage> {
         targets::process_memory(self.pid)
+    }
+
+    /// The `--datastore` URL of this controller: its PostgreSQL database, or the SQLite file in its data dir.
+    pub fn datastore_url(&self) -> String {
+        match self.arguments.iter().position(|argument| argument == "--datastore") {
+            Some(flag) => self.arguments[flag + 1].clone(),
+            None => format!("sqlite://{}", self.data_dir.join("db").join("state.db").display()),
+        }
     }
 
     /// CPU time (user + system) of the controller's current process.

@@ -10,6 +10,7 @@ mod api_client;
 mod api_server;
 mod api_workloads;
 mod report;
+mod restart;
 mod targets;
 mod tunnel;
 mod tunnel_load;
@@ -51,6 +52,8 @@ struct Cli {
 enum Mode {
     /// Benchmark the Kubernetes API server (`kaasd controller`) on SQLite and PostgreSQL in one run.
     Api(api::ApiArgs),
+    /// Time from spawn to ready, and memory per object, of kaasd on a database holding many objects.
+    Restart(restart::RestartArgs),
     #[command(flatten)]
     Tunnel(tunnel::TunnelCommand),
 }
@@ -180,6 +183,7 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.mode {
         Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
+        Some(Mode::Restart(restart_args)) => runtime.block_on(restart::run(restart_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
         None => runtime.block_on(run(cli.datastore)),
     }

@@ -186,19 +186,13 @@ pub(crate) struct Loading {
 }
 
 impl Loading {
+    pub fn with_capacity(rows: usize) -> Self {
+        Self { rows: Vec::with_capacity(rows), rev: 0 }
+    }
+
     pub fn add(&mut self, row: LogRow) {
         self.rev = row.rev;
         self.rows.push((Retained::of(&row), row.into_key_value()));
-    }
-
-    /// Adds the rows of a later revision range, read on its own.
-    pub fn append(&mut self, later: Loading) {
-        if self.rows.is_empty() {
-            *self = later;
-            return;
-        }
-        self.rows.extend(later.rows);
-        self.rev = self.rev.max(later.rev);
     }
 
     /// The index at the revision of the last row. The newest row of each key decides its state.

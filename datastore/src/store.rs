@@ -225,7 +225,7 @@ impl Store {
             shared_database,
             location,
         });
-        let obsolete = load_index(&shared, &mut conn, config.sync).await?;
+        let obsolete = load_index(&shared, &mut conn).await?;
         tracing::info!(
             store.location = %shared.location.display,
             store.rev = shared.read().rev,
@@ -307,9 +307,9 @@ impl Store {
         for slot in plan.slots {
             let kv = match slot {
                 Slot::Ready(kv) => kv,
-                Slot::InLog(position) => {
-                    found.remove(&(position.rev, i64::from(position.sub))).ok_or_else(|| self.compacted(request.revision))?
-                }
+                Slot::InLog(position) => found
+                    .remove(&(position.rev, i64::from(position.sub)))
+                    .ok_or_else(|| self.compacted(request.revision))?,
             };
             response.kvs.push(if request.keys_only { without_value(&kv) } else { kv });
         }
@@ -447,31 +447,13 @@ fn lock_sqlite_file(location: &Location, path: &std::path::Path) -> Result<File>
     }
 }
 
-/// Revision ranges the log is read in at start, each over a connection of its own: reading a row costs more in
-/// the driver (a hand-off between threads or a network read, and a conversion) than in the database, so several
-/// readers at once finish sooner.
-const LOAD_PARTS: i64 = 4;
-/// Below this many revisions one reader is quicker than opening more connections.
-const LOAD_PARALLEL_FROM_REV: i64 = 20_000;
-
 /// Builds the index from the log up to the database's revision, reading each row once with its value: cheaper
 /// than a scan of the keys followed by lookups of the live values, and the history it also reads is short (the
 /// controller compacts to five minutes). Returns the positions a past compaction left behind, for the writer to
 /// delete.
-async fn load_index(shared: &Shared, conn: &mut AnyConnection, sync: SyncMode) -> Result<Vec<Retained>> {
+async fn load_index(shared: &Shared, conn: &mut AnyConnection) -> Result<Vec<Retained>> {
     let (rev, compact_rev) = shared.database_revisions(conn, false).await?;
-    let parts = if rev >= LOAD_PARALLEL_FROM_REV { LOAD_PARTS } else { 1 };
-    let ranges: Vec<(i64, i64)> = (0..parts).map(|i| (rev * i / parts, rev * (i + 1) / parts)).collect();
-    let mut loading = Loading::default();
-    let (first, rest) = ranges.split_first().expect("at least one part");
-    let others = futures::future::try_join_all(rest.iter().map(|&(after, upto)| async move {
-        let mut own = shared.location.connect(sync).await?;
-        read_log_range(shared, &mut own, after, upto).await
-    }));
-    let (mine, others) = futures::future::try_join(read_log_range(shared, conn, first.0, first.1), others).await?;
-    for part in std::iter::once(mine).chain(others) {
-        loading.append(part);
-    }
+    let loading = read_log_range(shared, conn, 0, rev, (rev - compact_rev).clamp(0, LOAD_CAPACITY_HINT_MAX)).await?;
     let mut index = loading.finish();
     index.rev = rev;
     index.ring_start = rev + 1;
@@ -480,9 +462,20 @@ async fn load_index(shared: &Shared, conn: &mut AnyConnection, sync: SyncMode) -
     Ok(obsolete)
 }
 
+/// Most rows room is made for before the log is read: every revision since the compaction point has at least one
+/// row, so that many rows are expected, and reserving them at once spares the copies of a growing buffer (and the
+/// freed buffers the allocator would keep).
+const LOAD_CAPACITY_HINT_MAX: i64 = 4 << 20;
+
 /// The log rows with revisions in (after, upto], in order, streamed into a [`Loading`].
-async fn read_log_range(shared: &Shared, conn: &mut AnyConnection, after: i64, upto: i64) -> Result<Loading> {
-    let mut loading = Loading::default();
+async fn read_log_range(
+    shared: &Shared,
+    conn: &mut AnyConnection,
+    after: i64,
+    upto: i64,
+    expected_rows: i64,
+) -> Result<Loading> {
+    let mut loading = Loading::with_capacity(expected_rows as usize);
     let statement = shared.sql.log_after();
     let mut rows = sqlx::query(&statement).bind(after).bind(upto).bind(i64::MAX).fetch(&mut *conn);
     while let Some(row) = rows.try_next().await.map_err(shared.location.db_error("loading the index"))? {

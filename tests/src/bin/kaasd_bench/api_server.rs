@@ -22,6 +22,51 @@ const KUBECONFIG: &str = "pki/admin.conf";
 /// How long a SIGTERM'd controller may take to drain before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 
+/// The command-line options that say which kaasd runs and where its data goes, shared by the benchmarks that
+/// start `kaasd controller`.
+#[derive(clap::Args, Debug)]
+pub struct LaunchArgs {
+    /// kaasd binary [default: kaasd next to this binary, i.e. target/release/kaasd].
+    #[arg(long)]
+    kaasd: Option<PathBuf>,
+    /// Where the controllers' temporary data directories go [default: the system temp dir].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    postgres_host: String,
+    #[arg(long, default_value_t = 5432)]
+    postgres_port: u16,
+    #[arg(long, default_value = "postgres")]
+    postgres_user: String,
+}
+
+impl LaunchArgs {
+    pub fn launch(&self, server_cpu: Option<usize>) -> Result<ControllerLaunch> {
+        Ok(ControllerLaunch {
+            binary: kaasd_binary(self.kaasd.as_ref())?,
+            work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            postgres: PostgresAdmin {
+                host: self.postgres_host.clone(),
+                port: self.postgres_port,
+                user: self.postgres_user.clone(),
+            },
+            server_cpu,
+        })
+    }
+}
+
+/// The kaasd binary given, or else the one next to this binary (i.e. target/release/kaasd).
+pub fn kaasd_binary(given: Option<&PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => Ok(std::env::current_exe()
+            .context("locating this binary")?
+            .parent()
+            .ok_or_else(|| anyhow!("this binary has no parent directory"))?
+            .join("kaasd")),
+    }
+}
+
 /// What every controller of one benchmark run is started with.
 #[derive(Clone, Debug)]
 pub struct ControllerLaunch {

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use report::{Better, Table};
@@ -216,14 +216,7 @@ async fn run(args: Args) -> Result<()> {
     let load_at_start = read_trimmed("/proc/loadavg");
     let pinning = choose_pinning(&args, &machine).await;
     let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let kaasd_binary = match &args.kaasd {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .parent()
-            .ok_or_else(|| anyhow!("this binary has no parent directory"))?
-            .join("kaasd"),
-    };
+    let kaasd_binary = api_server::kaasd_binary(args.kaasd.as_ref())?;
     let config = LaunchConfig {
         etcd_binary: find_on_path(&args.etcd).unwrap_or_else(|| args.etcd.clone()),
         kaasd_binary,

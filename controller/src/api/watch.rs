@@ -170,12 +170,14 @@ pub(super) struct SharedLines {
 
 #[derive(Default)]
 struct RecentLines {
-    lines: HashMap<(Bytes, i64), Arc<OnceLock<Option<Vec<Bytes>>>>>,
+    lines: HashMap<(Bytes, i64), LinesSlot>,
     /// Insertion order, for forgetting the oldest.
     order: VecDeque<(Bytes, i64)>,
 }
 
+/// The lines of one event once encoded; None when encoding failed.
 type Lines = Option<Vec<Bytes>>;
+type LinesSlot = Arc<OnceLock<Lines>>;
 
 impl SharedLines {
     /// The lines of `event`, encoded by `encode` if no other watcher has encoded them yet. Watchers asking at the
@@ -192,7 +194,7 @@ impl SharedLines {
             match recent.lines.get(&id) {
                 Some(slot) => slot.clone(),
                 None => {
-                    let slot: Arc<OnceLock<Lines>> = Arc::default();
+                    let slot: LinesSlot = Arc::default();
                     recent.lines.insert(id.clone(), slot.clone());
                     recent.order.push_back(id);
                     while recent.order.len() > SHARED_LINES {

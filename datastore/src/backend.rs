@@ -264,7 +264,8 @@ impl Sql {
         self.text(&format!("INSERT INTO kaasd_log ({}) VALUES {values}", Self::LOG_COLUMNS))
     }
 
-    /// Log rows after a revision, in order, for catching up with other processes and for watches.
+    /// Log rows after a revision, in order, for catching up with other processes, for watches, and for building
+    /// the index at start.
     pub fn log_after(&self) -> String {
         self.text(&format!(
             "SELECT {} FROM kaasd_log WHERE rev > ? AND rev <= ? ORDER BY rev, sub LIMIT ?",
@@ -276,11 +277,6 @@ impl Sql {
     pub fn log_at_revisions(&self, count: usize) -> String {
         let marks = vec!["?"; count].join(", ");
         self.text(&format!("SELECT {} FROM kaasd_log WHERE rev IN ({marks})", Self::LOG_COLUMNS))
-    }
-
-    /// The key index at start: every retained row without its value.
-    pub fn log_index(&self) -> &'static str {
-        "SELECT rev, sub, kv_key, deleted, create_rev, version, lease FROM kaasd_log ORDER BY rev, sub"
     }
 
     /// Deletes the given (rev, sub) rows; compaction has decided nobody can read them any more.

@@ -31,9 +31,15 @@ pub(crate) struct LogRow {
 impl LogRow {
     /// The key-value this row describes; for a tombstone, the key and the delete's revision.
     pub fn key_value(&self) -> KeyValue {
+        LogRow { key: self.key.clone(), value: self.value.clone(), ..*self }.into_key_value()
+    }
+
+    /// Like [`LogRow::key_value`], moving the key and value instead of sharing them: a shared `Bytes` costs an
+    /// extra allocation per key, which adds up over every live key in memory.
+    pub fn into_key_value(self) -> KeyValue {
         if self.deleted {
             KeyValue {
-                key: self.key.clone(),
+                key: self.key,
                 value: Bytes::new(),
                 create_revision: 0,
                 mod_revision: self.rev,
@@ -42,8 +48,8 @@ impl LogRow {
             }
         } else {
             KeyValue {
-                key: self.key.clone(),
-                value: self.value.clone(),
+                key: self.key,
+                value: self.value,
                 create_revision: self.create_rev,
                 mod_revision: self.rev,
                 version: self.version,
@@ -53,19 +59,80 @@ impl LogRow {
     }
 }
 
-/// Where one retained revision of a key sits in the log.
+/// Where one retained revision of a key sits in the log. 16 bytes: one of these is kept per live key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Retained {
     pub rev: i64,
-    pub sub: i64,
+    /// Position inside its transaction; a transaction never holds more than `u32::MAX` changes.
+    pub sub: u32,
     pub deleted: bool,
 }
 
-#[derive(Debug, Default)]
+impl Retained {
+    fn of(row: &LogRow) -> Self {
+        Self { rev: row.rev, sub: u32::try_from(row.sub).unwrap_or(u32::MAX), deleted: row.deleted }
+    }
+}
+
+/// One key in memory. Most keys have a single retained revision, so only older ones get an allocation of their
+/// own; this struct is 32 bytes.
+#[derive(Debug)]
 struct KeyEntry {
     current: Option<Arc<KeyValue>>,
-    /// Retained revisions, oldest first; the last one is the current state.
-    history: Vec<Retained>,
+    /// The newest retained revision: the current state, or the tombstone that ended the key.
+    latest: Retained,
+    /// Older retained revisions (for reads at old revisions), oldest first. Boxed on purpose: the box is one
+    /// pointer where a `Vec` is three, and most keys have none, so every entry stays at 32 bytes.
+    #[allow(clippy::box_collection)]
+    older: Option<Box<Vec<Retained>>>,
+}
+
+impl KeyEntry {
+    fn new(latest: Retained) -> Self {
+        Self { current: None, latest, older: None }
+    }
+
+    /// Records a newer revision of the key; the previous newest becomes history.
+    fn push(&mut self, position: Retained) {
+        self.older.get_or_insert_with(Default::default).push(self.latest);
+        self.latest = position;
+    }
+
+    /// The newest retained revision at or below `at`.
+    fn at(&self, at: i64) -> Option<Retained> {
+        if self.latest.rev <= at {
+            return Some(self.latest);
+        }
+        let older = self.older.as_deref()?;
+        older.partition_point(|r| r.rev <= at).checked_sub(1).map(|i| older[i])
+    }
+
+    /// Drops the revisions a read at `compact_rev` or later cannot need into `obsolete`: everything below the
+    /// newest revision at or below the point, and that one too if it is a tombstone. Returns whether anything
+    /// of the key is left.
+    fn compact(&mut self, compact_rev: i64, obsolete: &mut Vec<Retained>) -> bool {
+        if self.older.is_none() {
+            if self.latest.deleted && self.latest.rev <= compact_rev {
+                obsolete.push(self.latest);
+                return false;
+            }
+            return true;
+        }
+        let mut history: Vec<Retained> = self.older.take().map(|older| *older).unwrap_or_default();
+        history.push(self.latest);
+        let newer = history.partition_point(|r| r.rev <= compact_rev);
+        let keep_from = match newer.checked_sub(1) {
+            Some(i) if !history[i].deleted => i,
+            _ => newer,
+        };
+        obsolete.extend(history.drain(..keep_from));
+        let Some(latest) = history.pop() else { return false };
+        self.latest = latest;
+        if !history.is_empty() {
+            self.older = Some(Box::new(history));
+        }
+        true
+    }
 }
 
 /// Events applied together, in revision order.
@@ -110,45 +177,62 @@ pub(crate) struct Index {
     pub ring_start: i64,
 }
 
+/// The index under construction at start-up, fed the log's rows in (rev, sub) order with their values. Rows are
+/// collected and sorted by key once at the end (stable, so each key's rows stay in revision order): cheaper than
+/// hashing every row into a map, and the sorted keys build the tree in one pass with full nodes; inserting keys one
+/// by one in revision order would leave its nodes about two thirds full.
+#[derive(Default)]
+pub(crate) struct Loading {
+    rows: Vec<(Retained, KeyValue)>,
+    rev: i64,
+}
+
+impl Loading {
+    pub fn with_capacity(rows: usize) -> Self {
+        Self { rows: Vec::with_capacity(rows), rev: 0 }
+    }
+
+    pub fn add(&mut self, row: LogRow) {
+        self.rev = row.rev;
+        self.rows.push((Retained::of(&row), row.into_key_value()));
+    }
+
+    /// The index at the revision of the last row. The newest row of each key decides its state.
+    pub fn finish(self) -> Index {
+        let mut rows = self.rows;
+        rows.sort_by(|a, b| a.1.key.cmp(&b.1.key));
+        let mut entries: Vec<(Bytes, KeyEntry)> = Vec::new();
+        let mut lease_keys: HashMap<i64, BTreeSet<Bytes>> = HashMap::new();
+        let mut rows = rows.into_iter().peekable();
+        while let Some((first, kv)) = rows.next() {
+            let mut entry = KeyEntry::new(first);
+            let mut newest = kv;
+            while let Some((position, kv)) = rows.next_if(|(_, next)| next.key == newest.key) {
+                entry.push(position);
+                newest = kv;
+            }
+            let key = newest.key.clone();
+            if !entry.latest.deleted {
+                if newest.lease != 0 {
+                    lease_keys.entry(newest.lease).or_default().insert(key.clone());
+                }
+                entry.current = Some(Arc::new(newest));
+            }
+            entries.push((key, entry));
+        }
+        Index {
+            rev: self.rev,
+            ring_start: self.rev + 1,
+            keys: entries.into_iter().collect(),
+            lease_keys,
+            ..Index::default()
+        }
+    }
+}
+
 impl Index {
     pub fn new() -> Self {
         Self { ring_start: 1, ..Self::default() }
-    }
-
-    /// Loads one retained row at start-up (values of live keys come later through [`Index::set_value`]).
-    pub fn load(&mut self, row: Retained, key: Bytes, create_rev: i64, version: i64, lease: i64) {
-        let entry = self.keys.entry(key.clone()).or_default();
-        if let Some(old) = entry.current.take() {
-            detach_lease(&mut self.lease_keys, old.lease, &key);
-        }
-        if !row.deleted {
-            let kv = KeyValue {
-                key: key.clone(),
-                value: Bytes::new(),
-                create_revision: create_rev,
-                mod_revision: row.rev,
-                version,
-                lease,
-            };
-            entry.current = Some(Arc::new(kv));
-            if lease != 0 {
-                self.lease_keys.entry(lease).or_default().insert(key);
-            }
-        }
-        entry.history.push(row);
-        self.rev = self.rev.max(row.rev);
-        self.ring_start = self.rev + 1;
-    }
-
-    /// Live keys whose value still has to be read at start-up, with where it is in the log.
-    pub fn live_positions(&self) -> Vec<Retained> {
-        self.keys.values().filter(|e| e.current.is_some()).filter_map(|e| e.history.last().copied()).collect()
-    }
-
-    pub fn set_value(&mut self, key: &[u8], value: Bytes) {
-        if let Some(current) = self.keys.get_mut(key).and_then(|e| e.current.as_mut()) {
-            Arc::make_mut(current).value = value;
-        }
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Arc<KeyValue>> {
@@ -191,8 +275,7 @@ impl Index {
             let slot = if at >= self.rev {
                 entry.current.clone().map(Slot::Ready)
             } else {
-                let newer = entry.history.partition_point(|r| r.rev <= at);
-                match newer.checked_sub(1).map(|i| entry.history[i]) {
+                match entry.at(at) {
                     Some(r) if !r.deleted => match &entry.current {
                         Some(kv) if kv.mod_revision == r.rev => Some(Slot::Ready(kv.clone())),
                         _ => Some(Slot::InLog(r)),
@@ -217,21 +300,27 @@ impl Index {
         let mut events = Vec::with_capacity(rows.len());
         let mut value_bytes = 0;
         for row in rows {
-            let kv = Arc::new(row.key_value());
-            value_bytes += kv.value.len() + kv.key.len();
-            let entry = self.keys.entry(row.key.clone()).or_default();
-            let prev_kv = entry.current.take();
-            entry.history.push(Retained { rev: row.rev, sub: row.sub, deleted: row.deleted });
-            if !row.deleted {
-                entry.current = Some(kv.clone());
-            }
-            if let Some(prev) = &prev_kv {
-                detach_lease(&mut self.lease_keys, prev.lease, &row.key);
-            }
-            if !row.deleted && row.lease != 0 {
-                self.lease_keys.entry(row.lease).or_default().insert(row.key.clone());
-            }
+            let position = Retained::of(&row);
             let kind = if row.deleted { EventKind::Delete } else { EventKind::Put };
+            let kv = Arc::new(row.into_key_value());
+            value_bytes += kv.value.len() + kv.key.len();
+            let current = (kind == EventKind::Put).then(|| kv.clone());
+            let prev_kv = match self.keys.get_mut(&kv.key) {
+                Some(entry) => {
+                    entry.push(position);
+                    std::mem::replace(&mut entry.current, current)
+                }
+                None => {
+                    self.keys.insert(kv.key.clone(), KeyEntry { current, ..KeyEntry::new(position) });
+                    None
+                }
+            };
+            if let Some(prev) = &prev_kv {
+                detach_lease(&mut self.lease_keys, prev.lease, &kv.key);
+            }
+            if kind == EventKind::Put && kv.lease != 0 {
+                self.lease_keys.entry(kv.lease).or_default().insert(kv.key.clone());
+            }
             events.push(Event { kind, kv, prev_kv });
         }
         self.rev = last_rev;
@@ -268,16 +357,7 @@ impl Index {
         }
         self.compact_rev = compact_rev;
         let mut obsolete = Vec::new();
-        self.keys.retain(|_, entry| {
-            let newer = entry.history.partition_point(|r| r.rev <= compact_rev);
-            // Keep the newest revision at or below the compaction point, unless it is a tombstone.
-            let keep_from = match newer.checked_sub(1) {
-                Some(i) if !entry.history[i].deleted => i,
-                _ => newer,
-            };
-            obsolete.extend(entry.history.drain(..keep_from));
-            entry.current.is_some() || !entry.history.is_empty()
-        });
+        self.keys.retain(|_, entry| entry.compact(compact_rev, &mut obsolete));
         obsolete
     }
 
@@ -367,5 +447,38 @@ mod tests {
         assert_eq!(index.plan_range(&KeyRange::between("b", "a"), 1, 0).count, 0);
         assert_eq!(index.plan_range(&KeyRange::between("a", "a"), 1, 0).count, 0);
         assert_eq!(index.plan_range(&KeyRange::key("a"), 1, 0).count, 1);
+    }
+
+    #[test]
+    fn loading_the_log_gives_the_index_applying_it_gave() {
+        let log = vec![
+            vec![LogRow { lease: 7, ..put(1, "a", "1", 0) }],
+            vec![put(2, "a", "2", 1), LogRow { sub: 1, ..put(2, "b", "x", 0) }],
+            vec![delete(3, "b", 2)],
+            vec![put(4, "c", "y", 0)],
+        ];
+        let mut applied = Index::new();
+        let mut loading = Loading::default();
+        for rows in &log {
+            applied.apply(rows.clone());
+            rows.iter().cloned().for_each(|row| loading.add(row));
+        }
+        let loaded = loading.finish();
+        let all = KeyRange::prefix("");
+        for at in 1..=4 {
+            let (a, b) = (applied.plan_range(&all, at, 0), loaded.plan_range(&all, at, 0));
+            assert_eq!((a.count, a.more), (b.count, b.more), "at {at}");
+        }
+        assert_eq!(loaded.get(b"a").map(|kv| kv.value.clone()), Some(Bytes::from_static(b"2")));
+        assert!(loaded.get(b"b").is_none());
+        assert!(loaded.lease_keys(7).is_empty());
+        assert_eq!((loaded.rev, loaded.ring_start, loaded.live_count()), (4, 5, 2));
+    }
+
+    #[test]
+    fn a_key_entry_stays_small() {
+        // One of these per key: growing it costs memory on every live object.
+        assert_eq!(std::mem::size_of::<KeyEntry>(), 32);
+        assert_eq!(std::mem::size_of::<Retained>(), 16);
     }
 }

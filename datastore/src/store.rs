@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::{self, Dialect, Location, Sql, SyncMode};
 use crate::batch::without_value;
 use crate::error::{Error, Result};
-use crate::index::{EventBatch, Index, LogRow, Retained, Slot};
+use crate::index::{EventBatch, Index, Loading, LogRow, Retained, Slot};
 use crate::types::{
     DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrant, LeaseTimeToLive, PutRequest, PutResponse,
     RangeRequest, RangeResponse, Status, TxnOp, TxnOpResponse, TxnRequest, TxnResponse, WatchRequest,
@@ -313,9 +313,9 @@ impl Store {
         for slot in plan.slots {
             let kv = match slot {
                 Slot::Ready(kv) => kv,
-                Slot::InLog(position) => {
-                    found.remove(&(position.rev, position.sub)).ok_or_else(|| self.compacted(request.revision))?
-                }
+                Slot::InLog(position) => found
+                    .remove(&(position.rev, i64::from(position.sub)))
+                    .ok_or_else(|| self.compacted(request.revision))?,
             };
             response.kvs.push(if request.keys_only { without_value(&kv) } else { kv });
         }
@@ -473,38 +473,39 @@ async fn lock_sqlite_file(location: &Location, path: &std::path::Path, wait: Dur
     }
 }
 
-/// Builds the index from the log: every retained row's position, then the values of live keys. Returns the
-/// positions a past compaction left behind, for the writer to delete.
+/// Builds the index from the log up to the database's revision, reading each row once with its value: cheaper
+/// than a scan of the keys followed by lookups of the live values, and the history it also reads is short (the
+/// controller compacts to five minutes). Returns the positions a past compaction left behind, for the writer to
+/// delete.
 async fn load_index(shared: &Shared, conn: &mut AnyConnection) -> Result<Vec<Retained>> {
     let (rev, compact_rev) = shared.database_revisions(conn, false).await?;
-    let db_error = || shared.location.db_error("loading the index");
-    let mut index = Index::new();
-    {
-        let mut rows = sqlx::query(shared.sql.log_index()).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(db_error())? {
-            let position = Retained {
-                rev: row.try_get(0).map_err(db_error())?,
-                sub: row.try_get(1).map_err(db_error())?,
-                deleted: row.try_get::<i64, _>(3).map_err(db_error())? != 0,
-            };
-            let key = Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(db_error())?);
-            let create_rev = row.try_get(4).map_err(db_error())?;
-            let version = row.try_get(5).map_err(db_error())?;
-            let lease = row.try_get(6).map_err(db_error())?;
-            index.load(position, key, create_rev, version, lease);
-        }
-    }
-    let live = index.live_positions();
-    let revisions: Vec<i64> = live.iter().map(|r| r.rev).collect();
-    let wanted: std::collections::HashSet<(i64, i64)> = live.iter().map(|r| (r.rev, r.sub)).collect();
-    for row in shared.log_rows_at(&revisions).await? {
-        if wanted.contains(&(row.rev, row.sub)) {
-            index.set_value(&row.key, row.value);
-        }
-    }
+    let loading = read_log_range(shared, conn, 0, rev, (rev - compact_rev).clamp(0, LOAD_CAPACITY_HINT_MAX)).await?;
+    let mut index = loading.finish();
     index.rev = rev;
     index.ring_start = rev + 1;
     let obsolete = index.compact(compact_rev);
     *shared.write() = index;
     Ok(obsolete)
+}
+
+/// Most rows room is made for before the log is read: every revision since the compaction point has at least one
+/// row, so that many rows are expected, and reserving them at once spares the copies of a growing buffer (and the
+/// freed buffers the allocator would keep).
+const LOAD_CAPACITY_HINT_MAX: i64 = 4 << 20;
+
+/// The log rows with revisions in (after, upto], in order, streamed into a [`Loading`].
+async fn read_log_range(
+    shared: &Shared,
+    conn: &mut AnyConnection,
+    after: i64,
+    upto: i64,
+    expected_rows: i64,
+) -> Result<Loading> {
+    let mut loading = Loading::with_capacity(expected_rows as usize);
+    let statement = shared.sql.log_after();
+    let mut rows = sqlx::query(&statement).bind(after).bind(upto).bind(i64::MAX).fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await.map_err(shared.location.db_error("loading the index"))? {
+        loading.add(decode_log_row(&row).map_err(shared.location.db_error("loading the index"))?);
+    }
+    Ok(loading)
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +27,17 @@ const MAX_BATCH_REQUESTS: usize = 1024;
 const MAX_ROWS_PER_INSERT: usize = 128;
 /// Obsolete rows deleted per transaction while compacting, between write batches.
 const DELETE_CHUNK: usize = 512;
+/// After a commit at least this slow (a disk that takes a millisecond or more to sync), a batch of several
+/// requests waits for more before it starts. Without that, clients answered together come back a moment after
+/// the next commit began, wait for all of it, and split into groups that take turns: every commit then carries
+/// only part of the clients, and throughput halves. Fast commits need no waiting: the clients come back within
+/// the commit.
+const GATHER_AFTER_COMMIT: Duration = Duration::from_micros(800);
+/// The wait ends when no request arrived for this long (a little more than a client on loopback needs to send
+/// its next request after its answer)…
+const GATHER_QUIET: Duration = Duration::from_micros(250);
+/// …or after this fraction of the last commit's time, whichever comes first.
+const GATHER_MAX_FRACTION: u32 = 2;
 
 /// One request to the writer: what to do and where to send the answer.
 pub(crate) struct WriteRequest {
@@ -89,6 +101,9 @@ pub(crate) struct Writer {
     requests: mpsc::Receiver<WriteRequest>,
     /// Rows compaction made obsolete, deleted a chunk at a time between batches.
     obsolete: VecDeque<Retained>,
+    /// How long the last batch took to commit, and how many requests it carried.
+    last_commit: Duration,
+    last_batch: usize,
 }
 
 impl Writer {
@@ -99,7 +114,15 @@ impl Writer {
         requests: mpsc::Receiver<WriteRequest>,
         obsolete: Vec<Retained>,
     ) -> Self {
-        Self { shared, conn: Some(conn), sync, requests, obsolete: obsolete.into() }
+        Self {
+            shared,
+            conn: Some(conn),
+            sync,
+            requests,
+            obsolete: obsolete.into(),
+            last_commit: Duration::ZERO,
+            last_batch: 0,
+        }
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -127,11 +150,43 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.gather(&mut requests).await;
+            let started = Instant::now();
+            self.last_batch = requests.len();
             self.commit(requests).await;
+            self.last_commit = started.elapsed();
         }
         self.requests.close();
         while let Ok(request) = self.requests.try_recv() {
             request.reply.fail(Error::Closed);
+        }
+    }
+
+    /// Waits for more requests when commits are slow and several clients are writing (see
+    /// [`GATHER_AFTER_COMMIT`]). A lone client never waits: its batches hold one request. The wait polls the queue
+    /// and yields to other tasks in between, because timers are too coarse for the sub-millisecond gaps involved.
+    async fn gather(&mut self, requests: &mut Vec<WriteRequest>) {
+        if self.last_commit < GATHER_AFTER_COMMIT || (self.last_batch <= 1 && requests.len() <= 1) {
+            return;
+        }
+        let started = Instant::now();
+        let limit = self.last_commit / GATHER_MAX_FRACTION;
+        let mut last_arrival = started;
+        while requests.len() < MAX_BATCH_REQUESTS {
+            match self.requests.try_recv() {
+                Ok(request) => {
+                    requests.push(request);
+                    last_arrival = Instant::now();
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now - last_arrival >= GATHER_QUIET || now - started >= limit {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
         }
     }
 
@@ -258,7 +313,7 @@ impl Writer {
                 let statement = shared.sql.delete_log_rows(size);
                 let mut query = sqlx::query(&statement);
                 for row in &chunk[start..start + size] {
-                    query = query.bind(row.rev).bind(row.sub);
+                    query = query.bind(row.rev).bind(i64::from(row.sub));
                 }
                 query.execute(&mut *conn).await.map_err(shared.location.db_error("deleting compacted rows"))?;
             }

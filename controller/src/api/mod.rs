@@ -55,6 +55,8 @@ pub struct ApiServer {
     /// Cancelled when the server starts to drain: open watches end their stream cleanly, so clients re-watch
     /// (elsewhere, or after the restart) and the connections they held can close at once.
     draining: tokio_util::sync::CancellationToken,
+    /// Watch events encoded once for every watcher that sends them unchanged.
+    watch_lines: Arc<watch::SharedLines>,
 }
 
 impl ApiServer {
@@ -78,6 +80,7 @@ impl ApiServer {
             tunnels: crate::tunnels::NodeTunnels::default(),
             replica_tls: std::sync::OnceLock::new(),
             draining: tokio_util::sync::CancellationToken::new(),
+            watch_lines: Arc::default(),
         }
     }
 

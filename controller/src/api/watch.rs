@@ -2,7 +2,8 @@
 //! watch on the resource's key prefix. Selectors are applied per event, so an object that stops matching is sent
 //! as DELETED and one that starts matching as ADDED, as upstream does.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,9 @@ use crate::storage::{decode, ObjectStore};
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+/// Events whose encoded lines are kept for other watchers. Every watcher of a resource receives an event within
+/// moments of the others, so a short memory is enough; a watcher that lags further encodes the event itself.
+const SHARED_LINES: usize = 4096;
 
 impl ApiServer {
     pub(super) async fn watch(
@@ -97,6 +101,7 @@ impl ApiServer {
 
         let def = def.clone();
         let draining = self.draining.clone();
+        let shared_lines = (!table && selection.is_empty()).then(|| self.watch_lines.clone());
         tokio::spawn(async move {
             for line in first_lines {
                 if sender.send(line).await.is_err() {
@@ -128,7 +133,11 @@ impl ApiServer {
                             }
                         };
                         for event in batch.events {
-                            let lines = match encoder.translate(&selection, &event) {
+                            let translated = match &shared_lines {
+                                Some(shared) => shared.lines(&event, || encoder.translate(&selection, &event)),
+                                None => encoder.translate(&selection, &event),
+                            };
+                            let lines = match translated {
                                 Ok(lines) => lines,
                                 Err(error) => {
                                     tracing::warn!(error = %error, "cannot encode a watch event");
@@ -150,6 +159,72 @@ impl ApiServer {
         let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
+    }
+}
+
+/// Watch lines shared by every watcher that sends events as they are stored (no selector, no Table): each event
+/// is decoded and encoded once, however many watchers receive it. Kept per API server; its events are identified
+/// by key and revision, which no two events share.
+#[derive(Default)]
+pub(super) struct SharedLines {
+    recent: Mutex<RecentLines>,
+}
+
+#[derive(Default)]
+struct RecentLines {
+    lines: HashMap<(Bytes, i64), LinesSlot>,
+    /// Insertion order, for forgetting the oldest.
+    order: VecDeque<(Bytes, i64)>,
+}
+
+/// The lines of one event once encoded; None when encoding failed.
+type Lines = Option<Vec<Bytes>>;
+type LinesSlot = Arc<OnceLock<Lines>>;
+
+impl SharedLines {
+    /// The lines of `event`, encoded by `encode` if no other watcher has encoded them yet. Watchers asking at the
+    /// same moment wait for the first one's encoding instead of repeating it. A failed encoding is not shared:
+    /// each later watcher encodes for itself.
+    fn lines(
+        &self,
+        event: &kaasd_datastore::Event,
+        encode: impl FnOnce() -> ApiResult<Vec<Bytes>>,
+    ) -> ApiResult<Vec<Bytes>> {
+        let id = (event.kv.key.clone(), event.kv.mod_revision);
+        let slot = {
+            let mut recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match recent.lines.get(&id) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let slot: LinesSlot = Arc::default();
+                    recent.lines.insert(id.clone(), slot.clone());
+                    recent.order.push_back(id);
+                    while recent.order.len() > SHARED_LINES {
+                        if let Some(oldest) = recent.order.pop_front() {
+                            recent.lines.remove(&oldest);
+                        }
+                    }
+                    slot
+                }
+            }
+        };
+        let mut encode = Some(encode);
+        let mut failure = None;
+        let lines = slot.get_or_init(|| match encode.take().map(|encode| encode()) {
+            Some(Ok(lines)) => Some(lines),
+            Some(Err(error)) => {
+                failure = Some(error);
+                None
+            }
+            None => None,
+        });
+        match (lines, failure, encode) {
+            (Some(lines), _, _) => Ok(lines.clone()),
+            (None, Some(error), _) => Err(error),
+            // Another watcher's encoding failed: this one tries its own, and reports its own error.
+            (None, None, Some(encode)) => encode(),
+            (None, None, None) => Err(ApiError::internal("a stored object cannot be encoded as a watch event")),
+        }
     }
 }
 
@@ -241,4 +316,52 @@ pub(super) fn table_for(
     let include = crate::table::IncludeObject::from_query(query.get("includeObject"))
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
     Ok(crate::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), printer_columns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaasd_datastore::{Event, KeyValue};
+
+    fn event(key: &str, revision: i64) -> Event {
+        let kv = KeyValue {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from_static(b"{}"),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            lease: 0,
+        };
+        Event { kind: EventKind::Put, kv: Arc::new(kv), prev_kv: None }
+    }
+
+    #[test]
+    fn each_event_is_encoded_once_and_failures_are_not_shared() {
+        let shared = SharedLines::default();
+        let mut encodings = 0;
+        for _ in 0..3 {
+            let lines = shared.lines(&event("/a", 5), || {
+                encodings += 1;
+                Ok(vec![Bytes::from_static(b"line\n")])
+            });
+            assert_eq!(lines.unwrap(), vec![Bytes::from_static(b"line\n")]);
+        }
+        assert_eq!(encodings, 1);
+        // Another revision of the same key is another event.
+        shared.lines(&event("/a", 6), || Ok(vec![])).unwrap();
+        let failed = shared.lines(&event("/b", 7), || Err(ApiError::internal("broken")));
+        assert!(failed.is_err());
+        let retried = shared.lines(&event("/b", 7), || Ok(vec![Bytes::from_static(b"again\n")]));
+        assert_eq!(retried.unwrap(), vec![Bytes::from_static(b"again\n")], "a later watcher encodes for itself");
+    }
+
+    #[test]
+    fn only_recent_events_are_kept() {
+        let shared = SharedLines::default();
+        for revision in 0..(SHARED_LINES as i64 + 10) {
+            shared.lines(&event("/a", revision), || Ok(vec![])).unwrap();
+        }
+        let recent = shared.recent.lock().unwrap();
+        assert_eq!((recent.lines.len(), recent.order.len()), (SHARED_LINES, SHARED_LINES));
+    }
 }

@@ -10,10 +10,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 
 use crate::api_client::{Endpoint, Protocol};
-use crate::api_server::{ControllerLaunch, RunningController};
+use crate::api_server::{ControllerLaunch, LaunchArgs, RunningController};
 use crate::api_workloads::{self, CONFIGMAP_VALUE_BYTES};
 use crate::report::{self, Better, Table};
 use crate::targets::{self, PostgresAdmin, TargetKind};
@@ -36,18 +36,14 @@ pub struct ApiArgs {
     /// Comma-separated targets: sqlite, postgres.
     #[arg(long, default_value = "sqlite,postgres")]
     targets: String,
-    /// kaasd binary [default: kaasd next to this binary, i.e. target/release/kaasd].
-    #[arg(long)]
-    kaasd: Option<PathBuf>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     /// Replace the API server's results section of this markdown file (e.g. docs/benchmarks.md).
     #[arg(long)]
     write: Option<PathBuf>,
     /// Smoke run of about a minute: short runs and small data.
     #[arg(long)]
     quick: bool,
-    /// Where the controllers' temporary data directories go [default: the system temp dir].
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
     /// Pin the controller to this CPU with taskset [default: not pinned, the controller may use every core].
     #[arg(long)]
     server_cpu: Option<usize>,
@@ -85,12 +81,6 @@ pub struct ApiArgs {
     /// Starts timed on a fresh data directory and restarts on the benchmark's data [default: 5, quick: 2].
     #[arg(long)]
     starts: Option<usize>,
-    #[arg(long, default_value = "127.0.0.1")]
-    postgres_host: String,
-    #[arg(long, default_value_t = 5432)]
-    postgres_port: u16,
-    #[arg(long, default_value = "postgres")]
-    postgres_user: String,
 }
 
 /// The sizes of one run, with `--quick` applied.
@@ -146,23 +136,7 @@ pub async fn run(args: ApiArgs) -> Result<()> {
     }
     let machine = MachineInfo::read();
     let load_at_start = read_trimmed("/proc/loadavg");
-    let launch = ControllerLaunch {
-        binary: match &args.kaasd {
-            Some(path) => path.clone(),
-            None => std::env::current_exe()
-                .context("locating this binary")?
-                .parent()
-                .ok_or_else(|| anyhow!("this binary has no parent directory"))?
-                .join("kaasd"),
-        },
-        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-        postgres: PostgresAdmin {
-            host: args.postgres_host.clone(),
-            port: args.postgres_port,
-            user: args.postgres_user.clone(),
-        },
-        server_cpu: args.server_cpu,
-    };
+    let launch = args.launch.launch(args.server_cpu)?;
     let mut titles = Vec::new();
     for kind in &kinds {
         titles.push((*kind, column_title(*kind, &launch.postgres).await));

@@ -22,6 +22,51 @@ const KUBECONFIG: &str = "pki/admin.conf";
 /// How long a SIGTERM'd controller may take to drain before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 
+/// The command-line options that say which kaasd runs and where its data goes, shared by the benchmarks that
+/// start `kaasd controller`.
+#[derive(clap::Args, Debug)]
+pub struct LaunchArgs {
+    /// kaasd binary [default: kaasd next to this binary, i.e. target/release/kaasd].
+    #[arg(long)]
+    kaasd: Option<PathBuf>,
+    /// Where the controllers' temporary data directories go [default: the system temp dir].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    postgres_host: String,
+    #[arg(long, default_value_t = 5432)]
+    postgres_port: u16,
+    #[arg(long, default_value = "postgres")]
+    postgres_user: String,
+}
+
+impl LaunchArgs {
+    pub fn launch(&self, server_cpu: Option<usize>) -> Result<ControllerLaunch> {
+        Ok(ControllerLaunch {
+            binary: kaasd_binary(self.kaasd.as_ref())?,
+            work_dir: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            postgres: PostgresAdmin {
+                host: self.postgres_host.clone(),
+                port: self.postgres_port,
+                user: self.postgres_user.clone(),
+            },
+            server_cpu,
+        })
+    }
+}
+
+/// The kaasd binary given, or else the one next to this binary (i.e. target/release/kaasd).
+pub fn kaasd_binary(given: Option<&PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => Ok(std::env::current_exe()
+            .context("locating this binary")?
+            .parent()
+            .ok_or_else(|| anyhow!("this binary has no parent directory"))?
+            .join("kaasd")),
+    }
+}
+
 /// What every controller of one benchmark run is started with.
 #[derive(Clone, Debug)]
 pub struct ControllerLaunch {
@@ -133,6 +178,16 @@ impl RunningController {
     /// time to ready.
     pub async fn restart(&mut self) -> Result<Duration> {
         self.terminate().await?;
+        self.start_again().await
+    }
+
+    /// Stops the controller gracefully (SIGTERM), keeping its data for [`RunningController::start_again`].
+    pub async fn pause(&mut self) -> Result<()> {
+        self.terminate().await
+    }
+
+    /// Starts a paused controller again on its data; returns the time from spawn to ready.
+    pub async fn start_again(&mut self) -> Result<Duration> {
         let (child, ready_in) =
             spawn_until_ready(&self.launch, &self.arguments, &self.log_path, self.address.port()).await?;
         self.pid = child.id().ok_or_else(|| anyhow!("the controller exited right after start"))?;
@@ -183,6 +238,14 @@ impl RunningController {
 
     pub fn memory(&self) -> Result<MemoryUsage> {
         targets::process_memory(self.pid)
+    }
+
+    /// The `--datastore` URL of this controller: its PostgreSQL database, or the SQLite file in its data dir.
+    pub fn datastore_url(&self) -> String {
+        match self.arguments.iter().position(|argument| argument == "--datastore") {
+            Some(flag) => self.arguments[flag + 1].clone(),
+            None => format!("sqlite://{}", self.data_dir.join("db").join("state.db").display()),
+        }
     }
 
     /// CPU time (user + system) of the controller's current process.

@@ -10,6 +10,7 @@ mod api_client;
 mod api_server;
 mod api_workloads;
 mod report;
+mod restart;
 mod targets;
 mod tunnel;
 mod tunnel_load;
@@ -22,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use report::{Better, Table};
@@ -51,6 +52,8 @@ struct Cli {
 enum Mode {
     /// Benchmark the Kubernetes API server (`kaasd controller`) on SQLite and PostgreSQL in one run.
     Api(api::ApiArgs),
+    /// Time from spawn to ready, and memory per object, of kaasd on a database holding many objects.
+    Restart(restart::RestartArgs),
     #[command(flatten)]
     Tunnel(tunnel::TunnelCommand),
 }
@@ -180,6 +183,7 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.mode {
         Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
+        Some(Mode::Restart(restart_args)) => runtime.block_on(restart::run(restart_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
         None => runtime.block_on(run(cli.datastore)),
     }
@@ -212,14 +216,7 @@ async fn run(args: Args) -> Result<()> {
     let load_at_start = read_trimmed("/proc/loadavg");
     let pinning = choose_pinning(&args, &machine).await;
     let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let kaasd_binary = match &args.kaasd {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .parent()
-            .ok_or_else(|| anyhow!("this binary has no parent directory"))?
-            .join("kaasd"),
-    };
+    let kaasd_binary = api_server::kaasd_binary(args.kaasd.as_ref())?;
     let config = LaunchConfig {
         etcd_binary: find_on_path(&args.etcd).unwrap_or_else(|| args.etcd.clone()),
         kaasd_binary,

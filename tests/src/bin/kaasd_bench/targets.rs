@@ -241,7 +241,7 @@ pub async fn launch(kind: TargetKind, config: &LaunchConfig) -> Result<RunningTa
 
 /// Reads kaasd's stdout until it says it serves, then keeps draining it into the log so the server never
 /// blocks on a full pipe.
-async fn wait_for_ready_line(stdout: tokio::process::ChildStdout, log_path: &Path) -> Result<()> {
+pub async fn wait_for_ready_line(stdout: tokio::process::ChildStdout, log_path: &Path) -> Result<()> {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + STARTUP_LIMIT;
     loop {
@@ -273,7 +273,7 @@ async fn copy_lines_to_log<R: tokio::io::AsyncBufRead + Unpin>(reader: R, log_pa
     }
 }
 
-fn free_loopback_port() -> Result<u16> {
+pub fn free_loopback_port() -> Result<u16> {
     // The port is free when we look; the short race until the server binds it is acceptable for a benchmark.
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener.local_addr().context("reading the bound address")?.port())

@@ -20,6 +20,9 @@ fi
 # installed; on a clean checkout this builds everything from scratch. (The tests' build after it reuses most of it.)
 say "building kaasd as the README does, with no protoc"
 PROTOC=/nonexistent/protoc cargo build --release --quiet
+# The end-to-end tests run this very binary. (Left to themselves they build it with a nested `cargo build`, which
+# inherits the test runner's environment and can rebuild dependencies that the workspace build just made.)
+export KAASD_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/release/kaasd"
 
 missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)

@@ -156,7 +156,9 @@ fn encode_status(status: &str, message: &str, reason: &str, details: Option<&Det
         details: details.map(DetailsBody::of),
         code,
     };
-    serde_json::to_vec(&body).expect("a Status is plain strings and numbers")
+    let mut out = Vec::new();
+    crate::field_order::write_like_go(&mut out, &body);
+    out
 }
 
 /// `metav1.Status` with its fields in the Go struct's order (TypeMeta inlined first), which is the order

@@ -5,7 +5,8 @@
 //!
 //! Below `metadata` the fields of a built-in kind stay sorted: the Go struct order of every kind is not known here
 //! (the OpenAPI document sorts properties; protobuf numbers them in the order fields were added). Reordering is done
-//! while encoding, with no copy of the object, so it costs nothing measurable.
+//! while encoding, with no copy of the object, so it costs nothing measurable. Strings are escaped as Go escapes
+//! them (`<`, `>`, `&` as `\u003c`, `\u003e`, `\u0026`).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -19,11 +20,17 @@ pub fn to_json(value: &Value, order: FieldOrder) -> Vec<u8> {
 
 /// Appends the encoding of [`to_json`] to `out`.
 pub fn write_json(out: &mut Vec<u8>, value: &Value, order: FieldOrder) {
-    let written = match order {
-        FieldOrder::Sorted => serde_json::to_writer(out, value),
-        FieldOrder::BuiltIn => serde_json::to_writer(out, &Ordered { value, fields: TOP_LEVEL }),
-    };
-    written.expect("a JSON value always encodes into memory")
+    match order {
+        FieldOrder::Sorted => write_like_go(out, value),
+        FieldOrder::BuiltIn => write_like_go(out, &Ordered { value, fields: TOP_LEVEL }),
+    }
+}
+
+/// Encodes as Go's encoding/json does, which kube-apiserver's JSON serializer uses: like serde_json, except that
+/// `<`, `>`, `&`, U+2028 and U+2029 inside strings are written as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`.
+pub fn write_like_go(out: &mut Vec<u8>, value: &impl Serialize) {
+    let mut serializer = serde_json::Serializer::with_formatter(out, GoFormatter);
+    value.serialize(&mut serializer).expect("JSON encodes into memory")
 }
 
 /// How a kind's objects are ordered: built-in kinds as Go structs, custom resources with sorted keys.
@@ -85,6 +92,34 @@ const MANAGED_FIELDS_ENTRY: &Level = &Level {
     leading: &["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1", "subresource"],
     nested: &[],
 };
+
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut start = 0;
+        for (index, byte) in bytes.iter().enumerate() {
+            // (escape, bytes it replaces): the line and paragraph separators are three bytes in UTF-8.
+            let (escape, width) = match (byte, bytes.get(index + 1..index + 3)) {
+                (b'<', _) => ("\\u003c", 1),
+                (b'>', _) => ("\\u003e", 1),
+                (b'&', _) => ("\\u0026", 1),
+                (0xE2, Some([0x80, 0xA8])) => ("\\u2028", 3),
+                (0xE2, Some([0x80, 0xA9])) => ("\\u2029", 3),
+                _ => continue,
+            };
+            writer.write_all(&bytes[start..index])?;
+            writer.write_all(escape.as_bytes())?;
+            start = index + width;
+        }
+        writer.write_all(&bytes[start..])
+    }
+}
 
 struct Ordered<'a> {
     value: &'a Value,
@@ -148,6 +183,12 @@ mod tests {
             serde_json::to_string(&object).unwrap(),
             "custom resources keep sorted keys"
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_as_go_escapes_them() {
+        let object = json!({"a<b": "x > y && z\u{2028}é"});
+        assert_eq!(text(&object, FieldOrder::Sorted), r#"{"a\u003cb":"x \u003e y \u0026\u0026 z\u2028é"}"#);
     }
 
     #[test]

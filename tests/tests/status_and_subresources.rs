@@ -9,9 +9,12 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use kaasd_e2e::controller::Controller;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
+use kube_client::start;
 use serde_json::{json, Value};
+
+#[path = "common/kube_client.rs"]
+mod kube_client;
 
 /// Every request waits at most this long, so a server that never answers fails the test instead of hanging.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -74,18 +77,6 @@ spec:
               phase: {type: string}
               selector: {type: string}
 "#;
-
-async fn start() -> (Controller, Client) {
-    let controller = tokio::task::spawn_blocking(Controller::start)
-        .await
-        .expect("the start task runs")
-        .expect("kaasd controller starts");
-    let kubeconfig = Kubeconfig::read_from(controller.kubeconfig()).expect("the admin kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kube-rs accepts the admin kubeconfig");
-    (controller, Client::try_from(config).expect("kube-rs builds a client"))
-}
 
 /// One request as the admin (or as `impersonate`), answered with its status code and body exactly as sent.
 async fn raw(

@@ -471,7 +471,9 @@ pub fn json_response(code: u16, value: &Value) -> Response<Body> {
 }
 
 pub fn json_response_typed(code: u16, value: &Value, content_type: &'static str) -> Response<Body> {
-    json_bytes_response(code, serde_json::to_vec(value).unwrap_or_default(), content_type)
+    let mut bytes = Vec::new();
+    crate::field_order::write_like_go(&mut bytes, value);
+    json_bytes_response(code, bytes, content_type)
 }
 
 /// Every JSON body ends with a newline, as kube-apiserver's encoder writes it.

@@ -37,7 +37,10 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, cu
 /// Field errors of an object (and, on update, of the change from `old`), as Status causes.
 pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_schema: Option<&Value>) -> Vec<Cause> {
     if let Some(schema) = custom_schema {
-        return crate::crd::validate(schema, object);
+        return match old {
+            Some(old) => crate::crd::validate_update(schema, object, old),
+            None => crate::crd::validate(schema, object),
+        };
     }
     if is_crd(def) {
         let causes = crate::crd::validate_definition(object);

@@ -333,26 +333,19 @@ pub fn validate(schema: &Value, object: &Value) -> Vec<Cause> {
     errors
 }
 
-const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Validates an update of a custom resource like [`validate`], except that a top-level field the update left as it
+/// was (`status` on a main-resource write, `spec` on a `/status` write) cannot fail it: upstream ratchets
+/// unchanged values, so a stored value that a newer schema (or a required field not yet written) rejects does not
+/// block writes to the rest of the object.
+pub fn validate_update(schema: &Value, object: &Value, old: &Value) -> Vec<Cause> {
+    let unchanged = |field: &str| {
+        let top = field.split(['.', '[']).next().unwrap_or_default();
+        !META_FIELDS.contains(&top) && object.get(top).is_some_and(|value| old.get(top) == Some(value))
+    };
+    validate(schema, object).into_iter().filter(|cause| !unchanged(&cause.field)).collect()
+}
 
-/// The fields of ObjectMeta: everything else under a custom resource's `metadata` is dropped.
-const OBJECT_META_FIELDS: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 const META_FIELDS: &[&str] = &["apiVersion", "kind", "metadata"];
 
@@ -1008,7 +1001,7 @@ fn prune_root(schema: &Value, object: &mut Value, unknown: &mut Vec<String>) {
 /// Drops what ObjectMeta has no field for.
 fn prune_object_meta(metadata: &mut Map<String, Value>, path: &str, unknown: &mut Vec<String>) {
     metadata.retain(|key, _| {
-        let known = OBJECT_META_FIELDS.contains(&key.as_str());
+        let known = crate::field_order::OBJECT_META_FIELDS.contains(&key.as_str());
         if !known {
             unknown.push(format!("{path}.{key}"));
         }
@@ -1746,6 +1739,29 @@ mod tests {
                 ]
             }
         })
+    }
+
+    #[test]
+    fn an_update_is_not_refused_for_a_top_level_field_it_left_alone() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "required": ["replicas"], "properties": {"replicas": {"type": "integer"}}},
+            "status": {"type": "object", "required": ["phase"], "properties": {"phase": {"type": "string"}}},
+        }});
+        let stored = json!({"metadata": {"name": "w"}, "spec": {"replicas": 1}, "status": {"ready": true}});
+        assert_eq!(texts(&validate(&schema, &stored)), ["FieldValueRequired status.phase: Required value"]);
+        let respecced = json!({"metadata": {"name": "w"}, "spec": {"replicas": 2}, "status": {"ready": true}});
+        assert_eq!(validate_update(&schema, &respecced, &stored), vec![], "the stored status stands");
+        let broken = json!({"metadata": {"name": "w"}, "spec": {}, "status": {"ready": true}});
+        assert_eq!(
+            texts(&validate_update(&schema, &broken, &stored)),
+            ["FieldValueRequired spec.replicas: Required value"],
+            "what the update changed is validated"
+        );
+        let restatused = json!({"metadata": {"name": "w"}, "spec": {"replicas": 1}, "status": {"ready": false}});
+        assert_eq!(
+            texts(&validate_update(&schema, &restatused, &stored)),
+            ["FieldValueRequired status.phase: Required value"]
+        );
     }
 
     #[test]

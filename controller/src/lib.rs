@@ -12,6 +12,7 @@ mod controllers;
 pub mod crd;
 pub mod defaults;
 pub mod error;
+pub mod field_order;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::api::ApiServer;
 use crate::auth::User;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Details};
 use crate::storage::ObjectStore;
 
 /// What a request does, in RBAC's terms.
@@ -45,29 +45,35 @@ pub async fn authorize(server: &ApiServer, user: &User, attributes: &Attributes)
     if allowed(server, user, attributes).await? {
         return Ok(());
     }
-    let subject = if attributes.name.is_empty() {
-        String::new()
+    Err(forbidden(user, attributes))
+}
+
+/// Upstream's 403 for a request the authorizer denied: `pods "web" is forbidden: User "bob" cannot get resource
+/// "pods" in API group "" in the namespace "default"`, with the resource (and subresource) and name as details.
+pub fn forbidden(user: &User, attributes: &Attributes) -> ApiError {
+    let denial = format!("User \"{}\" {}", user.name, attributes.describe());
+    if attributes.path.is_some() {
+        return ApiError::forbidden(format!("forbidden: {denial}"), Details::default());
+    }
+    let resource = if attributes.subresource.is_empty() {
+        attributes.resource.clone()
     } else {
-        let resource = if attributes.group.is_empty() {
-            attributes.resource.clone()
-        } else {
-            format!("{}.{}", attributes.resource, attributes.group)
-        };
-        format!("{resource} \"{}\" is forbidden: ", attributes.name)
+        format!("{}/{}", attributes.resource, attributes.subresource)
     };
-    let subject = if subject.is_empty() && attributes.path.is_none() {
-        let resource = if attributes.group.is_empty() {
-            attributes.resource.clone()
-        } else {
-            format!("{}.{}", attributes.resource, attributes.group)
-        };
-        format!("{resource} is forbidden: ")
-    } else if attributes.path.is_some() {
-        "forbidden: ".to_string()
+    let group_resource =
+        if attributes.group.is_empty() { resource.clone() } else { format!("{resource}.{}", attributes.group) };
+    let message = if attributes.name.is_empty() {
+        format!("{group_resource} is forbidden: {denial}")
     } else {
-        subject
+        format!("{group_resource} \"{}\" is forbidden: {denial}", attributes.name)
     };
-    Err(ApiError::forbidden(format!("{subject}User \"{}\" {}", user.name, attributes.describe())))
+    let details = Details {
+        name: attributes.name.clone(),
+        group: attributes.group.clone(),
+        kind: resource,
+        ..Details::default()
+    };
+    ApiError::forbidden(message, details)
 }
 
 pub async fn allowed(server: &ApiServer, user: &User, attributes: &Attributes) -> ApiResult<bool> {

@@ -7,30 +7,18 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kaasd_e2e::controller::Controller;
 use kube::api::entry::Entry;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Api, Client, Discovery};
+use kube_client::start;
 use serde_json::json;
+
+#[path = "common/kube_client.rs"]
+mod kube_client;
 
 /// Every step of a test waits at most this long, so a server that never answers fails the test instead of hanging.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A controller and a kube-rs client for it, from the admin kubeconfig file the controller wrote.
-async fn start() -> (Controller, Client) {
-    let controller = tokio::task::spawn_blocking(Controller::start)
-        .await
-        .expect("the start task runs")
-        .expect("kaasd controller starts");
-    let kubeconfig = Kubeconfig::read_from(controller.kubeconfig()).expect("the admin kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kube-rs accepts the admin kubeconfig");
-    let client = Client::try_from(config).expect("kube-rs builds a client");
-    (controller, client)
-}
 
 async fn create_namespace(client: &Client, name: &str) {
     let namespace = Namespace { metadata: named(name), ..Namespace::default() };

@@ -216,7 +216,7 @@ impl ApiServer {
     {
         let target = parse_path(path);
         if user.is_anonymous() {
-            authorize_anonymous(user, method, &target)?;
+            authorize_anonymous(user, method, &target, query)?;
         } else if !user.in_group("system:masters") {
             crate::rbac::authorize(self, user, &request_attributes(method, &target, query)?).await?;
         }
@@ -415,7 +415,7 @@ fn discovery_path(target: &Target) -> String {
 
 /// Anonymous users reach health, version, discovery and OpenAPI and nothing else (upstream's
 /// system:public-info-viewer and system:discovery roles).
-fn authorize_anonymous(user: &User, method: &Method, target: &Target) -> ApiResult<()> {
+fn authorize_anonymous(user: &User, method: &Method, target: &Target, query: &Query) -> ApiResult<()> {
     if !user.is_anonymous() {
         return Ok(());
     }
@@ -430,17 +430,7 @@ fn authorize_anonymous(user: &User, method: &Method, target: &Target) -> ApiResu
     if public && (method == Method::GET || method == Method::HEAD) {
         return Ok(());
     }
-    let what = match target {
-        Target::Resource(resource) => {
-            let verb = method.as_str().to_lowercase();
-            let namespace =
-                resource.namespace.as_deref().map(|ns| format!(" in the namespace \"{ns}\"")).unwrap_or_default();
-            format!("cannot {verb} resource \"{}\" in API group \"{}\"{namespace}", resource.plural, resource.group)
-        }
-        Target::NonResource(path) => format!("cannot {} path \"{path}\"", method.as_str().to_lowercase()),
-        Target::Discovery { .. } => "cannot change discovery".to_string(),
-    };
-    Err(ApiError::forbidden(format!("forbidden: User \"system:anonymous\" {what}")))
+    Err(crate::rbac::forbidden(user, &request_attributes(method, target, query)?))
 }
 
 /// Whether kaasd can answer an Accept header: anything JSON (kaasd answers protobuf and YAML requests in JSON too,
@@ -494,7 +484,14 @@ pub fn json_response(code: u16, value: &Value) -> Response<Body> {
 }
 
 pub fn json_response_typed(code: u16, value: &Value, content_type: &'static str) -> Response<Body> {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut bytes = Vec::new();
+    crate::field_order::write_like_go(&mut bytes, value);
+    json_bytes_response(code, bytes, content_type)
+}
+
+/// Every JSON body ends with a newline, as kube-apiserver's encoder writes it.
+pub fn json_bytes_response(code: u16, mut bytes: Vec<u8>, content_type: &'static str) -> Response<Body> {
+    bytes.push(b'\n');
     let mut response = Response::new(full_body(bytes));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -509,7 +506,7 @@ pub fn text_response(code: u16, text: &str) -> Response<Body> {
 }
 
 pub fn error_response(error: &ApiError) -> Response<Body> {
-    json_response(error.code, &error.to_status())
+    json_bytes_response(error.code, error.status_json(), "application/json")
 }
 
 #[cfg(test)]

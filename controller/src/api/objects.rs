@@ -15,9 +15,10 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::request::{Query, ResourcePath};
-use super::{json_response, ApiServer, Body};
+use super::{json_bytes_response, ApiServer, Body};
 use crate::auth::User;
-use crate::error::{ApiError, ApiResult, Cause};
+use crate::error::{success_status_json, ApiError, ApiResult, Cause, Details};
+use crate::field_order::FieldOrder;
 use crate::patch::{self, PatchType};
 use crate::registry::{ResourceDef, SchemaSource};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -196,9 +197,9 @@ impl ApiServer {
     ) -> ApiResult<Response<Body>> {
         if wants_table(&request.accept) {
             let table = super::watch::table_for(def, self.printer_columns(def).as_ref(), &[&object], &request.query)?;
-            return Ok(json_response(code, &table));
+            return Ok(object_response(code, &table, FieldOrder::BuiltIn));
         }
-        Ok(json_response(code, &object))
+        Ok(object_response(code, &object, FieldOrder::of(def)))
     }
 
     async fn list(
@@ -276,15 +277,10 @@ impl ApiServer {
             let refs: Vec<&Value> = items.iter().collect();
             let mut table = super::watch::table_for(def, self.printer_columns(def).as_ref(), &refs, &request.query)?;
             table["metadata"] = metadata;
-            return Ok(json_response(200, &table));
+            return Ok(object_response(200, &table, FieldOrder::BuiltIn));
         }
-        for item in &mut items {
-            if let Some(object) = item.as_object_mut() {
-                object.remove("kind");
-                object.remove("apiVersion");
-            }
-        }
-        Ok(json_response(
+        remove_type_meta(def, &mut items);
+        Ok(object_response(
             200,
             // Built by moving the items in: json! would copy every one of them.
             &Value::Object(Map::from_iter([
@@ -293,6 +289,7 @@ impl ApiServer {
                 ("metadata".to_string(), metadata),
                 ("items".to_string(), Value::Array(items)),
             ])),
+            FieldOrder::of(def),
         ))
     }
 
@@ -363,9 +360,7 @@ impl ApiServer {
             metadata_mut(&mut object)?.insert("generation".into(), json!(1));
         }
         if def.status && !keeps_status_on_create(def) {
-            if let Some(map) = object.as_object_mut() {
-                map.insert("status".into(), json!({}));
-            }
+            set_status(def, &mut object, None);
         }
         crate::admission::prepare_for_create(def, &mut object, custom.as_ref());
         if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
@@ -552,13 +547,16 @@ impl ApiServer {
         let (code, object, uid) = self.delete_one(def, namespace, name, &options).await?;
         match object {
             Some(object) => self.respond_object(def, code, object, request),
-            None => Ok(json_response(
-                200,
-                &json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": def.group, "kind": def.plural, "uid": uid},
-                }),
-            )),
+            None => {
+                let details = Details {
+                    name: name.into(),
+                    group: def.group.clone(),
+                    kind: def.plural.clone(),
+                    uid,
+                    ..Details::default()
+                };
+                Ok(json_bytes_response(200, success_status_json(0, Some(&details)), "application/json"))
+            }
         }
     }
 
@@ -690,15 +688,11 @@ impl ApiServer {
                 Err(error) => return Err(error),
             }
         }
-        for item in &mut deleted {
-            if let Some(object) = item.as_object_mut() {
-                object.remove("kind");
-                object.remove("apiVersion");
-            }
-        }
-        Ok(json_response(
+        remove_type_meta(def, &mut deleted);
+        Ok(object_response(
             200,
             &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {"resourceVersion": self.store.revision().to_string()}, "items": deleted}),
+            FieldOrder::of(def),
         ))
     }
 
@@ -714,7 +708,7 @@ impl ApiServer {
         let paths = def.scale.clone().expect("checked by the router");
         let stored = self.get_existing(def, namespace, name).await?;
         if method == Method::GET {
-            return Ok(json_response(200, &scale_of(def, &stored.object, &paths)));
+            return Ok(object_response(200, &scale_of(def, &stored.object, &paths), FieldOrder::BuiltIn));
         }
         let current_scale = scale_of(def, &stored.object, &paths);
         let new_scale = match *method {
@@ -756,7 +750,7 @@ impl ApiServer {
         let response = self.update(def, namespace, name, None, Change::Patch(PatchType::Merge, patch), &inner).await?;
         let _ = response;
         let stored = self.get_existing(def, namespace, name).await?;
-        Ok(json_response(200, &scale_of(def, &stored.object, &paths)))
+        Ok(object_response(200, &scale_of(def, &stored.object, &paths), FieldOrder::BuiltIn))
     }
 
     /// pods/binding: sets spec.nodeName of an unscheduled pod (what a scheduler does).
@@ -790,10 +784,7 @@ impl ApiServer {
             }
             match self.store.update(&key, current.revision, &updated).await? {
                 Written::Ok(_) => {
-                    return Ok(json_response(
-                        201,
-                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                    ));
+                    return Ok(json_bytes_response(201, success_status_json(201, None), "application/json"));
                 }
                 Written::Stale => continue,
             }
@@ -861,7 +852,7 @@ impl ApiServer {
         if spec["boundObjectRef"].is_null() {
             spec.as_object_mut().map(|spec| spec.remove("boundObjectRef"));
         }
-        Ok(json_response(
+        Ok(object_response(
             201,
             &json!({
                 "kind": "TokenRequest",
@@ -870,6 +861,7 @@ impl ApiServer {
                 "spec": spec,
                 "status": {"token": token, "expirationTimestamp": format_time(expires)},
             }),
+            FieldOrder::BuiltIn,
         ))
     }
 
@@ -915,7 +907,7 @@ impl ApiServer {
         if answer.get("metadata").is_none() {
             answer["metadata"] = json!({});
         }
-        Ok(Some(json_response(201, &answer)))
+        Ok(Some(object_response(201, &answer, FieldOrder::BuiltIn)))
     }
 
     /// Namespace lifecycle and the allocations some kinds need before they are stored.
@@ -934,11 +926,24 @@ impl ApiServer {
                     return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
                 }
                 Some(stored) if stored.object.pointer("/metadata/deletionTimestamp").is_some() => {
-                    return Err(ApiError::forbidden(format!(
-                        "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                        def.group_resource(),
-                        object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
-                    )));
+                    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                    let message = format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it \
+                         is being terminated",
+                        def.group_resource()
+                    );
+                    let details = Details {
+                        name: name.into(),
+                        group: def.group.clone(),
+                        kind: def.plural.clone(),
+                        causes: vec![Cause {
+                            reason: "NamespaceTerminating".into(),
+                            message: format!("namespace {namespace} is being terminated"),
+                            field: "metadata.namespace".into(),
+                        }],
+                        ..Details::default()
+                    };
+                    return Err(ApiError::forbidden(message, details));
                 }
                 Some(_) => {}
             }
@@ -1141,7 +1146,7 @@ fn patch_error(error: patch::PatchError) -> ApiError {
 fn apply_error(error: patch::ApplyError) -> ApiError {
     match error {
         patch::ApplyError::Conflict { message, causes } => {
-            ApiError::new(409, "Conflict", message).with_details(crate::error::Details {
+            ApiError::new(409, "Conflict", message).with_details(Details {
                 causes: causes
                     .into_iter()
                     .map(|cause| Cause {
@@ -1150,7 +1155,7 @@ fn apply_error(error: patch::ApplyError) -> ApiError {
                         field: cause.field,
                     })
                     .collect(),
-                ..crate::error::Details::default()
+                ..Details::default()
             })
         }
         other => ApiError::bad_request(other.to_string()),
@@ -1187,7 +1192,7 @@ fn prepare_update(
     let mut updated = match subresource {
         Some("status") => {
             let mut updated = current.clone();
-            updated["status"] = proposed.get("status").cloned().unwrap_or(json!({}));
+            set_status(def, &mut updated, proposed.get("status").cloned());
             updated
         }
         Some("approval") => {
@@ -1202,15 +1207,12 @@ fn prepare_update(
             updated
         }
         _ => {
-            if def.status {
+            // The stored status as it is, even none: a main-resource write never makes one up.
+            if let (true, Some(map)) = (def.status, proposed.as_object_mut()) {
                 match current.get("status") {
-                    Some(status) => proposed["status"] = status.clone(),
-                    None => {
-                        if let Some(map) = proposed.as_object_mut() {
-                            map.remove("status");
-                        }
-                    }
-                }
+                    Some(status) => map.insert("status".into(), status.clone()),
+                    None => map.remove("status"),
+                };
             }
             proposed
         }
@@ -1272,16 +1274,36 @@ fn scale_of(def: &ResourceDef, object: &Value, paths: &crate::registry::ScalePat
         status["selector"] = json!(selector);
     }
     let _ = def;
+    // The object's identity, without the fields it lacks (a cluster-scoped object has no namespace).
+    let identity: Map<String, Value> = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"]
+        .into_iter()
+        .filter_map(|field| metadata.get(field).map(|value| (field.to_string(), value.clone())))
+        .collect();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": metadata["name"], "namespace": metadata["namespace"], "uid": metadata["uid"],
-            "resourceVersion": metadata["resourceVersion"], "creationTimestamp": metadata["creationTimestamp"],
-        },
+        "metadata": identity,
         "spec": {"replicas": get_path(object, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
         "status": status,
     })
+}
+
+/// Upstream's lists of built-in kinds carry apiVersion and kind only on the list; custom resources, being maps,
+/// keep theirs on every item.
+fn remove_type_meta(def: &ResourceDef, items: &mut [Value]) {
+    if FieldOrder::of(def) == FieldOrder::Sorted {
+        return;
+    }
+    for item in items {
+        if let Some(object) = item.as_object_mut() {
+            object.remove("kind");
+            object.remove("apiVersion");
+        }
+    }
+}
+
+fn object_response(code: u16, object: &Value, order: FieldOrder) -> Response<Body> {
+    json_bytes_response(code, crate::field_order::to_json(object, order), "application/json")
 }
 
 fn get_path<'a>(object: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -1298,6 +1320,25 @@ fn set_path(object: &mut Value, dotted: &str, new: Value) {
         value = value.get_mut(*key).expect("just inserted");
     }
     value[keys[keys.len() - 1]] = new;
+}
+
+/// Sets the status a create (`None`) or a `/status` write leaves, for built-in kinds and custom resources alike.
+/// Where there is none, a built-in kind has an empty status (its Go struct always encodes one) and a custom resource
+/// has no `status` field at all, as upstream stores them; so a custom resource's required status fields are not
+/// checked until a client writes its status.
+fn set_status(def: &ResourceDef, object: &mut Value, status: Option<Value>) {
+    let Some(map) = object.as_object_mut() else { return };
+    match (status, &def.schema) {
+        (Some(status), _) => {
+            map.insert("status".into(), status);
+        }
+        (None, SchemaSource::BuiltIn(_)) => {
+            map.insert("status".into(), json!({}));
+        }
+        (None, SchemaSource::CustomResource(_)) => {
+            map.remove("status");
+        }
+    }
 }
 
 /// Kinds whose status is the client's to set on create (nodes register with their status; events and the like
@@ -1787,6 +1828,30 @@ mod tests {
         let status = json!({"metadata": {"name": "web"}, "spec": {"replicas": 7}, "status": {"replicas": 3}});
         let updated = prepare_update(&def, &current, status, Some("status"), Some("default"), "web").unwrap();
         assert_eq!((updated["spec"]["replicas"].clone(), updated["status"]["replicas"].clone()), (json!(1), json!(3)));
+    }
+
+    #[test]
+    fn a_custom_resource_has_no_status_until_one_is_written_to_it() {
+        let mut def = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        def.schema = SchemaSource::CustomResource("widgets.example.com".into());
+        let mut created = json!({"metadata": {"name": "w"}, "spec": {"replicas": 1}, "status": null});
+        set_status(&def, &mut created, None);
+        assert_eq!(created.get("status"), None);
+        let current = json!({"metadata": {"name": "w", "generation": 1, "uid": "u"}, "spec": {"replicas": 1}});
+        let main = json!({"metadata": {"name": "w"}, "spec": {"replicas": 2}, "status": {"phase": "Made up"}});
+        let updated = prepare_update(&def, &current, main, None, Some("default"), "w").unwrap();
+        assert_eq!((updated.get("status"), &updated["spec"]["replicas"]), (None, &json!(2)));
+        let status = json!({"metadata": {"name": "w"}, "spec": {"replicas": 5}, "status": {"phase": "Running"}});
+        let updated = prepare_update(&def, &current, status, Some("status"), Some("default"), "w").unwrap();
+        assert_eq!((&updated["status"], &updated["spec"]["replicas"]), (&json!({"phase": "Running"}), &json!(1)));
+        let cleared = json!({"metadata": {"name": "w"}, "spec": {"replicas": 1}});
+        let updated = prepare_update(&def, &updated, cleared, Some("status"), Some("default"), "w").unwrap();
+        assert_eq!(updated.get("status"), None, "a status write without a status removes it");
+
+        let built_in = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        let mut created = json!({"metadata": {"name": "w"}, "spec": {}, "status": {"replicas": 3}});
+        set_status(&built_in, &mut created, None);
+        assert_eq!(created["status"], json!({}), "a built-in kind's status is an empty struct");
     }
 
     #[test]

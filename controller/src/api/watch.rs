@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::objects::{wants_table, ObjectRequest, Selection};
 use super::{ApiServer, Body};
 use crate::error::{ApiError, ApiResult};
+use crate::field_order::FieldOrder;
 use crate::registry::ResourceDef;
 use crate::storage::{decode, ObjectStore};
 
@@ -93,7 +94,7 @@ impl ApiServer {
                     "too old resource version: {requested} ({})",
                     self.store.datastore().status().await.map(|status| status.compact_revision).unwrap_or(0)
                 ));
-                first_lines.push(line(&json!({"type": "ERROR", "object": status.to_status()})));
+                first_lines.push(error_event(&status));
                 None
             }
             Err(error) => return Err(error),
@@ -127,8 +128,7 @@ impl ApiServer {
                         let batch = match batch {
                             Ok(batch) => batch,
                             Err(error) => {
-                                let status = ApiError::from(error).to_status();
-                                let _ = sender.send(line(&json!({"type": "ERROR", "object": status}))).await;
+                                let _ = sender.send(error_event(&ApiError::from(error))).await;
                                 return;
                             }
                         };
@@ -240,25 +240,21 @@ struct EventEncoder {
 
 impl EventEncoder {
     fn event(&mut self, kind: &str, object: &Value) -> ApiResult<Bytes> {
-        if !self.table {
-            // Written straight from the object: no copy of it is built just to be encoded.
-            let mut bytes = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
-            serde_json::to_writer(&mut bytes, object).map_err(|error| ApiError::internal(error.to_string()))?;
-            bytes.extend_from_slice(b"}\n");
-            return Ok(Bytes::from(bytes));
-        }
-        let object = {
+        // Written straight from the object: no copy of it is built just to be encoded.
+        let mut bytes = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+        if self.table {
             let mut table = table_for(&self.def, self.printer_columns.as_ref(), &[object], &self.query)?;
             if !self.first {
-                table["columnDefinitions"] = Value::Null;
                 if let Some(map) = table.as_object_mut() {
                     map.remove("columnDefinitions");
                 }
             }
             self.first = false;
-            table
-        };
-        Ok(line(&json!({"type": kind, "object": object})))
+            crate::field_order::write_json(&mut bytes, &table, FieldOrder::BuiltIn);
+        } else {
+            crate::field_order::write_json(&mut bytes, object, FieldOrder::of(&self.def));
+        }
+        Ok(end_event(bytes))
     }
 
     /// One store event as zero or one watch events, after the selectors.
@@ -295,14 +291,22 @@ fn bookmark(def: &ResourceDef, revision: i64, initial_events_end: bool) -> Bytes
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
-        &json!({"type": "BOOKMARK", "object": {"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata}}),
-    )
+    let object = json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata});
+    let mut bytes = b"{\"type\":\"BOOKMARK\",\"object\":".to_vec();
+    crate::field_order::write_json(&mut bytes, &object, FieldOrder::of(def));
+    end_event(bytes)
 }
 
-fn line(value: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
+/// A watch `ERROR` event carrying the Status as upstream encodes it.
+fn error_event(error: &ApiError) -> Bytes {
+    let mut bytes = b"{\"type\":\"ERROR\",\"object\":".to_vec();
+    bytes.extend_from_slice(&error.status_json());
+    end_event(bytes)
+}
+
+/// Closes the event object and ends the line, as upstream's stream framing does.
+fn end_event(mut bytes: Vec<u8>) -> Bytes {
+    bytes.extend_from_slice(b"}\n");
     Bytes::from(bytes)
 }
 

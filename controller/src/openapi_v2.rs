@@ -18,9 +18,10 @@ use crate::schema::{Schemas, COMPONENTS_PREFIX};
 /// Where OpenAPI v2 documents keep their named schemas.
 pub const DEFINITIONS_PREFIX: &str = "#/definitions/";
 
-/// The media type kubectl and client-go ask for; upstream answers it with the same type.
+/// The media type kubectl and client-go ask for.
 pub const PROTOBUF_MEDIA_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-/// The same protobuf document under the spelling newer clients use.
+/// The same protobuf document under the spelling that is a valid media type: `@` is not allowed in one, so
+/// protobuf answers always carry this `Content-Type` (client-go refuses the other), as upstream's.
 pub const PROTOBUF_MEDIA_TYPE_DOTTED: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// One encoding of the document, serialized once.
@@ -46,7 +47,8 @@ pub struct DocumentV2 {
 }
 
 /// Which encoding an `Accept` header asks for, as upstream negotiates it: the first acceptable media range by
-/// preference (`q`, then the more specific), JSON for `*/*` or no header; `None` answers 406.
+/// preference (`q`, then the more specific), JSON for `*/*` or no header; `None` answers 406. The answer is the
+/// `Content-Type` to send: `application/json` or [`PROTOBUF_MEDIA_TYPE_DOTTED`].
 pub fn negotiate(accept: &str) -> Option<&'static str> {
     let accept = if accept.trim().is_empty() { "*/*" } else { accept };
     let mut ranges: Vec<(f32, usize, usize, &str)> = accept
@@ -65,13 +67,14 @@ pub fn negotiate(accept: &str) -> Option<&'static str> {
         .collect();
     ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let offered = ["application/json", PROTOBUF_MEDIA_TYPE, PROTOBUF_MEDIA_TYPE_DOTTED];
-    ranges.iter().find_map(|(_, _, _, media)| {
+    let chosen = ranges.iter().find_map(|(_, _, _, media)| {
         let (kind, subtype) = media.split_once('/')?;
         offered.into_iter().find(|offer| {
             let (offer_kind, offer_subtype) = offer.split_once('/').expect("offers are media types");
             (kind == "*" || kind == offer_kind) && (subtype == "*" || subtype == offer_subtype)
         })
-    })
+    })?;
+    Some(if chosen == PROTOBUF_MEDIA_TYPE { PROTOBUF_MEDIA_TYPE_DOTTED } else { chosen })
 }
 
 /// The built document, kept while no group-version's inputs change (CRDs coming and going rebuild it).
@@ -407,14 +410,14 @@ mod tests {
 
     #[test]
     fn accept_negotiation_follows_upstream() {
-        assert_eq!(negotiate(PROTOBUF_MEDIA_TYPE), Some(PROTOBUF_MEDIA_TYPE));
+        assert_eq!(negotiate(PROTOBUF_MEDIA_TYPE), Some(PROTOBUF_MEDIA_TYPE_DOTTED));
         assert_eq!(negotiate(PROTOBUF_MEDIA_TYPE_DOTTED), Some(PROTOBUF_MEDIA_TYPE_DOTTED));
         assert_eq!(negotiate(""), Some("application/json"));
         assert_eq!(negotiate("*/*"), Some("application/json"));
         assert_eq!(negotiate("application/json, */*"), Some("application/json"));
         assert_eq!(
             negotiate(&format!("application/json;q=0.5, {PROTOBUF_MEDIA_TYPE}")),
-            Some(PROTOBUF_MEDIA_TYPE),
+            Some(PROTOBUF_MEDIA_TYPE_DOTTED),
             "the higher quality wins"
         );
         assert_eq!(negotiate("text/html"), None);

@@ -80,8 +80,12 @@ pub async fn allowed(server: &ApiServer, user: &User, attributes: &Attributes) -
 
 /// A SelfSubjectRulesReview status (`kubectl auth can-i --list`): every rule of the roles bound to `user` by
 /// ClusterRoleBindings and by the RoleBindings of `namespace`, split into resource and non-resource rules as
-/// upstream does. A binding to a missing role makes the answer incomplete, with the reason.
+/// upstream does. A binding to a missing role makes the answer incomplete, with the reason. Like upstream's, a review
+/// is always of one namespace.
 pub async fn rules_review(server: &ApiServer, user: &User, namespace: &str) -> ApiResult<Value> {
+    if namespace.is_empty() {
+        return Err(ApiError::bad_request("no namespace on request"));
+    }
     let mut bound = bound_rules(server, user, namespace).await?;
     if user.in_group("system:masters") {
         // What the privileged group may do does not depend on any binding, as upstream's.

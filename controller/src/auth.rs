@@ -164,7 +164,8 @@ pub async fn bound_object_claims(
     bound: Option<&Value>,
 ) -> ApiResult<BoundClaims> {
     let mut claims = BoundClaims::default();
-    let Some(bound) = bound else { return Ok(claims) };
+    // `kubectl create token` without a bound object sends `boundObjectRef: null`.
+    let Some(bound) = bound.filter(|bound| bound.get("kind").is_some()) else { return Ok(claims) };
     let kind = bound["kind"].as_str().unwrap_or("");
     let name = bound["name"].as_str().unwrap_or("");
     let (plural, object_namespace) = match kind {

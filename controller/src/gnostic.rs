@@ -110,7 +110,7 @@ pub struct Parameter {
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum ParameterKind {
     #[prost(message, tag = "1")]
-    BodyParameter(BodyParameter),
+    BodyParameter(Box<BodyParameter>),
     #[prost(message, tag = "2")]
     NonBodyParameter(NonBodyParameter),
 }
@@ -509,13 +509,13 @@ fn operation(operation: &Value) -> Operation {
 fn parameters(owner: &Value) -> Vec<ParametersItem> {
     let parameter = |parameter: &Value| {
         let kind = match parameter["in"].as_str().unwrap_or_default() {
-            "body" => ParameterKind::BodyParameter(BodyParameter {
+            "body" => ParameterKind::BodyParameter(Box::new(BodyParameter {
                 description: text(parameter, "description"),
                 name: text(parameter, "name"),
                 r#in: text(parameter, "in"),
                 required: parameter["required"] == true,
                 schema: parameter.get("schema").map(schema_of),
-            }),
+            })),
             "query" => ParameterKind::NonBodyParameter(NonBodyParameter {
                 oneof: Some(NonBodyParameterKind::QueryParameterSubSchema(QueryParameter {
                     required: parameter["required"] == true,

@@ -307,7 +307,9 @@ fn token_reviews_of_bootstrap_tokens_and_who_may_ask() {
     // Webhook authenticators ask with their own account, bound to system:auth-delegator.
     controller.kubectl(&["create", "serviceaccount", "webhook"]).unwrap();
     let review = "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {token: abcdef.0123456789abcdef}\n";
-    let as_webhook = ["create", "-f", "-", "-o", "json", "--as=system:serviceaccount:default:webhook"];
+    // Client-side validation of a kind without PATCH would list CRDs, which the account may not: the server decides.
+    let as_webhook =
+        ["create", "-f", "-", "-o", "json", "--validate=false", "--as=system:serviceaccount:default:webhook"];
     let denied = controller.kubectl_stdin(&as_webhook, review).unwrap_err().to_string();
     assert!(denied.contains("cannot create resource \"tokenreviews\""), "{denied}");
     controller
@@ -363,7 +365,7 @@ fn apply_of_a_list_validates_against_openapi_v2_and_explain_reads_both_versions(
         stdout.contains("configmap/settings created") && stdout.contains("deployment.apps/web created"),
         "{stdout}"
     );
-    let request = log.lines().position(|line| line.contains("GET https://") && line.contains("/openapi/v2"));
+    let request = log.lines().position(|line| line.contains("\"GET\"") && line.contains("/openapi/v2"));
     let request = request.unwrap_or_else(|| panic!("kubectl fetched /openapi/v2:\n{log}"));
     let exchange: Vec<&str> = log.lines().skip(request).take(12).collect();
     let exchange = exchange.join("\n");

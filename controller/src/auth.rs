@@ -1,20 +1,43 @@
 //! Who is asking: the user behind a request, from its TLS client certificate (CN is the user, each O a group), a
-//! bearer token, or nobody (`system:anonymous`).
+//! bearer token, or nobody (`system:anonymous`). TokenReviews ask the same bearer token authenticator.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::tokens::{Reference, Rejection, ISSUER};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// What else the authenticator knows, e.g. the pod a ServiceAccount token is bound to
+    /// (`authentication.kubernetes.io/pod-name`).
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// What the bearer token authenticator says of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenVerdict {
+    /// The token's user, and the audiences (of those asked for) it is valid for.
+    Authenticated { user: User, audiences: Vec<String> },
+    /// Upstream's reason when it gives one (an expired ServiceAccount token, a deleted account or bound object);
+    /// empty for tokens no authenticator recognizes.
+    Rejected(String),
 }
 
 pub const ANONYMOUS: &str = "system:anonymous";
 
 impl User {
     pub fn anonymous() -> User {
-        User { name: ANONYMOUS.into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+        User {
+            name: ANONYMOUS.into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
+        }
     }
 
     /// An authenticated user; every one is also in `system:authenticated`.
@@ -22,7 +45,7 @@ impl User {
         if !groups.iter().any(|group| group == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        User { name, uid, groups }
+        User { name, uid, groups, extra: BTreeMap::new() }
     }
 
     pub fn is_anonymous(&self) -> bool {
@@ -33,11 +56,14 @@ impl User {
         self.groups.iter().any(|candidate| candidate == group)
     }
 
-    /// `status.userInfo` of a SelfSubjectReview.
+    /// `status.userInfo` of a SelfSubjectReview, `status.user` of a TokenReview.
     pub fn to_user_info(&self) -> Value {
         let mut info = json!({"username": self.name, "groups": self.groups});
         if !self.uid.is_empty() {
             info["uid"] = json!(self.uid);
+        }
+        if !self.extra.is_empty() {
+            info["extra"] = json!(self.extra);
         }
         info
     }
@@ -66,7 +92,7 @@ pub async fn authenticate(
     api: &crate::api::ApiServer,
     certificate_user: Option<User>,
     headers: &http::HeaderMap,
-) -> crate::error::ApiResult<User> {
+) -> ApiResult<User> {
     if let Some(user) = certificate_user {
         return Ok(user);
     }
@@ -78,10 +104,115 @@ pub async fn authenticate(
     else {
         return Ok(User::anonymous());
     };
-    if let Some((id, secret)) = bootstrap_token_parts(token) {
-        return bootstrap_token_user(api, id, secret).await?.ok_or_else(crate::error::ApiError::unauthorized);
+    match authenticate_token(api, token, &[]).await? {
+        TokenVerdict::Authenticated { user, .. } => Ok(user),
+        TokenVerdict::Rejected(_) => Err(ApiError::unauthorized()),
     }
-    service_account_user(api, token).await?.ok_or_else(crate::error::ApiError::unauthorized)
+}
+
+/// The bearer token authenticator: a bootstrap token or a ServiceAccount token, valid for one of `audiences`
+/// (none: the API server's own, its issuer). Requests and TokenReviews both go through it.
+pub async fn authenticate_token(
+    api: &crate::api::ApiServer,
+    token: &str,
+    audiences: &[String],
+) -> ApiResult<TokenVerdict> {
+    let wanted: Vec<&str> =
+        if audiences.is_empty() { vec![ISSUER] } else { audiences.iter().map(String::as_str).collect() };
+    if let Some((id, secret)) = bootstrap_token_parts(token) {
+        // Bootstrap tokens know no audiences: they are valid for the API server's own, as upstream's
+        // audience-agnostic authenticators.
+        if !wanted.contains(&ISSUER) {
+            return Ok(TokenVerdict::Rejected(String::new()));
+        }
+        return Ok(match bootstrap_token_user(api, id, secret).await? {
+            Some(user) => TokenVerdict::Authenticated { user, audiences: vec![ISSUER.to_string()] },
+            None => TokenVerdict::Rejected(String::new()),
+        });
+    }
+    service_account_user(api, token, &wanted).await
+}
+
+/// A TokenReview's status for its `spec` (token, audiences), in upstream's shape: `authenticated`, `user` and
+/// `audiences`, or an empty `user` and the `error`, if any.
+pub async fn token_review(api: &crate::api::ApiServer, spec: &Value) -> ApiResult<Value> {
+    let token = spec["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
+    }
+    let audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|audience| audience.as_str().map(str::to_string))
+        .collect();
+    Ok(match authenticate_token(api, token, &audiences).await? {
+        TokenVerdict::Authenticated { user, audiences } => {
+            json!({"authenticated": true, "user": user.to_user_info(), "audiences": audiences})
+        }
+        TokenVerdict::Rejected(reason) if reason.is_empty() => json!({"user": {}}),
+        TokenVerdict::Rejected(reason) => json!({"user": {}, "error": reason}),
+    })
+}
+
+/// The claims binding a new token to `bound` (a TokenRequest's `spec.boundObjectRef`: a Pod or Secret in
+/// `namespace`, or a Node), as upstream fills them: the object must exist (and have the uid given, if one is), and
+/// a pod's token also names the pod's node.
+pub async fn bound_object_claims(
+    api: &crate::api::ApiServer,
+    namespace: &str,
+    bound: Option<&Value>,
+) -> ApiResult<BoundClaims> {
+    let mut claims = BoundClaims::default();
+    // `kubectl create token` without a bound object sends `boundObjectRef: null`.
+    let Some(bound) = bound.filter(|bound| bound.get("kind").is_some()) else { return Ok(claims) };
+    let kind = bound["kind"].as_str().unwrap_or("");
+    let name = bound["name"].as_str().unwrap_or("");
+    let (plural, object_namespace) = match kind {
+        "Pod" => ("pods", Some(namespace)),
+        "Secret" => ("secrets", Some(namespace)),
+        "Node" => ("nodes", None),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of type {kind}: only Pod, Secret and Node are supported"
+            )));
+        }
+    };
+    let object = live_object(api, plural, object_namespace, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(plural, "", plural, name))?;
+    let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(wanted) = bound["uid"].as_str().filter(|wanted| !wanted.is_empty() && *wanted != uid) {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!("the UID in the bound object reference ({wanted}) does not match the UID in record. The object might have been deleted and then recreated"),
+        ));
+    }
+    let reference = Reference { name: name.to_string(), uid };
+    match kind {
+        "Pod" => {
+            claims.pod = Some(reference);
+            if let Some(node) = object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty())
+            {
+                if let Some(node_object) = live_object(api, "nodes", None, node).await? {
+                    let uid = node_object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                    claims.node = Some(Reference { name: node.to_string(), uid: uid.to_string() });
+                }
+            }
+        }
+        "Secret" => claims.secret = Some(reference),
+        _ => claims.node = Some(reference),
+    }
+    Ok(claims)
+}
+
+/// The objects a ServiceAccount token is bound to besides its account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundClaims {
+    pub pod: Option<Reference>,
+    pub secret: Option<Reference>,
+    pub node: Option<Reference>,
 }
 
 /// `abcdef.0123456789abcdef`: a bootstrap token's id and secret.
@@ -95,18 +226,12 @@ pub fn bootstrap_token_parts(token: &str) -> Option<(&str, &str)> {
 
 /// The user of a bootstrap token: `system:bootstrap:<id>` in `system:bootstrappers` and the token's extra groups,
 /// if the kube-system Secret `bootstrap-token-<id>` exists, matches, allows authentication and has not expired.
-async fn bootstrap_token_user(
-    api: &crate::api::ApiServer,
-    id: &str,
-    secret: &str,
-) -> crate::error::ApiResult<Option<User>> {
+async fn bootstrap_token_user(api: &crate::api::ApiServer, id: &str, secret: &str) -> ApiResult<Option<User>> {
     use base64::Engine;
-    let registry = api.registry();
-    let secrets = registry.get("", "v1", "secrets").cloned().expect("secrets are built in");
-    let key = crate::storage::ObjectStore::key(&secrets, Some("kube-system"), &format!("bootstrap-token-{id}"));
-    let Some(stored) = api.store.get(&key, false).await? else { return Ok(None) };
-    let object = stored.object;
-    if object["type"] != "bootstrap.kubernetes.io/token" || object.pointer("/metadata/deletionTimestamp").is_some() {
+    let Some(object) = live_object(api, "secrets", Some("kube-system"), &format!("bootstrap-token-{id}")).await? else {
+        return Ok(None);
+    };
+    if object["type"] != "bootstrap.kubernetes.io/token" {
         return Ok(None);
     }
     let field = |name: &str| -> Option<String> {
@@ -145,23 +270,72 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len() && left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
-/// The user of a ServiceAccount token this cluster signed, while its ServiceAccount (same uid) still exists.
-async fn service_account_user(api: &crate::api::ApiServer, token: &str) -> crate::error::ApiResult<Option<User>> {
-    let Some(claims) = api.tokens.verify(token, &[crate::tokens::ISSUER]) else { return Ok(None) };
-    let registry = api.registry();
-    let accounts = registry.get("", "v1", "serviceaccounts").cloned().expect("serviceaccounts are built in");
-    let namespace = &claims.kubernetes.namespace;
-    let account = &claims.kubernetes.serviceaccount;
-    let key = crate::storage::ObjectStore::key(&accounts, Some(namespace), &account.name);
-    let Some(stored) = api.store.get(&key, false).await? else { return Ok(None) };
-    if stored.object.pointer("/metadata/uid").and_then(serde_json::Value::as_str) != Some(account.uid.as_str()) {
-        return Ok(None);
+/// The user of a ServiceAccount token this cluster signed, while its ServiceAccount and the objects it is bound to
+/// (pod, secret, or node for a token bound to a node itself) still exist with the uids the token names: deleting one
+/// invalidates the token. The extras are upstream's: the credential id and the bound pod and node.
+async fn service_account_user(api: &crate::api::ApiServer, token: &str, audiences: &[&str]) -> ApiResult<TokenVerdict> {
+    let claims = match api.tokens.verify(token, audiences) {
+        Ok(claims) => claims,
+        Err(Rejection::NotOurs) => return Ok(TokenVerdict::Rejected(String::new())),
+        Err(rejection) => return Ok(TokenVerdict::Rejected(rejection.to_string())),
+    };
+    let kubernetes = &claims.kubernetes;
+    let namespace = kubernetes.namespace.as_str();
+    let account = &kubernetes.serviceaccount;
+    let mut checks = vec![("serviceaccounts", "serviceaccount", "service account", Some(namespace), account)];
+    if let Some(pod) = &kubernetes.pod {
+        checks.push(("pods", "pod", "pod", Some(namespace), pod));
     }
-    Ok(Some(User::authenticated(
+    if let Some(secret) = &kubernetes.secret {
+        checks.push(("secrets", "secret", "secret", Some(namespace), secret));
+    }
+    // A pod's token names its node for information only; a token bound to the node itself dies with it.
+    if let (None, Some(node)) = (&kubernetes.pod, &kubernetes.node) {
+        checks.push(("nodes", "node", "node", None, node));
+    }
+    for (plural, singular, noun, object_namespace, reference) in checks {
+        let Some(object) = live_object(api, plural, object_namespace, &reference.name).await? else {
+            return Ok(TokenVerdict::Rejected(format!("{singular} \"{}\" not found", reference.name)));
+        };
+        let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        if uid != reference.uid {
+            return Ok(TokenVerdict::Rejected(format!("{noun} UID ({uid}) does not match claim ({})", reference.uid)));
+        }
+    }
+    let mut user = User::authenticated(
         format!("system:serviceaccount:{namespace}:{}", account.name),
         account.uid.clone(),
         vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{namespace}")],
-    )))
+    );
+    let mut extra = |key: &str, value: &str| {
+        user.extra.insert(format!("authentication.kubernetes.io/{key}"), vec![value.to_string()]);
+    };
+    extra("credential-id", &format!("JTI={}", claims.jti));
+    if let Some(node) = &kubernetes.node {
+        extra("node-name", &node.name);
+        extra("node-uid", &node.uid);
+    }
+    if let Some(pod) = &kubernetes.pod {
+        extra("pod-name", &pod.name);
+        extra("pod-uid", &pod.uid);
+    }
+    let audiences =
+        audiences.iter().filter(|audience| claims.aud.iter().any(|own| own == *audience)).map(|a| a.to_string());
+    Ok(TokenVerdict::Authenticated { user, audiences: audiences.collect() })
+}
+
+/// A stored object that is not being deleted, by resource (core group) and name.
+async fn live_object(
+    api: &crate::api::ApiServer,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Option<Value>> {
+    let registry = api.registry();
+    let def = registry.get("", "v1", plural).cloned().expect("the core kinds tokens bind to are built in");
+    let key = crate::storage::ObjectStore::key(&def, namespace, name);
+    let Some(stored) = api.store.get(&key, false).await? else { return Ok(None) };
+    Ok(stored.object.pointer("/metadata/deletionTimestamp").is_none().then_some(stored.object))
 }
 
 #[cfg(test)]

@@ -214,6 +214,14 @@ fn cluster_roles() -> Vec<Value> {
                 rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
             ],
         ),
+        // What webhook authenticators and authorizers (metrics-server, operators) bind their accounts to.
+        role(
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+            ],
+        ),
         role(
             "system:node-bootstrapper",
             vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])],

@@ -175,6 +175,20 @@ fn fingerprint(
     any.then(|| fnv1a(text.as_bytes()))
 }
 
+/// What every group-version's document is made of, in one number: the whole-API documents (OpenAPI v2) are rebuilt
+/// when it changes.
+pub(crate) fn registry_fingerprint(
+    registry: &Registry,
+    schemas: &Schemas,
+    crd_schema: CustomResourceSchemas<'_>,
+) -> u64 {
+    let mut text = String::new();
+    for (group, version) in group_versions(registry) {
+        let _ = write!(text, "{:?},", fingerprint(registry, schemas, &group, &version, crd_schema));
+    }
+    fnv1a(text.as_bytes())
+}
+
 /// 64-bit FNV-1a: small, fixed across processes and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))

@@ -80,37 +80,93 @@ pub async fn allowed(server: &ApiServer, user: &User, attributes: &Attributes) -
     if user.in_group("system:masters") {
         return Ok(true);
     }
+    let bound = bound_rules(server, user, &attributes.namespace).await?;
+    Ok(bound.rules.iter().any(|rule| rule_allows(rule, attributes)))
+}
+
+/// A SelfSubjectRulesReview status (`kubectl auth can-i --list`): every rule of the roles bound to `user` by
+/// ClusterRoleBindings and by the RoleBindings of `namespace`, split into resource and non-resource rules as
+/// upstream does. A binding to a missing role makes the answer incomplete, with the reason. Like upstream's, a review
+/// is always of one namespace.
+pub async fn rules_review(server: &ApiServer, user: &User, namespace: &str) -> ApiResult<Value> {
+    if namespace.is_empty() {
+        return Err(ApiError::bad_request("no namespace on request"));
+    }
+    let mut bound = bound_rules(server, user, namespace).await?;
+    if user.in_group("system:masters") {
+        // What the privileged group may do does not depend on any binding, as upstream's.
+        bound.rules.insert(0, json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}));
+        bound.rules.insert(1, json!({"nonResourceURLs": ["*"], "verbs": ["*"]}));
+    }
+    let mut resource_rules: Vec<Value> = Vec::new();
+    let mut non_resource_rules: Vec<Value> = Vec::new();
+    for rule in &bound.rules {
+        let field = |key: &str| rule.get(key).filter(|list| list.as_array().is_some_and(|list| !list.is_empty()));
+        let verbs = field("verbs").cloned().unwrap_or_else(|| json!([]));
+        if let Some(resources) = field("resources") {
+            let mut entry = json!({"verbs": verbs, "apiGroups": field("apiGroups").cloned().unwrap_or_else(|| json!([])), "resources": resources});
+            if let Some(names) = field("resourceNames") {
+                entry["resourceNames"] = names.clone();
+            }
+            if !resource_rules.contains(&entry) {
+                resource_rules.push(entry);
+            }
+        }
+        if let Some(urls) = field("nonResourceURLs") {
+            let entry = json!({"verbs": verbs, "nonResourceURLs": urls});
+            if !non_resource_rules.contains(&entry) {
+                non_resource_rules.push(entry);
+            }
+        }
+    }
+    let mut status =
+        json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false});
+    if !bound.missing_roles.is_empty() {
+        status["incomplete"] = json!(true);
+        status["evaluationError"] = json!(bound.missing_roles.join(", "));
+    }
+    Ok(status)
+}
+
+/// The rules bound to a user, and the roles its bindings name that do not exist.
+struct BoundRules {
+    rules: Vec<Value>,
+    /// Upstream's message for each: `clusterroles.rbac.authorization.k8s.io "name" not found`.
+    missing_roles: Vec<String>,
+}
+
+/// Every rule of the roles bound to `user` by a ClusterRoleBinding or, when `namespace` is given, by a RoleBinding
+/// there. The one place that decides which bindings apply: authorization and rules reviews both read it.
+async fn bound_rules(server: &ApiServer, user: &User, namespace: &str) -> ApiResult<BoundRules> {
     let registry = server.registry();
     let group = "rbac.authorization.k8s.io";
     let def = |plural: &str| registry.get(group, "v1", plural).cloned().expect("RBAC kinds are built in");
     let cluster_bindings =
         server.store.list(&ObjectStore::prefix(&def("clusterrolebindings"), None), None, 0, 0).await?;
     let mut bindings: Vec<Value> = cluster_bindings.items.into_iter().map(|stored| stored.object).collect();
-    if !attributes.namespace.is_empty() {
-        let namespaced = server
-            .store
-            .list(&ObjectStore::prefix(&def("rolebindings"), Some(&attributes.namespace)), None, 0, 0)
-            .await?;
+    if !namespace.is_empty() {
+        let namespaced =
+            server.store.list(&ObjectStore::prefix(&def("rolebindings"), Some(namespace)), None, 0, 0).await?;
         bindings.extend(namespaced.items.into_iter().map(|stored| stored.object));
     }
+    let mut bound = BoundRules { rules: Vec::new(), missing_roles: Vec::new() };
     for binding in bindings.iter().filter(|binding| binds(binding, user)) {
         let role_ref = &binding["roleRef"];
         let role_name = role_ref["name"].as_str().unwrap_or("");
-        let key = match role_ref["kind"].as_str() {
-            Some("ClusterRole") => ObjectStore::key(&def("clusterroles"), None, role_name),
+        let (key, plural) = match role_ref["kind"].as_str() {
+            Some("ClusterRole") => (ObjectStore::key(&def("clusterroles"), None, role_name), "clusterroles"),
             Some("Role") => {
                 let namespace = binding.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-                ObjectStore::key(&def("roles"), Some(namespace), role_name)
+                (ObjectStore::key(&def("roles"), Some(namespace), role_name), "roles")
             }
             _ => continue,
         };
-        let Some(role) = server.store.get(&key, false).await? else { continue };
-        let rules = role.object["rules"].as_array().cloned().unwrap_or_default();
-        if rules.iter().any(|rule| rule_allows(rule, attributes)) {
-            return Ok(true);
+        match server.store.get(&key, false).await? {
+            Some(role) => bound.rules.extend(role.object["rules"].as_array().cloned().unwrap_or_default()),
+            None => bound.missing_roles.push(format!("{plural}.{group} \"{role_name}\" not found")),
         }
     }
-    Ok(false)
+    Ok(bound)
 }
 
 /// A SubjectAccessReview status for `kubectl auth can-i`.

@@ -29,6 +29,9 @@ pub struct KubernetesClaims {
     pub pod: Option<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Reference>,
+    /// The node a token is bound to, or the node of the pod it is bound to (upstream adds it for scheduled pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Reference>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,6 +49,31 @@ pub struct TokenIssuer {
 #[error("invalid ServiceAccount signing key: {0}")]
 pub struct KeyError(String);
 
+/// Why a bearer token is not a valid ServiceAccount token of this cluster; the messages are upstream's, which a
+/// TokenReview reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a JWT of this cluster's issuer: garbage, or a token for another authenticator. Upstream says nothing
+    /// about these, so the next authenticator may have its say.
+    #[error("not a ServiceAccount token of this cluster")]
+    NotOurs,
+    #[error("service account token has expired")]
+    Expired,
+    #[error("service account token is not valid yet")]
+    NotValidYet,
+    #[error("invalid signature")]
+    BadSignature,
+    /// The token is for none of the audiences asked for (Go's `%q` spelling of both lists).
+    #[error("token audiences {} is invalid for the target audiences {}", go_quoted(.token), go_quoted(.wanted))]
+    Audience { token: Vec<String>, wanted: Vec<String> },
+}
+
+/// A string list as Go's `%q` prints it: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    let quoted: Vec<String> = list.iter().map(|item| format!("{item:?}")).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
 impl TokenIssuer {
     pub fn new(private_key_pem: &str, public_key_pem: &str) -> Result<TokenIssuer, KeyError> {
         Ok(TokenIssuer {
@@ -61,13 +89,33 @@ impl TokenIssuer {
             .map_err(|error| KeyError(error.to_string()))
     }
 
-    /// The claims of a token this cluster signed, still valid, for one of `audiences`; `None` otherwise.
-    pub fn verify(&self, token: &str, audiences: &[&str]) -> Option<Claims> {
+    /// The claims of a token this cluster signed, still valid, for one of `audiences`.
+    pub fn verify(&self, token: &str, audiences: &[&str]) -> Result<Claims, Rejection> {
+        use jsonwebtoken::errors::ErrorKind;
         let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_audience(audiences);
+        // Checked below, so the rejection can name the token's audiences as upstream's does.
+        validation.validate_aud = false;
         validation.set_issuer(&[ISSUER]);
+        validation.validate_nbf = true;
         validation.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok().map(|data| data.claims)
+        let claims = match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
+            Ok(data) => data.claims,
+            Err(error) => {
+                return Err(match error.kind() {
+                    ErrorKind::ExpiredSignature => Rejection::Expired,
+                    ErrorKind::ImmatureSignature => Rejection::NotValidYet,
+                    ErrorKind::InvalidSignature => Rejection::BadSignature,
+                    _ => Rejection::NotOurs,
+                });
+            }
+        };
+        if !claims.aud.iter().any(|audience| audiences.contains(&audience.as_str())) {
+            return Err(Rejection::Audience {
+                token: claims.aud,
+                wanted: audiences.iter().map(|audience| audience.to_string()).collect(),
+            });
+        }
+        Ok(claims)
     }
 }
 
@@ -96,6 +144,7 @@ mod tests {
                 serviceaccount: Reference { name: "robot".into(), uid: "u".into() },
                 pod: None,
                 secret: None,
+                node: None,
             },
         }
     }
@@ -105,10 +154,13 @@ mod tests {
         let issuer = issuer();
         let token = issuer.sign(&claims(600)).unwrap();
         assert_eq!(issuer.verify(&token, &[ISSUER]).unwrap().sub, "system:serviceaccount:default:robot");
-        assert!(issuer.verify(&token, &["https://elsewhere"]).is_none());
-        assert!(issuer.verify(&issuer.sign(&claims(-10)).unwrap(), &[ISSUER]).is_none());
+        assert_eq!(
+            issuer.verify(&token, &["https://elsewhere"]).unwrap_err().to_string(),
+            format!("token audiences [\"{ISSUER}\"] is invalid for the target audiences [\"https://elsewhere\"]")
+        );
+        assert_eq!(issuer.verify(&issuer.sign(&claims(-10)).unwrap(), &[ISSUER]), Err(Rejection::Expired));
         let other = self::issuer();
-        assert!(other.verify(&token, &[ISSUER]).is_none(), "another cluster's key does not verify it");
-        assert!(issuer.verify("not.a.token", &[ISSUER]).is_none());
+        assert_eq!(other.verify(&token, &[ISSUER]), Err(Rejection::BadSignature), "another cluster's key");
+        assert_eq!(issuer.verify("not.a.token", &[ISSUER]), Err(Rejection::NotOurs));
     }
 }

@@ -46,6 +46,7 @@ pub struct ApiServer {
     requests: AtomicU64,
     pub(crate) services: objects::ServiceAllocator,
     openapi: crate::openapi::OpenApiDocuments,
+    openapi_v2: crate::openapi_v2::OpenApiV2Documents,
     /// Signs and verifies ServiceAccount tokens.
     pub tokens: crate::tokens::TokenIssuer,
     /// Reverse tunnels of the nodes connected to this replica.
@@ -76,6 +77,7 @@ impl ApiServer {
             requests: AtomicU64::new(0),
             services: objects::ServiceAllocator::new(service_cidr),
             openapi: crate::openapi::OpenApiDocuments::new(),
+            openapi_v2: crate::openapi_v2::OpenApiV2Documents::new(),
             tokens,
             tunnels: crate::tunnels::NodeTunnels::default(),
             replica_tls: std::sync::OnceLock::new(),
@@ -195,7 +197,7 @@ impl ApiServer {
             groups.push(format!("system:serviceaccounts:{namespace}"));
         }
         Ok(if name == crate::auth::ANONYMOUS {
-            User { name, uid: uid.unwrap_or_default(), groups }
+            User { name, uid: uid.unwrap_or_default(), groups, extra: Default::default() }
         } else {
             User::authenticated(name, uid.unwrap_or_default(), groups)
         })
@@ -222,6 +224,7 @@ impl ApiServer {
         }
         let accept = header_text(headers, header::ACCEPT);
         match target {
+            Target::NonResource(path) if path == "/openapi/v2" => self.openapi_v2(method, headers),
             Target::NonResource(path) => self.non_resource(method, &path, query),
             Target::Discovery { group, version, legacy_root } => {
                 if method != Method::GET {
@@ -319,6 +322,46 @@ impl ApiServer {
                 Ok(response)
             }
         }
+    }
+
+    /// `/openapi/v2` in the encoding the Accept header prefers (kubectl asks for protobuf), with an `ETag` so a
+    /// client that has the document gets 304, as upstream's handler.
+    fn openapi_v2(&self, method: &Method, headers: &HeaderMap) -> ApiResult<Response<Body>> {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(ApiError::method_not_allowed(format!("{method} is not allowed on /openapi/v2")));
+        }
+        let Some(media_type) = crate::openapi_v2::negotiate(header_text(headers, header::ACCEPT)) else {
+            return Err(ApiError::not_acceptable(
+                "only the following media types are accepted: application/json, \
+                 application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            ));
+        };
+        let registry = self.registry();
+        let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
+        let document = self.openapi_v2.document(&registry, crate::schema::Schemas::shared(), &custom);
+        let encoded = if media_type == "application/json" { &document.json } else { &document.protobuf };
+        let unchanged = headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|tag| tag.trim() == encoded.etag || tag.trim() == "*");
+        let mut response = if unchanged {
+            let mut response = Response::new(full_body(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+        } else if method == Method::HEAD {
+            Response::new(full_body(Bytes::new()))
+        } else {
+            Response::new(full_body(encoded.bytes.clone()))
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+        if let Ok(etag) = HeaderValue::from_str(&encoded.etag) {
+            headers.insert(header::ETAG, etag);
+        }
+        Ok(response)
     }
 
     fn metrics(&self) -> String {

@@ -815,13 +815,13 @@ impl ApiServer {
             }
             _ => vec![crate::tokens::ISSUER.to_string()],
         };
-        let bound = body.pointer("/spec/boundObjectRef").cloned();
-        let reference = |kind: &str| {
-            bound.as_ref().filter(|bound| bound["kind"] == kind).map(|bound| crate::tokens::Reference {
-                name: bound["name"].as_str().unwrap_or_default().to_string(),
-                uid: bound["uid"].as_str().unwrap_or_default().to_string(),
-            })
-        };
+        let mut bound = body.pointer("/spec/boundObjectRef").cloned();
+        let bound_claims = crate::auth::bound_object_claims(self, namespace, bound.as_ref()).await?;
+        if let (Some(bound), Some(reference)) =
+            (bound.as_mut(), bound_claims.pod.as_ref().or(bound_claims.secret.as_ref()).or(bound_claims.node.as_ref()))
+        {
+            bound["uid"] = json!(reference.uid);
+        }
         let now = jiff::Timestamp::now();
         let claims = crate::tokens::Claims {
             iss: crate::tokens::ISSUER.to_string(),
@@ -842,8 +842,9 @@ impl ApiServer {
                         .unwrap_or_default()
                         .to_string(),
                 },
-                pod: reference("Pod"),
-                secret: reference("Secret"),
+                pod: bound_claims.pod,
+                secret: bound_claims.secret,
+                node: bound_claims.node,
             },
         };
         let token = self.tokens.sign(&claims).map_err(|error| ApiError::internal(error.to_string()))?;
@@ -865,8 +866,8 @@ impl ApiServer {
         ))
     }
 
-    /// Create-only kinds that are answered, not stored: SelfSubjectReview (`kubectl auth whoami`) and the access
-    /// reviews (`kubectl auth can-i`).
+    /// Create-only kinds that are answered, not stored: SelfSubjectReview (`kubectl auth whoami`), the access and
+    /// rules reviews (`kubectl auth can-i`, `--list`) and TokenReview.
     async fn create_review(
         &self,
         def: &ResourceDef,
@@ -897,8 +898,12 @@ impl ApiServer {
                         .await?;
                 answer["status"] = decision;
             }
-            ("authorization.k8s.io", "SelfSubjectRulesReview") | ("authentication.k8s.io", "TokenReview") => {
-                return Err(ApiError::method_not_allowed(format!("{} is not served yet", def.kind)));
+            ("authorization.k8s.io", "SelfSubjectRulesReview") => {
+                let namespace = object.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("");
+                answer["status"] = crate::rbac::rules_review(self, &request.user, namespace).await?;
+            }
+            ("authentication.k8s.io", "TokenReview") => {
+                answer["status"] = crate::auth::token_review(self, &object["spec"]).await?;
             }
             _ => return Ok(None),
         }

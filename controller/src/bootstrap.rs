@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::api::ApiServer;
-use crate::error::ApiResult;
-use crate::storage::{ObjectStore, Written};
+use crate::apiserver::error::ApiResult;
+use crate::apiserver::storage::{ObjectStore, Written};
+use crate::apiserver::ApiServer;
 use crate::ControllerConfig;
 
 pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -> ApiResult<()> {
@@ -270,7 +270,7 @@ async fn create_missing(
         return Ok(());
     }
     object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-    object["metadata"]["creationTimestamp"] = json!(crate::api::now());
+    object["metadata"]["creationTimestamp"] = json!(crate::apiserver::now());
     if object.get("spec").is_some() {
         object["metadata"]["generation"] = json!(1);
     }

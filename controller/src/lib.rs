@@ -1,34 +1,14 @@
 //! The Kubernetes API server and its controllers.
 //!
 //! See docs/ARCHITECTURE.md for the data flow. In short: an HTTPS request is authenticated, authorized, decoded and
-//! routed by its path to a [`registry::ResourceDef`]; objects are JSON values stored in the datastore under
+//! routed by its path to a [`apiserver::registry::ResourceDef`]; objects are JSON values stored in the datastore under
 //! `/registry/<group>/<resource>/<namespace>/<name>`, with the key's revision as `metadata.resourceVersion`.
 
-pub mod admission;
-pub mod api;
-pub mod auth;
+pub mod apiserver;
 mod bootstrap;
 mod controllers;
-pub mod crd;
-pub mod defaults;
-pub mod error;
-pub mod field_order;
-pub mod gnostic;
-pub mod openapi;
-pub mod openapi_v2;
-pub mod patch;
-pub mod protobuf;
-pub mod rbac;
-pub mod registry;
-pub mod schema;
-mod schema_facts;
-pub mod selector;
 mod server;
-pub mod storage;
-pub mod table;
-pub mod tokens;
 pub mod tunnels;
-pub mod validation;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::ApiServer;
-use crate::storage::ObjectStore;
+use crate::apiserver::storage::ObjectStore;
+use crate::apiserver::ApiServer;
 
 /// How a controller is set up; the command line fills it in.
 #[derive(Debug, Clone)]
@@ -177,11 +157,12 @@ impl Controller {
         let listen_address = listener.local_addr().map_err(|source| ControllerError::Listen { address, source })?;
 
         let server_address = format!("{}:{}", config.advertise_address, listen_address.port());
-        let tokens = tokens::TokenIssuer::new(&pki.service_account_key_pem, &pki.service_account_public_key_pem()?)
-            .map_err(|error| ControllerError::Client(error.to_string()))?;
+        let tokens =
+            apiserver::tokens::TokenIssuer::new(&pki.service_account_key_pem, &pki.service_account_public_key_pem()?)
+                .map_err(|error| ControllerError::Client(error.to_string()))?;
         let api = Arc::new(ApiServer::new(
             ObjectStore::new(store.clone()),
-            registry::Registry::new(registry::built_in_resources()),
+            apiserver::registry::Registry::new(apiserver::registry::built_in_resources()),
             server_address,
             config.service_cidr,
             tokens,
@@ -195,7 +176,7 @@ impl Controller {
             .await
             .map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
         api.reload_custom_resources().await.map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
-        let following = api::follow_custom_resources(api.clone());
+        let following = apiserver::follow_custom_resources(api.clone());
         let stop = stop_background.clone();
         background.spawn(async move {
             tokio::select! {

@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{error_response, ApiServer};
-use crate::auth::{certificate_not_before, user_from_certificate};
-use crate::error::ApiError;
+use crate::apiserver::auth::{certificate_not_before, user_from_certificate};
+use crate::apiserver::error::ApiError;
+use crate::apiserver::{error_response, ApiServer};
 use crate::tunnels::node_of;
 
 /// Accepts connections until `cancel`, then lets open requests finish (watches end when their stream is dropped).

@@ -15,8 +15,8 @@ use kaasd_tunnel::session::{DialError, Session, TunnelStream};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::api::ApiServer;
-use crate::error::{ApiError, ApiResult};
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::ApiServer;
 
 /// Where a removed node's revocation time is kept: certificates for the node issued before it no longer count.
 pub const REVOCATIONS_PREFIX: &str = "/registry/kaasd/node-revocations/";
@@ -107,7 +107,7 @@ impl NodeTunnels {
 }
 
 /// The node a certificate user is, if it is one: `system:node:<name>` in `system:nodes`.
-pub fn node_of(user: &crate::auth::User) -> Option<&str> {
+pub fn node_of(user: &crate::apiserver::auth::User) -> Option<&str> {
     user.name.strip_prefix("system:node:").filter(|name| !name.is_empty() && user.in_group("system:nodes"))
 }
 
@@ -134,7 +134,7 @@ impl ApiServer {
                 Some(current) => self.store.update(key, current.revision, record).await?,
                 None => self.store.create(key, record).await?,
             };
-            if matches!(written, crate::storage::Written::Ok(_)) {
+            if matches!(written, crate::apiserver::storage::Written::Ok(_)) {
                 return Ok(());
             }
         }
@@ -167,7 +167,10 @@ impl ApiServer {
     pub(crate) async fn node_exists(&self, node: &str) -> bool {
         let registry = self.registry();
         let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
-        matches!(self.store.get(&crate::storage::ObjectStore::key(&nodes, None, node), true).await, Ok(Some(_)))
+        matches!(
+            self.store.get(&crate::apiserver::storage::ObjectStore::key(&nodes, None, node), true).await,
+            Ok(Some(_))
+        )
     }
 
     /// Whether a certificate of `node` issued at `not_before` (Unix seconds) was revoked by the node's removal.
@@ -224,8 +227,9 @@ mod tests {
 
     #[test]
     fn only_node_identities_are_nodes() {
-        let user =
-            |name: &str, group: &str| crate::auth::User::authenticated(name.into(), String::new(), vec![group.into()]);
+        let user = |name: &str, group: &str| {
+            crate::apiserver::auth::User::authenticated(name.into(), String::new(), vec![group.into()])
+        };
         assert_eq!(node_of(&user("system:node:edge1", "system:nodes")), Some("edge1"));
         assert_eq!(node_of(&user("system:node:edge1", "system:masters")), None);
         assert_eq!(node_of(&user("system:node:", "system:nodes")), None);

@@ -16,8 +16,8 @@ use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::api::ApiServer;
-use crate::registry::ResourceDef;
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::ApiServer;
 
 /// One object in the graph.
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@ use kube::Api;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::ApiServer;
-use crate::registry::ResourceDef;
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::ApiServer;
 
 /// Starts every controller on `tasks`; they stop at `cancel`.
 pub fn spawn_all(

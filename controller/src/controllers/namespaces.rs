@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
-use crate::api::ApiServer;
+use crate::apiserver::ApiServer;
 
 pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::registry::{Registry, ResourceDef};
+use crate::apiserver::registry::{Registry, ResourceDef};
 
 /// The media type of an aggregated discovery response; clients pick their parser by it.
 pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -217,7 +217,7 @@ pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::built_in_resources;
+    use crate::apiserver::registry::built_in_resources;
 
     #[test]
     fn aggregated_discovery_lists_deployments_with_scale() {

@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 use super::objects::{wants_table, ObjectRequest, Selection};
 use super::{ApiServer, Body};
-use crate::error::{ApiError, ApiResult};
-use crate::field_order::FieldOrder;
-use crate::registry::ResourceDef;
-use crate::storage::{decode, ObjectStore};
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::field_order::FieldOrder;
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::storage::{decode, ObjectStore};
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -250,9 +250,9 @@ impl EventEncoder {
                 }
             }
             self.first = false;
-            crate::field_order::write_json(&mut bytes, &table, FieldOrder::BuiltIn);
+            crate::apiserver::field_order::write_json(&mut bytes, &table, FieldOrder::BuiltIn);
         } else {
-            crate::field_order::write_json(&mut bytes, object, FieldOrder::of(&self.def));
+            crate::apiserver::field_order::write_json(&mut bytes, object, FieldOrder::of(&self.def));
         }
         Ok(end_event(bytes))
     }
@@ -277,7 +277,7 @@ impl EventEncoder {
             }
             EventKind::Delete => match previous {
                 Some(mut object) if matched_before => {
-                    crate::storage::set_resource_version(&mut object, event.kv.mod_revision);
+                    crate::apiserver::storage::set_resource_version(&mut object, event.kv.mod_revision);
                     Ok(vec![self.event("DELETED", &object)?])
                 }
                 _ => Ok(vec![]),
@@ -293,7 +293,7 @@ fn bookmark(def: &ResourceDef, revision: i64, initial_events_end: bool) -> Bytes
     }
     let object = json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": metadata});
     let mut bytes = b"{\"type\":\"BOOKMARK\",\"object\":".to_vec();
-    crate::field_order::write_json(&mut bytes, &object, FieldOrder::of(def));
+    crate::apiserver::field_order::write_json(&mut bytes, &object, FieldOrder::of(def));
     end_event(bytes)
 }
 
@@ -317,9 +317,9 @@ pub(super) fn table_for(
     objects: &[&Value],
     query: &super::request::Query,
 ) -> ApiResult<Value> {
-    let include = crate::table::IncludeObject::from_query(query.get("includeObject"))
+    let include = crate::apiserver::table::IncludeObject::from_query(query.get("includeObject"))
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    Ok(crate::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), printer_columns))
+    Ok(crate::apiserver::table::table(def, objects.iter().copied(), include, jiff::Timestamp::now(), printer_columns))
 }
 
 #[cfg(test)]

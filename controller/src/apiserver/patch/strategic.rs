@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::{facts_at, has_strategy, same_value, PatchError};
-use crate::schema::FieldFactsSource;
+use crate::apiserver::schema::FieldFactsSource;
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -378,8 +378,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::patch::test_facts::workload_facts;
-    use crate::schema::NoFacts;
+    use crate::apiserver::patch::test_facts::workload_facts;
+    use crate::apiserver::schema::NoFacts;
 
     fn deployment() -> Value {
         json!({

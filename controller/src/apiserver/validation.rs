@@ -2,7 +2,7 @@
 //! a 422 `Invalid` Status reads the same as one from a real cluster (`kubectl` prints the message verbatim, tools and
 //! tests match on the causes).
 //!
-//! [`validate`] runs after defaults ([`crate::defaults`]) on every main-resource create and update of a built-in kind;
+//! [`validate`] runs after defaults ([`crate::apiserver::defaults`]) on every main-resource create and update of a built-in kind;
 //! writes to `/status` and bindings are not covered. Namespace presence and scope, and allocation ranges other than
 //! node ports, are the caller's. Each [`FieldError`] becomes one Status cause (`reason`, `field`, `message`), and
 //! [`invalid_message`] the Status message.
@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::registry::{ResourceDef, SchemaSource};
+use crate::apiserver::registry::{ResourceDef, SchemaSource};
 
 /// Why a field is invalid: upstream's field error types, one to one with Status cause types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1506,8 +1506,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::defaults::{apply_defaults, prepare_for_create};
-    use crate::registry::built_in_resources;
+    use crate::apiserver::defaults::{apply_defaults, prepare_for_create};
+    use crate::apiserver::registry::built_in_resources;
 
     fn def(group: &str, kind: &str) -> ResourceDef {
         built_in_resources().into_iter().find(|d| d.group == group && d.kind == kind).expect("a built-in kind")

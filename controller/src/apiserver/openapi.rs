@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::registry::{Registry, ResourceDef, SchemaSource};
-use crate::schema::{
+use crate::apiserver::registry::{Registry, ResourceDef, SchemaSource};
+use crate::apiserver::schema::{
     gvk, list_schema, Schemas, API_VERSION_DESCRIPTION, COMPONENTS_PREFIX, GVK_EXTENSION, KIND_DESCRIPTION,
 };
 
@@ -733,8 +733,8 @@ fn lower_first(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{built_in_resources, ScalePaths};
-    use crate::schema::FieldFactsSource;
+    use crate::apiserver::registry::{built_in_resources, ScalePaths};
+    use crate::apiserver::schema::FieldFactsSource;
 
     fn no_custom_resources(_: &ResourceDef) -> Option<Value> {
         None

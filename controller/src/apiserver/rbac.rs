@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value};
 
-use crate::api::ApiServer;
-use crate::auth::User;
-use crate::error::{ApiError, ApiResult, Details};
-use crate::storage::ObjectStore;
+use crate::apiserver::auth::User;
+use crate::apiserver::error::{ApiError, ApiResult, Details};
+use crate::apiserver::storage::ObjectStore;
+use crate::apiserver::ApiServer;
 
 /// What a request does, in RBAC's terms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,7 +15,7 @@ pub use strategic::strategic_merge_patch;
 
 use serde_json::Value;
 
-use crate::schema::{FieldFacts, FieldFactsSource};
+use crate::apiserver::schema::{FieldFacts, FieldFactsSource};
 
 /// What upstream answers when a patch body does not even have the shape of its patch type; kubectl prints it as is.
 const UNPARSABLE_PATCH: &str = "the server rejected our request due to an error in our request";
@@ -230,7 +230,7 @@ pub(crate) mod test_facts {
 
     use std::collections::HashMap;
 
-    use crate::schema::{FieldFacts, FieldFactsSource};
+    use crate::apiserver::schema::{FieldFacts, FieldFactsSource};
 
     /// Facts keyed by the dotted path (`spec.template.spec.containers`).
     pub(crate) struct FakeFacts(pub HashMap<String, FieldFacts>);

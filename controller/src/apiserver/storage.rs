@@ -14,8 +14,8 @@ use kaasd_datastore::{
 };
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
-use crate::registry::ResourceDef;
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::registry::ResourceDef;
 
 /// An object as stored, with the revision that last wrote it.
 #[derive(Debug, Clone)]

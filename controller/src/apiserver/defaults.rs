@@ -20,7 +20,7 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::registry::{ResourceDef, SchemaSource};
+use crate::apiserver::registry::{ResourceDef, SchemaSource};
 
 /// Fills in the defaults of a built-in kind, in place. Custom resources and kinds without defaults are left alone.
 /// Objects that are not JSON objects are left alone too: validation reports them.
@@ -1010,7 +1010,7 @@ impl PointerExt for Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::built_in_resources;
+    use crate::apiserver::registry::built_in_resources;
 
     fn def(group: &str, kind: &str) -> ResourceDef {
         built_in_resources().into_iter().find(|d| d.group == group && d.kind == kind).expect("a built-in kind")

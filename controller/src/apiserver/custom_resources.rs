@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::ApiServer;
-use crate::registry::Registry;
-use crate::storage::{ObjectStore, Written};
+use crate::apiserver::registry::Registry;
+use crate::apiserver::storage::{ObjectStore, Written};
 
 impl ApiServer {
     /// Rebuilds the registry from the stored CRDs, establishing those that are not yet.
-    pub async fn reload_custom_resources(&self) -> crate::error::ApiResult<()> {
+    pub async fn reload_custom_resources(&self) -> crate::apiserver::error::ApiResult<()> {
         let registry = self.registry();
         let crds = registry
             .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -27,13 +27,13 @@ impl ApiServer {
                 continue;
             }
             if !is_established(&crd) {
-                crd["status"] = crate::crd::established_status(&crd, &super::now());
+                crd["status"] = crate::apiserver::crd::established_status(&crd, &super::now());
                 // Another controller on the same database may have done it first; either way it is established.
                 match self.store.update(&stored.key, stored.revision, &crd).await? {
                     Written::Ok(_) | Written::Stale => {}
                 }
             }
-            match crate::crd::resource_defs(&crd) {
+            match crate::apiserver::crd::resource_defs(&crd) {
                 Ok(defs) => definitions.push((crd, defs)),
                 Err(error) => tracing::warn!(error = %error, "a CustomResourceDefinition cannot be served"),
             }

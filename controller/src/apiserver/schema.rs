@@ -9,7 +9,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
-use crate::schema_facts::{METADATA_REQUIRED, UPSTREAM_FIELD_FACTS, UPSTREAM_REQUIRED};
+use crate::apiserver::schema_facts::{METADATA_REQUIRED, UPSTREAM_FIELD_FACTS, UPSTREAM_REQUIRED};
 
 /// How one field merges. Every member is empty for a field without patch or list metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub fn gvk(group: &str, version: &str, kind: &str) -> Value {
 /// per listable kind.
 ///
 /// The schemas come from k8s-openapi, so they cannot drift from the types the server decodes; the patch and list
-/// facts k8s-openapi leaves out are overlaid from [`crate::schema_facts`], and every kind carries
+/// facts k8s-openapi leaves out are overlaid from [`crate::apiserver::schema_facts`], and every kind carries
 /// `x-kubernetes-group-version-kind` the way upstream definitions do, because kubectl finds a kind's schema by it.
 #[derive(Debug, Clone)]
 pub struct Schemas {
@@ -518,7 +518,7 @@ fn overlay_upstream_facts(definitions: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{built_in_resources, SchemaSource};
+    use crate::apiserver::registry::{built_in_resources, SchemaSource};
 
     fn facts(strategy: Option<&str>, key: Option<&str>, list_type: Option<&str>, keys: &[&str]) -> FieldFacts {
         FieldFacts {

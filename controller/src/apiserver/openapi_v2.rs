@@ -2,7 +2,7 @@
 //!
 //! kubectl validates a `kind: List` manifest on the client against it (the server cannot check the query parameter
 //! for a List), `kubectl explain --output plaintext-openapiv2` reads it, and so do helm and other client-go tools.
-//! It is made from the v3 group-version documents ([`crate::openapi`]), so both describe the same schemas and paths:
+//! It is made from the v3 group-version documents ([`crate::apiserver::openapi`]), so both describe the same schemas and paths:
 //! refs move from `#/components/schemas/` to `#/definitions/`, a request body becomes a `body` parameter, media
 //! types become `consumes` and `produces`, and what v2 cannot say (`nullable`, `oneOf`, ...) is left out.
 
@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::openapi::{content_hash, group_version_document, group_versions, CustomResourceSchemas};
-use crate::registry::Registry;
-use crate::schema::{Schemas, COMPONENTS_PREFIX};
+use crate::apiserver::openapi::{content_hash, group_version_document, group_versions, CustomResourceSchemas};
+use crate::apiserver::registry::Registry;
+use crate::apiserver::schema::{Schemas, COMPONENTS_PREFIX};
 
 /// Where OpenAPI v2 documents keep their named schemas.
 pub const DEFINITIONS_PREFIX: &str = "#/definitions/";
@@ -94,7 +94,7 @@ impl OpenApiV2Documents {
         schemas: &Schemas,
         crd_schema: CustomResourceSchemas<'_>,
     ) -> Arc<DocumentV2> {
-        let fingerprint = crate::openapi::registry_fingerprint(registry, schemas, crd_schema);
+        let fingerprint = crate::apiserver::openapi::registry_fingerprint(registry, schemas, crd_schema);
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((cached, document)) = cache.as_ref() {
             if *cached == fingerprint {
@@ -103,7 +103,7 @@ impl OpenApiV2Documents {
         }
         let value = swagger_document(registry, schemas, crd_schema);
         let json = serde_json::to_vec(&value).expect("a JSON value serializes");
-        let protobuf = crate::gnostic::encode_document(&value);
+        let protobuf = crate::apiserver::gnostic::encode_document(&value);
         let document = Arc::new(DocumentV2 { json: Encoded::new(json), protobuf: Encoded::new(protobuf) });
         *cache = Some((fingerprint, document.clone()));
         document
@@ -128,7 +128,7 @@ pub fn swagger_document(registry: &Registry, schemas: &Schemas, crd_schema: Cust
     }
     json!({
         "swagger": "2.0",
-        "info": {"title": "Kubernetes", "version": crate::api::KUBERNETES_VERSION},
+        "info": {"title": "Kubernetes", "version": crate::apiserver::KUBERNETES_VERSION},
         "paths": paths,
         "definitions": definitions,
         "security": [{"BearerToken": []}],
@@ -290,8 +290,8 @@ fn parameter(parameter: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{built_in_resources, ResourceDef};
-    use crate::schema::GVK_EXTENSION;
+    use crate::apiserver::registry::{built_in_resources, ResourceDef};
+    use crate::apiserver::schema::GVK_EXTENSION;
 
     fn no_custom_resources(_: &ResourceDef) -> Option<Value> {
         None

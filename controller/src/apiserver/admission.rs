@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use crate::error::Cause;
-use crate::registry::ResourceDef;
-use crate::registry::SchemaSource;
-use crate::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
+use crate::apiserver::error::Cause;
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::registry::SchemaSource;
+use crate::apiserver::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
 
 /// Fills in what the API server sets on create: defaults plus the create-only admission steps (pod status, the
 /// service-account token volume, the namespace finalizer, a Job's generated selector). Needs `metadata.uid` set.
@@ -17,9 +17,9 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: 
     if prepare_schema_defined(def, object, custom_schema) {
         return;
     }
-    crate::defaults::prepare_for_create(def, object);
+    crate::apiserver::defaults::prepare_for_create(def, object);
     if def.group.is_empty() && def.plural == "pods" {
-        crate::defaults::mount_service_account_token(object);
+        crate::apiserver::defaults::mount_service_account_token(object);
     }
 }
 
@@ -28,9 +28,9 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, cu
     if prepare_schema_defined(def, object, custom_schema) {
         return;
     }
-    crate::defaults::apply_defaults(def, object);
+    crate::apiserver::defaults::apply_defaults(def, object);
     if def.group.is_empty() && def.plural == "services" {
-        crate::defaults::carry_over_service_allocations(object, old);
+        crate::apiserver::defaults::carry_over_service_allocations(object, old);
     }
 }
 
@@ -38,17 +38,17 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, cu
 pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_schema: Option<&Value>) -> Vec<Cause> {
     if let Some(schema) = custom_schema {
         return match old {
-            Some(old) => crate::crd::validate_update(schema, object, old),
-            None => crate::crd::validate(schema, object),
+            Some(old) => crate::apiserver::crd::validate_update(schema, object, old),
+            None => crate::apiserver::crd::validate(schema, object),
         };
     }
     if is_crd(def) {
-        let causes = crate::crd::validate_definition(object);
+        let causes = crate::apiserver::crd::validate_definition(object);
         if !causes.is_empty() {
             return causes;
         }
     }
-    crate::validation::validate(def, object, old)
+    crate::apiserver::validation::validate(def, object, old)
         .into_iter()
         .map(|error| Cause {
             reason: error.reason.as_status_reason().to_string(),
@@ -67,7 +67,7 @@ pub fn invalid_message(def: &ResourceDef, name: &str, causes: &[Cause]) -> Strin
             details.push(detail);
         }
     }
-    let kind = crate::validation::qualified_kind(def);
+    let kind = crate::apiserver::validation::qualified_kind(def);
     match details.as_slice() {
         [one] => format!("{kind} \"{name}\" is invalid: {one}"),
         many => format!("{kind} \"{name}\" is invalid: [{}]", many.join(", ")),
@@ -78,7 +78,7 @@ pub fn invalid_message(def: &ResourceDef, name: &str, causes: &[Cause]) -> Strin
 /// (`spec.containers[0].foo`). Fields under a schema that preserves unknown fields are never unknown.
 pub fn unknown_fields(def: &ResourceDef, object: &Value, custom_schema: Option<&Value>) -> Vec<String> {
     if let Some(schema) = custom_schema {
-        return crate::crd::unknown_fields(schema, object);
+        return crate::apiserver::crd::unknown_fields(schema, object);
     }
     let SchemaSource::BuiltIn(name) = &def.schema else {
         return Vec::new();
@@ -166,12 +166,12 @@ pub fn facts(def: &ResourceDef) -> SchemaFacts<'static> {
 /// CustomResourceDefinition's own defaults.
 fn prepare_schema_defined(def: &ResourceDef, object: &mut Value, custom_schema: Option<&Value>) -> bool {
     if let Some(schema) = custom_schema {
-        crate::crd::prune(schema, object);
-        crate::crd::apply_defaults(schema, object);
+        crate::apiserver::crd::prune(schema, object);
+        crate::apiserver::crd::apply_defaults(schema, object);
         return true;
     }
     if is_crd(def) {
-        crate::crd::default_definition(object);
+        crate::apiserver::crd::default_definition(object);
     }
     false
 }
@@ -181,8 +181,8 @@ fn is_crd(def: &ResourceDef) -> bool {
 }
 
 /// The schema of a custom resource's served version, from its CustomResourceDefinition.
-pub fn custom_schema(registry: &crate::registry::Registry, def: &ResourceDef) -> Option<Value> {
-    registry.definition_of(def).and_then(|crd| crate::crd::version_schema(crd, &def.version))
+pub fn custom_schema(registry: &crate::apiserver::registry::Registry, def: &ResourceDef) -> Option<Value> {
+    registry.definition_of(def).and_then(|crd| crate::apiserver::crd::version_schema(crd, &def.version))
 }
 
 /// A metav1.LabelSelector as the selector string Scale.status.selector carries.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::{ApiError, ApiResult};
+use crate::apiserver::error::{ApiError, ApiResult};
 
 /// What a path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]

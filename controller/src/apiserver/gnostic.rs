@@ -9,7 +9,7 @@
 use prost::Message;
 use serde_json::{Map, Value};
 
-/// Encodes a Swagger 2.0 document (as [`crate::openapi_v2::swagger_document`] builds it) as a gnostic `Document`.
+/// Encodes a Swagger 2.0 document (as [`crate::apiserver::openapi_v2::swagger_document`] builds it) as a gnostic `Document`.
 pub fn encode_document(document: &Value) -> Vec<u8> {
     to_document(document).encode_to_vec()
 }

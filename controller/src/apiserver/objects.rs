@@ -16,13 +16,13 @@ use serde_json::{json, Map, Value};
 
 use super::request::{Query, ResourcePath};
 use super::{json_bytes_response, ApiServer, Body};
-use crate::auth::User;
-use crate::error::{success_status_json, ApiError, ApiResult, Cause, Details};
-use crate::field_order::FieldOrder;
-use crate::patch::{self, PatchType};
-use crate::registry::{ResourceDef, SchemaSource};
-use crate::selector::{FieldSelector, LabelSelector};
-use crate::storage::{ObjectStore, Stored, Written};
+use crate::apiserver::auth::User;
+use crate::apiserver::error::{success_status_json, ApiError, ApiResult, Cause, Details};
+use crate::apiserver::field_order::FieldOrder;
+use crate::apiserver::patch::{self, PatchType};
+use crate::apiserver::registry::{ResourceDef, SchemaSource};
+use crate::apiserver::selector::{FieldSelector, LabelSelector};
+use crate::apiserver::storage::{ObjectStore, Stored, Written};
 
 /// Everything a handler needs from the HTTP request.
 pub struct ObjectRequest {
@@ -315,7 +315,7 @@ impl ApiServer {
             return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
         }
         let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
-        let custom = crate::admission::custom_schema(&self.registry(), def);
+        let custom = crate::apiserver::admission::custom_schema(&self.registry(), def);
         let mut object = decode_object(request)?;
         if let Some(response) = self.create_review(def, &object, request).await? {
             return Ok(response);
@@ -362,7 +362,7 @@ impl ApiServer {
         if def.status && !keeps_status_on_create(def) {
             set_status(def, &mut object, None);
         }
-        crate::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
         if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
             record_requester(&mut object, &request.user);
         }
@@ -382,7 +382,7 @@ impl ApiServer {
         let key = ObjectStore::key(def, namespace, &name);
         match self.store.create(&key, &object).await? {
             Written::Ok(revision) => {
-                crate::storage::set_resource_version(&mut object, revision);
+                crate::apiserver::storage::set_resource_version(&mut object, revision);
                 self.respond_with_warnings(def, 201, object, request, &warnings)
             }
             Written::Stale => {
@@ -423,7 +423,7 @@ impl ApiServer {
         let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
         let key = ObjectStore::key(def, namespace, name);
         let mut warnings = Vec::new();
-        let custom = crate::admission::custom_schema(&self.registry(), def);
+        let custom = crate::apiserver::admission::custom_schema(&self.registry(), def);
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?;
             let Some(current) = current else {
@@ -460,7 +460,7 @@ impl ApiServer {
                 }
             }
             let mut updated = prepare_update(def, &current.object, proposed, subresource, namespace, name)?;
-            crate::admission::prepare_for_update(def, &mut updated, &current.object, custom.as_ref());
+            crate::apiserver::admission::prepare_for_update(def, &mut updated, &current.object, custom.as_ref());
             validate_object(def, custom.as_ref(), &updated, Some(&current.object))?;
             let manager_subresource = subresource.filter(|sub| *sub == "status");
             if !matches!(change, Change::Patch(PatchType::Apply, _)) {
@@ -473,7 +473,7 @@ impl ApiServer {
                 );
             }
             // Until it is written the object is at the current revision; an unchanged object is not written at all.
-            crate::storage::set_resource_version(&mut updated, current.revision);
+            crate::apiserver::storage::set_resource_version(&mut updated, current.revision);
             if options.dry_run {
                 return self.respond_with_warnings(def, 200, updated, request, &warnings);
             }
@@ -493,7 +493,7 @@ impl ApiServer {
             }
             match self.store.update(&key, current.revision, &updated).await? {
                 Written::Ok(revision) => {
-                    crate::storage::set_resource_version(&mut updated, revision);
+                    crate::apiserver::storage::set_resource_version(&mut updated, revision);
                     return self.respond_with_warnings(def, 200, updated, request, &warnings);
                 }
                 Written::Stale if pinned.is_none() => continue,
@@ -512,9 +512,13 @@ impl ApiServer {
         request: &ObjectRequest,
         options: &WriteOptions,
     ) -> ApiResult<Response<Body>> {
-        let mut object =
-            patch::apply(None, applied, &apply_request(def, options, request, None)?, &crate::admission::facts(def))
-                .map_err(apply_error)?;
+        let mut object = patch::apply(
+            None,
+            applied,
+            &apply_request(def, options, request, None)?,
+            &crate::apiserver::admission::facts(def),
+        )
+        .map_err(apply_error)?;
         if object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(name) != name {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
@@ -650,7 +654,7 @@ impl ApiServer {
             }
             match self.store.update(&key, current.revision, &updated).await? {
                 Written::Ok(revision) => {
-                    crate::storage::set_resource_version(&mut updated, revision);
+                    crate::apiserver::storage::set_resource_version(&mut updated, revision);
                     return Ok((if finalizers.is_empty() { 200 } else { 202 }, Some(updated), object_uid));
                 }
                 Written::Stale => continue,
@@ -813,27 +817,27 @@ impl ApiServer {
             Some(list) if !list.is_empty() => {
                 list.iter().filter_map(|audience| audience.as_str().map(str::to_string)).collect()
             }
-            _ => vec![crate::tokens::ISSUER.to_string()],
+            _ => vec![crate::apiserver::tokens::ISSUER.to_string()],
         };
         let mut bound = body.pointer("/spec/boundObjectRef").cloned();
-        let bound_claims = crate::auth::bound_object_claims(self, namespace, bound.as_ref()).await?;
+        let bound_claims = crate::apiserver::auth::bound_object_claims(self, namespace, bound.as_ref()).await?;
         if let (Some(bound), Some(reference)) =
             (bound.as_mut(), bound_claims.pod.as_ref().or(bound_claims.secret.as_ref()).or(bound_claims.node.as_ref()))
         {
             bound["uid"] = json!(reference.uid);
         }
         let now = jiff::Timestamp::now();
-        let claims = crate::tokens::Claims {
-            iss: crate::tokens::ISSUER.to_string(),
+        let claims = crate::apiserver::tokens::Claims {
+            iss: crate::apiserver::tokens::ISSUER.to_string(),
             sub: format!("system:serviceaccount:{namespace}:{name}"),
             aud: audiences.clone(),
             exp: now.as_second() + expiration,
             iat: now.as_second(),
             nbf: now.as_second(),
             jti: uuid::Uuid::new_v4().to_string(),
-            kubernetes: crate::tokens::KubernetesClaims {
+            kubernetes: crate::apiserver::tokens::KubernetesClaims {
                 namespace: namespace.to_string(),
-                serviceaccount: crate::tokens::Reference {
+                serviceaccount: crate::apiserver::tokens::Reference {
                     name: name.to_string(),
                     uid: account
                         .object
@@ -883,7 +887,8 @@ impl ApiServer {
                 let attributes = object.pointer("/spec/resourceAttributes").cloned();
                 let non_resource = object.pointer("/spec/nonResourceAttributes").cloned();
                 let decision =
-                    crate::rbac::review(self, &request.user, attributes.as_ref(), non_resource.as_ref()).await?;
+                    crate::apiserver::rbac::review(self, &request.user, attributes.as_ref(), non_resource.as_ref())
+                        .await?;
                 answer["status"] = decision;
             }
             ("authorization.k8s.io", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
@@ -893,17 +898,21 @@ impl ApiServer {
                     spec["uid"].as_str().unwrap_or("").to_string(),
                     string_list(spec.get("groups")),
                 );
-                let decision =
-                    crate::rbac::review(self, &user, spec.get("resourceAttributes"), spec.get("nonResourceAttributes"))
-                        .await?;
+                let decision = crate::apiserver::rbac::review(
+                    self,
+                    &user,
+                    spec.get("resourceAttributes"),
+                    spec.get("nonResourceAttributes"),
+                )
+                .await?;
                 answer["status"] = decision;
             }
             ("authorization.k8s.io", "SelfSubjectRulesReview") => {
                 let namespace = object.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("");
-                answer["status"] = crate::rbac::rules_review(self, &request.user, namespace).await?;
+                answer["status"] = crate::apiserver::rbac::rules_review(self, &request.user, namespace).await?;
             }
             ("authentication.k8s.io", "TokenReview") => {
-                answer["status"] = crate::auth::token_review(self, &object["spec"]).await?;
+                answer["status"] = crate::apiserver::auth::token_review(self, &object["spec"]).await?;
             }
             _ => return Ok(None),
         }
@@ -966,7 +975,7 @@ impl ApiServer {
         }
         // A deleted CustomResourceDefinition takes its custom resources with it.
         if def.group == "apiextensions.k8s.io" && def.plural == "customresourcedefinitions" {
-            if let Ok(defs) = crate::crd::resource_defs(object) {
+            if let Ok(defs) = crate::apiserver::crd::resource_defs(object) {
                 if let Some(first) = defs.first() {
                     if let Err(error) = self.store.delete_prefix(&ObjectStore::prefix(first, None)).await {
                         tracing::warn!(error = %error, "cannot delete the custom resources of a deleted definition");
@@ -1098,8 +1107,8 @@ fn apply_patch(
     subresource: Option<&str>,
 ) -> ApiResult<Value> {
     let facts = match custom {
-        Some(schema) => crate::schema::Schemas::shared().facts_for_custom_resource(schema),
-        None => crate::admission::facts(def),
+        Some(schema) => crate::apiserver::schema::Schemas::shared().facts_for_custom_resource(schema),
+        None => crate::apiserver::admission::facts(def),
     };
     match patch_type {
         PatchType::Json => patch::json_patch(current, patch).map_err(patch_error),
@@ -1264,12 +1273,12 @@ fn spec_changed(current: &Value, updated: &Value) -> bool {
     strip(current) != strip(updated)
 }
 
-fn scale_of(def: &ResourceDef, object: &Value, paths: &crate::registry::ScalePaths) -> Value {
+fn scale_of(def: &ResourceDef, object: &Value, paths: &crate::apiserver::registry::ScalePaths) -> Value {
     let metadata = &object["metadata"];
     let selector = match paths.label_selector.as_deref() {
         Some(path) => match get_path(object, path) {
             Some(Value::String(text)) => text.clone(),
-            Some(selector @ Value::Object(_)) => crate::admission::selector_string(selector),
+            Some(selector @ Value::Object(_)) => crate::apiserver::admission::selector_string(selector),
             _ => String::new(),
         },
         None => String::new(),
@@ -1308,7 +1317,7 @@ fn remove_type_meta(def: &ResourceDef, items: &mut [Value]) {
 }
 
 fn object_response(code: u16, object: &Value, order: FieldOrder) -> Response<Body> {
-    json_bytes_response(code, crate::field_order::to_json(object, order), "application/json")
+    json_bytes_response(code, crate::apiserver::field_order::to_json(object, order), "application/json")
 }
 
 fn get_path<'a>(object: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -1401,7 +1410,7 @@ fn check_unknown_fields(
     if mode == FieldValidation::Ignore {
         return Ok(());
     }
-    let unknown = crate::admission::unknown_fields(def, object, custom);
+    let unknown = crate::apiserver::admission::unknown_fields(def, object, custom);
     if unknown.is_empty() {
         return Ok(());
     }
@@ -1456,12 +1465,18 @@ fn metadata_mut(object: &mut Value) -> ApiResult<&mut Map<String, Value>> {
 }
 
 fn validate_object(def: &ResourceDef, custom: Option<&Value>, object: &Value, old: Option<&Value>) -> ApiResult<()> {
-    let errors = crate::admission::validate(def, object, old, custom);
+    let errors = crate::apiserver::admission::validate(def, object, old, custom);
     if errors.is_empty() {
         return Ok(());
     }
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    Err(ApiError::invalid(&def.kind, &def.group, name, crate::admission::invalid_message(def, name, &errors), errors))
+    Err(ApiError::invalid(
+        &def.kind,
+        &def.group,
+        name,
+        crate::apiserver::admission::invalid_message(def, name, &errors),
+        errors,
+    ))
 }
 
 fn record_managed_fields(
@@ -1471,7 +1486,15 @@ fn record_managed_fields(
     manager: &str,
     subresource: Option<&str>,
 ) {
-    patch::record_update(old, new, manager, subresource, &def.api_version(), &now(), &crate::admission::facts(def));
+    patch::record_update(
+        old,
+        new,
+        manager,
+        subresource,
+        &def.api_version(),
+        &now(),
+        &crate::apiserver::admission::facts(def),
+    );
 }
 
 fn decode_object(request: &ObjectRequest) -> ApiResult<Value> {
@@ -1497,7 +1520,7 @@ pub(super) fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
                 .map_err(|error| ApiError::bad_request(format!("the request body is not valid YAML: {error}")))?;
             Ok(value)
         }
-        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
+        "application/vnd.kubernetes.protobuf" => crate::apiserver::protobuf::decode(body)
             .map_err(|error| ApiError::bad_request(format!("the protobuf request body cannot be decoded: {error}"))),
         _ => Err(ApiError::unsupported_media_type(content_type)),
     }
@@ -1616,7 +1639,7 @@ pub(crate) struct ServiceAllocator {
 impl ApiServer {
     /// A custom resource's additionalPrinterColumns, for its Table.
     pub(super) fn printer_columns(&self, def: &ResourceDef) -> Option<Value> {
-        self.registry().definition_of(def).and_then(|crd| crate::crd::printer_columns(crd, &def.version))
+        self.registry().definition_of(def).and_then(|crd| crate::apiserver::crd::printer_columns(crd, &def.version))
     }
 }
 
@@ -1818,7 +1841,8 @@ mod tests {
 
     #[test]
     fn generation_moves_only_with_the_spec() {
-        let def = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        let def =
+            crate::apiserver::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
         let current = json!({"metadata": {"name": "web", "namespace": "default", "generation": 1, "uid": "u"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let relabelled = json!({"metadata": {"name": "web", "labels": {"a": "b"}}, "spec": {"replicas": 1}});
         let updated = prepare_update(&def, &current, relabelled, None, Some("default"), "web").unwrap();
@@ -1837,7 +1861,8 @@ mod tests {
 
     #[test]
     fn a_custom_resource_has_no_status_until_one_is_written_to_it() {
-        let mut def = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        let mut def =
+            crate::apiserver::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
         def.schema = SchemaSource::CustomResource("widgets.example.com".into());
         let mut created = json!({"metadata": {"name": "w"}, "spec": {"replicas": 1}, "status": null});
         set_status(&def, &mut created, None);
@@ -1853,7 +1878,8 @@ mod tests {
         let updated = prepare_update(&def, &updated, cleared, Some("status"), Some("default"), "w").unwrap();
         assert_eq!(updated.get("status"), None, "a status write without a status removes it");
 
-        let built_in = crate::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
+        let built_in =
+            crate::apiserver::registry::built_in_resources().into_iter().find(|def| def.kind == "Deployment").unwrap();
         let mut created = json!({"metadata": {"name": "w"}, "spec": {}, "status": {"replicas": 3}});
         set_status(&built_in, &mut created, None);
         assert_eq!(created["status"], json!({}), "a built-in kind's status is an empty struct");

@@ -157,7 +157,7 @@ fn encode_status(status: &str, message: &str, reason: &str, details: Option<&Det
         code,
     };
     let mut out = Vec::new();
-    crate::field_order::write_like_go(&mut out, &body);
+    crate::apiserver::field_order::write_like_go(&mut out, &body);
     out
 }
 

@@ -1,14 +1,44 @@
-//! The HTTP API: routing a request to discovery, OpenAPI, health endpoints or the generic object handlers, and
-//! answering errors as Status bodies.
+//! The Kubernetes API server: everything that answers a request on the API port.
+//!
+//! This file routes a request to discovery, OpenAPI, health endpoints or the generic object handlers, and answers
+//! errors as Status bodies. Beside it:
+//! - the HTTP side: `request` (path → target), `objects` (the generic handlers and subresources), `watch`,
+//!   `discovery`, `node_proxy`, `custom_resources` (serving CRDs as they change);
+//! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens), `rbac`, `admission`;
+//! - what the kinds are: `registry` (every served resource), `crd`, `schema`, `schema_facts`, `defaults`,
+//!   `validation`, `selector`, `patch`;
+//! - what goes on the wire and to the datastore: `storage`, `error`, `field_order`, `table`, `protobuf`,
+//!   `openapi`, `openapi_v2`, `gnostic`.
 
+pub mod admission;
+pub mod auth;
+pub mod crd;
 mod custom_resources;
+pub mod defaults;
 pub mod discovery;
+pub mod error;
+pub mod field_order;
+pub mod gnostic;
 mod node_proxy;
 mod objects;
+pub mod openapi;
+pub mod openapi_v2;
+pub mod patch;
+pub mod protobuf;
+pub mod rbac;
+pub mod registry;
+pub mod request;
+pub mod schema;
+mod schema_facts;
+pub mod selector;
+pub mod storage;
+pub mod table;
+pub mod tokens;
+pub mod validation;
+mod watch;
+
 pub use custom_resources::follow_custom_resources;
 pub use objects::now;
-pub mod request;
-mod watch;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,10 +50,10 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use serde_json::{json, Value};
 
-use crate::auth::User;
-use crate::error::{ApiError, ApiResult};
-use crate::registry::Registry;
-use crate::storage::ObjectStore;
+use crate::apiserver::auth::User;
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::registry::Registry;
+use crate::apiserver::storage::ObjectStore;
 use request::{parse_path, Query, Target};
 
 /// Response bodies: whole documents, or a stream for watches.
@@ -45,10 +75,10 @@ pub struct ApiServer {
     ready: AtomicBool,
     requests: AtomicU64,
     pub(crate) services: objects::ServiceAllocator,
-    openapi: crate::openapi::OpenApiDocuments,
-    openapi_v2: crate::openapi_v2::OpenApiV2Documents,
+    openapi: crate::apiserver::openapi::OpenApiDocuments,
+    openapi_v2: crate::apiserver::openapi_v2::OpenApiV2Documents,
     /// Signs and verifies ServiceAccount tokens.
-    pub tokens: crate::tokens::TokenIssuer,
+    pub tokens: crate::apiserver::tokens::TokenIssuer,
     /// Reverse tunnels of the nodes connected to this replica.
     pub tunnels: crate::tunnels::NodeTunnels,
     /// How this replica connects to another to reach a node whose tunnel is there (set at start).
@@ -66,7 +96,7 @@ impl ApiServer {
         registry: Registry,
         server_address: String,
         service_cidr: crate::ServiceCidr,
-        tokens: crate::tokens::TokenIssuer,
+        tokens: crate::apiserver::tokens::TokenIssuer,
     ) -> ApiServer {
         ApiServer {
             store,
@@ -76,8 +106,8 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             services: objects::ServiceAllocator::new(service_cidr),
-            openapi: crate::openapi::OpenApiDocuments::new(),
-            openapi_v2: crate::openapi_v2::OpenApiV2Documents::new(),
+            openapi: crate::apiserver::openapi::OpenApiDocuments::new(),
+            openapi_v2: crate::apiserver::openapi_v2::OpenApiV2Documents::new(),
             tokens,
             tunnels: crate::tunnels::NodeTunnels::default(),
             replica_tls: std::sync::OnceLock::new(),
@@ -123,7 +153,7 @@ impl ApiServer {
         let path = parts.uri.path().to_string();
         let query = Query::parse(parts.uri.query());
         let result = async {
-            let user = crate::auth::authenticate(self, certificate_user, &parts.headers).await?;
+            let user = crate::apiserver::auth::authenticate(self, certificate_user, &parts.headers).await?;
             let user = self.impersonate(user, &parts.headers).await?;
             self.route(&user, &parts.method, &path, &query, &parts.headers, body).await
         }
@@ -156,14 +186,14 @@ impl ApiServer {
         };
         let mut checks = Vec::new();
         match name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':')) {
-            Some((namespace, account)) => checks.push(crate::rbac::Attributes {
+            Some((namespace, account)) => checks.push(crate::apiserver::rbac::Attributes {
                 verb: "impersonate".into(),
                 resource: "serviceaccounts".into(),
                 namespace: namespace.into(),
                 name: account.into(),
                 ..Default::default()
             }),
-            None => checks.push(crate::rbac::Attributes {
+            None => checks.push(crate::apiserver::rbac::Attributes {
                 verb: "impersonate".into(),
                 resource: "users".into(),
                 name: name.clone(),
@@ -171,7 +201,7 @@ impl ApiServer {
             }),
         }
         for group in &groups {
-            checks.push(crate::rbac::Attributes {
+            checks.push(crate::apiserver::rbac::Attributes {
                 verb: "impersonate".into(),
                 resource: "groups".into(),
                 name: group.clone(),
@@ -179,7 +209,7 @@ impl ApiServer {
             });
         }
         if let Some(uid) = &uid {
-            checks.push(crate::rbac::Attributes {
+            checks.push(crate::apiserver::rbac::Attributes {
                 verb: "impersonate".into(),
                 group: "authentication.k8s.io".into(),
                 resource: "uids".into(),
@@ -188,7 +218,7 @@ impl ApiServer {
             });
         }
         for attributes in &checks {
-            crate::rbac::authorize(self, &user, attributes).await?;
+            crate::apiserver::rbac::authorize(self, &user, attributes).await?;
         }
         let mut groups = groups;
         if let Some((namespace, _)) = name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':'))
@@ -196,7 +226,7 @@ impl ApiServer {
             groups.push("system:serviceaccounts".into());
             groups.push(format!("system:serviceaccounts:{namespace}"));
         }
-        Ok(if name == crate::auth::ANONYMOUS {
+        Ok(if name == crate::apiserver::auth::ANONYMOUS {
             User { name, uid: uid.unwrap_or_default(), groups, extra: Default::default() }
         } else {
             User::authenticated(name, uid.unwrap_or_default(), groups)
@@ -220,7 +250,7 @@ impl ApiServer {
         if user.is_anonymous() {
             authorize_anonymous(user, method, &target, query)?;
         } else if !user.in_group("system:masters") {
-            crate::rbac::authorize(self, user, &request_attributes(method, &target, query)?).await?;
+            crate::apiserver::rbac::authorize(self, user, &request_attributes(method, &target, query)?).await?;
         }
         let accept = header_text(headers, header::ACCEPT);
         match target {
@@ -298,18 +328,28 @@ impl ApiServer {
             "/metrics" => Ok(text_response(200, &self.metrics())),
             "/openapi/v3" | "/openapi/v3/" => {
                 let registry = self.registry();
-                let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
-                let index = self.openapi.index(&registry, crate::schema::Schemas::shared(), &custom);
+                let custom = |def: &crate::apiserver::registry::ResourceDef| {
+                    crate::apiserver::admission::custom_schema(&registry, def)
+                };
+                let index = self.openapi.index(&registry, crate::apiserver::schema::Schemas::shared(), &custom);
                 Ok(json_response(200, &index))
             }
             _ => {
                 let registry = self.registry();
-                let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
+                let custom = |def: &crate::apiserver::registry::ResourceDef| {
+                    crate::apiserver::admission::custom_schema(&registry, def)
+                };
                 let document = path
                     .strip_prefix("/openapi/v3/")
-                    .and_then(crate::openapi::parse_document_path)
+                    .and_then(crate::apiserver::openapi::parse_document_path)
                     .and_then(|(group, version)| {
-                        self.openapi.document(&registry, crate::schema::Schemas::shared(), &group, &version, &custom)
+                        self.openapi.document(
+                            &registry,
+                            crate::apiserver::schema::Schemas::shared(),
+                            &group,
+                            &version,
+                            &custom,
+                        )
                     })
                     .ok_or_else(not_found_path)?;
                 let mut response = Response::new(full_body(document.json.clone()));
@@ -330,15 +370,16 @@ impl ApiServer {
         if method != Method::GET && method != Method::HEAD {
             return Err(ApiError::method_not_allowed(format!("{method} is not allowed on /openapi/v2")));
         }
-        let Some(media_type) = crate::openapi_v2::negotiate(header_text(headers, header::ACCEPT)) else {
+        let Some(media_type) = crate::apiserver::openapi_v2::negotiate(header_text(headers, header::ACCEPT)) else {
             return Err(ApiError::not_acceptable(
                 "only the following media types are accepted: application/json, \
                  application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
             ));
         };
         let registry = self.registry();
-        let custom = |def: &crate::registry::ResourceDef| crate::admission::custom_schema(&registry, def);
-        let document = self.openapi_v2.document(&registry, crate::schema::Schemas::shared(), &custom);
+        let custom =
+            |def: &crate::apiserver::registry::ResourceDef| crate::apiserver::admission::custom_schema(&registry, def);
+        let document = self.openapi_v2.document(&registry, crate::apiserver::schema::Schemas::shared(), &custom);
         let encoded = if media_type == "application/json" { &document.json } else { &document.protobuf };
         let unchanged = headers
             .get_all(header::IF_NONE_MATCH)
@@ -406,7 +447,11 @@ fn normalized_arch() -> &'static str {
 }
 
 /// What a request does, as RBAC sees it (upstream's RequestInfo).
-fn request_attributes(method: &Method, target: &Target, query: &Query) -> ApiResult<crate::rbac::Attributes> {
+fn request_attributes(
+    method: &Method,
+    target: &Target,
+    query: &Query,
+) -> ApiResult<crate::apiserver::rbac::Attributes> {
     let verb = |collection: bool| -> ApiResult<&'static str> {
         Ok(match *method {
             Method::GET | Method::HEAD if collection && query.flag("watch")? => "watch",
@@ -421,7 +466,7 @@ fn request_attributes(method: &Method, target: &Target, query: &Query) -> ApiRes
         })
     };
     Ok(match target {
-        Target::Resource(resource) => crate::rbac::Attributes {
+        Target::Resource(resource) => crate::apiserver::rbac::Attributes {
             verb: verb(resource.name.is_none())?.to_string(),
             group: resource.group.clone(),
             resource: resource.plural.clone(),
@@ -440,7 +485,11 @@ fn request_attributes(method: &Method, target: &Target, query: &Query) -> ApiRes
                 _ => String::new(),
             };
             let path = if path.is_empty() { discovery_path(target) } else { path };
-            crate::rbac::Attributes { verb: method.as_str().to_lowercase(), path: Some(path), ..Default::default() }
+            crate::apiserver::rbac::Attributes {
+                verb: method.as_str().to_lowercase(),
+                path: Some(path),
+                ..Default::default()
+            }
         }
     })
 }
@@ -473,7 +522,7 @@ fn authorize_anonymous(user: &User, method: &Method, target: &Target, query: &Qu
     if public && (method == Method::GET || method == Method::HEAD) {
         return Ok(());
     }
-    Err(crate::rbac::forbidden(user, &request_attributes(method, target, query)?))
+    Err(crate::apiserver::rbac::forbidden(user, &request_attributes(method, target, query)?))
 }
 
 /// Whether kaasd can answer an Accept header: anything JSON (kaasd answers protobuf and YAML requests in JSON too,
@@ -528,7 +577,7 @@ pub fn json_response(code: u16, value: &Value) -> Response<Body> {
 
 pub fn json_response_typed(code: u16, value: &Value, content_type: &'static str) -> Response<Body> {
     let mut bytes = Vec::new();
-    crate::field_order::write_like_go(&mut bytes, value);
+    crate::apiserver::field_order::write_like_go(&mut bytes, value);
     json_bytes_response(code, bytes, content_type)
 }
 

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::request::{Query, ResourcePath};
 use super::{read_body, ApiServer, Body};
-use crate::error::{ApiError, ApiResult};
-use crate::storage::ObjectStore;
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::storage::ObjectStore;
 
 /// The agent's port when a Node does not report one (the kubelet's).
 const DEFAULT_AGENT_PORT: u16 = 10250;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
-use crate::tokens::{Reference, Rejection, ISSUER};
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::tokens::{Reference, Rejection, ISSUER};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -89,7 +89,7 @@ pub fn certificate_not_before(der: &[u8]) -> Option<i64> {
 /// Authenticates a request: its client certificate, else its bearer token (a bootstrap token or a ServiceAccount
 /// token), else anonymous. A bearer token that does not check out is 401, not anonymous, as upstream.
 pub async fn authenticate(
-    api: &crate::api::ApiServer,
+    api: &crate::apiserver::ApiServer,
     certificate_user: Option<User>,
     headers: &http::HeaderMap,
 ) -> ApiResult<User> {
@@ -113,7 +113,7 @@ pub async fn authenticate(
 /// The bearer token authenticator: a bootstrap token or a ServiceAccount token, valid for one of `audiences`
 /// (none: the API server's own, its issuer). Requests and TokenReviews both go through it.
 pub async fn authenticate_token(
-    api: &crate::api::ApiServer,
+    api: &crate::apiserver::ApiServer,
     token: &str,
     audiences: &[String],
 ) -> ApiResult<TokenVerdict> {
@@ -135,7 +135,7 @@ pub async fn authenticate_token(
 
 /// A TokenReview's status for its `spec` (token, audiences), in upstream's shape: `authenticated`, `user` and
 /// `audiences`, or an empty `user` and the `error`, if any.
-pub async fn token_review(api: &crate::api::ApiServer, spec: &Value) -> ApiResult<Value> {
+pub async fn token_review(api: &crate::apiserver::ApiServer, spec: &Value) -> ApiResult<Value> {
     let token = spec["token"].as_str().unwrap_or("");
     if token.is_empty() {
         return Err(ApiError::bad_request("token is required for TokenReview in authentication"));
@@ -159,7 +159,7 @@ pub async fn token_review(api: &crate::api::ApiServer, spec: &Value) -> ApiResul
 /// `namespace`, or a Node), as upstream fills them: the object must exist (and have the uid given, if one is), and
 /// a pod's token also names the pod's node.
 pub async fn bound_object_claims(
-    api: &crate::api::ApiServer,
+    api: &crate::apiserver::ApiServer,
     namespace: &str,
     bound: Option<&Value>,
 ) -> ApiResult<BoundClaims> {
@@ -226,7 +226,7 @@ pub fn bootstrap_token_parts(token: &str) -> Option<(&str, &str)> {
 
 /// The user of a bootstrap token: `system:bootstrap:<id>` in `system:bootstrappers` and the token's extra groups,
 /// if the kube-system Secret `bootstrap-token-<id>` exists, matches, allows authentication and has not expired.
-async fn bootstrap_token_user(api: &crate::api::ApiServer, id: &str, secret: &str) -> ApiResult<Option<User>> {
+async fn bootstrap_token_user(api: &crate::apiserver::ApiServer, id: &str, secret: &str) -> ApiResult<Option<User>> {
     use base64::Engine;
     let Some(object) = live_object(api, "secrets", Some("kube-system"), &format!("bootstrap-token-{id}")).await? else {
         return Ok(None);
@@ -273,7 +273,11 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
 /// The user of a ServiceAccount token this cluster signed, while its ServiceAccount and the objects it is bound to
 /// (pod, secret, or node for a token bound to a node itself) still exist with the uids the token names: deleting one
 /// invalidates the token. The extras are upstream's: the credential id and the bound pod and node.
-async fn service_account_user(api: &crate::api::ApiServer, token: &str, audiences: &[&str]) -> ApiResult<TokenVerdict> {
+async fn service_account_user(
+    api: &crate::apiserver::ApiServer,
+    token: &str,
+    audiences: &[&str],
+) -> ApiResult<TokenVerdict> {
     let claims = match api.tokens.verify(token, audiences) {
         Ok(claims) => claims,
         Err(Rejection::NotOurs) => return Ok(TokenVerdict::Rejected(String::new())),
@@ -326,14 +330,14 @@ async fn service_account_user(api: &crate::api::ApiServer, token: &str, audience
 
 /// A stored object that is not being deleted, by resource (core group) and name.
 async fn live_object(
-    api: &crate::api::ApiServer,
+    api: &crate::apiserver::ApiServer,
     plural: &str,
     namespace: Option<&str>,
     name: &str,
 ) -> ApiResult<Option<Value>> {
     let registry = api.registry();
     let def = registry.get("", "v1", plural).cloned().expect("the core kinds tokens bind to are built in");
-    let key = crate::storage::ObjectStore::key(&def, namespace, name);
+    let key = crate::apiserver::storage::ObjectStore::key(&def, namespace, name);
     let Some(stored) = api.store.get(&key, false).await? else { return Ok(None) };
     Ok(stored.object.pointer("/metadata/deletionTimestamp").is_none().then_some(stored.object))
 }

@@ -11,7 +11,7 @@ use super::managed_fields::{
     FieldSet, ManagerEntry, OPERATION_APPLY,
 };
 use super::{apply_list_kind, facts_at, is_atomic_map, ApplyError, ConflictCause, ListKind};
-use crate::schema::FieldFactsSource;
+use crate::apiserver::schema::FieldFactsSource;
 
 /// Metadata an applied configuration may carry but that the server owns; apply ignores it.
 const IGNORED_METADATA: &[&str] =
@@ -286,8 +286,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::patch::record_update;
-    use crate::patch::test_facts::workload_facts;
+    use crate::apiserver::patch::record_update;
+    use crate::apiserver::patch::test_facts::workload_facts;
 
     fn request(manager: &str, force: bool, now: &str) -> ApplyRequest {
         ApplyRequest {

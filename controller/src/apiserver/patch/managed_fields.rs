@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{apply_list_kind, facts_at, is_atomic_map, same_value, ListKind};
-use crate::schema::{FieldFacts, FieldFactsSource};
+use crate::apiserver::schema::{FieldFacts, FieldFactsSource};
 
 /// Metadata fields upstream never records ownership of: the server sets them, or they identify the object.
 const UNTRACKED_METADATA: &[&str] = &[
@@ -672,7 +672,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::patch::test_facts::workload_facts;
+    use crate::apiserver::patch::test_facts::workload_facts;
 
     const NOW: &str = "2026-01-02T03:04:05Z";
 

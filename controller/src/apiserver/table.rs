@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Map, Value};
 
-use crate::registry::{ResourceDef, SchemaSource};
-use crate::selector::LabelSelector;
+use crate::apiserver::registry::{ResourceDef, SchemaSource};
+use crate::apiserver::selector::LabelSelector;
 
 /// What each row carries in `object` (the `includeObject` query parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1860,7 +1860,7 @@ fn list_with_more(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::built_in_resources;
+    use crate::apiserver::registry::built_in_resources;
 
     const NOW: &str = "2026-06-15T12:00:00Z";
 

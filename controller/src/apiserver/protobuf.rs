@@ -319,7 +319,7 @@ enum Kind {
     Message(String),
 }
 
-static SCHEMA_TABLE: &str = include_str!("../protobuf/schema.txt");
+static SCHEMA_TABLE: &str = include_str!("../../protobuf/schema.txt");
 
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();

@@ -41,10 +41,10 @@ pub enum FieldOrder {
 }
 
 impl FieldOrder {
-    pub fn of(def: &crate::registry::ResourceDef) -> FieldOrder {
+    pub fn of(def: &crate::apiserver::registry::ResourceDef) -> FieldOrder {
         match def.schema {
-            crate::registry::SchemaSource::BuiltIn(_) => FieldOrder::BuiltIn,
-            crate::registry::SchemaSource::CustomResource(_) => FieldOrder::Sorted,
+            crate::apiserver::registry::SchemaSource::BuiltIn(_) => FieldOrder::BuiltIn,
+            crate::apiserver::registry::SchemaSource::CustomResource(_) => FieldOrder::Sorted,
         }
     }
 }

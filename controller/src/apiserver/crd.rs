@@ -20,10 +20,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::error::Cause;
-use crate::registry::{ResourceDef, ScalePaths, SchemaSource};
-use crate::table::JsonPath;
-use crate::validation::go_quote;
+use crate::apiserver::error::Cause;
+use crate::apiserver::registry::{ResourceDef, ScalePaths, SchemaSource};
+use crate::apiserver::table::JsonPath;
+use crate::apiserver::validation::go_quote;
 
 /// Why a CRD cannot be turned into resources. Such a CRD should have been refused by [`validate_definition`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1001,7 +1001,7 @@ fn prune_root(schema: &Value, object: &mut Value, unknown: &mut Vec<String>) {
 /// Drops what ObjectMeta has no field for.
 fn prune_object_meta(metadata: &mut Map<String, Value>, path: &str, unknown: &mut Vec<String>) {
     metadata.retain(|key, _| {
-        let known = crate::field_order::OBJECT_META_FIELDS.contains(&key.as_str());
+        let known = crate::apiserver::field_order::OBJECT_META_FIELDS.contains(&key.as_str());
         if !known {
             unknown.push(format!("{path}.{key}"));
         }

@@ -69,6 +69,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "KAASD_SERVICE_CIDR", default_value = "10.96.0.0/12")]
     pub service_cidr: String,
 
+    /// The range pod addresses come from; each node gets a /24 of it.
+    #[arg(long, env = "KAASD_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+
     /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
     #[arg(long, value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use anyhow::Context;
-use kaasd_controller::{Controller, ControllerConfig, ServiceCidr};
+use kaasd_controller::{Controller, ControllerConfig, Ipv4Cidr};
 use kaasd_datastore::SyncMode;
 use kaasd_tunnel::pki::ServingNames;
 
@@ -33,8 +33,22 @@ pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
 
 /// Turns the flags into a configuration; pure but for reading the machine's addresses.
 fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
-    let service_cidr = ServiceCidr::parse(&arguments.service_cidr)
-        .map_err(|error| anyhow::anyhow!("invalid --service-cidr: {error}"))?;
+    let service_cidr =
+        Ipv4Cidr::parse(&arguments.service_cidr).map_err(|error| anyhow::anyhow!("invalid --service-cidr: {error}"))?;
+    let cluster_cidr =
+        Ipv4Cidr::parse(&arguments.cluster_cidr).ok().filter(|cidr| cidr.prefix <= 24).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid --cluster-cidr {:?}: give an IPv4 range of /24 or larger, e.g. 10.244.0.0/16 (each node \
+                 gets a /24 of it)",
+                arguments.cluster_cidr
+            )
+        })?;
+    if service_cidr.contains(cluster_cidr.network) || cluster_cidr.contains(service_cidr.network) {
+        anyhow::bail!(
+            "--cluster-cidr {cluster_cidr} overlaps --service-cidr {service_cidr}: pod and Service addresses must \
+             come from different ranges"
+        );
+    }
     let local_addresses: Vec<IpAddr> = if_addrs::get_if_addrs()
         .map(|interfaces| interfaces.into_iter().map(|interface| interface.ip()).collect())
         .unwrap_or_default();
@@ -60,6 +74,7 @@ fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
         advertise_address,
         extra_names: ServingNames { dns_names, ip_addresses: local_addresses },
         service_cidr,
+        cluster_cidr,
         sqlite_sync: match arguments.sync {
             Sync::Full => SyncMode::Full,
             Sync::Normal => SyncMode::Normal,

@@ -37,19 +37,21 @@ pub struct ControllerConfig {
     pub advertise_address: IpAddr,
     /// Extra names for the serving certificate (the hostname, every local IP).
     pub extra_names: ServingNames,
-    pub service_cidr: ServiceCidr,
+    pub service_cidr: Ipv4Cidr,
+    /// The range pod addresses come from; each Node gets a /24 of it (`spec.podCIDR`).
+    pub cluster_cidr: Ipv4Cidr,
     pub sqlite_sync: SyncMode,
 }
 
-/// An IPv4 range Services get their ClusterIPs from, e.g. 10.96.0.0/12.
+/// An IPv4 range: where Service ClusterIPs come from (e.g. 10.96.0.0/12), or pod addresses (10.244.0.0/16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceCidr {
+pub struct Ipv4Cidr {
     pub network: Ipv4Addr,
     pub prefix: u8,
 }
 
-impl ServiceCidr {
-    pub fn parse(text: &str) -> Result<ServiceCidr, String> {
+impl Ipv4Cidr {
+    pub fn parse(text: &str) -> Result<Ipv4Cidr, String> {
         let (address, prefix) =
             text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR like 10.96.0.0/12"))?;
         let address: Ipv4Addr = address.parse().map_err(|_| format!("{address:?} is not an IPv4 address"))?;
@@ -59,7 +61,7 @@ impl ServiceCidr {
             .filter(|prefix| (8..=28).contains(prefix))
             .ok_or_else(|| format!("the prefix length of {text:?} must be between 8 and 28"))?;
         let mask = u32::MAX << (32 - prefix);
-        Ok(ServiceCidr { network: Ipv4Addr::from(u32::from(address) & mask), prefix })
+        Ok(Ipv4Cidr { network: Ipv4Addr::from(u32::from(address) & mask), prefix })
     }
 
     pub fn size(&self) -> u32 {
@@ -81,7 +83,7 @@ impl ServiceCidr {
     }
 }
 
-impl fmt::Display for ServiceCidr {
+impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}/{}", self.network, self.prefix)
     }
@@ -194,7 +196,11 @@ impl Controller {
             &replica.cert_pem,
             &replica.key_pem,
         )?);
-        controllers::spawn_all(client, api.clone(), pki.clone(), stop_background.clone(), &background);
+        let settings = controllers::Settings {
+            cluster_cidr: config.cluster_cidr,
+            identity: replica_identity(&config, listen_address.port()),
+        };
+        controllers::spawn_all(client, api.clone(), pki.clone(), settings, stop_background.clone(), &background);
         background.spawn(compact_history(store.clone(), stop_background.clone()));
         kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
         // Ready only once everything a client needs exists, the admin kubeconfig included.
@@ -262,6 +268,15 @@ async fn loopback_client(pki: &ClusterPki, server_url: &str) -> Result<kube::Cli
     kube::Client::try_from(config).map_err(|error| ControllerError::Client(error.to_string()))
 }
 
+/// This replica's name among the replicas of one cluster: its host name and the address and port it serves on
+/// (several replicas on one machine differ by port, replicas in pods by host name).
+fn replica_identity(config: &ControllerConfig, port: u16) -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let hostname = hostname.trim();
+    let hostname = if hostname.is_empty() { "kaasd" } else { hostname };
+    format!("{hostname}_{}", url_host(config.advertise_address, port))
+}
+
 /// Where a local client reaches the API: loopback when the server listens everywhere.
 fn url_host(bind: IpAddr, port: u16) -> String {
     match bind {
@@ -298,12 +313,12 @@ mod tests {
 
     #[test]
     fn service_cidrs_parse_and_count() {
-        let cidr = ServiceCidr::parse("10.96.0.7/12").unwrap();
+        let cidr = Ipv4Cidr::parse("10.96.0.7/12").unwrap();
         assert_eq!(cidr.to_string(), "10.96.0.0/12");
         assert_eq!(cidr.first(), Ipv4Addr::new(10, 96, 0, 1));
         assert!(cidr.contains(Ipv4Addr::new(10, 111, 255, 254)));
         assert!(!cidr.contains(Ipv4Addr::new(10, 112, 0, 1)));
-        assert!(ServiceCidr::parse("10.96.0.0").is_err());
-        assert!(ServiceCidr::parse("10.96.0.0/31").is_err());
+        assert!(Ipv4Cidr::parse("10.96.0.0").is_err());
+        assert!(Ipv4Cidr::parse("10.96.0.0/31").is_err());
     }
 }

@@ -95,7 +95,7 @@ impl ApiServer {
         store: ObjectStore,
         registry: Registry,
         server_address: String,
-        service_cidr: crate::ServiceCidr,
+        service_cidr: crate::Ipv4Cidr,
         tokens: crate::apiserver::tokens::TokenIssuer,
     ) -> ApiServer {
         ApiServer {

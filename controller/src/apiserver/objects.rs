@@ -1633,7 +1633,7 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
 /// (as kube-apiserver 1.33 does), a node port by creating a datastore key; both are create-if-absent writes, so two
 /// controllers on one database can never hand out the same address.
 pub(crate) struct ServiceAllocator {
-    cidr: crate::ServiceCidr,
+    cidr: crate::Ipv4Cidr,
 }
 
 impl ApiServer {
@@ -1644,7 +1644,7 @@ impl ApiServer {
 }
 
 impl ServiceAllocator {
-    pub fn new(cidr: crate::ServiceCidr) -> ServiceAllocator {
+    pub fn new(cidr: crate::Ipv4Cidr) -> ServiceAllocator {
         ServiceAllocator { cidr }
     }
 }

@@ -8,25 +8,78 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
+mod events;
 mod garbage_collector;
+mod informer;
+mod leader;
 mod namespaces;
+mod node_ipam;
+mod queue;
 mod service_accounts;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::watcher;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apiserver::registry::ResourceDef;
 use crate::apiserver::ApiServer;
+use crate::Ipv4Cidr;
+use informer::Informer;
 
-/// Starts every controller on `tasks`; they stop at `cancel`.
+/// What the controllers need to know of the cluster's configuration.
+pub struct Settings {
+    pub cluster_cidr: Ipv4Cidr,
+    /// This replica's name in leader Leases: stable across restarts of one replica (so a restarted replica takes
+    /// its Lease back at once instead of waiting for it to expire) and different between live replicas.
+    pub identity: String,
+}
+
+/// A reconcile that did not finish; its key is retried with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Starts every controller on `tasks`; they stop at `cancel`. Most run only in the replica that holds the
+/// `kube-controller-manager` Lease; closing the tunnels of removed nodes runs in every replica (each holds its own
+/// tunnels).
 pub fn spawn_all(
     client: kube::Client,
     api: Arc<ApiServer>,
     pki: kaasd_tunnel::pki::ClusterPki,
+    settings: Settings,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(supervise("node-revocations", cancel.clone(), crate::tunnels::follow_revocations(api.clone())));
+    let election = leader::Election::new(client.clone(), "kube-controller-manager", settings.identity.clone());
+    let settings = Arc::new(settings);
+    tasks.spawn(election.run(cancel, move |leading| {
+        let (client, api, pki, settings) = (client.clone(), api.clone(), pki.clone(), settings.clone());
+        async move {
+            let group = TaskTracker::new();
+            controller_manager(client, api, pki, &settings, leading.clone(), &group);
+            group.close();
+            leading.cancelled().await;
+            group.wait().await;
+        }
+    }));
+}
+
+/// The controllers of the `kube-controller-manager` group, started when this replica becomes its leader.
+fn controller_manager(
+    client: kube::Client,
+    api: Arc<ApiServer>,
+    pki: kaasd_tunnel::pki::ClusterPki,
+    settings: &Settings,
     cancel: CancellationToken,
     tasks: &TaskTracker,
 ) {
@@ -35,8 +88,12 @@ pub fn spawn_all(
     tasks.spawn(supervise("garbage-collector", cancel.clone(), garbage_collector::run(client.clone(), api.clone())));
     tasks.spawn(supervise("service-account", cancel.clone(), service_accounts::run(client.clone(), ca_pem)));
     tasks.spawn(supervise("bootstrap-token-cleaner", cancel.clone(), bootstrap_tokens::run(client.clone())));
-    tasks.spawn(supervise("node-certificates", cancel.clone(), certificates::run(client, pki)));
-    tasks.spawn(supervise("node-revocations", cancel, crate::tunnels::follow_revocations(api)));
+    tasks.spawn(supervise("node-certificates", cancel.clone(), certificates::run(client.clone(), pki)));
+
+    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
+    tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
+    nodes.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -1,0 +1,109 @@
+//! Events for what controllers and the scheduler do, as core/v1 Events (what `kubectl describe` and
+//! `kubectl get events` list). Repeats of one reason and message for one object within ten minutes update the
+//! first Event's count and lastTimestamp instead of writing a new one, as client-go's event correlator does, so
+//! a pod that cannot be scheduled does not fill the datastore.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::Resource;
+use serde_json::json;
+
+const SERIES_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+pub struct Recorder {
+    client: kube::Client,
+    component: &'static str,
+    /// (object uid, reason, message) → (event namespace, event name, count, first seen).
+    series: Arc<Mutex<HashMap<(String, String, String), (String, String, i32, Instant)>>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Normal,
+    Warning,
+}
+
+impl Recorder {
+    pub fn new(client: kube::Client, component: &'static str) -> Recorder {
+        Recorder { client, component, series: Default::default() }
+    }
+
+    /// Records an event about `object` without waiting for the write; failures are only logged (an Event is never
+    /// worth failing a reconcile for).
+    pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, kind: Kind, reason: &str, message: String) {
+        let meta = object.meta();
+        let reference = ObjectReference {
+            api_version: Some(K::api_version(&()).to_string()),
+            kind: Some(K::kind(&()).to_string()),
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            ..Default::default()
+        };
+        let recorder = self.clone();
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.write(reference, kind, reason, message).await {
+                tracing::debug!(error = %error, "cannot record an event");
+            }
+        });
+    }
+
+    async fn write(
+        &self,
+        reference: ObjectReference,
+        kind: Kind,
+        reason: String,
+        message: String,
+    ) -> Result<(), kube::Error> {
+        let namespace = reference.namespace.clone().filter(|namespace| !namespace.is_empty());
+        let namespace = namespace.unwrap_or_else(|| "default".to_string());
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let now = jiff::Timestamp::now();
+        let series_key = (reference.uid.clone().unwrap_or_default(), reason.clone(), message.clone());
+        let repeat = {
+            let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            series.retain(|_, (_, _, _, first)| first.elapsed() < SERIES_WINDOW);
+            series.get_mut(&series_key).map(|(namespace, name, count, _)| {
+                *count += 1;
+                (namespace.clone(), name.clone(), *count)
+            })
+        };
+        if let Some((event_namespace, name, count)) = repeat {
+            let patch = json!({"count": count, "lastTimestamp": Time(now)});
+            let events: Api<Event> = Api::namespaced(self.client.clone(), &event_namespace);
+            if events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+                return Ok(());
+            }
+        }
+        let object_name = reference.name.clone().unwrap_or_default();
+        let name = format!("{object_name}.{:016x}", rand::random::<u64>());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
+            involved_object: reference,
+            reason: Some(reason),
+            message: Some(message),
+            type_: Some(if kind == Kind::Normal { "Normal" } else { "Warning" }.to_string()),
+            source: Some(EventSource { component: Some(self.component.to_string()), host: None }),
+            reporting_component: Some(self.component.to_string()),
+            reporting_instance: Some(self.component.to_string()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            ..Default::default()
+        };
+        events.create(&PostParams::default(), &event).await?;
+        self.series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(series_key, (namespace, name, 1, Instant::now()));
+        Ok(())
+    }
+}

@@ -7,6 +7,7 @@
 pub mod apiserver;
 mod bootstrap;
 mod controllers;
+mod scheduler;
 mod server;
 pub mod tunnels;
 

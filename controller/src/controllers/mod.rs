@@ -8,13 +8,13 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
-mod events;
+pub(crate) mod events;
 mod garbage_collector;
-mod informer;
+pub(crate) mod informer;
 mod leader;
 mod namespaces;
 mod node_ipam;
-mod queue;
+pub(crate) mod queue;
 mod service_accounts;
 
 use std::sync::Arc;
@@ -48,8 +48,8 @@ pub enum ReconcileError {
     Other(String),
 }
 
-/// Starts every controller on `tasks`; they stop at `cancel`. Most run only in the replica that holds the
-/// `kube-controller-manager` Lease; closing the tunnels of removed nodes runs in every replica (each holds its own
+/// Starts every controller and the scheduler on `tasks`; they stop at `cancel`. The scheduler runs only in the
+/// replica that holds the `kube-scheduler` Lease, most controllers in the one that holds `kube-controller-manager`; closing the tunnels of removed nodes runs in every replica (each holds its own
 /// tunnels).
 pub fn spawn_all(
     client: kube::Client,
@@ -60,6 +60,9 @@ pub fn spawn_all(
     tasks: &TaskTracker,
 ) {
     tasks.spawn(supervise("node-revocations", cancel.clone(), crate::tunnels::follow_revocations(api.clone())));
+    let election = leader::Election::new(client.clone(), "kube-scheduler", settings.identity.clone());
+    let scheduler_client = client.clone();
+    tasks.spawn(election.run(cancel.clone(), move |leading| crate::scheduler::run(scheduler_client.clone(), leading)));
     let election = leader::Election::new(client.clone(), "kube-controller-manager", settings.identity.clone());
     let settings = Arc::new(settings);
     tasks.spawn(election.run(cancel, move |leading| {

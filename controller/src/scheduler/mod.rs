@@ -1,0 +1,330 @@
+//! The scheduler: assigns each pending pod (no `spec.nodeName`, `schedulerName` empty or `default-scheduler`) to
+//! a node through the `pods/binding` subresource, as kube-scheduler does, and runs only in the replica holding the
+//! `kube-scheduler` Lease.
+//!
+//! Decisions are made one pod at a time against an in-memory picture (`facts::Usage`: what every node has in
+//! use, counting pods this scheduler bound whose binding the watch has not shown yet), so two pods never take the
+//! same room; the bindings themselves are written concurrently, so throughput is not one API round trip per pod.
+//! A pod that fits nowhere gets `PodScheduled=False` (reason Unschedulable), a FailedScheduling event saying why
+//! for each node, and waits until a node or an assigned pod changes (or a minute passes), with a back-off of 1 s
+//! doubling to 10 s between attempts.
+
+mod facts;
+mod plugins;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::controllers::events::{Kind, Recorder};
+use crate::controllers::informer::{Change, Informer};
+use crate::controllers::queue::{self, WorkQueue};
+use facts::{PodFacts, Usage};
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// Bindings written at once.
+const BINDINGS_IN_FLIGHT: usize = 64;
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A pod that fits nowhere is tried again at least this often, even if nothing it waits for changed.
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(60);
+
+struct Scheduler {
+    client: kube::Client,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+    usage: Arc<Mutex<Usage>>,
+    queue: WorkQueue,
+    /// Pods that fit nowhere, with how many attempts they have had.
+    waiting: Arc<Mutex<HashMap<queue::Key, u32>>>,
+    bindings: Arc<Semaphore>,
+    events: Recorder,
+}
+
+/// Runs the scheduler until `cancel`.
+pub async fn run(client: kube::Client, cancel: CancellationToken) {
+    let tasks = TaskTracker::new();
+    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let scheduler = Arc::new(Scheduler {
+        client: client.clone(),
+        pods: pods.clone(),
+        nodes: nodes.clone(),
+        usage: Default::default(),
+        queue: WorkQueue::new(),
+        waiting: Default::default(),
+        bindings: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
+        events: Recorder::new(client, SCHEDULER_NAME),
+    });
+    scheduler.follow_changes();
+    pods.start(cancel.clone(), &tasks);
+    nodes.start(cancel.clone(), &tasks);
+    let retry_waiting = scheduler.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(UNSCHEDULABLE_RETRY);
+        loop {
+            tick.tick().await;
+            retry_waiting.wake_waiting();
+        }
+    });
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = scheduler.clone().schedule_loop() => {}
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Whether this scheduler is the one to place `pod`.
+fn pending(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    let ours = matches!(spec.scheduler_name.as_deref(), None | Some("") | Some(SCHEDULER_NAME));
+    let unassigned = spec.node_name.as_deref().unwrap_or("").is_empty();
+    ours && unassigned && pod.metadata.deletion_timestamp.is_none() && !finished(pod)
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|status| status.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn pod_key(pod: &Pod) -> queue::Key {
+    queue::key(pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref().unwrap_or_default())
+}
+
+impl Scheduler {
+    /// Keeps `usage` and the queue in step with the caches.
+    fn follow_changes(self: &Arc<Self>) {
+        let scheduler = self.clone();
+        self.pods.on_change(move |change| {
+            let (pod, deleted) = match change {
+                Change::Applied { new, .. } => (*new, false),
+                Change::Deleted(old) => (*old, true),
+            };
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let node = pod.spec.as_ref().and_then(|spec| spec.node_name.clone()).unwrap_or_default();
+            if !deleted && pending(pod) {
+                let key = pod_key(pod);
+                // A pod that fits nowhere waits for a change in the cluster, not for changes to itself (such as
+                // the PodScheduled condition this scheduler just wrote).
+                if !scheduler.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(&key) {
+                    scheduler.queue.add(key);
+                }
+                return;
+            }
+            let mut usage = scheduler.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if deleted || finished(pod) || node.is_empty() {
+                let freed = usage.counts(&uid);
+                usage.release(&uid);
+                drop(usage);
+                if freed {
+                    // Room was made: pods that fit nowhere may fit now.
+                    scheduler.wake_waiting();
+                }
+            } else {
+                usage.assign(&uid, &node, PodFacts::of(pod));
+            }
+        });
+        let scheduler = self.clone();
+        self.nodes.on_change(move |change| {
+            let changed = match change {
+                Change::Applied { old: None, .. } => true,
+                Change::Applied { old: Some(old), new } => {
+                    old.spec != new.spec
+                        || old.metadata.labels != new.metadata.labels
+                        || allocatable(old) != allocatable(new)
+                }
+                Change::Deleted(_) => false,
+            };
+            if changed {
+                scheduler.wake_waiting();
+            }
+        });
+    }
+
+    /// Moves every pod that fit nowhere back to the queue, each after its back-off.
+    fn wake_waiting(&self) {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for (key, attempts) in waiting {
+            let backoff = INITIAL_BACKOFF.saturating_mul(1 << attempts.min(4)).min(MAX_BACKOFF);
+            self.queue.add_after(key, backoff);
+        }
+    }
+
+    async fn schedule_loop(self: Arc<Self>) {
+        self.pods.synced().await;
+        self.nodes.synced().await;
+        loop {
+            let key = self.queue.next().await;
+            self.schedule_one(&key).await;
+            self.queue.done(&key);
+        }
+    }
+
+    async fn schedule_one(self: &Arc<Self>, key: &str) {
+        let (namespace, name) = queue::split(key);
+        let Some(pod) = self.pods.get(namespace, name) else { return };
+        if !pending(&pod) {
+            return;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts(&uid) {
+            // Bound already; the watch has not caught up.
+            return;
+        }
+        let facts = PodFacts::of(&pod);
+        let nodes = self.nodes.list();
+        let decision = {
+            let usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut feasible = Vec::new();
+            let mut unfit: BTreeMap<String, usize> = BTreeMap::new();
+            for node in &nodes {
+                let node_name = node.metadata.name.as_deref().unwrap_or_default();
+                match plugins::filter(&pod, &facts, node, usage.node(node_name)) {
+                    Ok(()) => feasible.push(node.clone()),
+                    Err(why) => *unfit.entry(why.reason()).or_insert(0) += 1,
+                }
+            }
+            if feasible.is_empty() {
+                Err(unschedulable_message(nodes.len(), &unfit))
+            } else {
+                let raw: Vec<_> = feasible
+                    .iter()
+                    .map(|node| {
+                        plugins::raw_scores(
+                            &pod,
+                            &facts,
+                            node,
+                            usage.node(node.metadata.name.as_deref().unwrap_or_default()),
+                        )
+                    })
+                    .collect();
+                let totals = plugins::total_scores(&raw);
+                let best = totals.iter().copied().max().unwrap_or(0);
+                let candidates: Vec<usize> = (0..totals.len()).filter(|index| totals[*index] == best).collect();
+                let chosen = candidates[rand::random_range(0..candidates.len())];
+                Ok(feasible[chosen].metadata.name.clone().unwrap_or_default())
+            }
+        };
+        match decision {
+            Ok(node) => {
+                self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).assign(&uid, &node, facts);
+                self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+                let Ok(permit) = self.bindings.clone().acquire_owned().await else { return };
+                let scheduler = self.clone();
+                let key = key.to_string();
+                tokio::spawn(async move {
+                    let result = scheduler.bind(&pod, &node).await;
+                    drop(permit);
+                    if let Err(error) = result {
+                        tracing::debug!(pod = %key, node = %node, error = %error, "binding failed; the pod goes back in the queue");
+                        scheduler.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).release(&uid);
+                        scheduler.queue.retry(key);
+                    }
+                });
+            }
+            Err(message) => {
+                let attempts = {
+                    let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let attempts = waiting.get(key).map_or(0, |attempts| attempts + 1);
+                    waiting.insert(key.to_string(), attempts);
+                    attempts
+                };
+                if attempts == 0 || attempts % 8 == 0 {
+                    tracing::info!(pod = key, reason = %message, "pod fits no node");
+                }
+                self.events.publish(pod.as_ref(), Kind::Warning, "FailedScheduling", message.clone());
+                self.mark_unschedulable(&pod, &message).await;
+            }
+        }
+    }
+
+    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            target: ObjectReference { kind: Some("Node".into()), name: Some(node.to_string()), ..Default::default() },
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        pods.create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+            .await?;
+        self.events.publish(
+            pod,
+            Kind::Normal,
+            "Scheduled",
+            format!("Successfully assigned {namespace}/{name} to {node}"),
+        );
+        Ok(())
+    }
+
+    /// Sets `PodScheduled=False` (reason Unschedulable) unless the pod already says so with this message.
+    async fn mark_unschedulable(&self, pod: &Pod, message: &str) {
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .and_then(|conditions| conditions.iter().find(|condition| condition.type_ == "PodScheduled"));
+        if current.is_some_and(|condition| condition.status == "False" && condition.message.as_deref() == Some(message))
+        {
+            return;
+        }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+            "lastProbeTime": null, "lastTransitionTime": crate::apiserver::now(),
+        }]}});
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        if let Err(error) = pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            tracing::debug!(pod = name, error = %error, "cannot set PodScheduled=False");
+        }
+    }
+}
+
+fn allocatable(node: &Node) -> Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>> {
+    node.status.as_ref().and_then(|status| status.allocatable.as_ref())
+}
+
+/// Upstream's FailedScheduling message: `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated
+/// taint {…}.`, reasons sorted.
+fn unschedulable_message(nodes: usize, unfit: &BTreeMap<String, usize>) -> String {
+    if nodes == 0 {
+        return "0/0 nodes are available: no nodes available to schedule pods.".to_string();
+    }
+    let reasons: Vec<String> = unfit.iter().map(|(reason, count)| format!("{count} {reason}")).collect();
+    format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_messages_read_as_upstream() {
+        let mut unfit = BTreeMap::new();
+        unfit.insert("Insufficient cpu".to_string(), 2);
+        unfit.insert("node(s) had untolerated taint {dedicated: gpu}".to_string(), 1);
+        assert_eq!(
+            unschedulable_message(3, &unfit),
+            "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}."
+        );
+        assert_eq!(
+            unschedulable_message(0, &BTreeMap::new()),
+            "0/0 nodes are available: no nodes available to schedule pods."
+        );
+    }
+}

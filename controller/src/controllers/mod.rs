@@ -9,17 +9,20 @@
 mod bootstrap_tokens;
 pub mod certificates;
 pub(crate) mod events;
+mod expectations;
 mod garbage_collector;
 pub(crate) mod informer;
 mod leader;
 mod namespaces;
 mod node_ipam;
 pub(crate) mod queue;
+mod replicaset;
 mod service_accounts;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::Api;
@@ -93,10 +96,20 @@ fn controller_manager(
     tasks.spawn(supervise("bootstrap-token-cleaner", cancel.clone(), bootstrap_tokens::run(client.clone())));
     tasks.spawn(supervise("node-certificates", cancel.clone(), certificates::run(client.clone(), pki)));
 
+    // One cache per kind for all the controllers of this group; handlers are registered before the caches start.
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
-    nodes.start(cancel, tasks);
+    let replica_set_controller =
+        replicaset::ReplicaSetController::new(client.clone(), replica_sets.clone(), pods.clone());
+    tasks.spawn(supervise("replicaset", cancel.clone(), replica_set_controller.run()));
+
+    nodes.start(cancel.clone(), tasks);
+    pods.start(cancel.clone(), tasks);
+    replica_sets.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {
@@ -104,6 +117,27 @@ async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std
         () = cancel.cancelled() => {}
         () = task => tracing::warn!(controller = name, "controller ended"),
     }
+}
+
+/// A typed label selector as the API server's own matcher; `None` for one that cannot be parsed.
+fn label_selector(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Option<crate::apiserver::selector::LabelSelector> {
+    let value = serde_json::to_value(selector).ok()?;
+    crate::apiserver::selector::LabelSelector::from_label_selector(&value).ok()
+}
+
+/// Whether `labels` match `selector` (an empty selector matches everything, as in the API).
+fn labels_match(
+    selector: &crate::apiserver::selector::LabelSelector,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
+        .collect();
+    selector.matches(Some(&labels))
 }
 
 /// kube-rs's view of a served resource.

@@ -54,10 +54,6 @@ where
         self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Box::new(handler));
     }
 
-    pub fn store(&self) -> &Store<K> {
-        &self.store
-    }
-
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
         let mut reference = ObjectRef::new(name);
         if !namespace.is_empty() {

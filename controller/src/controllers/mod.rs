@@ -8,6 +8,7 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
+mod deployment;
 pub(crate) mod events;
 mod expectations;
 mod garbage_collector;
@@ -21,7 +22,7 @@ mod service_accounts;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
@@ -100,16 +101,21 @@ fn controller_manager(
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let deployments: Arc<Informer<Deployment>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
     let replica_set_controller =
         replicaset::ReplicaSetController::new(client.clone(), replica_sets.clone(), pods.clone());
     tasks.spawn(supervise("replicaset", cancel.clone(), replica_set_controller.run()));
+    let deployment_controller =
+        deployment::DeploymentController::new(client.clone(), deployments.clone(), replica_sets.clone(), pods.clone());
+    tasks.spawn(supervise("deployment", cancel.clone(), deployment_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
-    replica_sets.start(cancel, tasks);
+    replica_sets.start(cancel.clone(), tasks);
+    deployments.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -121,6 +121,7 @@ impl WorkQueue {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().waiting.len()
     }

@@ -423,6 +423,7 @@ impl<'a> Rollout<'a> {
         let api: Api<ReplicaSet> = Api::namespaced(self.controller.client.clone(), &self.namespace());
         match api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
+                tracing::debug!(replica_set = %name, replicas = initial, "created the new replica set");
                 self.controller.events.publish(
                     self.deployment,
                     Kind::Normal,

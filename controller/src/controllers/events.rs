@@ -15,12 +15,16 @@ use serde_json::json;
 
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
 
+/// (object uid, reason, message).
+type SeriesKey = (String, String, String);
+/// (event namespace, event name, count, first seen).
+type Series = (String, String, i32, Instant);
+
 #[derive(Clone)]
 pub struct Recorder {
     client: kube::Client,
     component: &'static str,
-    /// (object uid, reason, message) → (event namespace, event name, count, first seen).
-    series: Arc<Mutex<HashMap<(String, String, String), (String, String, i32, Instant)>>>,
+    series: Arc<Mutex<HashMap<SeriesKey, Series>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

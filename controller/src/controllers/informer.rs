@@ -39,6 +39,9 @@ where
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    /// True once the first list is in the store. (Not the store's own `wait_until_ready`: it wakes only the last
+    /// of several concurrent waiters, and several controllers wait on one cache.)
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -47,7 +50,14 @@ where
 {
     pub fn new(api: Api<K>, config: watcher::Config) -> Arc<Informer<K>> {
         let (store, writer) = reflector::store();
-        Arc::new(Informer { api, config, store, writer: Mutex::new(Some(writer)), handlers: Default::default() })
+        Arc::new(Informer {
+            api,
+            config,
+            store,
+            writer: Mutex::new(Some(writer)),
+            handlers: Default::default(),
+            synced: tokio::sync::watch::Sender::new(false),
+        })
     }
 
     pub fn on_change(&self, handler: impl Fn(&Change<'_, K>) + Send + Sync + 'static) {
@@ -68,7 +78,8 @@ where
 
     /// Waits until the first list has been loaded.
     pub async fn synced(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|synced| *synced).await;
     }
 
     /// Starts the list+watch; it ends at `cancel`.
@@ -97,6 +108,12 @@ where
                     continue;
                 }
             };
+            match &event {
+                watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) => {
+                    tracing::trace!(kind = %K::kind(&()), name = ?object.meta().name, event = ?std::mem::discriminant(&event), "informer event");
+                }
+                _ => tracing::trace!(kind = %K::kind(&()), "informer list event"),
+            }
             match event {
                 watcher::Event::Apply(object) => {
                     let old = self.store.get(&ObjectRef::from_obj(&object));
@@ -126,6 +143,7 @@ where
                         .filter(|object| !kept.contains(&ObjectRef::from_obj(object.as_ref())))
                         .collect();
                     writer.apply_watcher_event(&watcher::Event::InitDone);
+                    self.synced.send_replace(true);
                     for (old, object) in relisted.drain(..) {
                         self.notify(&Change::Applied { old: old.as_deref(), new: &object });
                     }

@@ -140,6 +140,7 @@ where
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
+                tracing::trace!(controller = name, key = %key, "reconcile");
                 match reconcile(key.clone()).await {
                     Ok(()) => queue.forget(&key),
                     Err(error) => {

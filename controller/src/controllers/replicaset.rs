@@ -157,11 +157,10 @@ impl ReplicaSetController {
                 }
                 None if matches
                     && pod.metadata.deletion_timestamp.is_none()
-                    && rs.metadata.deletion_timestamp.is_none() =>
+                    && rs.metadata.deletion_timestamp.is_none()
+                    && adopt(&pods, &pod, &controller_reference(rs.as_ref())).await =>
                 {
-                    if adopt(&pods, &pod, &controller_reference(rs.as_ref())).await {
-                        owned.push(pod);
-                    }
+                    owned.push(pod);
                 }
                 _ => {}
             }

@@ -1,0 +1,282 @@
+//! The control-plane half of workloads, driven with kubectl against a real `kaasd controller`: the scheduler
+//! places pods on Nodes the test registers, the ReplicaSet and Deployment controllers create, scale, roll out and
+//! roll back, and two controllers on one database act once.
+//!
+//! No worker runs pods here. Where a rollout needs pods to become Ready, the test answers for the nodes through
+//! the API, as their node agent would (`NodeAgentStandIn`: pod status Running and Ready, and the final delete of a
+//! terminating pod); the pods issue's end-to-end tests run the same flows with real workers and containers.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use kaasd_e2e::controller::Controller;
+use kaasd_e2e::databases::ServerDatabase;
+use serde_json::Value;
+
+fn register_nodes(controller: &Controller, names: &[&str]) {
+    for name in names {
+        let node = format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\n"
+        );
+        controller.kubectl_stdin(&["apply", "-f", "-"], &node).unwrap();
+        let status = r#"{"status":{"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
+        controller.kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", status]).unwrap();
+    }
+}
+
+fn json(controller: &Controller, arguments: &[&str]) -> Value {
+    let mut all = arguments.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&controller.kubectl(&all).unwrap()).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Answers for the registered nodes through the API while `running`: scheduled pods become Running and Ready,
+/// terminating pods are deleted for good. Also records the most pods of `app=web` that existed at once and the
+/// fewest Ready among them after the first rollout completed (to check maxSurge and maxUnavailable).
+struct NodeAgentStandIn {
+    running: AtomicBool,
+    most_pods: AtomicI64,
+    fewest_ready: AtomicI64,
+    watching_rollout: AtomicBool,
+}
+
+impl NodeAgentStandIn {
+    fn new() -> NodeAgentStandIn {
+        NodeAgentStandIn {
+            running: AtomicBool::new(true),
+            most_pods: AtomicI64::new(0),
+            fewest_ready: AtomicI64::new(i64::MAX),
+            watching_rollout: AtomicBool::new(false),
+        }
+    }
+
+    fn run(&self, controller: &Controller) {
+        while self.running.load(Ordering::Relaxed) {
+            let pods = json(controller, &["get", "pods", "-l", "app=web"]);
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let live: Vec<&Value> = items.iter().filter(|pod| pod["metadata"]["deletionTimestamp"].is_null()).collect();
+            self.most_pods.fetch_max(live.len() as i64, Ordering::Relaxed);
+            if self.watching_rollout.load(Ordering::Relaxed) {
+                let ready = live.iter().filter(|pod| is_ready(pod)).count() as i64;
+                self.fewest_ready.fetch_min(ready, Ordering::Relaxed);
+            }
+            for pod in &items {
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                if !pod["metadata"]["deletionTimestamp"].is_null() {
+                    let _ = controller.kubectl_output(&[
+                        "delete",
+                        "pod",
+                        name,
+                        "--grace-period=0",
+                        "--force",
+                        "--wait=false",
+                    ]);
+                } else if pod["spec"]["nodeName"].is_string() && !is_ready(pod) {
+                    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                    let _ = controller.kubectl_output(&[
+                        "patch",
+                        "pod",
+                        name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        &status.to_string(),
+                    ]);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: 'busybox:1.36', resources: {requests: {cpu: 100m}}}]}
+";
+
+#[test]
+fn deployments_roll_out_scale_and_roll_back_on_scheduled_pods() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["node-a", "node-b"]);
+    // Node IPAM: each node gets its own /24 of the cluster CIDR.
+    wait_for("pod CIDRs", Duration::from_secs(20), || {
+        let nodes = json(&controller, &["get", "nodes"]);
+        let cidrs: BTreeSet<String> = nodes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|node| node["spec"]["podCIDR"].as_str().map(String::from))
+            .collect();
+        cidrs.len() == 2 && cidrs.iter().all(|cidr| cidr.starts_with("10.244.") && cidr.ends_with(".0/24"))
+    });
+
+    let stand_in = NodeAgentStandIn::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| stand_in.run(&controller));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            controller.kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT).unwrap();
+            controller.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]).unwrap();
+
+            // Every pod was placed on a registered node, spread over both.
+            let pods = json(&controller, &["get", "pods", "-l", "app=web"]);
+            let nodes: HashSet<&str> =
+                pods["items"].as_array().unwrap().iter().filter_map(|pod| pod["spec"]["nodeName"].as_str()).collect();
+            assert_eq!(nodes, HashSet::from(["node-a", "node-b"]), "{pods}");
+            let events = controller.kubectl(&["get", "events", "--field-selector", "reason=Scheduled"]).unwrap();
+            assert!(events.contains("Successfully assigned default/web-"), "{events}");
+
+            // A new template rolls out within maxSurge and maxUnavailable.
+            stand_in.most_pods.store(0, Ordering::Relaxed);
+            stand_in.watching_rollout.store(true, Ordering::Relaxed);
+            controller.kubectl(&["set", "image", "deployment/web", "web=busybox:1.37"]).unwrap();
+            controller.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]).unwrap();
+            stand_in.watching_rollout.store(false, Ordering::Relaxed);
+            let most = stand_in.most_pods.load(Ordering::Relaxed);
+            let fewest_ready = stand_in.fewest_ready.load(Ordering::Relaxed);
+            assert!(most <= 5, "at most replicas + maxSurge = 5 pods at once, saw {most}");
+            assert!(fewest_ready >= 3, "at least replicas - maxUnavailable = 3 Ready, saw {fewest_ready}");
+
+            let deployment = json(&controller, &["get", "deployment", "web"]);
+            assert_eq!(deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+            let conditions = deployment["status"]["conditions"].as_array().unwrap();
+            let progressing = conditions.iter().find(|c| c["type"] == "Progressing").unwrap();
+            assert_eq!(progressing["reason"], "NewReplicaSetAvailable", "{deployment}");
+            assert_eq!(deployment["status"]["updatedReplicas"], 4);
+            let history = controller.kubectl(&["rollout", "history", "deployment/web"]).unwrap();
+            assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+
+            // Undo brings the first template back as revision 3.
+            controller.kubectl(&["rollout", "undo", "deployment/web"]).unwrap();
+            controller.kubectl(&["rollout", "status", "deployment/web", "--timeout=90s"]).unwrap();
+            let deployment = json(&controller, &["get", "deployment", "web"]);
+            assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36");
+            assert_eq!(deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+            let replica_sets = json(&controller, &["get", "replicasets", "-l", "app=web"]);
+            assert_eq!(replica_sets["items"].as_array().unwrap().len(), 2, "one ReplicaSet per template");
+
+            // Scale up and down.
+            controller.kubectl(&["scale", "deployment/web", "--replicas=6"]).unwrap();
+            controller.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]).unwrap();
+            wait_for("6 live pods", Duration::from_secs(30), || live_pods(&controller) == 6);
+            controller.kubectl(&["scale", "deployment/web", "--replicas=2"]).unwrap();
+            wait_for("2 live pods", Duration::from_secs(30), || live_pods(&controller) == 2);
+        }));
+        stand_in.running.store(false, Ordering::Relaxed);
+        if let Err(panic) = result {
+            let state = controller.kubectl(&["get", "deployments,replicasets,pods", "-o", "wide"]).unwrap_or_default();
+            eprintln!("cluster:\n{state}\ncontroller log:\n{}", controller.log());
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+fn live_pods(controller: &Controller) -> usize {
+    let pods = json(controller, &["get", "pods", "-l", "app=web"]);
+    pods["items"].as_array().unwrap().iter().filter(|pod| pod["metadata"]["deletionTimestamp"].is_null()).count()
+}
+
+#[test]
+fn a_pod_that_fits_no_node_stays_pending_with_a_reason() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["small"]);
+    controller.kubectl(&["taint", "node", "small", "dedicated=gpu:NoSchedule"]).unwrap();
+    controller
+        .kubectl(&["run", "big", "--image=busybox:1.36", "--overrides",
+            r#"{"spec":{"tolerations":[{"key":"dedicated","operator":"Exists"}],"containers":[{"name":"big","image":"busybox:1.36","resources":{"requests":{"cpu":"64"}}}]}}"#])
+        .unwrap();
+    controller.kubectl(&["run", "plain", "--image=busybox:1.36"]).unwrap();
+    wait_for("FailedScheduling events", Duration::from_secs(20), || {
+        let events = controller.kubectl(&["get", "events", "--field-selector", "reason=FailedScheduling"]).unwrap();
+        events.contains("0/1 nodes are available: 1 Insufficient cpu.")
+            && events.contains("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}.")
+    });
+    let pod = json(&controller, &["get", "pod", "big"]);
+    assert!(pod["spec"]["nodeName"].is_null());
+    let scheduled =
+        pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").cloned();
+    assert_eq!(scheduled.as_ref().map(|c| c["reason"].clone()), Some("Unschedulable".into()), "{pod}");
+
+    // Room appears: the waiting pod is placed without being created again.
+    register_nodes(&controller, &["roomy"]);
+    controller.kubectl(&["label", "node", "roomy", "size=big"]).unwrap();
+    let capacity = r#"{"status":{"capacity":{"cpu":"128","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"128","memory":"8Gi","pods":"110"}}}"#;
+    controller.kubectl(&["patch", "node", "roomy", "--subresource=status", "--type=merge", "-p", capacity]).unwrap();
+    wait_for("both pods on roomy", Duration::from_secs(30), || {
+        let nodes: Vec<String> = ["big", "plain"]
+            .iter()
+            .map(|name| json(&controller, &["get", "pod", name])["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+            .collect();
+        nodes == ["roomy", "roomy"]
+    });
+}
+
+fn two_controllers_act_once(kind: &str) {
+    let Some(database) = ServerDatabase::create(kind) else { return };
+    let arguments = vec!["--datastore".to_string(), database.url.clone()];
+    let mut first = Controller::start_with(arguments.clone()).expect("the first controller starts");
+    let second = Controller::start_replica_of(&first, arguments).expect("the second controller starts");
+    register_nodes(&first, &["shared-node"]);
+    let replica_set = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: once}\nspec:\n  replicas: 3\n  \
+        selector: {matchLabels: {app: once}}\n  template:\n    metadata: {labels: {app: once}}\n    \
+        spec: {containers: [{name: c, image: 'busybox:1.36'}]}\n";
+    second.kubectl_stdin(&["apply", "-f", "-"], replica_set).unwrap();
+    let count = |controller: &Controller| {
+        json(controller, &["get", "pods", "-l", "app=once"])["items"].as_array().map_or(0, Vec::len)
+    };
+    wait_for("3 pods", Duration::from_secs(30), || count(&second) == 3);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&second), 3, "two replicas must not both create pods");
+    let holder = |controller: &Controller, lease: &str| {
+        json(controller, &["get", "lease", "-n", "kube-system", lease])["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let leader = holder(&second, "kube-controller-manager");
+    assert!(!leader.is_empty());
+    assert!(!holder(&second, "kube-scheduler").is_empty());
+
+    // The leader goes away without releasing its Lease: the other replica takes over after it expires.
+    let first_port = first.address().port().to_string();
+    if leader.ends_with(&format!(":{first_port}")) {
+        first.kill().unwrap();
+        second.kubectl(&["scale", "replicaset/once", "--replicas=5"]).unwrap();
+        wait_for("the other replica to take over", Duration::from_secs(60), || count(&second) == 5);
+        assert_ne!(holder(&second, "kube-controller-manager"), leader);
+    } else {
+        // The second is the leader: kill it (Drop sends SIGKILL) and let the first take over.
+        drop(second);
+        first.kubectl(&["scale", "replicaset/once", "--replicas=5"]).unwrap();
+        wait_for("the other replica to take over", Duration::from_secs(60), || count(&first) == 5);
+    }
+}
+
+#[test]
+fn two_controllers_on_postgres_act_once() {
+    two_controllers_act_once("postgres");
+}

@@ -719,11 +719,12 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -
 fn surge_and_unavailable(deployment: &Deployment) -> (i32, i32) {
     let spec = deployment.spec.as_ref();
     let replicas = spec.and_then(|spec| spec.replicas).unwrap_or(1);
-    let rolling = spec
-        .and_then(|spec| spec.strategy.as_ref())
-        .filter(|strategy| strategy.type_.as_deref() != Some("Recreate"))
-        .map(|strategy| strategy.rolling_update.clone().unwrap_or_default());
-    let Some(rolling) = rolling else { return (0, 0) };
+    let strategy = spec.and_then(|spec| spec.strategy.as_ref());
+    if strategy.and_then(|strategy| strategy.type_.as_deref()) == Some("Recreate") {
+        return (0, 0);
+    }
+    // RollingUpdate is the default strategy, 25% / 25% its default bounds.
+    let rolling = strategy.and_then(|strategy| strategy.rolling_update.clone()).unwrap_or_default();
     let resolve = |value: Option<IntOrString>, round_up: bool| -> i32 {
         match value.unwrap_or(IntOrString::String("25%".into())) {
             IntOrString::Int(count) => count,

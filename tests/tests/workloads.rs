@@ -63,6 +63,7 @@ impl NodeAgentStandIn {
         while self.running.load(Ordering::Relaxed) {
             let pods = json(controller, &["get", "pods", "-l", "app=web"]);
             let items = pods["items"].as_array().cloned().unwrap_or_default();
+            self.finish_job_pods(controller);
             let live: Vec<&Value> = items.iter().filter(|pod| pod["metadata"]["deletionTimestamp"].is_null()).collect();
             self.most_pods.fetch_max(live.len() as i64, Ordering::Relaxed);
             if self.watching_rollout.load(Ordering::Relaxed) {
@@ -96,6 +97,36 @@ impl NodeAgentStandIn {
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl NodeAgentStandIn {
+    /// Pods of Jobs run to completion: those named `*-fails` exit 1, the others 0.
+    fn finish_job_pods(&self, controller: &Controller) {
+        let pods = json(controller, &["get", "pods", "-l", "batch.kubernetes.io/job-name"]);
+        for pod in pods["items"].as_array().cloned().unwrap_or_default() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let job = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"].as_str().unwrap_or_default();
+            if pod["spec"]["nodeName"].is_null()
+                || !pod["status"]["phase"].as_str().is_none_or(|phase| phase == "Pending")
+            {
+                continue;
+            }
+            let (phase, code) = if job.ends_with("-fails") { ("Failed", 1) } else { ("Succeeded", 0) };
+            let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let status = serde_json::json!({"status": {"phase": phase, "containerStatuses": [{"name": "job", "image": "busybox:1.36",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "startedAt": now, "finishedAt": now}}}]}});
+            let _ = controller.kubectl_output(&[
+                "patch",
+                "pod",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ]);
         }
     }
 }
@@ -185,6 +216,40 @@ fn deployments_roll_out_scale_and_roll_back_on_scheduled_pods() {
             wait_for("6 live pods", Duration::from_secs(30), || live_pods(&controller) == 6);
             controller.kubectl(&["scale", "deployment/web", "--replicas=2"]).unwrap();
             wait_for("2 live pods", Duration::from_secs(30), || live_pods(&controller) == 2);
+
+            // A Job of three completions, two at a time, completes; `kubectl wait` sees it.
+            controller.kubectl(&["create", "job", "batch", "--image=busybox:1.36", "--", "true"]).unwrap();
+            controller
+                .kubectl(&["patch", "job", "batch", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#])
+                .unwrap();
+            let three = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: three}\nspec:\n  completions: 3\n  \
+                parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      \
+                containers: [{name: job, image: 'busybox:1.36', command: ['true']}]\n";
+            controller.kubectl_stdin(&["apply", "-f", "-"], three).unwrap();
+            controller
+                .kubectl(&["wait", "--for=condition=complete", "job/batch", "job/three", "--timeout=60s"])
+                .unwrap();
+            let job = json(&controller, &["get", "job", "three"]);
+            assert_eq!(job["status"]["succeeded"], 3, "{job}");
+            let types: Vec<&str> =
+                job["status"]["conditions"].as_array().unwrap().iter().filter_map(|c| c["type"].as_str()).collect();
+            assert!(types.contains(&"SuccessCriteriaMet") && types.contains(&"Complete"), "{job}");
+            // Counted pods lose the tracking finalizer.
+            let pods = json(&controller, &["get", "pods", "-l", "batch.kubernetes.io/job-name=three"]);
+            for pod in pods["items"].as_array().unwrap() {
+                assert!(pod["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()), "{pod}");
+            }
+
+            // A Job whose pods keep failing stops at its backoffLimit and is Failed.
+            let fails = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: always-fails}\nspec:\n  backoffLimit: 1\n  \
+                template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: job, image: 'busybox:1.36'}]\n";
+            controller.kubectl_stdin(&["apply", "-f", "-"], fails).unwrap();
+            controller.kubectl(&["wait", "--for=condition=failed", "job/always-fails", "--timeout=60s"]).unwrap();
+            let job = json(&controller, &["get", "job", "always-fails"]);
+            assert_eq!(job["status"]["failed"], 2, "{job}");
+            let failed =
+                job["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Failed").cloned();
+            assert_eq!(failed.map(|c| c["reason"].clone()), Some("BackoffLimitExceeded".into()));
         }));
         stand_in.running.store(false, Ordering::Relaxed);
         if let Err(panic) = result {

@@ -13,6 +13,7 @@ pub(crate) mod events;
 mod expectations;
 mod garbage_collector;
 pub(crate) mod informer;
+mod job;
 mod leader;
 mod namespaces;
 mod node_ipam;
@@ -23,6 +24,7 @@ mod service_accounts;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
@@ -102,6 +104,7 @@ fn controller_manager(
     let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let deployments: Arc<Informer<Deployment>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let jobs: Arc<Informer<Job>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -111,11 +114,14 @@ fn controller_manager(
     let deployment_controller =
         deployment::DeploymentController::new(client.clone(), deployments.clone(), replica_sets.clone(), pods.clone());
     tasks.spawn(supervise("deployment", cancel.clone(), deployment_controller.run()));
+    let job_controller = job::JobController::new(client.clone(), jobs.clone(), pods.clone());
+    tasks.spawn(supervise("job", cancel.clone(), job_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
     replica_sets.start(cancel.clone(), tasks);
-    deployments.start(cancel, tasks);
+    deployments.start(cancel.clone(), tasks);
+    jobs.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

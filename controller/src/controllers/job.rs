@@ -268,7 +268,7 @@ impl JobController {
                     let reason = ending.reason.clone().unwrap_or_default();
                     let message = ending.message.clone().unwrap_or_default();
                     set_condition(&mut conditions, terminal, &reason, &message, now);
-                    status.completion_time = (terminal == "Complete").then(|| Time(now));
+                    status.completion_time = (terminal == "Complete").then_some(Time(now));
                     let event_reason = if terminal == "Complete" { "Completed".to_string() } else { reason.clone() };
                     let event_message =
                         if terminal == "Complete" { "Job completed".to_string() } else { message.clone() };

@@ -109,7 +109,7 @@ impl NodeAgentStandIn {
             let name = pod["metadata"]["name"].as_str().unwrap_or_default();
             let job = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"].as_str().unwrap_or_default();
             if pod["spec"]["nodeName"].is_null()
-                || !pod["status"]["phase"].as_str().is_none_or(|phase| phase == "Pending")
+                || pod["status"]["phase"].as_str().is_some_and(|phase| phase != "Pending")
             {
                 continue;
             }

@@ -9,6 +9,7 @@
 mod bootstrap_tokens;
 pub mod certificates;
 mod deployment;
+mod endpoints;
 pub(crate) mod events;
 mod expectations;
 mod garbage_collector;
@@ -25,7 +26,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::Api;
@@ -105,6 +107,8 @@ fn controller_manager(
     let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let deployments: Arc<Informer<Deployment>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let jobs: Arc<Informer<Job>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -116,12 +120,17 @@ fn controller_manager(
     tasks.spawn(supervise("deployment", cancel.clone(), deployment_controller.run()));
     let job_controller = job::JobController::new(client.clone(), jobs.clone(), pods.clone());
     tasks.spawn(supervise("job", cancel.clone(), job_controller.run()));
+    let endpoints_controller =
+        endpoints::EndpointsController::new(client.clone(), services.clone(), pods.clone(), slices.clone());
+    tasks.spawn(supervise("endpoints", cancel.clone(), endpoints_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
     replica_sets.start(cancel.clone(), tasks);
     deployments.start(cancel.clone(), tasks);
-    jobs.start(cancel, tasks);
+    jobs.start(cancel.clone(), tasks);
+    services.start(cancel.clone(), tasks);
+    slices.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

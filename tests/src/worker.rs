@@ -33,6 +33,37 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Starts `kaasd worker` on this machine (no network namespace) with its agent endpoint on `agent_port`, so
+    /// several workers (and a system kubelet) can share the machine.
+    pub fn start_here(token: &str, node_name: &str, agent_port: u16) -> anyhow::Result<Worker> {
+        let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
+        let mut worker =
+            Worker { child: None, data_dir, namespace: None, node_name: node_name.to_string(), agent_port };
+        worker.spawn(Some(token))?;
+        Ok(worker)
+    }
+
+    /// Stops the worker as an operator would (SIGTERM) and waits for it: it stops its containerd, while the
+    /// containers keep running.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("the worker is not running") };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the worker did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts it again without a token: a joined worker needs only its data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {

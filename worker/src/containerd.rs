@@ -39,6 +39,9 @@ impl ContainerdPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
     }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("containerd.pid")
+    }
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.dir.join("cni").join("net.d")
     }
@@ -129,6 +132,8 @@ pub fn systemd_manages_cgroups() -> bool {
 /// A running containerd the worker started (or found running).
 pub struct Containerd {
     child: Option<Child>,
+    /// A containerd an earlier worker started with this data dir and left running (it was killed).
+    adopted: Option<i32>,
     pub cri: Cri,
     pub version: String,
 }
@@ -149,7 +154,11 @@ impl Containerd {
             .map_err(|error| WorkerError::Config(format!("cannot set up the CRI client: {error}")))?;
         if let Ok(version) = cri.version().await {
             tracing::info!(socket = %paths.socket().display(), %version, "containerd is already running; using it");
-            return Ok(Containerd { child: None, cri, version });
+            let adopted = std::fs::read_to_string(paths.pid_file())
+                .ok()
+                .and_then(|pid| pid.trim().parse::<i32>().ok())
+                .filter(|pid| is_our_containerd(*pid, paths));
+            return Ok(Containerd { child: None, adopted, cri, version });
         }
         let config = render_config(paths, sandbox_image, &HostRuntimeFacts::detect());
         std::fs::write(paths.config(), config).map_err(|error| {
@@ -176,7 +185,10 @@ impl Containerd {
                     program.display()
                 ))
             })?;
-        let mut containerd = Containerd { child: Some(child), cri, version: String::new() };
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(paths.pid_file(), pid.to_string());
+        }
+        let mut containerd = Containerd { child: Some(child), adopted: None, cri, version: String::new() };
         match containerd.cri.wait_ready(Duration::from_secs(60)).await {
             Ok(version) => containerd.version = version,
             Err(error) => {
@@ -198,7 +210,7 @@ impl Containerd {
         let version = cri.wait_ready(Duration::from_secs(30)).await.map_err(|error| {
             WorkerError::Config(format!("the CRI runtime at {} does not answer: {error}", socket.display()))
         })?;
-        Ok(Containerd { child: None, cri, version })
+        Ok(Containerd { child: None, adopted: None, cri, version })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -214,13 +226,38 @@ impl Containerd {
         }
     }
 
-    /// Stops the containerd we started. Its containers keep running in their shims.
+    /// Stops the containerd we started (or adopted): SIGTERM, and SIGKILL if it is still there after 10 s. Its
+    /// containers keep running in their shims.
     pub async fn stop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
         if let Some(mut child) = self.child.take() {
-            // SIGKILL is safe here: containerd's metadata is transactional and the shims hold the containers.
-            let _ = child.kill().await;
+            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        if let Some(pid) = self.adopted.take() {
+            let pid = Pid::from_raw(pid);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while kill(pid, None).is_ok() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = kill(pid, Signal::SIGKILL);
         }
     }
+}
+
+/// Whether process `pid` is a containerd running with this data dir's configuration (and not a recycled pid).
+fn is_our_containerd(pid: i32, paths: &ContainerdPaths) -> bool {
+    let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let words: Vec<&[u8]> = command_line.split(|byte| *byte == 0).collect();
+    let config = paths.config();
+    words.first().is_some_and(|program| program.ends_with(b"containerd"))
+        && words.iter().any(|word| *word == config.as_os_str().as_encoded_bytes())
 }
 
 #[cfg(test)]

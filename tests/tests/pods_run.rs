@@ -13,21 +13,28 @@ use kaasd_e2e::worker::Worker;
 use kaasd_worker::images::{Entry, ImageArchive};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
+/// Every worker here runs in this machine's network namespace, where the pod bridge `kaasd0` holds its node's
+/// gateway address: the tests take turns, and give their nodes the same pod CIDR.
+static ONE_NODE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const POD_CIDR: &str = "10.244.201.0/24";
 
 /// A controller and one worker whose node has a pod CIDR and the busybox image.
 struct Node {
     controller: Controller,
     worker: Worker,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Node {
-    fn start(node_name: &str, pod_cidr: &str) -> Node {
+    fn start(node_name: &str) -> Node {
+        let turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pod_cidr = POD_CIDR;
         check_dependencies();
         let controller = Controller::start().expect("controller starts");
         let token = kaasd(&controller, &["token", "create", "--data-dir"], Some(controller.data_dir()));
         let port = kaasd_e2e::free_port().expect("a free port");
         let worker = Worker::start_here(token.trim(), node_name, port).expect("worker starts");
-        let node = Node { controller, worker };
+        let node = Node { controller, worker, _turn: turn };
         node.wait("the node becoming Ready", || {
             let status = node.controller.kubectl(&[
                 "get",
@@ -180,7 +187,7 @@ fn pod(name: &str, node: &str, restart_policy: &str, image: &str, script: &str) 
 
 #[test]
 fn pods_run_log_finish_crash_and_are_deleted() {
-    let node = Node::start("pods-a", "10.244.201.0/24");
+    let node = Node::start("pods-a");
 
     // A long-running pod reaches Running with an address from the node's pod CIDR, and logs through the tunnel.
     let script = "echo $GREETING; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done";
@@ -265,7 +272,7 @@ fn pods_run_log_finish_crash_and_are_deleted() {
 
 #[test]
 fn a_restarted_worker_adopts_running_containers() {
-    let mut node = Node::start("pods-b", "10.244.202.0/24");
+    let mut node = Node::start("pods-b");
     node.apply(&pod("steady", "pods-b", "Always", "busybox:1.36", "echo up; sleep 100000"));
     node.wait_phase("steady", "Running");
     let container = node.field("steady", ".status.containerStatuses[0].containerID");

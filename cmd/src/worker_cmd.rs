@@ -42,8 +42,8 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
 pub async fn images(command: ImagesCommand) -> anyhow::Result<()> {
     match command {
         ImagesCommand::Import { files, data_dir, containerd_socket, containerd_bin } => {
-            let socket = containerd_socket
-                .unwrap_or_else(|| kaasd_worker::containerd::ContainerdPaths::new(&data_dir).socket());
+            let socket =
+                containerd_socket.unwrap_or_else(|| kaasd_worker::containerd::ContainerdPaths::new(&data_dir).socket());
             if !socket.exists() {
                 anyhow::bail!(
                     "no containerd socket at {}: start `kaasd worker` with --data-dir {} first, or pass \

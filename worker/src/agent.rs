@@ -90,9 +90,9 @@ async fn container_logs(
     let (Some(pods), Some(cri)) = (&state.pods, &state.cri) else {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "the worker's container runtime is not ready yet".into()));
     };
-    let pod = pods.get(&ObjectRef::new(pod_name).within(namespace)).ok_or_else(|| {
-        (StatusCode::NOT_FOUND, format!("pod {namespace}/{pod_name} does not run on this node"))
-    })?;
+    let pod = pods
+        .get(&ObjectRef::new(pod_name).within(namespace))
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {namespace}/{pod_name} does not run on this node")))?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = pod_log_dir(namespace, pod_name, &uid).join(container);
     let files = log_files(&dir);

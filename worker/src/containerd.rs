@@ -146,9 +146,8 @@ impl Containerd {
         sandbox_image: &str,
     ) -> Result<Containerd, WorkerError> {
         for dir in [paths.dir.clone(), paths.cni_conf_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|error| {
-                WorkerError::Config(format!("cannot create {}: {error}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|error| WorkerError::Config(format!("cannot create {}: {error}", dir.display())))?;
         }
         let cri = Cri::connect(&paths.socket())
             .map_err(|error| WorkerError::Config(format!("cannot set up the CRI client: {error}")))?;
@@ -161,12 +160,13 @@ impl Containerd {
             return Ok(Containerd { child: None, adopted, cri, version });
         }
         let config = render_config(paths, sandbox_image, &HostRuntimeFacts::detect());
-        std::fs::write(paths.config(), config).map_err(|error| {
-            WorkerError::Config(format!("cannot write {}: {error}", paths.config().display()))
-        })?;
-        let log = std::fs::File::options().create(true).append(true).open(paths.log()).map_err(|error| {
-            WorkerError::Config(format!("cannot open {}: {error}", paths.log().display()))
-        })?;
+        std::fs::write(paths.config(), config)
+            .map_err(|error| WorkerError::Config(format!("cannot write {}: {error}", paths.config().display())))?;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(paths.log())
+            .map_err(|error| WorkerError::Config(format!("cannot open {}: {error}", paths.log().display())))?;
         let program = binary.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("containerd"));
         let child = Command::new(&program)
             .arg("--config")

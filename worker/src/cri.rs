@@ -74,10 +74,7 @@ impl Cri {
             Some(condition) => Some(format!("{}: {}", condition.reason, condition.message)),
             None => Some("not reported".into()),
         };
-        Ok(RuntimeReadiness {
-            runtime: describe(find("RuntimeReady")),
-            network: describe(find("NetworkReady")),
-        })
+        Ok(RuntimeReadiness { runtime: describe(find("RuntimeReady")), network: describe(find("NetworkReady")) })
     }
 }
 

@@ -194,7 +194,7 @@ fn pause_program() -> Result<Vec<u8>, String> {
     elf.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
     elf.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
     elf.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    // One loadable, readable and executable segment: the whole file at BASE.
+                                                // One loadable, readable and executable segment: the whole file at BASE.
     elf.extend_from_slice(&1u32.to_le_bytes()); // p_type: LOAD
     elf.extend_from_slice(&5u32.to_le_bytes()); // p_flags: R + X
     elf.extend_from_slice(&0u64.to_le_bytes()); // p_offset
@@ -302,10 +302,7 @@ pub async fn import(ctr: &Path, socket: &Path, files: &[PathBuf]) -> Result<Vec<
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| {
-                format!(
-                    "cannot run {}: {error}; it comes with containerd (apt-get install containerd)",
-                    ctr.display()
-                )
+                format!("cannot run {}: {error}; it comes with containerd (apt-get install containerd)", ctr.display())
             })?;
         let mut stdin = child.stdin.take().expect("piped");
         let writer = tokio::spawn(async move {

@@ -206,8 +206,7 @@ mod tests {
     fn since_drops_older_records() {
         let options = LogOptions { since_time: Some("2026-12-06T08:00:01Z".into()), ..Default::default() };
         let mut renderer = Renderer::new(&options);
-        let records =
-            renderer.feed(b"2026-12-06T08:00:00Z stdout F old\n2026-12-06T08:00:02.5Z stdout F new\n");
+        let records = renderer.feed(b"2026-12-06T08:00:00Z stdout F old\n2026-12-06T08:00:02.5Z stdout F new\n");
         assert_eq!(records, vec![b"new\n".to_vec()]);
     }
 

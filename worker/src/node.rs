@@ -158,7 +158,9 @@ fn node_status(host: &HostFacts, runtime: &RuntimeReadiness) -> NodeStatus {
         conditions: Some(vec![NodeCondition {
             type_: "Ready".into(),
             status: if runtime.runtime.is_none() { "True" } else { "False" }.into(),
-            reason: Some(if runtime.runtime.is_none() { "KaasdWorkerReady" } else { "ContainerRuntimeNotReady" }.into()),
+            reason: Some(
+                if runtime.runtime.is_none() { "KaasdWorkerReady" } else { "ContainerRuntimeNotReady" }.into(),
+            ),
             message: Some(match (&runtime.runtime, &runtime.network) {
                 (Some(problem), _) => format!("container runtime is not ready: {problem}"),
                 (None, Some(problem)) => {
@@ -234,7 +236,10 @@ mod tests {
         assert_eq!(info.container_runtime_version, "containerd://1.6.20");
         let broken = RuntimeReadiness { runtime: Some("containerd is gone".into()), network: None };
         let condition = node_status(&host, &broken).conditions.unwrap().remove(0);
-        assert_eq!((condition.status.as_str(), condition.reason.as_deref()), ("False", Some("ContainerRuntimeNotReady")));
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_deref()),
+            ("False", Some("ContainerRuntimeNotReady"))
+        );
         assert_eq!(labels("edge1")["kubernetes.io/hostname"], "edge1");
     }
 }

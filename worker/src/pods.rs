@@ -194,8 +194,7 @@ async fn list_sandboxes(cri: &Cri, node: &str, uid: Option<&str>) -> Result<Vec<
         labels.insert(LABEL_POD_UID.into(), uid.into());
     }
     let filter = proto::PodSandboxFilter { label_selector: labels, ..Default::default() };
-    let answer =
-        cri.runtime.clone().list_pod_sandbox(proto::ListPodSandboxRequest { filter: Some(filter) }).await?;
+    let answer = cri.runtime.clone().list_pod_sandbox(proto::ListPodSandboxRequest { filter: Some(filter) }).await?;
     Ok(answer.into_inner().items)
 }
 
@@ -239,8 +238,7 @@ async fn pod_worker(
 ) {
     let mut memory = PodMemory::default();
     loop {
-        let Some(pod) = context.store.get(&key).filter(|pod| pod.metadata.uid.as_deref() == Some(uid.as_str()))
-        else {
+        let Some(pod) = context.store.get(&key).filter(|pod| pod.metadata.uid.as_deref() == Some(uid.as_str())) else {
             return;
         };
         match sync_pod(&context, &pod, &uid, &mut memory).await {
@@ -304,10 +302,12 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
     if phase == "Succeeded" || phase == "Failed" {
         // A finished pod keeps its containers (for logs) but not its sandbox: the network address goes back.
         for sandbox in sandboxes.iter().filter(|s| s.state == proto::PodSandboxState::SandboxReady as i32) {
-            context.cri.runtime.clone().stop_pod_sandbox(proto::StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.id.clone(),
-            })
-            .await?;
+            context
+                .cri
+                .runtime
+                .clone()
+                .stop_pod_sandbox(proto::StopPodSandboxRequest { pod_sandbox_id: sandbox.id.clone() })
+                .await?;
         }
         return Ok(false);
     }
@@ -382,8 +382,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         if let Some(volumes) = &volumes {
             let containers = list_containers(&context.cri, None, Some(uid)).await?;
             for container in &spec.containers {
-                let env = environment(pod, container, pod_ips.first().map(String::as_str), context, &namespace)
-                    .await;
+                let env = environment(pod, container, pod_ips.first().map(String::as_str), context, &namespace).await;
                 sync_container(
                     context,
                     pod,
@@ -410,10 +409,8 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         sandbox_error,
     };
     for container in &spec.containers {
-        let mut mine: Vec<&proto::Container> = containers
-            .iter()
-            .filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name))
-            .collect();
+        let mut mine: Vec<&proto::Container> =
+            containers.iter().filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name)).collect();
         mine.sort_by_key(|c| (c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at));
         let mut statuses = Vec::new();
         for c in mine.iter().rev().take(2) {
@@ -436,8 +433,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
     let current = pod.status.as_ref().map(|status| serde_json::to_value(status).unwrap_or_default());
     if memory.posted.as_ref() != Some(&value) || !status_matches(current.as_ref(), &value) {
         let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": value})))
-            .await?;
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": value}))).await?;
         memory.posted = Some(value);
     }
     Ok(false)
@@ -611,7 +607,8 @@ async fn ensure_image(
             Ok(Some(answer.into_inner().image_ref))
         }
         Err(error) => {
-            let delay = memory.image_backoff.get(name).map_or(BACKOFF_START, |(_, delay)| (*delay * 2).min(BACKOFF_MAX));
+            let delay =
+                memory.image_backoff.get(name).map_or(BACKOFF_START, |(_, delay)| (*delay * 2).min(BACKOFF_MAX));
             memory.image_backoff.insert(name.clone(), (now + delay, delay));
             let message = format!("{hint} (pulling it failed: {})", error.message());
             memory.waiting.insert(name.clone(), ("ErrImagePull".into(), message));
@@ -786,10 +783,7 @@ fn container_config(
             security_context: Some(proto::LinuxContainerSecurityContext {
                 privileged: security.privileged == Some(true),
                 namespace_options: Some(namespace_options(pod)),
-                run_as_user: security
-                    .run_as_user
-                    .or(pod_security.run_as_user)
-                    .map(|value| proto::Int64Value { value }),
+                run_as_user: security.run_as_user.or(pod_security.run_as_user).map(|value| proto::Int64Value { value }),
                 readonly_rootfs: security.read_only_root_filesystem == Some(true),
                 run_as_group: security
                     .run_as_group
@@ -965,8 +959,8 @@ async fn prepare_volume(
         default_mode = projected.default_mode;
         for source in projected.sources.iter().flatten() {
             if let Some(token) = &source.service_account_token {
-                let token_text = service_account_token(context, pod, namespace, token.expiration_seconds, &token.audience)
-                    .await?;
+                let token_text =
+                    service_account_token(context, pod, namespace, token.expiration_seconds, &token.audience).await?;
                 files.push((token.path.clone(), token_text.into_bytes(), None));
             }
             if let Some(map_source) = &source.config_map {
@@ -1177,10 +1171,8 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
                             Some((reason, message)) => {
                                 state.waiting =
                                     Some(ContainerStateWaiting { reason: Some(reason), message: Some(message) });
-                                last_state = Some(ContainerState {
-                                    terminated: Some(terminated(status)),
-                                    ..Default::default()
-                                });
+                                last_state =
+                                    Some(ContainerState { terminated: Some(terminated(status)), ..Default::default() });
                             }
                             None => {
                                 state.terminated = Some(terminated(status));
@@ -1193,10 +1185,8 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
                     }
                     _ => {
                         waiting_fresh += 1;
-                        state.waiting = Some(ContainerStateWaiting {
-                            reason: Some("ContainerCreating".into()),
-                            message: None,
-                        });
+                        state.waiting =
+                            Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None });
                     }
                 }
             }
@@ -1248,7 +1238,7 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
             .iter()
             .find(|c| c.type_ == kind && c.status == status)
             .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| Time(now));
+            .unwrap_or(Time(now));
         PodCondition {
             type_: kind.into(),
             status: status.into(),
@@ -1284,5 +1274,135 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
         start_time: previous.start_time.clone().or(Some(Time(now))),
         qos_class: previous.qos_class.clone(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn pod(restart_policy: &str) -> Pod {
+        Pod {
+            metadata: kube::api::ObjectMeta { name: Some("p".into()), ..Default::default() },
+            spec: Some(PodSpec {
+                restart_policy: Some(restart_policy.into()),
+                containers: vec![Container {
+                    name: "main".into(),
+                    image: Some("busybox".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn container(state: proto::ContainerState, attempt: u32, exit_code: i32) -> proto::ContainerStatus {
+        proto::ContainerStatus {
+            id: format!("c{attempt}"),
+            metadata: Some(proto::ContainerMetadata { name: "main".into(), attempt }),
+            state: state as i32,
+            started_at: 1_700_000_000_000_000_000,
+            finished_at: if state == proto::ContainerState::ContainerExited { 1_700_000_001_000_000_000 } else { 0 },
+            exit_code,
+            image_ref: "sha256:abc".into(),
+            ..Default::default()
+        }
+    }
+
+    fn observed(latest: Option<proto::ContainerStatus>, before: Option<proto::ContainerStatus>) -> Observed {
+        Observed {
+            sandbox_ready: true,
+            pod_ips: vec!["10.244.0.5".into()],
+            containers: HashMap::from([("main".to_string(), (latest, before))]),
+            ..Default::default()
+        }
+    }
+
+    fn condition(status: &PodStatus, kind: &str) -> String {
+        status.conditions.iter().flatten().find(|c| c.type_ == kind).map(|c| c.status.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_running_container_makes_a_ready_running_pod() {
+        let seen = observed(Some(container(proto::ContainerState::ContainerRunning, 0, 0)), None);
+        let status = compute_status(&pod("Always"), &seen, Some("192.168.1.2"), jiff::Timestamp::now());
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.5"));
+        assert_eq!(status.host_ip.as_deref(), Some("192.168.1.2"));
+        for kind in ["PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(condition(&status, kind), "True", "{kind}");
+        }
+        let container = &status.container_statuses.unwrap()[0];
+        assert!(container.ready && container.started == Some(true));
+        assert_eq!(container.container_id.as_deref(), Some("containerd://c0"));
+        assert_eq!(container.image_id, "sha256:abc");
+        assert!(container.state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn exits_decide_the_phase_by_restart_policy() {
+        let now = jiff::Timestamp::now();
+        let exited = |code| observed(Some(container(proto::ContainerState::ContainerExited, 0, code)), None);
+        let phase = |policy: &str, code| compute_status(&pod(policy), &exited(code), None, now).phase.unwrap();
+        assert_eq!(phase("Never", 0), "Succeeded");
+        assert_eq!(phase("Never", 2), "Failed");
+        assert_eq!(phase("OnFailure", 0), "Succeeded");
+        assert_eq!(phase("OnFailure", 2), "Running");
+        assert_eq!(phase("Always", 0), "Running");
+        let status = compute_status(&pod("Never"), &exited(0), None, now);
+        let terminated = status.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (0, Some("Completed")));
+        assert_eq!(condition(&compute_status(&pod("Never"), &exited(2), None, now), "Ready"), "False");
+    }
+
+    #[test]
+    fn back_off_and_image_errors_are_waiting_states() {
+        let now = jiff::Timestamp::now();
+        let mut seen = observed(Some(container(proto::ContainerState::ContainerExited, 3, 1)), None);
+        seen.waiting.insert("main".into(), ("CrashLoopBackOff".into(), "back-off 40s".into()));
+        let status = compute_status(&pod("Always"), &seen, None, now);
+        let container = status.container_statuses.unwrap().remove(0);
+        assert_eq!(container.restart_count, 3);
+        assert_eq!(container.state.unwrap().waiting.unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(container.last_state.unwrap().terminated.unwrap().exit_code, 1);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+
+        let mut seen = observed(None, None);
+        seen.waiting.insert("main".into(), ("ErrImagePull".into(), "kaasd images import".into()));
+        let status = compute_status(&pod("Always"), &seen, None, now);
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        let waiting = status.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ErrImagePull"));
+        assert_eq!(condition(&compute_status(&pod("Always"), &seen, None, now), "ContainersReady"), "False");
+    }
+
+    #[test]
+    fn a_running_restart_keeps_the_previous_exit() {
+        let seen = observed(
+            Some(container(proto::ContainerState::ContainerRunning, 1, 0)),
+            Some(container(proto::ContainerState::ContainerExited, 0, 137)),
+        );
+        let status = compute_status(&pod("Always"), &seen, None, jiff::Timestamp::now());
+        let container = status.container_statuses.unwrap().remove(0);
+        assert_eq!(container.restart_count, 1);
+        assert_eq!(container.last_state.unwrap().terminated.unwrap().exit_code, 137);
+    }
+
+    #[test]
+    fn variables_expand_in_commands() {
+        let variables = HashMap::from([("A", "1"), ("B", "two")]);
+        assert_eq!(expand("$(A)-$(B)", &variables), "1-two");
+        assert_eq!(expand("$(C) stays", &variables), "$(C) stays");
+        assert_eq!(expand("$$(A) is escaped, $ alone too", &variables), "$(A) is escaped, $ alone too");
+        assert_eq!(expand("unclosed $(A", &variables), "unclosed $(A");
     }
 }

@@ -90,7 +90,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "KAASD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
-    /// Where the worker keeps its node certificate (under <data-dir>/worker).
+    /// Where the worker keeps its node certificate (<data-dir>/worker), its containerd (<data-dir>/containerd),
+    /// pod volumes (<data-dir>/pods) and image archives to import at start (<data-dir>/images).
     #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 

@@ -244,6 +244,23 @@ fn pods_run_log_finish_crash_and_are_deleted() {
     let previous = node.controller.kubectl(&["logs", "crasher", "--previous"]).unwrap();
     assert_eq!(previous, "crashing\n");
 
+    // Probes: readiness (exec) holds Ready back until it passes; a failing liveness probe restarts the container.
+    let script = "touch /tmp/alive; sleep 6; touch /tmp/ready; sleep 4; rm /tmp/alive; sleep 100000";
+    let mut manifest = pod("probed", "pods-a", "Always", "busybox:1.36", script);
+    manifest.push_str(
+        "    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}\n    livenessProbe: {exec: \
+         {command: [cat, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}\n",
+    );
+    node.apply(&manifest);
+    node.wait_phase("probed", "Running");
+    assert_eq!(node.field("probed", ".status.containerStatuses[0].ready"), "false", "not ready before the probe");
+    node.wait("probed becoming Ready", || {
+        Ok(node.field("probed", r#".status.conditions[?(@.type=="Ready")].status"#) == "True")
+    });
+    node.wait("probed restarted by its liveness probe", || {
+        Ok(node.field("probed", ".status.containerStatuses[0].restartCount").parse::<u32>().unwrap_or(0) >= 1)
+    });
+
     // An image that is not on the node: ErrImagePull, then ImagePullBackOff, saying how to import it.
     node.apply(&pod("absent", "pods-a", "Always", "example.invalid/nothing:1", "true"));
     node.wait("absent reporting the missing image", || {

@@ -14,6 +14,7 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

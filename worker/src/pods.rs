@@ -225,6 +225,9 @@ struct PodMemory {
     image_backoff: HashMap<String, (tokio::time::Instant, Duration)>,
     /// When a failed sandbox may be tried again, and the next delay.
     sandbox_backoff: Option<(tokio::time::Instant, Duration, String)>,
+    /// Readiness and liveness probe progress per container name.
+    readiness: HashMap<String, crate::probes::ProbeState>,
+    liveness: HashMap<String, crate::probes::ProbeState>,
     /// The status last written, to write only changes.
     posted: Option<serde_json::Value>,
 }
@@ -407,6 +410,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         containers: HashMap::new(),
         waiting: memory.waiting.clone(),
         sandbox_error,
+        unready: HashSet::new(),
     };
     for container in &spec.containers {
         let mut mine: Vec<&proto::Container> =
@@ -424,6 +428,12 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
                 statuses.push(status);
             }
         }
+        if let Some(latest) = statuses.first().filter(|s| s.state == proto::ContainerState::ContainerRunning as i32) {
+            let pod_ip = observed.pod_ips.first().map(String::as_str);
+            if !probe(context, pod, container, latest, pod_ip, memory).await {
+                observed.unready.insert(container.name.clone());
+            }
+        }
         let mut statuses = statuses.into_iter();
         observed.containers.insert(container.name.clone(), (statuses.next(), statuses.next()));
     }
@@ -437,6 +447,54 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         memory.posted = Some(value);
     }
     Ok(false)
+}
+
+/// Runs the container's probes when due; returns whether it counts as ready. A liveness verdict of failure stops
+/// the container, which the next sync restarts by the restart policy.
+async fn probe(
+    context: &Context,
+    pod: &Pod,
+    container: &Container,
+    latest: &proto::ContainerStatus,
+    pod_ip: Option<&str>,
+    memory: &mut PodMemory,
+) -> bool {
+    use crate::probes::{past_initial_delay, run, ProbeState};
+    let now = tokio::time::Instant::now();
+    if let Some(liveness) = &container.liveness_probe {
+        let state = memory.liveness.entry(container.name.clone()).or_insert_with(|| ProbeState::new(&latest.id));
+        if state.container_id != latest.id {
+            *state = ProbeState::new(&latest.id);
+        }
+        if now >= state.next && past_initial_delay(liveness, latest.started_at) {
+            let result = run(&context.cri, &latest.id, container, liveness, pod_ip).await;
+            if let Some(false) = state.record(liveness, result.is_ok()) {
+                tracing::info!(
+                    pod.name = pod.metadata.name.as_deref().unwrap_or_default(),
+                    container = %container.name,
+                    reason = %result.err().unwrap_or_default(),
+                    "liveness probe failed; restarting the container"
+                );
+                let grace = pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds).unwrap_or(30);
+                let request = proto::StopContainerRequest { container_id: latest.id.clone(), timeout: grace };
+                let _ = context.cri.runtime.clone().stop_container(request).await;
+                memory.liveness.remove(&container.name);
+                return false;
+            }
+        }
+    }
+    let Some(readiness) = &container.readiness_probe else { return true };
+    let state = memory.readiness.entry(container.name.clone()).or_insert_with(|| ProbeState::new(&latest.id));
+    if state.container_id != latest.id {
+        *state = ProbeState::new(&latest.id);
+    }
+    if now >= state.next && past_initial_delay(readiness, latest.started_at) {
+        let result = run(&context.cri, &latest.id, container, readiness, pod_ip).await;
+        if let Some(verdict) = state.record(readiness, result.is_ok()) {
+            state.passing = verdict;
+        }
+    }
+    state.passing
 }
 
 /// Whether the pod's stored status already has every field of `wanted` (it may have more, e.g. qosClass).
@@ -1104,6 +1162,8 @@ pub struct Observed {
     pub waiting: HashMap<String, (String, String)>,
     /// Why the sandbox could not start, if it could not.
     pub sandbox_error: Option<String>,
+    /// Running containers whose readiness probe does not pass.
+    pub unready: HashSet<String>,
 }
 
 fn nanos_to_time(nanos: i64) -> Option<Time> {
@@ -1153,7 +1213,7 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
                 match proto::ContainerState::try_from(status.state) {
                     Ok(proto::ContainerState::ContainerRunning) => {
                         state.running = Some(ContainerStateRunning { started_at: nanos_to_time(status.started_at) });
-                        ready = true;
+                        ready = !observed.unready.contains(&container.name);
                         started = true;
                         running += 1;
                         last_state = before.as_ref().map(|before| ContainerState {

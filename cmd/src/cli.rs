@@ -77,6 +77,23 @@ pub struct ControllerArgs {
     /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
     #[arg(long, value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,
+
+    /// Also run a worker in this process, so this machine runs pods too: same data directory, the Node named after
+    /// the host, joined without a token.
+    #[arg(long, env = "KAASD_ENABLE_WORKER")]
+    pub enable_worker: bool,
+
+    /// With --enable-worker: the port of the worker's own endpoint, on loopback.
+    #[arg(long, env = "KAASD_AGENT_PORT", default_value_t = 10250)]
+    pub agent_port: u16,
+
+    /// With --enable-worker: the containerd binary the worker starts. Default: `containerd` from PATH.
+    #[arg(long, env = "KAASD_CONTAINERD_BIN")]
+    pub containerd_bin: Option<PathBuf>,
+
+    /// With --enable-worker: use the CRI runtime listening on this unix socket instead of starting containerd.
+    #[arg(long, env = "KAASD_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -315,3 +315,86 @@ fn a_restarted_worker_adopts_running_containers() {
     assert_eq!(node.field("steady", ".status.containerStatuses[0].containerID"), container);
     node.controller.kubectl(&["delete", "pod", "steady", "--timeout=60s"]).expect("kubectl delete finishes");
 }
+
+/// `kaasd controller --enable-worker`: one process is the whole cluster, and a pod created before the node has a
+/// pod network starts once it has one.
+#[test]
+fn a_controller_with_its_own_worker_runs_pods() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    check_dependencies();
+    let port = kaasd_e2e::free_port().expect("a free port");
+    let mut controller =
+        Controller::start_with(vec!["--enable-worker".into(), "--agent-port".into(), port.to_string()])
+            .expect("controller starts");
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_lowercase();
+    let socket = controller.data_dir().join("containerd/containerd.sock");
+    let wait = |what: &str, check: &mut dyn FnMut() -> bool| {
+        let deadline = Instant::now() + TIMEOUT;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {TIMEOUT:?}\n{}", controller.log());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    wait("the controller's own node becoming Ready", &mut || {
+        controller
+            .kubectl(&["get", "node", &node, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#])
+            .is_ok_and(|status| status.trim() == "True")
+    });
+    let archive = controller.data_dir().join("busybox.tar");
+    std::fs::write(&archive, busybox_image().build()).expect("the image archive is written");
+    let output = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))
+        .args(["images", "import", "--data-dir"])
+        .arg(controller.data_dir())
+        .arg(&archive)
+        .output()
+        .expect("kaasd images import runs");
+    assert!(output.status.success(), "images import failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    controller
+        .kubectl(&[
+            "run",
+            "solo",
+            "--image=busybox:1.36",
+            "--restart=Never",
+            &format!(r#"--overrides={{"spec":{{"nodeName":"{node}"}}}}"#),
+            "--",
+            "sh",
+            "-c",
+            "echo one machine",
+        ])
+        .expect("kubectl run");
+    std::thread::sleep(Duration::from_secs(2));
+    let patch = format!(r#"{{"spec":{{"podCIDR":"{POD_CIDR}","podCIDRs":["{POD_CIDR}"]}}}}"#);
+    if controller.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"]).unwrap_or_default().is_empty() {
+        controller.kubectl(&["patch", "node", &node, "-p", &patch]).expect("podCIDR is set");
+    }
+    wait("solo succeeding", &mut || {
+        controller.kubectl(&["get", "pod", "solo", "-o", "jsonpath={.status.phase}"]).is_ok_and(|p| p == "Succeeded")
+    });
+    assert_eq!(controller.kubectl(&["logs", "solo"]).unwrap(), "one machine\n");
+    controller.kubectl(&["delete", "pod", "solo"]).expect("kubectl delete");
+    let runtime_containers = || {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["--namespace", "k8s.io", "containers", "list", "--quiet"])
+            .output()
+            .expect("ctr runs");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runtime_containers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(controller.stop().expect("the controller stops").success());
+    assert!(
+        !socket.exists()
+            || Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .arg("version")
+                .output()
+                .is_ok_and(|output| !output.status.success()),
+        "stopping the controller stops its containerd"
+    );
+}

@@ -327,12 +327,19 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
     let sandbox_id = match ready_sandbox {
         Some(sandbox) => Some(sandbox.id),
         // A Never pod whose sandbox died does not start again; its containers' exits decide its phase.
-        None if !sandboxes.is_empty() && restart_policy == "Never" => None,
+        None if restart_policy == "Never" && !list_containers(&context.cri, None, Some(uid)).await?.is_empty() => None,
         None if memory.sandbox_backoff.as_ref().is_some_and(|(until, _, _)| tokio::time::Instant::now() < *until) => {
             sandbox_error = memory.sandbox_backoff.as_ref().map(|(_, _, error)| error.clone());
             None
         }
         None => {
+            // Sandboxes that failed to start hold nothing; a new one replaces them. (Dead ones with containers stay,
+            // for the restart count and the previous logs.)
+            for dead in &sandboxes {
+                if list_containers(&context.cri, Some(&dead.id), None).await?.is_empty() {
+                    let _ = remove_sandbox(&context.cri, &dead.id, 0).await;
+                }
+            }
             std::fs::create_dir_all(&log_dir)
                 .map_err(|error| SyncError::Other(format!("cannot create {}: {error}", log_dir.display())))?;
             let request =

@@ -148,10 +148,27 @@ impl Worker {
 }
 
 impl Drop for Worker {
+    /// Stops the worker as an operator would, so it stops its containerd; a containerd left by a killed worker is
+    /// stopped too (its pid is in the data directory), so no runtime outlives the test.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if self.child.is_some() && self.terminate().is_err() {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.data_dir.path().join("containerd/containerd.pid")) {
+            let pid = pid.trim();
+            let config = self.data_dir.path().join("containerd/config.toml");
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&*config.to_string_lossy()));
+            if ours {
+                let _ = Command::new("kill").args(["-TERM", pid]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 }

@@ -340,8 +340,11 @@ fn a_controller_with_its_own_worker_runs_pods() {
             .kubectl(&["get", "node", &node, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#])
             .is_ok_and(|status| status.trim() == "True")
     });
+    // This time a gzip-compressed archive.
     let archive = controller.data_dir().join("busybox.tar");
     std::fs::write(&archive, busybox_image().build()).expect("the image archive is written");
+    assert!(Command::new("gzip").arg("-f").arg(&archive).status().expect("gzip runs").success());
+    let archive = controller.data_dir().join("busybox.tar.gz");
     let output = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))
         .args(["images", "import", "--data-dir"])
         .arg(controller.data_dir())
@@ -349,6 +352,7 @@ fn a_controller_with_its_own_worker_runs_pods() {
         .output()
         .expect("kaasd images import runs");
     assert!(output.status.success(), "images import failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("imported docker.io/library/busybox:1.36 from "));
 
     controller
         .kubectl(&[

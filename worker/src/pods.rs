@@ -42,6 +42,8 @@ pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const LABEL_NODE: &str = "kaasd.io/node";
 
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often configMap, secret and downward API volume files are written again, so edits reach running pods.
+const VOLUME_REFRESH_EVERY: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A container that ran this long before exiting starts its back-off over.
@@ -228,6 +230,10 @@ struct PodMemory {
     /// Readiness and liveness probe progress per container name.
     readiness: HashMap<String, crate::probes::ProbeState>,
     liveness: HashMap<String, crate::probes::ProbeState>,
+    /// The volumes prepared for a sandbox, and when (configMap and secret contents are refreshed each minute).
+    volumes: Option<(String, HashMap<String, PathBuf>, tokio::time::Instant)>,
+    /// ServiceAccount tokens per volume path, and when to renew each (at 80 % of its lifetime, as the kubelet).
+    tokens: HashMap<String, (String, tokio::time::Instant)>,
     /// The status last written, to write only changes.
     posted: Option<serde_json::Value>,
 }
@@ -385,14 +391,23 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
 
     let mut volumes = None;
     if let (Some(sandbox_id), None) = (&sandbox_id, &sandbox_error) {
-        match prepare_volumes(context, pod, uid).await {
-            Ok(paths) => volumes = Some(paths),
-            Err(error) => sandbox_error = Some(format!("cannot prepare volumes: {error}")),
+        let fresh = memory
+            .volumes
+            .as_ref()
+            .filter(|(prepared_for, _, at)| prepared_for == sandbox_id && at.elapsed() < VOLUME_REFRESH_EVERY);
+        match fresh {
+            Some((_, paths, _)) => volumes = Some(paths.clone()),
+            None => match prepare_volumes(context, pod, uid, &mut memory.tokens).await {
+                Ok(paths) => {
+                    memory.volumes = Some((sandbox_id.clone(), paths.clone(), tokio::time::Instant::now()));
+                    volumes = Some(paths);
+                }
+                Err(error) => sandbox_error = Some(format!("cannot prepare volumes: {error}")),
+            },
         }
         if let Some(volumes) = &volumes {
             let containers = list_containers(&context.cri, None, Some(uid)).await?;
             for container in &spec.containers {
-                let env = environment(pod, container, pod_ips.first().map(String::as_str), context, &namespace).await;
                 sync_container(
                     context,
                     pod,
@@ -401,7 +416,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
                     sandbox_id,
                     &sandbox_config,
                     volumes,
-                    env,
+                    pod_ips.first().map(String::as_str),
                     &restart_policy,
                     memory,
                 )
@@ -520,7 +535,7 @@ async fn sync_container(
     sandbox_id: &str,
     sandbox_config: &proto::PodSandboxConfig,
     volumes: &HashMap<String, PathBuf>,
-    env: Vec<(String, String)>,
+    pod_ip: Option<&str>,
     restart_policy: &str,
     memory: &mut PodMemory,
 ) -> Result<(), SyncError> {
@@ -591,6 +606,8 @@ async fn sync_container(
         Some(image) => image,
         None => return Ok(()),
     };
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let env = environment(pod, container, pod_ip, context, &namespace).await;
     let config = container_config(pod, container, attempt, &image, volumes, env)?;
     std::fs::create_dir_all(Path::new(&sandbox_config.log_directory).join(name))
         .map_err(|error| SyncError::Other(format!("cannot create the container's log directory: {error}")))?;
@@ -952,12 +969,17 @@ fn field_value(pod: &Pod, path: &str, pod_ip: Option<&str>, context: &Context) -
 }
 
 /// Makes every volume the pod declares available on the node; returns its host path per volume name.
-async fn prepare_volumes(context: &Context, pod: &Pod, uid: &str) -> Result<HashMap<String, PathBuf>, String> {
+async fn prepare_volumes(
+    context: &Context,
+    pod: &Pod,
+    uid: &str,
+    tokens: &mut HashMap<String, (String, tokio::time::Instant)>,
+) -> Result<HashMap<String, PathBuf>, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let base = context.pod_dir(uid).join("volumes");
     let mut paths = HashMap::new();
     for volume in pod.spec.as_ref().and_then(|spec| spec.volumes.clone()).unwrap_or_default() {
-        let path = prepare_volume(context, pod, &namespace, &base, &volume).await?;
+        let path = prepare_volume(context, pod, &namespace, &base, &volume, tokens).await?;
         if let Some(path) = path {
             paths.insert(volume.name.clone(), path);
         }
@@ -971,6 +993,7 @@ async fn prepare_volume(
     namespace: &str,
     base: &Path,
     volume: &Volume,
+    tokens: &mut HashMap<String, (String, tokio::time::Instant)>,
 ) -> Result<Option<PathBuf>, String> {
     let create = |path: &Path| {
         std::fs::create_dir_all(path).map_err(|error| format!("cannot create {}: {error}", path.display()))
@@ -1024,8 +1047,19 @@ async fn prepare_volume(
         default_mode = projected.default_mode;
         for source in projected.sources.iter().flatten() {
             if let Some(token) = &source.service_account_token {
-                let token_text =
-                    service_account_token(context, pod, namespace, token.expiration_seconds, &token.audience).await?;
+                let key = format!("{}/{}", volume.name, token.path);
+                let now = tokio::time::Instant::now();
+                let token_text = match tokens.get(&key).filter(|(_, renew_at)| now < *renew_at) {
+                    Some((text, _)) => text.clone(),
+                    None => {
+                        let lifetime = token.expiration_seconds.unwrap_or(3607).max(600);
+                        let text =
+                            service_account_token(context, pod, namespace, Some(lifetime), &token.audience).await?;
+                        let renew_at = now + Duration::from_secs(lifetime as u64 * 4 / 5);
+                        tokens.insert(key, (text.clone(), renew_at));
+                        text
+                    }
+                };
                 files.push((token.path.clone(), token_text.into_bytes(), None));
             }
             if let Some(map_source) = &source.config_map {

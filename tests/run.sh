@@ -39,11 +39,28 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 # The join-and-tunnel tests build a NAT in network namespaces (ip netns, veth, an nftables masquerade).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+# The pod tests run real containers: kaasd worker starts Debian's containerd with runc and the CNI plugins, and the
+# test image is made from Debian's static busybox.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Keep packages from starting their services (containerd's system-wide daemon among them): kaasd worker runs
+  # its own containerd with its own socket and root.
+  policy_rc=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy_rc=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+    chmod +x "$policy_rc"
+  fi
+  installed=true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || installed=false
+  if [ -n "$policy_rc" ]; then rm -f "$policy_rc"; fi
+  $installed || { echo "apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
 # The Python client tests use the official kubernetes client and pytest. Debian's own Python refuses pip installs

@@ -23,8 +23,13 @@ pub enum Command {
     /// The control plane: the Kubernetes API server (and, as they land, scheduler and controllers), state in SQL.
     Controller(ControllerArgs),
     /// The node agent: joins with a token and keeps a reverse tunnel to the controller, so it works behind NAT.
-    /// It registers its Node and renews its Lease; it does not run pods yet.
+    /// It registers its Node, renews its Lease and runs the node's pods in its own containerd.
     Worker(WorkerArgs),
+    /// Container images for the worker's containerd, from archives (no registry needed).
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// Join tokens for workers: create, list, revoke (run where the controller runs).
     Token {
         #[command(subcommand)]
@@ -76,6 +81,23 @@ pub struct ControllerArgs {
     /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
     #[arg(long, value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,
+
+    /// Also run a worker in this process, so this machine runs pods too: same data directory, the Node named after
+    /// the host, joined without a token.
+    #[arg(long, env = "KAASD_ENABLE_WORKER")]
+    pub enable_worker: bool,
+
+    /// With --enable-worker: the port of the worker's own endpoint, on loopback.
+    #[arg(long, env = "KAASD_AGENT_PORT", default_value_t = 10250)]
+    pub agent_port: u16,
+
+    /// With --enable-worker: the containerd binary the worker starts. Default: `containerd` from PATH.
+    #[arg(long, env = "KAASD_CONTAINERD_BIN")]
+    pub containerd_bin: Option<PathBuf>,
+
+    /// With --enable-worker: use the CRI runtime listening on this unix socket instead of starting containerd.
+    #[arg(long, env = "KAASD_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -89,7 +111,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "KAASD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
-    /// Where the worker keeps its node certificate (under <data-dir>/worker).
+    /// Where the worker keeps its node certificate (<data-dir>/worker), its containerd (<data-dir>/containerd),
+    /// pod volumes (<data-dir>/pods) and image archives to import at start (<data-dir>/images).
     #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
@@ -109,6 +132,34 @@ pub struct WorkerArgs {
     /// It is renewed after two thirds of it.
     #[arg(long, value_parser = parse_duration)]
     pub certificate_lifetime: Option<Duration>,
+
+    /// The containerd binary the worker starts. Default: `containerd` from PATH.
+    #[arg(long, env = "KAASD_CONTAINERD_BIN")]
+    pub containerd_bin: Option<PathBuf>,
+
+    /// Use the CRI runtime listening on this unix socket instead of starting containerd.
+    #[arg(long, env = "KAASD_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Import image archives (OCI image layout or `docker save`, plain or gzip) into the worker's containerd,
+    /// under full names (`busybox:1.36` is `docker.io/library/busybox:1.36`). The worker must be running.
+    Import {
+        /// The archives.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The worker's data directory (its containerd listens on <data-dir>/containerd/containerd.sock).
+        #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// containerd's socket, when it is not the worker's own.
+        #[arg(long, env = "KAASD_CONTAINERD_SOCKET")]
+        containerd_socket: Option<PathBuf>,
+        /// The containerd binary; `ctr` is looked for next to it. Default: `ctr` from PATH.
+        #[arg(long, env = "KAASD_CONTAINERD_BIN")]
+        containerd_bin: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

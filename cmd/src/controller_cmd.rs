@@ -24,11 +24,73 @@ pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
         format!("try: kubectl --kubeconfig {kubeconfig} get namespaces"),
     ])?;
     tracing::info!(port, "controller ready");
-    signals.shutdown_requested().await;
+    let worker_cancel = tokio_util::sync::CancellationToken::new();
+    let mut worker = None;
+    if arguments.enable_worker {
+        let config = local_worker_config(&arguments, controller.listen_address.port()).await?;
+        worker = Some(tokio::spawn(kaasd_worker::run(config, worker_cancel.clone())));
+    }
+    let shutdown = signals.shutdown_requested();
+    tokio::pin!(shutdown);
+    let worker_stopped = match worker.as_mut() {
+        Some(running) => tokio::select! {
+            () = &mut shutdown => false,
+            finished = running => {
+                let error = match finished {
+                    Ok(Ok(())) => anyhow::anyhow!("it stopped"),
+                    Ok(Err(error)) => anyhow::Error::from(error),
+                    Err(error) => anyhow::anyhow!("its task failed: {error}"),
+                };
+                tracing::error!(error = %error, "the worker of --enable-worker stopped; the controller goes on without it");
+                true
+            }
+        },
+        None => {
+            (&mut shutdown).await;
+            false
+        }
+    };
+    if worker_stopped {
+        worker = None;
+        shutdown.await;
+    }
+    // The worker goes first: it stops its containerd (pods keep running) while the API is still there.
+    worker_cancel.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     tracing::info!("draining: stopping the API server and closing the datastore");
     controller.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The worker of `--enable-worker`: this machine joins its own cluster through loopback, with a token made here on
+/// the first start (later starts use the node certificate kept in the data directory).
+async fn local_worker_config(arguments: &ControllerArgs, port: u16) -> anyhow::Result<kaasd_worker::WorkerConfig> {
+    let joined = kaasd_worker::join::Identity::load(&arguments.data_dir).ok().flatten().is_some();
+    let token = if joined {
+        None
+    } else {
+        let servers = vec![format!("127.0.0.1:{port}")];
+        let description = Some("the controller's own worker (--enable-worker)".to_string());
+        let token =
+            crate::token_cmd::create(&arguments.data_dir, std::time::Duration::from_secs(600), servers, description)
+                .await
+                .context("cannot make a join token for the controller's own worker")?;
+        Some(token.encode())
+    };
+    let advertise = config(arguments)?.advertise_address;
+    Ok(kaasd_worker::WorkerConfig {
+        data_dir: arguments.data_dir.clone(),
+        node_name: None,
+        token,
+        agent_port: arguments.agent_port,
+        node_ip: Some(advertise),
+        certificate_validity: None,
+        containerd_bin: arguments.containerd_bin.clone(),
+        cri_socket: arguments.cri_socket.clone(),
+    })
 }
 
 /// Turns the flags into a configuration; pure but for reading the machine's addresses.

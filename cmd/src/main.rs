@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Datastore { command: DatastoreCommand::Serve(arguments) } => datastore_cmd::serve(arguments).await,
             Command::Controller(arguments) => controller_cmd::run(arguments).await,
             Command::Worker(arguments) => worker_cmd::run(arguments).await,
+            Command::Images { command } => worker_cmd::images(command).await,
             Command::Token { command } => token_cmd::run(command).await,
             Command::Kubeconfig { command: KubeconfigCommand::Admin { data_dir, server } } => {
                 controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref())

@@ -29,7 +29,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn create(
+pub async fn create(
     data_dir: &Path,
     expiry: Duration,
     servers: Vec<String>,

@@ -1,9 +1,9 @@
-//! `kaasd worker`: the node agent (join, Node and Lease, reverse tunnel).
+//! `kaasd worker`: the node agent (join, Node and Lease, reverse tunnel, pods in containerd), and `kaasd images`.
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::WorkerArgs;
+use crate::cli::{ImagesCommand, WorkerArgs};
 use crate::signal::ShutdownSignals;
 
 pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
@@ -25,6 +25,8 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         agent_port: arguments.agent_port,
         node_ip: arguments.node_ip,
         certificate_validity: arguments.certificate_lifetime,
+        containerd_bin: arguments.containerd_bin,
+        cri_socket: arguments.cri_socket,
     };
     let cancel = CancellationToken::new();
     let worker = tokio::spawn(kaasd_worker::run(config, cancel.clone()));
@@ -34,4 +36,37 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         () = signals.shutdown_requested() => cancel.cancel(),
     }
     worker.await.context("the worker task failed")?.map_err(Into::into)
+}
+
+/// `kaasd images import FILE...`: one line per imported image.
+pub async fn images(command: ImagesCommand) -> anyhow::Result<()> {
+    match command {
+        ImagesCommand::Import { files, data_dir, containerd_socket, containerd_bin } => {
+            let socket =
+                containerd_socket.unwrap_or_else(|| kaasd_worker::containerd::ContainerdPaths::new(&data_dir).socket());
+            if !socket.exists() {
+                anyhow::bail!(
+                    "no containerd socket at {}: start `kaasd worker` with --data-dir {} first, or pass \
+                     --containerd-socket",
+                    socket.display(),
+                    data_dir.display()
+                );
+            }
+            let ctr = kaasd_worker::images::ctr_binary(containerd_bin.as_deref());
+            for file in files {
+                let imported = kaasd_worker::images::import(&ctr, &socket, std::slice::from_ref(&file))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                for (_, names) in imported {
+                    if names.is_empty() {
+                        println!("{}: no images imported (is it an image archive for this platform?)", file.display());
+                    }
+                    for name in names {
+                        println!("imported {name} from {}", file.display());
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
 }

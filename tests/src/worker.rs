@@ -33,6 +33,37 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Starts `kaasd worker` on this machine (no network namespace) with its agent endpoint on `agent_port`, so
+    /// several workers (and a system kubelet) can share the machine.
+    pub fn start_here(token: &str, node_name: &str, agent_port: u16) -> anyhow::Result<Worker> {
+        let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
+        let mut worker =
+            Worker { child: None, data_dir, namespace: None, node_name: node_name.to_string(), agent_port };
+        worker.spawn(Some(token))?;
+        Ok(worker)
+    }
+
+    /// Stops the worker as an operator would (SIGTERM) and waits for it: it stops its containerd, while the
+    /// containers keep running.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("the worker is not running") };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the worker did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts it again without a token: a joined worker needs only its data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {
@@ -117,10 +148,27 @@ impl Worker {
 }
 
 impl Drop for Worker {
+    /// Stops the worker as an operator would, so it stops its containerd; a containerd left by a killed worker is
+    /// stopped too (its pid is in the data directory), so no runtime outlives the test.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if self.child.is_some() && self.terminate().is_err() {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.data_dir.path().join("containerd/containerd.pid")) {
+            let pid = pid.trim();
+            let config = self.data_dir.path().join("containerd/config.toml");
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&*config.to_string_lossy()));
+            if ours {
+                let _ = Command::new("kill").args(["-TERM", pid]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 }

@@ -1,21 +1,27 @@
 //! The node agent (`kaasd worker`): joins a cluster with a token, registers its Node, renews its Lease, keeps a
-//! reverse tunnel to the controller and serves the agent's own HTTP endpoint (reachable only through the tunnel).
-//! It does not run pods yet.
+//! reverse tunnel to the controller, runs the pods bound to its node in its own containerd (over CRI) and serves
+//! the agent's own HTTP endpoint (reachable only through the tunnel), which serves container logs.
 //!
 //! The worker talks to the control plane only through the Kubernetes API and the tunnel; it never imports the
 //! controller crate.
 
+pub mod agent;
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod images;
 pub mod join;
+pub mod logs;
 pub mod node;
+pub mod pods;
+pub mod probes;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Node;
 use kaasd_tunnel::agent::DialPolicy;
 use kaasd_tunnel::token::JoinToken;
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +46,10 @@ pub struct WorkerConfig {
     pub node_ip: Option<IpAddr>,
     /// Lifetime to ask for the node certificate (default: the controller's).
     pub certificate_validity: Option<Duration>,
+    /// The containerd binary to start; default: `containerd` from PATH.
+    pub containerd_bin: Option<PathBuf>,
+    /// Use the CRI runtime at this socket instead of starting containerd.
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +117,16 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         Some(address) => vec![address],
         None => egress_address(&identity.servers).await.into_iter().collect(),
     };
-    let host = HostFacts { hostname: hostname(), addresses: addresses.clone(), agent_port: config.agent_port };
-    node::register(&client, &name, &host).await.map_err(removed)?;
+    let mut containerd = start_runtime(&config).await?;
+    let cri = containerd.cri.clone();
+    let host = HostFacts {
+        hostname: hostname(),
+        addresses: addresses.clone(),
+        agent_port: config.agent_port,
+        runtime_version: containerd.version.clone(),
+    };
+    let readiness = cri.status().await.unwrap_or_default();
+    node::register(&client, &name, &host, &readiness).await.map_err(removed)?;
     let node_uid = node::node_uid(&client, &name).await.map_err(removed)?;
     node::renew_lease(&client, &name, node_uid.as_deref()).await.map_err(removed)?;
 
@@ -121,10 +139,22 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
                 config.agent_port
             ))
         })?;
-    tokio::spawn(serve_agent_endpoint(endpoint, cancel.clone()));
+    let cni_dir = containerd::ContainerdPaths::new(&config.data_dir).cni_conf_dir();
+    tokio::spawn(keep_pod_network(client.clone(), name.clone(), cni_dir, config.data_dir.clone(), cancel.clone()));
+    let pods = pods::run(
+        client.clone(),
+        cri.clone(),
+        name.clone(),
+        config.data_dir.clone(),
+        addresses.clone(),
+        cancel.clone(),
+    )
+    .await;
+    let state = Arc::new(agent::AgentState { pods: Some(pods), cri: Some(cri.clone()) });
+    tokio::spawn(agent::serve(endpoint, state, cancel.clone()));
     let policy = Arc::new(DialPolicy::new(addresses));
     let mut tunnel = start_tunnel(&identity, policy.clone(), &cancel)?;
-    tracing::info!(node.name = %name, "worker running (it does not run pods yet)");
+    tracing::info!(node.name = %name, runtime = %containerd.version, "worker running");
 
     let mut lease_tick = tokio::time::interval(node::LEASE_RENEW_EVERY);
     let mut status_tick = tokio::time::interval(node::STATUS_EVERY);
@@ -132,6 +162,13 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = lease_tick.tick() => {
+                if let Some(exit) = containerd.exited() {
+                    tunnel.cancel();
+                    return Err(WorkerError::Config(format!(
+                        "containerd exited ({exit}); see {}",
+                        containerd::ContainerdPaths::new(&config.data_dir).log().display()
+                    )));
+                }
                 match node::renew_lease(&client, &name, node_uid.as_deref()).await.map_err(removed) {
                     Ok(()) => {}
                     Err(error @ WorkerError::Removed(_)) => {
@@ -154,7 +191,11 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
                 }
             }
             _ = status_tick.tick() => {
-                if let Err(error) = node::report_status(&client, &name, &host).await.map_err(removed) {
+                let readiness = cri.status().await.unwrap_or_else(|error| cri::RuntimeReadiness {
+                    runtime: Some(format!("the runtime does not answer: {}", error.message())),
+                    network: None,
+                });
+                if let Err(error) = node::report_status(&client, &name, &host, &readiness).await.map_err(removed) {
                     if let WorkerError::Removed(_) = error {
                         tunnel.cancel();
                         return Err(error);
@@ -165,7 +206,100 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         }
     }
     tunnel.cancel();
+    // Containers keep running in their shims; the next start finds them.
+    containerd.stop().await;
     Ok(())
+}
+
+/// Starts the worker's containerd (or connects to `--cri-socket`) and makes sure the pause image and the archives
+/// in `<data-dir>/images/` are in it.
+async fn start_runtime(config: &WorkerConfig) -> Result<containerd::Containerd, WorkerError> {
+    let paths = containerd::ContainerdPaths::new(&config.data_dir);
+    let runtime = match &config.cri_socket {
+        Some(socket) => containerd::Containerd::existing(socket).await?,
+        None => containerd::Containerd::start(&paths, config.containerd_bin.as_deref(), images::PAUSE_IMAGE).await?,
+    };
+    let socket = runtime.cri.socket.clone();
+    let ctr = images::ctr_binary(config.containerd_bin.as_deref());
+    let pause = cri::proto::ImageSpec { image: images::PAUSE_IMAGE.into(), ..Default::default() };
+    let present = runtime
+        .cri
+        .images
+        .clone()
+        .image_status(cri::proto::ImageStatusRequest { image: Some(pause), verbose: false })
+        .await
+        .map(|answer| answer.into_inner().image.is_some_and(|image| !image.id.is_empty()))
+        .unwrap_or(false);
+    if !present {
+        let archive = images::pause_image().map_err(WorkerError::Config)?.build();
+        let file = paths.dir.join("pause.tar");
+        std::fs::write(&file, archive)
+            .map_err(|error| WorkerError::Config(format!("cannot write {}: {error}", file.display())))?;
+        images::import(&ctr, &socket, &[file]).await.map_err(WorkerError::Config)?;
+        tracing::info!(image = images::PAUSE_IMAGE, "imported the pause image");
+    }
+    let dir = config.data_dir.join("images");
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+            name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz")
+        })
+        .collect();
+    archives.sort();
+    for archive in archives {
+        match images::import(&ctr, &socket, std::slice::from_ref(&archive)).await {
+            Ok(imported) => {
+                for (_, names) in imported {
+                    tracing::info!(archive = %archive.display(), images = ?names, "imported images");
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "cannot import an image archive; skipping it"),
+        }
+    }
+    Ok(runtime)
+}
+
+/// Writes the pod network's CNI configuration once the Node has a pod CIDR, and again if it changes.
+async fn keep_pod_network(
+    client: kube::Client,
+    name: String,
+    conf_dir: PathBuf,
+    data_dir: PathBuf,
+    cancel: CancellationToken,
+) {
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let ipam_dir = data_dir.join("cni").join("networks");
+    let mut warned = false;
+    loop {
+        let mut every = Duration::from_secs(2);
+        match nodes.get_opt(&name).await {
+            Ok(Some(node)) => match node.spec.and_then(|spec| spec.pod_cidr) {
+                Some(cidr) => {
+                    every = Duration::from_secs(30);
+                    match cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
+                        Ok(true) => tracing::info!(pod.cidr = %cidr, "pod network configured"),
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(error = %error, "cannot write the CNI configuration"),
+                    }
+                }
+                None if !warned => {
+                    warned = true;
+                    tracing::info!("waiting for the Node's spec.podCIDR before pods can get a network");
+                }
+                None => {}
+            },
+            Ok(None) => {}
+            Err(error) => tracing::debug!(error = %error, "cannot read the Node"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Keeps the tunnel up on its own task until the returned token (a child of `cancel`) is cancelled.
@@ -221,34 +355,6 @@ async fn rotate(identity: &Identity, client: &kube::Client, config: &WorkerConfi
     let rotated = Identity { certificate, ..identity.clone() };
     rotated.save(&config.data_dir)?;
     Ok(rotated)
-}
-
-/// The agent's own HTTP endpoint on loopback: `/healthz`. The controller reaches it through the tunnel
-/// (`kubectl get --raw /api/v1/nodes/NAME/proxy/healthz`).
-async fn serve_agent_endpoint(listener: TcpListener, cancel: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
-                let (status, body) = match request.uri().path() {
-                    "/healthz" => (StatusCode::OK, "ok"),
-                    _ => (StatusCode::NOT_FOUND, "not found"),
-                };
-                let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                *response.status_mut() = status;
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
 
 /// The local address this machine uses to reach the first controller: what other machines see it as, when there is

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, 
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
 
+use crate::cri::RuntimeReadiness;
 use crate::WorkerError;
 
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
@@ -28,10 +29,17 @@ pub struct HostFacts {
     pub hostname: String,
     pub addresses: Vec<IpAddr>,
     pub agent_port: u16,
+    /// The container runtime, e.g. `containerd://1.6.20~ds1`.
+    pub runtime_version: String,
 }
 
 /// Creates the Node if it is missing and reports its status.
-pub async fn register(client: &kube::Client, name: &str, host: &HostFacts) -> Result<(), WorkerError> {
+pub async fn register(
+    client: &kube::Client,
+    name: &str,
+    host: &HostFacts,
+    runtime: &RuntimeReadiness,
+) -> Result<(), WorkerError> {
     let nodes: Api<Node> = Api::all(client.clone());
     if nodes.get_opt(name).await?.is_none() {
         let node = Node {
@@ -44,13 +52,18 @@ pub async fn register(client: &kube::Client, name: &str, host: &HostFacts) -> Re
             Err(error) => return Err(error.into()),
         }
     }
-    report_status(client, name, host).await
+    report_status(client, name, host, runtime).await
 }
 
 /// Writes the node's status: addresses, capacity, system info, the agent's port and Ready.
-pub async fn report_status(client: &kube::Client, name: &str, host: &HostFacts) -> Result<(), WorkerError> {
+pub async fn report_status(
+    client: &kube::Client,
+    name: &str,
+    host: &HostFacts,
+    runtime: &RuntimeReadiness,
+) -> Result<(), WorkerError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = serde_json::json!({"status": node_status(host)});
+    let status = serde_json::json!({"status": node_status(host, runtime)});
     nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
 }
@@ -120,7 +133,9 @@ fn kubernetes_arch() -> &'static str {
     }
 }
 
-fn node_status(host: &HostFacts) -> NodeStatus {
+/// Ready follows the runtime: a node whose containerd does not answer cannot start pods. The pod network is only
+/// described, because a node waits for its pod CIDR while already Ready (the controller assigns it).
+fn node_status(host: &HostFacts, runtime: &RuntimeReadiness) -> NodeStatus {
     let now = Time(jiff::Timestamp::now());
     let mut addresses: Vec<NodeAddress> = host
         .addresses
@@ -142,9 +157,17 @@ fn node_status(host: &HostFacts) -> NodeStatus {
         allocatable: Some(resources),
         conditions: Some(vec![NodeCondition {
             type_: "Ready".into(),
-            status: "True".into(),
-            reason: Some("KaasdWorkerReady".into()),
-            message: Some("kaasd worker is posting ready status (it does not run pods yet)".into()),
+            status: if runtime.runtime.is_none() { "True" } else { "False" }.into(),
+            reason: Some(
+                if runtime.runtime.is_none() { "KaasdWorkerReady" } else { "ContainerRuntimeNotReady" }.into(),
+            ),
+            message: Some(match (&runtime.runtime, &runtime.network) {
+                (Some(problem), _) => format!("container runtime is not ready: {problem}"),
+                (None, Some(problem)) => {
+                    format!("kaasd worker is posting ready status; the pod network is not ready yet: {problem}")
+                }
+                (None, None) => "kaasd worker is posting ready status".into(),
+            }),
             last_heartbeat_time: Some(now.clone()),
             last_transition_time: Some(now),
         }]),
@@ -161,7 +184,7 @@ fn node_status(host: &HostFacts) -> NodeStatus {
             boot_id: first_line("/proc/sys/kernel/random/boot_id"),
             kubelet_version: format!("v1.33.0-kaasd.{}", env!("CARGO_PKG_VERSION")),
             kube_proxy_version: String::new(),
-            container_runtime_version: String::new(),
+            container_runtime_version: host.runtime_version.clone(),
             swap: None,
         }),
         ..Default::default()
@@ -198,8 +221,9 @@ mod tests {
             hostname: "edge1".into(),
             addresses: vec!["192.168.50.11".parse().unwrap()],
             agent_port: 10250,
+            runtime_version: "containerd://1.6.20".into(),
         };
-        let status = node_status(&host);
+        let status = node_status(&host, &RuntimeReadiness::default());
         let addresses = status.addresses.unwrap();
         assert_eq!((addresses[0].type_.as_str(), addresses[0].address.as_str()), ("InternalIP", "192.168.50.11"));
         assert_eq!(addresses[1].type_, "Hostname");
@@ -207,7 +231,15 @@ mod tests {
         let capacity = status.capacity.unwrap();
         assert!(capacity["memory"].0.ends_with("Ki") && capacity["memory"].0 != "0Ki");
         assert_eq!(status.conditions.unwrap()[0].status, "True");
-        assert_eq!(status.node_info.unwrap().operating_system, "linux");
+        let info = status.node_info.unwrap();
+        assert_eq!(info.operating_system, "linux");
+        assert_eq!(info.container_runtime_version, "containerd://1.6.20");
+        let broken = RuntimeReadiness { runtime: Some("containerd is gone".into()), network: None };
+        let condition = node_status(&host, &broken).conditions.unwrap().remove(0);
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_deref()),
+            ("False", Some("ContainerRuntimeNotReady"))
+        );
         assert_eq!(labels("edge1")["kubernetes.io/hostname"], "edge1");
     }
 }

@@ -284,6 +284,9 @@ impl ApiServer {
             Target::Resource(resource) if node_proxy::is_node_proxy(&resource) => {
                 self.node_proxy(&resource, method, query, headers, body).await
             }
+            Target::Resource(resource) if node_proxy::is_pod_log(&resource) && method == Method::GET => {
+                self.pod_log(&resource, query, headers, body).await
+            }
             Target::Resource(resource) => {
                 if !acceptable(accept) {
                     return Err(ApiError::not_acceptable(

@@ -1,4 +1,5 @@
-//! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel.
+//! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel; and
+//! `pods/NAME/log`, which the pod's node agent serves the same way.
 //!
 //! Without a port the request goes to the node agent's own endpoint, which listens on the node's loopback at the
 //! port its Node reports in `status.daemonEndpoints.kubeletEndpoint.Port` (so it is reachable only through the
@@ -96,20 +97,86 @@ impl ApiServer {
             "" => path.to_string(),
             raw => format!("{path}?{raw}"),
         };
+        let original = format!("/api/v1/nodes/{name_and_port}/{}", resource.subresource.as_deref().unwrap_or("proxy"));
+        let original = match query.raw() {
+            "" => original,
+            raw => format!("{original}?{raw}"),
+        };
+        self.proxy_to_node(name, &target, uri, original, method, headers, body).await
+    }
+
+    /// `pods/NAME/log`: the pod's node serves the log from its runtime's files (`/containerLogs/...` on the node
+    /// agent), reached through the node's tunnel like `nodes/NAME/proxy`.
+    pub(super) async fn pod_log<B>(
+        &self,
+        resource: &ResourcePath,
+        query: &Query,
+        headers: &HeaderMap,
+        body: B,
+    ) -> ApiResult<Response<Body>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let namespace = resource.namespace.as_deref().unwrap_or_default();
+        let pod_name = resource.name.as_deref().unwrap_or_default();
+        let registry = self.registry();
+        let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
+        let pod = self
+            .store
+            .get(&ObjectStore::key(&pods, Some(namespace), pod_name), false)
+            .await?
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{pod_name}\" not found")))?
+            .object;
+        let container = log_container(&pod, query.get("container"))?;
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty());
+        let Some(node) = node else {
+            return Err(ApiError::bad_request(format!("pod {pod_name} does not have a host assigned")));
+        };
+        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
+        let node_object = self
+            .store
+            .get(&ObjectStore::key(&nodes, None, node), false)
+            .await?
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{node}\" not found")))?
+            .object;
+        let target = format!("127.0.0.1:{}", agent_port(&node_object));
+        let path = format!("/containerLogs/{namespace}/{pod_name}/{container}");
+        let uri = match query.raw() {
+            "" => path,
+            raw => format!("{path}?{raw}"),
+        };
+        let original = format!("/api/v1/namespaces/{namespace}/pods/{pod_name}/log");
+        let original = match query.raw() {
+            "" => original,
+            raw => format!("{original}?{raw}"),
+        };
+        self.proxy_to_node(node, &target, uri, original, &Method::GET, headers, body).await
+    }
+
+    /// Sends one HTTP request to `target` on node `name` through its tunnel (or to the replica holding the
+    /// tunnel, as `original`) and streams the answer back.
+    #[allow(clippy::too_many_arguments)]
+    async fn proxy_to_node<B>(
+        &self,
+        name: &str,
+        target: &str,
+        uri: String,
+        original: String,
+        method: &Method,
+        headers: &HeaderMap,
+        body: B,
+    ) -> ApiResult<Response<Body>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let body = read_body(body).await?;
         let forwarded = headers.contains_key(FORWARDED_HEADER);
-        let (stream, uri, host): (Box<dyn Connection>, String, String) = match self.tunnels.dial(name, &target).await {
-            Ok(stream) => (Box::new(stream), uri, target.clone()),
+        let (stream, uri, host): (Box<dyn Connection>, String, String) = match self.tunnels.dial(name, target).await {
+            Ok(stream) => (Box::new(stream), uri, target.to_string()),
             Err(error) if error.code == 503 && !forwarded => match self.tunnel_owner(name).await? {
-                Some(replica) => {
-                    let original =
-                        format!("/api/v1/nodes/{name_and_port}/{}", resource.subresource.as_deref().unwrap_or("proxy"));
-                    let original = match query.raw() {
-                        "" => original,
-                        raw => format!("{original}?{raw}"),
-                    };
-                    (self.connect_replica(&replica).await?, original, replica)
-                }
+                Some(replica) => (self.connect_replica(&replica).await?, original, replica),
                 None => return Err(error),
             },
             Err(error) => return Err(error),
@@ -180,6 +247,50 @@ impl ApiServer {
     }
 }
 
+/// Whether `resource` is `pods/NAME/log`.
+pub(super) fn is_pod_log(resource: &ResourcePath) -> bool {
+    resource.group.is_empty()
+        && resource.plural == "pods"
+        && resource.namespace.is_some()
+        && resource.name.is_some()
+        && resource.subresource.as_deref() == Some("log")
+}
+
+/// The container whose log is asked for: the named one, else the pod's default (its
+/// `kubectl.kubernetes.io/default-container` annotation, or its only container).
+fn log_container(pod: &Value, asked: Option<&str>) -> ApiResult<String> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|key| pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|container| container["name"].as_str())
+        .collect();
+    let apps: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|container| container["name"].as_str())
+        .collect();
+    let default = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str);
+    let chosen = match (asked.filter(|asked| !asked.is_empty()), default, apps.as_slice()) {
+        (Some(asked), _, _) => asked,
+        (None, Some(default), _) => default,
+        (None, None, [only]) => only,
+        (None, None, _) => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                apps.join(" ")
+            )))
+        }
+    };
+    if !names.contains(&chosen) {
+        return Err(ApiError::bad_request(format!("container {chosen} is not valid for pod {name}")));
+    }
+    Ok(chosen.to_string())
+}
+
 /// Headers passed on in either direction: not the caller's credentials, nor hop-by-hop headers.
 fn passes_through(name: &HeaderName) -> bool {
     !matches!(
@@ -245,6 +356,20 @@ mod tests {
         for name in ["accept", "content-type", "x-request-id"] {
             assert!(passes_through(&HeaderName::from_static(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn logs_default_to_the_only_or_annotated_container() {
+        let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}});
+        assert_eq!(log_container(&one, None).unwrap(), "main");
+        assert_eq!(log_container(&one, Some("other")).unwrap_err().message, "container other is not valid for pod p");
+        let two = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let error = log_container(&two, None).unwrap_err();
+        assert_eq!(error.message, "a container name must be specified for pod p, choose one of: [a b]");
+        assert_eq!(log_container(&two, Some("b")).unwrap(), "b");
+        let annotated = json!({"metadata": {"name": "p", "annotations": {"kubectl.kubernetes.io/default-container": "b"}},
+                               "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        assert_eq!(log_container(&annotated, None).unwrap(), "b");
     }
 
     #[test]

@@ -1,0 +1,404 @@
+//! Pods on a real node, end to end: a `kaasd controller`, a `kaasd worker` joined with a token on this machine
+//! running Debian's containerd and runc, an image archive made here from Debian's busybox-static and imported with
+//! `kaasd images import`, and kubectl.
+//!
+//! Needs root, containerd, runc, containernetworking-plugins and busybox-static (tests/run.sh installs them).
+//! Without them the tests fail: they never pass by testing nothing.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kaasd_e2e::controller::Controller;
+use kaasd_e2e::worker::Worker;
+use kaasd_worker::images::{Entry, ImageArchive};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+/// Every worker here runs in this machine's network namespace, where the pod bridge `kaasd0` holds its node's
+/// gateway address: the tests take turns, and give their nodes the same pod CIDR.
+static ONE_NODE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const POD_CIDR: &str = "10.244.201.0/24";
+
+/// A controller and one worker whose node has a pod CIDR and the busybox image.
+struct Node {
+    controller: Controller,
+    worker: Worker,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Node {
+    fn start(node_name: &str) -> Node {
+        let turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pod_cidr = POD_CIDR;
+        check_dependencies();
+        let controller = Controller::start().expect("controller starts");
+        let token = kaasd(&controller, &["token", "create", "--data-dir"], Some(controller.data_dir()));
+        let port = kaasd_e2e::free_port().expect("a free port");
+        let worker = Worker::start_here(token.trim(), node_name, port).expect("worker starts");
+        let node = Node { controller, worker, _turn: turn };
+        node.wait("the node becoming Ready", || {
+            let status = node.controller.kubectl(&[
+                "get",
+                "node",
+                node_name,
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ])?;
+            Ok(status.trim() == "True")
+        });
+        // The controller's node IPAM assigns pod CIDRs; set one directly so these tests do not depend on it
+        // (spec.podCIDR can be set once, and a set one is kept).
+        let patch = format!(r#"{{"spec":{{"podCIDR":"{pod_cidr}","podCIDRs":["{pod_cidr}"]}}}}"#);
+        let current = node.controller.kubectl(&["get", "node", node_name, "-o", "jsonpath={.spec.podCIDR}"]);
+        if current.as_deref().map(str::trim).unwrap_or("").is_empty() {
+            node.controller.kubectl(&["patch", "node", node_name, "-p", &patch]).expect("podCIDR is set");
+        }
+        let archive = node.worker.data_dir().join("busybox.tar");
+        std::fs::write(&archive, busybox_image().build()).expect("the image archive is written");
+        let output = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))
+            .args(["images", "import", "--data-dir"])
+            .arg(node.worker.data_dir())
+            .arg(&archive)
+            .output()
+            .expect("kaasd images import runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "images import failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            stdout.trim(),
+            format!("imported docker.io/library/busybox:1.36 from {}", archive.display()),
+            "one progress line per image"
+        );
+        node
+    }
+
+    fn wait(&self, what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut last = None;
+        loop {
+            match check() {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => last = Some(error),
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what} did not happen within {TIMEOUT:?} (last error: {last:?})\npods:\n{}\nworker log:\n{}",
+                    self.controller.kubectl(&["get", "pods", "-o", "yaml"]).unwrap_or_default(),
+                    self.worker.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn apply(&self, manifest: &str) {
+        self.controller.kubectl_stdin(&["apply", "-f", "-"], manifest).expect("kubectl apply");
+    }
+
+    fn field(&self, pod: &str, path: &str) -> String {
+        self.controller.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")]).unwrap_or_default()
+    }
+
+    fn wait_phase(&self, pod: &str, phase: &str) {
+        self.wait(&format!("pod {pod} reaching {phase}"), || Ok(self.field(pod, ".status.phase") == phase));
+    }
+
+    fn containerd_socket(&self) -> std::path::PathBuf {
+        self.worker.data_dir().join("containerd/containerd.sock")
+    }
+
+    /// Container ids in the worker's containerd.
+    fn runtime_containers(&self) -> Vec<String> {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(self.containerd_socket())
+            .args(["--namespace", "k8s.io", "containers", "list", "--quiet"])
+            .output()
+            .expect("ctr runs");
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Node {
+    /// Leaves nothing running: the pods are removed through the API (the worker stops their containers), then
+    /// the worker stops its containerd.
+    fn drop(&mut self) {
+        let _ = self.controller.kubectl(&["delete", "pods", "--all", "--grace-period=0", "--force"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.runtime_containers().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = self.worker.terminate();
+    }
+}
+
+/// Fails (rather than skips) when the machine cannot run containers.
+fn check_dependencies() {
+    let missing: Vec<&str> = [
+        ("containerd", "/usr/bin/containerd"),
+        ("ctr", "/usr/bin/ctr"),
+        ("runc", "/usr/sbin/runc"),
+        ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+        ("busybox-static", "/bin/busybox"),
+    ]
+    .iter()
+    .filter(|(_, path)| !std::path::Path::new(path).exists())
+    .map(|(package, _)| *package)
+    .collect();
+    assert!(missing.is_empty(), "install {} (tests/run.sh does)", missing.join(" "));
+}
+
+fn kaasd(controller: &Controller, arguments: &[&str], data_dir: Option<&std::path::Path>) -> String {
+    let mut command = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"));
+    command.args(arguments);
+    if let Some(dir) = data_dir {
+        command.arg(dir);
+    }
+    let output = command.env_remove("KAASD_DATA_DIR").output().expect("kaasd runs");
+    assert!(output.status.success(), "kaasd {arguments:?}: {}\n{}", String::from_utf8_lossy(&output.stderr), {
+        controller.log()
+    });
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// `docker.io/library/busybox:1.36` from this machine's static busybox: the binary and a link per applet.
+fn busybox_image() -> ImageArchive {
+    let binary = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let applets = Command::new("/bin/busybox").arg("--list").output().expect("busybox runs");
+    let mut image = ImageArchive::new("busybox:1.36");
+    for dir in ["bin", "tmp", "etc", "root"] {
+        image.entries.push(Entry::Directory { path: dir.into() });
+    }
+    image.entries.push(Entry::File { path: "bin/busybox".into(), mode: 0o755, contents: binary });
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|name| *name != "busybox") {
+        image.entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+    }
+    image.cmd = vec!["sh".into()];
+    image
+}
+
+fn pod(name: &str, node: &str, restart_policy: &str, image: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  restartPolicy: \
+         {restart_policy}\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: main\n    image: {image}\n    \
+         command: [\"sh\", \"-c\", {script:?}]\n    env:\n    - name: POD_NAME\n      valueFrom: {{fieldRef: \
+         {{fieldPath: metadata.name}}}}\n    - name: GREETING\n      value: hello from $(POD_NAME)\n"
+    )
+}
+
+#[test]
+fn pods_run_log_finish_crash_and_are_deleted() {
+    let node = Node::start("pods-a");
+
+    // A long-running pod reaches Running with an address from the node's pod CIDR, and logs through the tunnel.
+    let script = "echo $GREETING; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done";
+    node.apply(&pod("ticker", "pods-a", "Always", "busybox:1.36", script));
+    node.wait_phase("ticker", "Running");
+    assert!(node.field("ticker", ".status.podIP").starts_with("10.244.201."), "pod IP from the node's CIDR");
+    assert_eq!(node.field("ticker", r#".status.conditions[?(@.type=="Ready")].status"#), "True");
+    assert!(node.field("ticker", ".status.containerStatuses[0].containerID").starts_with("containerd://"));
+    assert!(node.field("ticker", ".status.containerStatuses[0].imageID").starts_with("sha256:"));
+    node.wait("ticker logging", || Ok(node.controller.kubectl(&["logs", "ticker"])?.contains("tick 2")));
+    let logs = node.controller.kubectl(&["logs", "ticker"]).unwrap();
+    assert!(logs.starts_with("hello from ticker\ntick 0\n"), "env with $(VAR) and fieldRef: {logs:?}");
+    let tail = node.controller.kubectl(&["logs", "ticker", "--tail=1"]).unwrap();
+    assert_eq!(tail.lines().count(), 1, "{tail:?}");
+    let stamped = node.controller.kubectl(&["logs", "ticker", "--tail=1", "--timestamps"]).unwrap();
+    assert!(stamped.starts_with("20") && stamped.contains("Z tick "), "{stamped:?}");
+
+    // `kubectl logs -f` keeps streaming new lines.
+    let mut follow = node
+        .controller
+        .kubectl_command(&["logs", "-f", "ticker", "--tail=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f starts");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = follow.kill();
+    let output = follow.wait_with_output().expect("kubectl logs -f output");
+    let followed = String::from_utf8_lossy(&output.stdout);
+    assert!(followed.lines().filter(|line| line.starts_with("tick ")).count() >= 3, "follow streams: {followed:?}");
+
+    // restartPolicy Never, exit 0: Succeeded, and the ServiceAccount token volume was there.
+    let script = "ls /var/run/secrets/kubernetes.io/serviceaccount; echo done";
+    node.apply(&pod("once", "pods-a", "Never", "busybox:1.36", script));
+    node.wait_phase("once", "Succeeded");
+    assert_eq!(node.field("once", ".status.containerStatuses[0].state.terminated.reason"), "Completed");
+    let logs = node.controller.kubectl(&["logs", "once"]).unwrap();
+    assert_eq!(logs, "ca.crt\nnamespace\ntoken\ndone\n");
+
+    // restartPolicy Never, exit 3: Failed with the exit code.
+    node.apply(&pod("fails", "pods-a", "Never", "busybox:1.36", "exit 3"));
+    node.wait_phase("fails", "Failed");
+    assert_eq!(node.field("fails", ".status.containerStatuses[0].state.terminated.exitCode"), "3");
+    assert_eq!(node.field("fails", ".status.containerStatuses[0].state.terminated.reason"), "Error");
+
+    // A crashing container is restarted with back-off: restartCount grows, CrashLoopBackOff in between.
+    node.apply(&pod("crasher", "pods-a", "Always", "busybox:1.36", "echo crashing; exit 1"));
+    node.wait("crasher restarting twice", || {
+        Ok(node.field("crasher", ".status.containerStatuses[0].restartCount").parse::<u32>().unwrap_or(0) >= 2)
+    });
+    node.wait("crasher in CrashLoopBackOff", || {
+        Ok(node.field("crasher", ".status.containerStatuses[0].state.waiting.reason") == "CrashLoopBackOff")
+    });
+    assert_eq!(node.field("crasher", ".status.containerStatuses[0].lastState.terminated.exitCode"), "1");
+    let previous = node.controller.kubectl(&["logs", "crasher", "--previous"]).unwrap();
+    assert_eq!(previous, "crashing\n");
+
+    // Probes: readiness (exec) holds Ready back until it passes; a failing liveness probe restarts the container.
+    let script = "touch /tmp/alive; sleep 6; touch /tmp/ready; sleep 4; rm /tmp/alive; sleep 100000";
+    let mut manifest = pod("probed", "pods-a", "Always", "busybox:1.36", script);
+    manifest.push_str(
+        "    readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}\n    livenessProbe: {exec: \
+         {command: [cat, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}\n",
+    );
+    node.apply(&manifest);
+    node.wait_phase("probed", "Running");
+    assert_eq!(node.field("probed", ".status.containerStatuses[0].ready"), "false", "not ready before the probe");
+    node.wait("probed becoming Ready", || {
+        Ok(node.field("probed", r#".status.conditions[?(@.type=="Ready")].status"#) == "True")
+    });
+    node.wait("probed restarted by its liveness probe", || {
+        Ok(node.field("probed", ".status.containerStatuses[0].restartCount").parse::<u32>().unwrap_or(0) >= 1)
+    });
+
+    // An image that is not on the node: ErrImagePull, then ImagePullBackOff, saying how to import it.
+    node.apply(&pod("absent", "pods-a", "Always", "example.invalid/nothing:1", "true"));
+    node.wait("absent reporting the missing image", || {
+        let reason = node.field("absent", ".status.containerStatuses[0].state.waiting.reason");
+        Ok(reason == "ErrImagePull" || reason == "ImagePullBackOff")
+    });
+    let message = node.field("absent", ".status.containerStatuses[0].state.waiting.message");
+    assert!(message.contains("kaasd images import"), "{message:?}");
+    assert_eq!(node.field("absent", ".status.phase"), "Pending");
+
+    // Deleting a running pod stops its container within the grace period and removes the Pod.
+    let started = Instant::now();
+    node.controller.kubectl(&["delete", "pod", "ticker", "--timeout=60s"]).expect("kubectl delete finishes");
+    assert!(started.elapsed() < Duration::from_secs(30), "deletion took {:?}", started.elapsed());
+    let gone = node.controller.kubectl_output(&["get", "pod", "ticker"]).unwrap();
+    assert!(!gone.status.success(), "the Pod is gone");
+    node.wait("ticker's containers being removed", || {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(node.containerd_socket())
+            .args(["--namespace", "k8s.io", "containers", "list", "labels.io.kubernetes.pod.name==ticker"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).lines().count() <= 1)
+    });
+}
+
+#[test]
+fn a_restarted_worker_adopts_running_containers() {
+    let mut node = Node::start("pods-b");
+    node.apply(&pod("steady", "pods-b", "Always", "busybox:1.36", "echo up; sleep 100000"));
+    node.wait_phase("steady", "Running");
+    let container = node.field("steady", ".status.containerStatuses[0].containerID");
+    let started = node.field("steady", ".status.containerStatuses[0].state.running.startedAt");
+
+    // SIGTERM: the worker stops its containerd, the container keeps running in its shim.
+    node.worker.terminate().expect("the worker stops");
+    node.worker.restart().expect("the worker starts again");
+    std::thread::sleep(Duration::from_secs(5));
+    node.wait_phase("steady", "Running");
+    assert_eq!(node.field("steady", ".status.containerStatuses[0].containerID"), container, "the same container");
+    assert_eq!(node.field("steady", ".status.containerStatuses[0].state.running.startedAt"), started);
+    assert_eq!(node.field("steady", ".status.containerStatuses[0].restartCount"), "0");
+    assert_eq!(node.controller.kubectl(&["logs", "steady"]).unwrap(), "up\n");
+
+    // kill -9: the worker's containerd keeps running and the next worker uses it.
+    node.worker.kill().expect("the worker is killed");
+    node.worker.restart().expect("the worker starts again");
+    node.wait("the worker using the containerd it left", || {
+        Ok(node.worker.log().contains("containerd is already running; using it"))
+    });
+    node.wait_phase("steady", "Running");
+    assert_eq!(node.field("steady", ".status.containerStatuses[0].containerID"), container);
+    node.controller.kubectl(&["delete", "pod", "steady", "--timeout=60s"]).expect("kubectl delete finishes");
+}
+
+/// `kaasd controller --enable-worker`: one process is the whole cluster, and a pod created before the node has a
+/// pod network starts once it has one.
+#[test]
+fn a_controller_with_its_own_worker_runs_pods() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    check_dependencies();
+    let port = kaasd_e2e::free_port().expect("a free port");
+    let mut controller =
+        Controller::start_with(vec!["--enable-worker".into(), "--agent-port".into(), port.to_string()])
+            .expect("controller starts");
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_lowercase();
+    let socket = controller.data_dir().join("containerd/containerd.sock");
+    let wait = |what: &str, check: &mut dyn FnMut() -> bool| {
+        let deadline = Instant::now() + TIMEOUT;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {TIMEOUT:?}\n{}", controller.log());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    wait("the controller's own node becoming Ready", &mut || {
+        controller
+            .kubectl(&["get", "node", &node, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#])
+            .is_ok_and(|status| status.trim() == "True")
+    });
+    // This time a gzip-compressed archive.
+    let archive = controller.data_dir().join("busybox.tar");
+    std::fs::write(&archive, busybox_image().build()).expect("the image archive is written");
+    assert!(Command::new("gzip").arg("-f").arg(&archive).status().expect("gzip runs").success());
+    let archive = controller.data_dir().join("busybox.tar.gz");
+    let output = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))
+        .args(["images", "import", "--data-dir"])
+        .arg(controller.data_dir())
+        .arg(&archive)
+        .output()
+        .expect("kaasd images import runs");
+    assert!(output.status.success(), "images import failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("imported docker.io/library/busybox:1.36 from "));
+
+    controller
+        .kubectl(&[
+            "run",
+            "solo",
+            "--image=busybox:1.36",
+            "--restart=Never",
+            &format!(r#"--overrides={{"spec":{{"nodeName":"{node}"}}}}"#),
+            "--",
+            "sh",
+            "-c",
+            "echo one machine",
+        ])
+        .expect("kubectl run");
+    std::thread::sleep(Duration::from_secs(2));
+    let patch = format!(r#"{{"spec":{{"podCIDR":"{POD_CIDR}","podCIDRs":["{POD_CIDR}"]}}}}"#);
+    if controller.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"]).unwrap_or_default().is_empty() {
+        controller.kubectl(&["patch", "node", &node, "-p", &patch]).expect("podCIDR is set");
+    }
+    wait("solo succeeding", &mut || {
+        controller.kubectl(&["get", "pod", "solo", "-o", "jsonpath={.status.phase}"]).is_ok_and(|p| p == "Succeeded")
+    });
+    assert_eq!(controller.kubectl(&["logs", "solo"]).unwrap(), "one machine\n");
+    controller.kubectl(&["delete", "pod", "solo"]).expect("kubectl delete");
+    let runtime_containers = || {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["--namespace", "k8s.io", "containers", "list", "--quiet"])
+            .output()
+            .expect("ctr runs");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runtime_containers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(controller.stop().expect("the controller stops").success());
+    assert!(
+        !socket.exists()
+            || Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .arg("version")
+                .output()
+                .is_ok_and(|output| !output.status.success()),
+        "stopping the controller stops its containerd"
+    );
+}

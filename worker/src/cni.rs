@@ -1,0 +1,78 @@
+//! The minimal pod network, enough for sandboxes to start: a CNI bridge `kaasd0` with addresses from the Node's
+//! `spec.podCIDR` (host-local IPAM), masquerading to the outside, and portmap for hostPort. containerd's CRI
+//! plugin adds the loopback interface itself. Cross-node pod routes, Services and DNS are not here.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+/// The file containerd's CRI plugin loads (the first `.conflist` in its conf dir, by name).
+pub const CONFLIST_NAME: &str = "10-kaasd.conflist";
+
+/// The network configuration list for `pod_cidr`; host-local keeps its leases in `ipam_dir`.
+pub fn render_conflist(pod_cidr: &str, ipam_dir: &Path) -> String {
+    let conflist = json!({
+        // 0.4.0 is the newest CNI spec version the plugins of Debian 12 (1.1.1) and containerd 1.6 both speak
+        // with CHECK support.
+        "cniVersion": "0.4.0",
+        "name": "kaasd",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "kaasd0",
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": pod_cidr}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": ipam_dir,
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+        ],
+    });
+    serde_json::to_string_pretty(&conflist).expect("JSON")
+}
+
+/// Writes the conflist for `pod_cidr` into `conf_dir` if it differs from what is there; true if it changed.
+pub fn write_conflist(conf_dir: &Path, ipam_dir: &Path, pod_cidr: &str) -> std::io::Result<bool> {
+    let path: PathBuf = conf_dir.join(CONFLIST_NAME);
+    let wanted = render_conflist(pod_cidr, ipam_dir);
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == wanted) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(conf_dir)?;
+    // Written aside and renamed, so containerd's watcher never loads half a file.
+    let partial = conf_dir.join(format!(".{CONFLIST_NAME}.partial"));
+    std::fs::write(&partial, wanted)?;
+    std::fs::rename(partial, path)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflist_uses_the_node_pod_cidr() {
+        let text = render_conflist("10.244.3.0/24", Path::new("/var/lib/kaasd/cni/networks"));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let bridge = &value["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["bridge"], "kaasd0");
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.3.0/24");
+        assert_eq!(bridge["ipam"]["dataDir"], "/var/lib/kaasd/cni/networks");
+        assert_eq!(value["plugins"][1]["type"], "portmap");
+    }
+
+    #[test]
+    fn rewrites_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = dir.path().join("ipam");
+        assert!(write_conflist(dir.path(), &ipam, "10.244.0.0/24").unwrap());
+        assert!(!write_conflist(dir.path(), &ipam, "10.244.0.0/24").unwrap());
+        assert!(write_conflist(dir.path(), &ipam, "10.244.1.0/24").unwrap());
+    }
+}

@@ -377,6 +377,24 @@ fn a_controller_with_its_own_worker_runs_pods() {
     });
     assert_eq!(controller.kubectl(&["logs", "solo"]).unwrap(), "one machine\n");
     controller.kubectl(&["delete", "pod", "solo"]).expect("kubectl delete");
+
+    // The whole path on one machine: a Deployment's pods are scheduled to this node, run, turn Ready, and the
+    // rollout completes; deleting it removes its containers.
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: sleepy}\nspec:\n  replicas: 2\n  \
+        selector: {matchLabels: {app: sleepy}}\n  template:\n    metadata: {labels: {app: sleepy}}\n    spec:\n      \
+        terminationGracePeriodSeconds: 1\n      containers:\n      - {name: sleepy, image: 'busybox:1.36', \
+        command: [sleep, '3600'], readinessProbe: {exec: {command: ['true']}, periodSeconds: 1}}\n";
+    controller.kubectl_stdin(&["apply", "-f", "-"], deployment).expect("the deployment is created");
+    controller
+        .kubectl(&["rollout", "status", "deployment/sleepy", "--timeout=120s"])
+        .unwrap_or_else(|error| panic!("rollout: {error}\n{}", controller.log()));
+    let nodes =
+        controller.kubectl(&["get", "pods", "-l", "app=sleepy", "-o", "jsonpath={.items[*].spec.nodeName}"]).unwrap();
+    assert_eq!(nodes.split_whitespace().collect::<Vec<_>>(), [node.as_str(), node.as_str()]);
+    controller.kubectl(&["delete", "deployment", "sleepy"]).expect("kubectl delete deployment");
+    wait("the deployment's pods being gone", &mut || {
+        controller.kubectl(&["get", "pods", "-l", "app=sleepy", "-o", "name"]).is_ok_and(|pods| pods.trim().is_empty())
+    });
     let runtime_containers = || {
         let output = Command::new("ctr")
             .arg("--address")

@@ -51,8 +51,45 @@ pub fn write_conflist(conf_dir: &Path, ipam_dir: &Path, pod_cidr: &str) -> std::
     Ok(true)
 }
 
+/// The bridge keeps the gateway address of the range it was created for, and the bridge plugin refuses to add a
+/// second one: when the Node's range is another (a node that joined a new cluster, or whose range was
+/// reassigned), the old bridge is removed so the next sandbox creates it afresh. Uses iproute2's `ip`.
+pub fn remove_stale_bridge(pod_cidr: &str) {
+    let Ok(output) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", "kaasd0"]).output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(address) = text.split_whitespace().skip_while(|word| *word != "inet").nth(1) else { return };
+    if gateway_in(address, pod_cidr) {
+        return;
+    }
+    tracing::info!(bridge.address = address, pod.cidr = pod_cidr, "removing the pod bridge of an earlier pod range");
+    let _ = std::process::Command::new("ip").args(["link", "delete", "kaasd0"]).status();
+}
+
+/// Whether the bridge address `a.b.c.d/len` lies in `cidr`.
+fn gateway_in(address: &str, cidr: &str) -> bool {
+    let parse = |text: &str| -> Option<(u32, u32)> {
+        let (ip, length) = text.split_once('/')?;
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let length: u32 = length.parse().ok()?;
+        Some((u32::from(ip), if length == 0 { 0 } else { u32::MAX << (32 - length.min(32)) }))
+    };
+    match (parse(address), parse(cidr)) {
+        (Some((ip, _)), Some((network, mask))) => ip & mask == network & mask,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bridge_address_belongs_to_its_range() {
+        assert!(super::gateway_in("10.244.0.1/24", "10.244.0.0/24"));
+        assert!(!super::gateway_in("10.244.201.1/24", "10.244.0.0/24"));
+    }
+
     use super::*;
 
     #[test]

@@ -281,7 +281,10 @@ async fn keep_pod_network(
                 Some(cidr) => {
                     every = Duration::from_secs(30);
                     match cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
-                        Ok(true) => tracing::info!(pod.cidr = %cidr, "pod network configured"),
+                        Ok(true) => {
+                            cni::remove_stale_bridge(&cidr);
+                            tracing::info!(pod.cidr = %cidr, "pod network configured");
+                        }
                         Ok(false) => {}
                         Err(error) => tracing::warn!(error = %error, "cannot write the CNI configuration"),
                     }

@@ -484,8 +484,8 @@ impl ApiServer {
                         self.release_allocations(def, &updated).await;
                         self.respond_object(def, 200, updated, request)
                     }
-                    Written::Stale if pinned.is_none() => continue,
-                    Written::Stale => Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name)),
+                    // Written in between: start over. A pinned resourceVersion fails the check above next time.
+                    Written::Stale => continue,
                 };
             }
             if updated == current.object {
@@ -496,8 +496,9 @@ impl ApiServer {
                     crate::apiserver::storage::set_resource_version(&mut updated, revision);
                     return self.respond_with_warnings(def, 200, updated, request, &warnings);
                 }
-                Written::Stale if pinned.is_none() => continue,
-                Written::Stale => return Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name)),
+                // Written in between: start over. A patch leaves the stored resourceVersion in what it proposes,
+                // so only a resourceVersion the client pinned differs from the next read's, and fails the check above.
+                Written::Stale => continue,
             }
         }
         Err(ApiError::conflict(&def.group_resource(), &def.group, &def.plural, name))

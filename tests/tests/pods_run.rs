@@ -14,9 +14,10 @@ use kaasd_worker::images::{Entry, ImageArchive};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// Every worker here runs in this machine's network namespace, where the pod bridge `kaasd0` holds its node's
-/// gateway address: the tests take turns, and give their nodes the same pod CIDR.
+/// gateway address: the tests take turns, and their nodes have the same pod CIDR (each cluster's node IPAM gives
+/// its first node the first /24 of the default cluster CIDR).
 static ONE_NODE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-const POD_CIDR: &str = "10.244.201.0/24";
+const POD_CIDR: &str = "10.244.0.0/24";
 
 /// A controller and one worker whose node has a pod CIDR and the busybox image.
 struct Node {
@@ -45,7 +46,7 @@ impl Node {
             ])?;
             Ok(status.trim() == "True")
         });
-        // The controller's node IPAM assigns pod CIDRs; set one directly so these tests do not depend on it
+        // The controller's node IPAM gives the node POD_CIDR; if it has not yet, the test sets that same range
         // (spec.podCIDR can be set once, and a set one is kept).
         let patch = format!(r#"{{"spec":{{"podCIDR":"{pod_cidr}","podCIDRs":["{pod_cidr}"]}}}}"#);
         let current = node.controller.kubectl(&["get", "node", node_name, "-o", "jsonpath={.spec.podCIDR}"]);
@@ -193,7 +194,7 @@ fn pods_run_log_finish_crash_and_are_deleted() {
     let script = "echo $GREETING; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done";
     node.apply(&pod("ticker", "pods-a", "Always", "busybox:1.36", script));
     node.wait_phase("ticker", "Running");
-    assert!(node.field("ticker", ".status.podIP").starts_with("10.244.201."), "pod IP from the node's CIDR");
+    assert!(node.field("ticker", ".status.podIP").starts_with("10.244.0."), "pod IP from the node's CIDR");
     assert_eq!(node.field("ticker", r#".status.conditions[?(@.type=="Ready")].status"#), "True");
     assert!(node.field("ticker", ".status.containerStatuses[0].containerID").starts_with("containerd://"));
     assert!(node.field("ticker", ".status.containerStatuses[0].imageID").starts_with("sha256:"));

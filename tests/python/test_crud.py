@@ -88,9 +88,17 @@ def test_deployment_create_defaults_replace_scale_delete(apps, namespace):
     assert pod.containers[0].image_pull_policy == "IfNotPresent"
     assert pod.containers[0].termination_message_path == "/dev/termination-log"
 
-    current = apps.read_namespaced_deployment("web", namespace)
-    current.spec.template.spec.containers[0].image = "nginx:1.28"
-    replaced = apps.replace_namespaced_deployment("web", namespace, current)
+    # The deployment controller writes the object too (status, the revision annotation), so a read-modify-replace
+    # can meet a newer resourceVersion: read again and retry, as client-go's RetryOnConflict does.
+    for attempt in range(10):
+        current = apps.read_namespaced_deployment("web", namespace)
+        current.spec.template.spec.containers[0].image = "nginx:1.28"
+        try:
+            replaced = apps.replace_namespaced_deployment("web", namespace, current)
+            break
+        except ApiException as error:
+            if error.status != 409 or attempt == 9:
+                raise
     assert replaced.metadata.generation == 2, "a spec change bumps the generation"
     assert replaced.spec.template.spec.containers[0].image == "nginx:1.28"
 

@@ -716,15 +716,21 @@ impl ApiServer {
             return Ok(object_response(200, &scale_of(def, &stored.object, &paths), FieldOrder::BuiltIn));
         }
         let current_scale = scale_of(def, &stored.object, &paths);
+        let mut unpinned_scale = current_scale.clone();
+        if let Some(metadata) = unpinned_scale.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("resourceVersion");
+        }
         let new_scale = match *method {
             Method::PUT => decode_object(request)?,
+            // Patched onto the Scale without its resourceVersion: only one the patch itself sets pins the write
+            // (else a write to the object in between would fail a patch that never named a version).
             Method::PATCH => {
                 let patch_type = PatchType::from_content_type(&request.content_type)
                     .ok_or_else(|| ApiError::unsupported_media_type(&request.content_type))?;
                 let patch = decode_patch(request, patch_type)?;
                 match patch_type {
-                    PatchType::Json => patch::json_patch(&current_scale, &patch).map_err(patch_error)?,
-                    _ => patch::merge_patch(&current_scale, &patch),
+                    PatchType::Json => patch::json_patch(&unpinned_scale, &patch).map_err(patch_error)?,
+                    _ => patch::merge_patch(&unpinned_scale, &patch),
                 }
             }
             _ => return Err(ApiError::method_not_allowed(format!("{method} is not allowed on scale"))),

@@ -53,7 +53,12 @@ impl NodeIpam {
     }
 
     async fn reconcile(&self, name: &str) -> Result<(), ReconcileError> {
-        let Some(node) = self.nodes.get("", name) else { return Ok(()) };
+        if self.nodes.get("", name).is_none() {
+            return Ok(());
+        }
+        // Read fresh: the cache may not show the range this controller gave the node a moment ago, and a second
+        // range would replace the first.
+        let Some(node) = self.api.get_opt(name).await? else { return Ok(()) };
         if node.spec.as_ref().and_then(|spec| spec.pod_cidr.as_ref()).is_some() {
             return Ok(());
         }

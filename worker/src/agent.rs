@@ -1,5 +1,8 @@
 //! The agent's own HTTP endpoint on the node's loopback, reached only through the tunnel (the API server's
-//! `nodes/NAME/proxy` and `pods/NAME/log`): `/healthz` and `/containerLogs/{namespace}/{pod}/{container}`.
+//! `nodes/NAME/proxy`, `pods/NAME/log`, `exec`, `attach` and `portforward`): `/healthz`,
+//! `/containerLogs/{namespace}/{pod}/{container}`, and the streams of [`crate::streaming`] at
+//! `/exec/{namespace}/{pod}/{container}`, `/attach/{namespace}/{pod}/{container}` and
+//! `/portForward/{namespace}/{pod}`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -21,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cri::{proto, Cri};
 use crate::logs::{log_files, pod_log_dir, tail, LogOptions, Renderer};
 use crate::pods::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::streaming::{self, Verb};
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// What the endpoint reads: the pods this node runs and the runtime (once they exist).
 #[derive(Clone, Default)]
@@ -48,6 +52,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AgentState>, cancel: Cancel
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -67,7 +72,18 @@ async fn route(state: &AgentState, request: Request<hyper::body::Incoming>) -> R
         return text(StatusCode::OK, "ok");
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let stream = |verb, namespace: &str, pod: &str, container: Option<&str>| {
+        let (namespace, pod, container) = (namespace.to_string(), pod.to_string(), container.map(str::to_string));
+        async move {
+            streaming::serve(state, verb, &namespace, &pod, container.as_deref(), request)
+                .await
+                .unwrap_or_else(|(status, message)| text(status, message))
+        }
+    };
     match segments.as_slice() {
+        ["exec", namespace, pod, container] => stream(Verb::Exec, namespace, pod, Some(container)).await,
+        ["attach", namespace, pod, container] => stream(Verb::Attach, namespace, pod, Some(container)).await,
+        ["portForward", namespace, pod] => stream(Verb::PortForward, namespace, pod, None).await,
         ["containerLogs", namespace, pod, container] => {
             match container_logs(state, namespace, pod, container, &query).await {
                 Ok(response) => response,

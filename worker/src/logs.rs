@@ -52,17 +52,21 @@ pub struct LogOptions {
     pub limit_bytes: Option<usize>,
 }
 
+/// A boolean query parameter as the API reads it (Go's `strconv.ParseBool`: the Python client sends `True`).
+pub(crate) fn is_true(value: &str) -> bool {
+    matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
 impl LogOptions {
     pub fn from_query(query: &str) -> Result<LogOptions, String> {
         let mut options = LogOptions::default();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-            let value = percent_decode(value);
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let (key, value) = (key.as_ref(), value.into_owned());
             let number = |value: &str| value.parse::<i64>().map_err(|_| format!("{key}={value:?} is not a number"));
             match key {
-                "follow" => options.follow = value == "true" || value == "1",
-                "previous" => options.previous = value == "true" || value == "1",
-                "timestamps" => options.timestamps = value == "true" || value == "1",
+                "follow" => options.follow = is_true(&value),
+                "previous" => options.previous = is_true(&value),
+                "timestamps" => options.timestamps = is_true(&value),
                 "tailLines" => options.tail_lines = Some(number(&value)?.max(0) as usize),
                 "sinceSeconds" => options.since_seconds = Some(number(&value)?),
                 "sinceTime" => options.since_time = Some(value),
@@ -80,31 +84,6 @@ impl LogOptions {
         }
         self.since_time.as_deref().and_then(|time| time.parse().ok())
     }
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        index += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Turns CRI log bytes into what `kubectl logs` prints: whole records joined from their pieces, each prefixed

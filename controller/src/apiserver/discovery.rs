@@ -87,9 +87,16 @@ fn extra_subresources(def: &ResourceDef) -> Vec<Subresource> {
     match (def.group.as_str(), def.plural.as_str()) {
         ("", "namespaces") => vec![("finalize", ("", "v1", "Namespace"), vec!["update"])],
         ("", "pods") => vec![
+            ("attach", ("", "v1", "PodAttachOptions"), vec!["create", "get"]),
             ("binding", ("", "v1", "Binding"), vec!["create"]),
             ("eviction", ("policy", "v1", "Eviction"), vec!["create"]),
+            ("exec", ("", "v1", "PodExecOptions"), vec!["create", "get"]),
+            ("log", ("", "v1", "Pod"), vec!["get"]),
+            ("portforward", ("", "v1", "PodPortForwardOptions"), vec!["create", "get"]),
         ],
+        ("", "nodes") => {
+            vec![("proxy", ("", "v1", "NodeProxyOptions"), vec!["create", "delete", "get", "patch", "update"])]
+        }
         ("", "serviceaccounts") => {
             vec![("token", ("authentication.k8s.io", "v1", "TokenRequest"), vec!["create"])]
         }

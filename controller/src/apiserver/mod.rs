@@ -149,13 +149,15 @@ impl ApiServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // Present when the connection can switch protocols (HTTP/1.1): exec, attach and port-forward need it.
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let path = parts.uri.path().to_string();
         let query = Query::parse(parts.uri.query());
         let result = async {
             let user = crate::apiserver::auth::authenticate(self, certificate_user, &parts.headers).await?;
             let user = self.impersonate(user, &parts.headers).await?;
-            self.route(&user, &parts.method, &path, &query, &parts.headers, body).await
+            self.route(&user, &parts.method, &path, &query, &parts.headers, body, upgrade).await
         }
         .await;
         let response = result.unwrap_or_else(|error| error_response(&error));
@@ -233,6 +235,7 @@ impl ApiServer {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn route<B>(
         self: &Arc<Self>,
         user: &User,
@@ -241,6 +244,7 @@ impl ApiServer {
         query: &Query,
         headers: &HeaderMap,
         body: B,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> ApiResult<Response<Body>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -282,10 +286,15 @@ impl ApiServer {
                 }
             }
             Target::Resource(resource) if node_proxy::is_node_proxy(&resource) => {
-                self.node_proxy(&resource, method, query, headers, body).await
+                self.node_proxy(&resource, method, query, headers, body, upgrade).await
             }
             Target::Resource(resource) if node_proxy::is_pod_log(&resource) && method == Method::GET => {
                 self.pod_log(&resource, query, headers, body).await
+            }
+            Target::Resource(resource)
+                if node_proxy::is_pod_stream(&resource) && (method == Method::GET || method == Method::POST) =>
+            {
+                self.pod_stream(&resource, method, query, headers, upgrade).await
             }
             Target::Resource(resource) => {
                 if !acceptable(accept) {

@@ -1,5 +1,11 @@
 //! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel; and
-//! `pods/NAME/log`, which the pod's node agent serves the same way.
+//! `pods/NAME/log`, `exec`, `attach` and `portforward`, which the pod's node agent serves the same way.
+//!
+//! Exec, attach and port-forward are HTTP/1.1 upgrades (SPDY/3.1 or WebSocket). The upgrade request is passed on
+//! to the agent as it came; when the agent (and the runtime behind it) switch protocols, the caller gets the 101 and
+//! the two connections are spliced byte for byte. kaasd never reads the streaming protocol: a protocol the runtime
+//! refuses (kubectl's first attempt, WebSocket `v5.channel.k8s.io`) comes back as a non-101 answer, and kubectl
+//! falls back to SPDY.
 //!
 //! Without a port the request goes to the node agent's own endpoint, which listens on the node's loopback at the
 //! port its Node reports in `status.daemonEndpoints.kubeletEndpoint.Port` (so it is reachable only through the
@@ -14,9 +20,10 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{header, HeaderMap, HeaderName, Method, Request, Response};
+use http::{header, HeaderMap, HeaderName, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
+use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
 
 use super::request::{Query, ResourcePath};
@@ -49,6 +56,7 @@ impl ApiServer {
         query: &Query,
         headers: &HeaderMap,
         body: B,
+        upgrade: Option<OnUpgrade>,
     ) -> ApiResult<Response<Body>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -102,7 +110,8 @@ impl ApiServer {
             "" => original,
             raw => format!("{original}?{raw}"),
         };
-        self.proxy_to_node(name, &target, uri, original, method, headers, body).await
+        let request = ProxiedRequest { method: method.clone(), uri, original, headers, upgrade };
+        self.proxy_to_node(name, &target, request, body).await
     }
 
     /// `pods/NAME/log`: the pod's node serves the log from its runtime's files (`/containerLogs/...` on the node
@@ -128,7 +137,7 @@ impl ApiServer {
             .await?
             .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{pod_name}\" not found")))?
             .object;
-        let container = log_container(&pod, query.get("container"))?;
+        let container = chosen_container(&pod, query.get("container"))?;
         let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty());
         let Some(node) = node else {
             return Err(ApiError::bad_request(format!("pod {pod_name} does not have a host assigned")));
@@ -151,26 +160,87 @@ impl ApiServer {
             "" => original,
             raw => format!("{original}?{raw}"),
         };
-        self.proxy_to_node(node, &target, uri, original, &Method::GET, headers, body).await
+        let request = ProxiedRequest { method: Method::GET, uri, original, headers, upgrade: None };
+        self.proxy_to_node(node, &target, request, body).await
+    }
+
+    /// `pods/NAME/exec`, `attach` and `portforward`: the upgrade request goes to the pod's node agent
+    /// (`/exec/NS/POD/CONTAINER`, `/attach/NS/POD/CONTAINER`, `/portForward/NS/POD`) through the node's tunnel.
+    pub(super) async fn pod_stream(
+        &self,
+        resource: &ResourcePath,
+        method: &Method,
+        query: &Query,
+        headers: &HeaderMap,
+        upgrade: Option<OnUpgrade>,
+    ) -> ApiResult<Response<Body>> {
+        if !headers.contains_key(header::UPGRADE) || upgrade.is_none() {
+            return Err(ApiError::bad_request("Upgrade request required"));
+        }
+        let namespace = resource.namespace.as_deref().unwrap_or_default();
+        let pod_name = resource.name.as_deref().unwrap_or_default();
+        let registry = self.registry();
+        let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
+        let pod = self
+            .store
+            .get(&ObjectStore::key(&pods, Some(namespace), pod_name), false)
+            .await?
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{pod_name}\" not found")))?
+            .object;
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
+        let subresource = resource.subresource.as_deref().unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            let action = if subresource == "portforward" { "port-forward to" } else { "exec into" };
+            return Err(ApiError::bad_request(format!(
+                "cannot {action} a container in a completed pod; current phase is {phase}"
+            )));
+        }
+        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty()) else {
+            return Err(ApiError::bad_request(format!("pod {pod_name} does not have a host assigned")));
+        };
+        let path = match subresource {
+            "exec" | "attach" => {
+                let container = chosen_container(&pod, query.get("container"))?;
+                format!("/{subresource}/{namespace}/{pod_name}/{container}")
+            }
+            _ => format!("/portForward/{namespace}/{pod_name}"),
+        };
+        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
+        let node_object = self
+            .store
+            .get(&ObjectStore::key(&nodes, None, node), false)
+            .await?
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{node}\" not found")))?
+            .object;
+        let target = format!("127.0.0.1:{}", agent_port(&node_object));
+        let with_query = |path: String| match query.raw() {
+            "" => path,
+            raw => format!("{path}?{raw}"),
+        };
+        let request = ProxiedRequest {
+            method: method.clone(),
+            uri: with_query(path),
+            original: with_query(format!("/api/v1/namespaces/{namespace}/pods/{pod_name}/{subresource}")),
+            headers,
+            upgrade,
+        };
+        self.proxy_to_node(node, &target, request, Full::new(Bytes::new())).await
     }
 
     /// Sends one HTTP request to `target` on node `name` through its tunnel (or to the replica holding the
-    /// tunnel, as `original`) and streams the answer back.
-    #[allow(clippy::too_many_arguments)]
+    /// tunnel, as `request.original`) and streams the answer back; an upgrade the node accepts is spliced through.
     async fn proxy_to_node<B>(
         &self,
         name: &str,
         target: &str,
-        uri: String,
-        original: String,
-        method: &Method,
-        headers: &HeaderMap,
+        request: ProxiedRequest<'_>,
         body: B,
     ) -> ApiResult<Response<Body>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let ProxiedRequest { method, uri, original, headers, upgrade } = request;
         let body = read_body(body).await?;
         let forwarded = headers.contains_key(FORWARDED_HEADER);
         let (stream, uri, host): (Box<dyn Connection>, String, String) = match self.tunnels.dial(name, target).await {
@@ -186,22 +256,27 @@ impl ApiServer {
                 ApiError::new(502, "BadGateway", format!("cannot speak HTTP to {host} for node {name:?}: {error}"))
             })?;
         tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = connection.with_upgrades().await;
         });
-        let mut request = Request::builder().method(method.clone()).uri(&uri);
+        // An upgrade is passed on only when this connection can switch protocols with the caller too.
+        let upgrading = upgrade.is_some() && headers.contains_key(header::UPGRADE);
+        let mut onward = Request::builder().method(method).uri(&uri);
         for (key, value) in headers {
-            if passes_through(key) {
-                request = request.header(key, value);
+            if passes_through(key) || (upgrading && (key == header::CONNECTION || key == header::UPGRADE)) {
+                onward = onward.header(key, value);
             }
         }
-        let request = request
+        let onward = onward
             .header(header::HOST, host.as_str())
             .header(FORWARDED_HEADER, self.server_address.as_str())
             .body(Full::new(body))
             .map_err(|error| ApiError::bad_request(format!("cannot build the proxied request: {error}")))?;
-        let response = sender.send_request(request).await.map_err(|error| {
+        let mut response = sender.send_request(onward).await.map_err(|error| {
             ApiError::new(502, "BadGateway", format!("error proxying to {host} for node {name:?}: {error}"))
         })?;
+        if let (true, Some(caller)) = (response.status() == StatusCode::SWITCHING_PROTOCOLS, upgrade) {
+            return Ok(splice(caller, &mut response, format!("{name}: {uri}")));
+        }
         let (parts, incoming) = response.into_parts();
         // The node's answer is streamed back as it comes; an error mid-way ends the body early.
         let frames = incoming
@@ -217,6 +292,43 @@ impl ApiServer {
         }
         Ok(answer)
     }
+}
+
+/// What [`ApiServer::proxy_to_node`] sends: `uri` to the node, or `original` to the replica that holds the node's
+/// tunnel; the caller's `upgrade` when the request may switch protocols.
+struct ProxiedRequest<'a> {
+    method: Method,
+    uri: String,
+    original: String,
+    headers: &'a HeaderMap,
+    upgrade: Option<OnUpgrade>,
+}
+
+/// The 101 the node answered, passed to the caller; once both sides have switched, their bytes are copied both
+/// ways until either closes.
+fn splice(caller: OnUpgrade, node_answer: &mut Response<hyper::body::Incoming>, description: String) -> Response<Body> {
+    let node_upgrade = hyper::upgrade::on(&mut *node_answer);
+    let mut answer = Response::new(BodyExt::boxed(Full::new(Bytes::new())));
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for (key, value) in node_answer.headers() {
+        if key != header::CONTENT_LENGTH && key != header::TRANSFER_ENCODING {
+            answer.headers_mut().append(key, value.clone());
+        }
+    }
+    tokio::spawn(async move {
+        let (caller, node) = match tokio::try_join!(caller, node_upgrade) {
+            Ok(both) => both,
+            Err(error) => {
+                tracing::debug!(stream = %description, error = %error, "upgrade failed");
+                return;
+            }
+        };
+        let mut caller = hyper_util::rt::TokioIo::new(caller);
+        let mut node = hyper_util::rt::TokioIo::new(node);
+        let result = tokio::io::copy_bidirectional(&mut caller, &mut node).await;
+        tracing::debug!(stream = %description, result = ?result, "stream ended");
+    });
+    answer
 }
 
 impl ApiServer {
@@ -247,6 +359,15 @@ impl ApiServer {
     }
 }
 
+/// Whether `resource` is `pods/NAME/exec`, `attach` or `portforward`.
+pub(super) fn is_pod_stream(resource: &ResourcePath) -> bool {
+    resource.group.is_empty()
+        && resource.plural == "pods"
+        && resource.namespace.is_some()
+        && resource.name.is_some()
+        && matches!(resource.subresource.as_deref(), Some("exec" | "attach" | "portforward"))
+}
+
 /// Whether `resource` is `pods/NAME/log`.
 pub(super) fn is_pod_log(resource: &ResourcePath) -> bool {
     resource.group.is_empty()
@@ -256,9 +377,9 @@ pub(super) fn is_pod_log(resource: &ResourcePath) -> bool {
         && resource.subresource.as_deref() == Some("log")
 }
 
-/// The container whose log is asked for: the named one, else the pod's default (its
+/// The container a log, exec or attach asks for: the named one, else the pod's default (its
 /// `kubectl.kubernetes.io/default-container` annotation, or its only container).
-fn log_container(pod: &Value, asked: Option<&str>) -> ApiResult<String> {
+fn chosen_container(pod: &Value, asked: Option<&str>) -> ApiResult<String> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
         .iter()
@@ -361,15 +482,18 @@ mod tests {
     #[test]
     fn logs_default_to_the_only_or_annotated_container() {
         let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}});
-        assert_eq!(log_container(&one, None).unwrap(), "main");
-        assert_eq!(log_container(&one, Some("other")).unwrap_err().message, "container other is not valid for pod p");
+        assert_eq!(chosen_container(&one, None).unwrap(), "main");
+        assert_eq!(
+            chosen_container(&one, Some("other")).unwrap_err().message,
+            "container other is not valid for pod p"
+        );
         let two = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        let error = log_container(&two, None).unwrap_err();
+        let error = chosen_container(&two, None).unwrap_err();
         assert_eq!(error.message, "a container name must be specified for pod p, choose one of: [a b]");
-        assert_eq!(log_container(&two, Some("b")).unwrap(), "b");
+        assert_eq!(chosen_container(&two, Some("b")).unwrap(), "b");
         let annotated = json!({"metadata": {"name": "p", "annotations": {"kubectl.kubernetes.io/default-container": "b"}},
                                "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        assert_eq!(log_container(&annotated, None).unwrap(), "b");
+        assert_eq!(chosen_container(&annotated, None).unwrap(), "b");
     }
 
     #[test]

@@ -421,3 +421,126 @@ fn a_controller_with_its_own_worker_runs_pods() {
         "stopping the controller stops its containerd"
     );
 }
+
+/// What a kubectl user types to get into a pod: exec (with stdin, with a terminal, with an exit code), cp both ways,
+/// attach through `kubectl run -i`, port-forward; and the Python client's WebSocket exec. Every byte goes API
+/// server → tunnel → worker agent → containerd's stream server and back.
+#[test]
+fn exec_attach_cp_and_port_forward() {
+    let node = Node::start("pods-c");
+    node.apply(&pod("shell", "pods-c", "Always", "busybox:1.36", "sleep 100000"));
+    let web = "mkdir -p /www && echo served-by-httpd > /www/index.html && exec httpd -f -p 8080 -h /www";
+    node.apply(&pod("web", "pods-c", "Always", "busybox:1.36", web));
+    node.wait_phase("shell", "Running");
+    node.wait_phase("web", "Running");
+
+    // exec: stdout and stderr apart, and the command's exit code becomes kubectl's.
+    let output =
+        node.controller.kubectl_output(&["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("err\n") && stderr.contains("command terminated with exit code 3"), "{stderr:?}");
+    assert_eq!(output.status.code(), Some(3));
+
+    // exec -i: stdin reaches the command, and its end closes the command's stdin.
+    let echoed = node.controller.kubectl_stdin(&["exec", "-i", "shell", "--", "sh", "-c", "cat; echo done"], "typed\n");
+    assert_eq!(echoed.unwrap(), "typed\ndone\n");
+
+    // exec -it under a pseudo-terminal (util-linux `script`): the command gets a terminal.
+    let line = format!(
+        "/usr/bin/kubectl --kubeconfig {} exec -it shell -- sh -c 'tty; echo cols=$COLUMNS'",
+        node.controller.kubeconfig().display()
+    );
+    let output = Command::new("script").args(["-qec", &line, "/dev/null"]).output().expect("script runs");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(terminal.contains("/dev/pts/"), "a terminal in the container: {terminal:?}");
+
+    // cp both ways, byte for byte (a megabyte with every byte value).
+    let local = node.worker.data_dir().join("upload.bin");
+    let contents: Vec<u8> = (0..1024 * 1024).map(|index: u32| (index % 251) as u8).collect();
+    std::fs::write(&local, &contents).unwrap();
+    node.controller.kubectl(&["cp", local.to_str().unwrap(), "shell:/tmp/upload.bin"]).expect("cp into the pod");
+    let sum = node.controller.kubectl(&["exec", "shell", "--", "md5sum", "/tmp/upload.bin"]).unwrap();
+    let expected = Command::new("md5sum").arg(&local).output().unwrap();
+    let expected = String::from_utf8_lossy(&expected.stdout);
+    assert_eq!(sum.split_whitespace().next(), expected.split_whitespace().next(), "the file arrived intact");
+    let back = node.worker.data_dir().join("download.bin");
+    node.controller.kubectl(&["cp", "shell:/tmp/upload.bin", back.to_str().unwrap()]).expect("cp out of the pod");
+    assert!(std::fs::read(&back).unwrap() == contents, "the file came back intact");
+
+    // attach: `kubectl run -i` attaches to the new pod's stdin and output, then deletes it.
+    let answer = node.controller.kubectl_stdin(
+        &[
+            "run",
+            "asker",
+            "--image=busybox:1.36",
+            "--image-pull-policy=Never",
+            "--overrides={\"spec\":{\"nodeName\":\"pods-c\"}}",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "read name; echo hello $name",
+        ],
+        "world\n",
+    );
+    assert!(answer.unwrap().contains("hello world"), "attach carries stdin and stdout");
+
+    // port-forward to busybox httpd, on a port kubectl picks.
+    let mut forward = node
+        .controller
+        .kubectl_command(&["port-forward", "pod/web", ":8080"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward starts");
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(forward.stdout.as_mut().expect("stdout is captured")),
+        &mut first_line,
+    )
+    .unwrap();
+    let port: u16 = first_line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("kubectl says where it listens: {first_line:?}"));
+    for _ in 0..2 {
+        let page = http_get(port, "/index.html");
+        assert!(page.starts_with("HTTP/1.") && page.ends_with("served-by-httpd\n"), "{page:?}");
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+
+    // The Python client's exec (WebSocket v4.channel.k8s.io, booleans spelled `True`).
+    let script = "from kubernetes import client, config\nfrom kubernetes.stream import stream\n\
+                  config.load_kube_config()\n\
+                  print(stream(client.CoreV1Api().connect_get_namespaced_pod_exec, 'shell', 'default', \
+                  command=['sh', '-c', 'echo py-$((6*7))'], stderr=True, stdin=False, stdout=True, tty=False), end='')\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .env("KUBECONFIG", node.controller.kubeconfig())
+        .output()
+        .expect("python3 runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "py-42\n", "{}", String::from_utf8_lossy(&output.stderr));
+
+    // A finished pod cannot be exec'd into, and says why.
+    node.apply(&pod("done", "pods-c", "Never", "busybox:1.36", "true"));
+    node.wait_phase("done", "Succeeded");
+    let output = node.controller.kubectl_output(&["exec", "done", "--", "true"]).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("cannot exec into a container in a completed pod"), "{stderr}");
+}
+
+/// One HTTP/1.0 GET on 127.0.0.1:`port`; the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the forwarded port accepts");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    answer
+}

@@ -544,3 +544,54 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut answer).expect("an answer");
     answer
 }
+
+/// Init containers run one after another before the app, sharing an emptyDir with it; kubectl shows their progress
+/// (`Init:0/2`); a failing one fails a restartPolicy Never pod and is retried with back-off otherwise; a sidecar
+/// (restartPolicy Always) keeps running next to the app.
+#[test]
+fn init_containers_run_first() {
+    let node = Node::start("pods-d");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: staged\nspec:\n  nodeName: pods-d\n  \
+                    terminationGracePeriodSeconds: 1\n  volumes:\n  - {name: work, emptyDir: {}}\n  initContainers:\n  \
+                    - {name: first, image: 'busybox:1.36', command: [sh, -c, 'sleep 4; echo one > /work/log'], \
+                    volumeMounts: [{name: work, mountPath: /work}]}\n  - {name: second, image: 'busybox:1.36', \
+                    command: [sh, -c, 'echo two >> /work/log'], volumeMounts: [{name: work, mountPath: /work}]}\n  \
+                    - {name: ticker, image: 'busybox:1.36', restartPolicy: Always, command: [sh, -c, 'while true; \
+                    do date > /work/tick; sleep 1; done'], volumeMounts: [{name: work, mountPath: /work}]}\n  \
+                    containers:\n  - {name: app, image: 'busybox:1.36', command: [sh, -c, 'cat /work/log; sleep \
+                    100000'], volumeMounts: [{name: work, mountPath: /work}]}\n";
+    node.apply(manifest);
+    node.wait("kubectl showing the first init container at work", || {
+        let table = node.controller.kubectl(&["get", "pod", "staged", "--no-headers"])?;
+        Ok(table.split_whitespace().nth(2) == Some("Init:0/3"))
+    });
+    assert_eq!(node.field("staged", r#".status.conditions[?(@.type=="Initialized")].status"#), "False");
+    assert_eq!(node.field("staged", ".status.containerStatuses[0].state.waiting.reason"), "PodInitializing");
+    node.wait_phase("staged", "Running");
+    node.wait("the app logging", || Ok(!node.controller.kubectl(&["logs", "staged", "-c", "app"])?.is_empty()));
+    assert_eq!(node.controller.kubectl(&["logs", "staged", "-c", "app"]).unwrap(), "one\ntwo\n", "in order, once");
+    assert_eq!(node.field("staged", ".status.initContainerStatuses[0].state.terminated.reason"), "Completed");
+    assert!(!node.field("staged", ".status.initContainerStatuses[2].state.running.startedAt").is_empty());
+    assert_eq!(node.field("staged", r#".status.conditions[?(@.type=="Initialized")].status"#), "True");
+    let tick = node.controller.kubectl(&["exec", "staged", "-c", "app", "--", "cat", "/work/tick"]).unwrap();
+    assert!(!tick.is_empty(), "the sidecar runs next to the app");
+
+    // A failing init container: a Never pod fails without starting its app; an Always pod retries it with back-off.
+    let failing = |name: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: pods-d\n  restartPolicy: \
+             {policy}\n  initContainers:\n  - {{name: setup, image: 'busybox:1.36', command: [sh, -c, 'exit 2']}}\n  \
+             containers:\n  - {{name: app, image: 'busybox:1.36', command: [sleep, '100000']}}\n"
+        )
+    };
+    node.apply(&failing("init-never", "Never"));
+    node.apply(&failing("init-always", "Always"));
+    node.wait_phase("init-never", "Failed");
+    assert_eq!(node.field("init-never", ".status.initContainerStatuses[0].state.terminated.exitCode"), "2");
+    assert_eq!(node.field("init-never", ".status.containerStatuses[0].state.waiting.reason"), "PodInitializing");
+    node.wait("the init container retried in back-off", || {
+        let table = node.controller.kubectl(&["get", "pod", "init-always", "--no-headers"])?;
+        Ok(table.split_whitespace().nth(2) == Some("Init:CrashLoopBackOff"))
+    });
+    assert_eq!(node.field("init-always", ".status.phase"), "Pending");
+}

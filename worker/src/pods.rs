@@ -407,7 +407,20 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         }
         if let Some(volumes) = &volumes {
             let containers = list_containers(&context.cri, None, Some(uid)).await?;
-            for container in &spec.containers {
+            let pod_ip = pod_ips.first().map(String::as_str);
+            let initialized = sync_init_containers(
+                context,
+                pod,
+                &containers,
+                sandbox_id,
+                &sandbox_config,
+                volumes,
+                pod_ip,
+                &restart_policy,
+                memory,
+            )
+            .await?;
+            for container in spec.containers.iter().filter(|_| initialized) {
                 sync_container(
                     context,
                     pod,
@@ -416,7 +429,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
                     sandbox_id,
                     &sandbox_config,
                     volumes,
-                    pod_ips.first().map(String::as_str),
+                    pod_ip,
                     &restart_policy,
                     memory,
                 )
@@ -434,7 +447,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         sandbox_error,
         unready: HashSet::new(),
     };
-    for container in &spec.containers {
+    for container in spec.init_containers.iter().flatten().chain(&spec.containers) {
         let mut mine: Vec<&proto::Container> =
             containers.iter().filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name)).collect();
         mine.sort_by_key(|c| (c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at));
@@ -523,6 +536,88 @@ async fn probe(
 fn status_matches(current: Option<&serde_json::Value>, wanted: &serde_json::Value) -> bool {
     let Some(current) = current else { return false };
     wanted.as_object().is_some_and(|fields| fields.iter().all(|(key, value)| current.get(key) == Some(value)))
+}
+
+/// Runs the init containers in order, as the kubelet does: each must have exited 0 in the current sandbox before
+/// the next starts (a failure is retried with back-off unless the pod's restartPolicy is Never, which fails the
+/// pod); a sidecar (an init container with `restartPolicy: Always`) only has to have started, and is kept running
+/// next to the app containers. Returns whether all are through, so the app containers may start.
+#[allow(clippy::too_many_arguments)]
+async fn sync_init_containers(
+    context: &Context,
+    pod: &Pod,
+    containers: &[proto::Container],
+    sandbox_id: &str,
+    sandbox_config: &proto::PodSandboxConfig,
+    volumes: &HashMap<String, PathBuf>,
+    pod_ip: Option<&str>,
+    restart_policy: &str,
+    memory: &mut PodMemory,
+) -> Result<bool, SyncError> {
+    let init_containers = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_ref());
+    for container in init_containers.into_iter().flatten() {
+        let latest = containers
+            .iter()
+            .filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name))
+            .max_by_key(|c| (c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at));
+        let in_this_sandbox = latest.filter(|c| c.pod_sandbox_id == sandbox_id);
+        if container.restart_policy.as_deref() == Some("Always") {
+            sync_container(
+                context,
+                pod,
+                container,
+                containers,
+                sandbox_id,
+                sandbox_config,
+                volumes,
+                pod_ip,
+                "Always",
+                memory,
+            )
+            .await?;
+            if in_this_sandbox.is_none() {
+                return Ok(false);
+            }
+            continue;
+        }
+        let exited = |c: &&proto::Container| c.state == proto::ContainerState::ContainerExited as i32;
+        if let Some(done) = in_this_sandbox.filter(exited) {
+            let exit_code = context
+                .cri
+                .runtime
+                .clone()
+                .container_status(proto::ContainerStatusRequest { container_id: done.id.clone(), verbose: false })
+                .await?
+                .into_inner()
+                .status
+                .map_or(-1, |status| status.exit_code);
+            if exit_code == 0 {
+                continue;
+            }
+        }
+        // Not run yet in this sandbox, running, or failed: a failure is retried unless the pod never restarts, and
+        // one that succeeded in an earlier sandbox runs again in the new one.
+        let policy = match (restart_policy, latest.is_some() && in_this_sandbox.is_none()) {
+            (_, true) => "Always",
+            ("Never", false) => "Never",
+            (_, false) => "OnFailure",
+        };
+        sync_container(
+            context,
+            pod,
+            container,
+            containers,
+            sandbox_id,
+            sandbox_config,
+            volumes,
+            pod_ip,
+            policy,
+            memory,
+        )
+        .await?;
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Starts, restarts or leaves alone one container, by its runtime state and the restart policy.
@@ -1235,88 +1330,58 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
     let spec = pod.spec.clone().unwrap_or_default();
     let previous = pod.status.clone().unwrap_or_default();
     let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+
+    // Init containers, in order: the pod is initialized once each has exited 0 (a sidecar: has started).
+    let mut init_statuses = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut init_failed = false;
+    let mut unready = Vec::new();
+    for container in spec.init_containers.iter().flatten() {
+        let sidecar = container.restart_policy.as_deref() == Some("Always");
+        let (mut status, outcome) = container_status(container, observed, !incomplete.is_empty());
+        let through = if sidecar {
+            if !status.ready {
+                unready.push(container.name.clone());
+            }
+            observed.containers.get(&container.name).is_some_and(|(latest, _)| latest.is_some())
+        } else {
+            // A completed init container counts as ready, as upstream reports it.
+            status.ready = outcome == Outcome::Exited(0);
+            if matches!(outcome, Outcome::Exited(code) if code != 0) && restart_policy == "Never" {
+                init_failed = true;
+            }
+            status.ready
+        };
+        if !through {
+            incomplete.push(container.name.clone());
+        }
+        init_statuses.push(status);
+    }
+    let initialized = incomplete.is_empty();
+
     let mut statuses = Vec::new();
     let (mut waiting_fresh, mut running, mut stopped, mut failed) = (0, 0, 0, 0);
     for container in &spec.containers {
-        let (latest, before) = observed.containers.get(&container.name).cloned().unwrap_or_default();
-        let waiting_reason = observed.waiting.get(&container.name).cloned();
-        let mut state = ContainerState::default();
-        let mut last_state = None;
-        let mut ready = false;
-        let mut started = false;
-        let mut restart_count = 0;
-        let (mut image_id, mut container_id) = (String::new(), None);
-        match &latest {
-            Some(status) => {
-                restart_count = status.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
-                image_id = status.image_ref.clone();
-                container_id = Some(format!("containerd://{}", status.id));
-                match proto::ContainerState::try_from(status.state) {
-                    Ok(proto::ContainerState::ContainerRunning) => {
-                        state.running = Some(ContainerStateRunning { started_at: nanos_to_time(status.started_at) });
-                        ready = !observed.unready.contains(&container.name);
-                        started = true;
-                        running += 1;
-                        last_state = before.as_ref().map(|before| ContainerState {
-                            terminated: Some(terminated(before)),
-                            ..Default::default()
-                        });
-                    }
-                    Ok(proto::ContainerState::ContainerExited) => {
-                        stopped += 1;
-                        if status.exit_code != 0 {
-                            failed += 1;
-                        }
-                        match waiting_reason {
-                            // Waiting to be started again: the exit becomes the last state.
-                            Some((reason, message)) => {
-                                state.waiting =
-                                    Some(ContainerStateWaiting { reason: Some(reason), message: Some(message) });
-                                last_state =
-                                    Some(ContainerState { terminated: Some(terminated(status)), ..Default::default() });
-                            }
-                            None => {
-                                state.terminated = Some(terminated(status));
-                                last_state = before.as_ref().map(|before| ContainerState {
-                                    terminated: Some(terminated(before)),
-                                    ..Default::default()
-                                });
-                            }
-                        }
-                    }
-                    _ => {
-                        waiting_fresh += 1;
-                        state.waiting =
-                            Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None });
-                    }
+        let (status, outcome) = container_status(container, observed, !initialized);
+        match outcome {
+            Outcome::Waiting => waiting_fresh += 1,
+            Outcome::Running => running += 1,
+            Outcome::Exited(code) => {
+                stopped += 1;
+                if code != 0 {
+                    failed += 1;
                 }
             }
-            None => {
-                waiting_fresh += 1;
-                let (reason, message) = waiting_reason
-                    .or_else(|| observed.sandbox_error.clone().map(|error| ("ContainerCreating".into(), error)))
-                    .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
-                state.waiting = Some(ContainerStateWaiting {
-                    reason: Some(reason),
-                    message: Some(message).filter(|message| !message.is_empty()),
-                });
-            }
         }
-        statuses.push(ContainerStatus {
-            name: container.name.clone(),
-            image: container.image.clone().unwrap_or_default(),
-            image_id,
-            container_id,
-            state: Some(state),
-            last_state: Some(last_state.unwrap_or_default()),
-            ready,
-            restart_count,
-            started: Some(started),
-            ..Default::default()
-        });
+        if !status.ready {
+            unready.push(container.name.clone());
+        }
+        statuses.push(status);
     }
     let total = spec.containers.len();
-    let phase = if waiting_fresh > 0 {
+    let phase = if init_failed {
+        "Failed"
+    } else if !initialized || waiting_fresh > 0 {
         "Pending"
     } else if running > 0 {
         "Running"
@@ -1331,9 +1396,9 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
         "Pending"
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
-    let all_ready = total > 0 && statuses.iter().all(|status| status.ready);
+    let all_ready = total > 0 && unready.is_empty();
     let existing = previous.conditions.clone().unwrap_or_default();
-    let condition = |kind: &str, ok: bool, reason: Option<&str>| {
+    let condition = |kind: &str, ok: bool, reason: Option<&str>, message: Option<String>| {
         let status = if ok { "True" } else { "False" };
         let since = existing
             .iter()
@@ -1344,16 +1409,26 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
             type_: kind.into(),
             status: status.into(),
             reason: reason.filter(|_| !ok).map(str::to_string),
+            message: message.filter(|_| !ok),
             last_transition_time: Some(since),
             ..Default::default()
         }
     };
-    let unready_reason = if terminal { Some("PodCompleted") } else { Some("ContainersNotReady") };
+    let (unready_reason, unready_message) = if terminal {
+        (Some("PodCompleted"), None)
+    } else {
+        (Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
+    };
     let mut conditions: Vec<PodCondition> = existing.iter().filter(|c| c.type_ == "PodScheduled").cloned().collect();
-    conditions.push(condition("PodReadyToStartContainers", observed.sandbox_ready && !terminal, None));
-    conditions.push(condition("Initialized", true, None));
-    conditions.push(condition("ContainersReady", all_ready && !terminal, unready_reason));
-    conditions.push(condition("Ready", all_ready && !terminal, unready_reason));
+    conditions.push(condition("PodReadyToStartContainers", observed.sandbox_ready && !terminal, None, None));
+    conditions.push(condition(
+        "Initialized",
+        initialized,
+        Some("ContainersNotInitialized"),
+        Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+    ));
+    conditions.push(condition("ContainersReady", all_ready && !terminal, unready_reason, unready_message.clone()));
+    conditions.push(condition("Ready", all_ready && !terminal, unready_reason, unready_message));
     let pod_ip = observed.pod_ips.first().cloned().or_else(|| if terminal { previous.pod_ip.clone() } else { None });
     let pod_ips = if observed.pod_ips.is_empty() {
         if terminal {
@@ -1367,6 +1442,7 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
     PodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),
+        init_container_statuses: Some(init_statuses).filter(|statuses| !statuses.is_empty()),
         container_statuses: Some(statuses),
         host_ip: host_ip.map(str::to_string),
         host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.into() }]),
@@ -1376,6 +1452,94 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
         qos_class: previous.qos_class.clone(),
         ..Default::default()
     }
+}
+
+/// Where one container stands, for the pod's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Waiting,
+    Running,
+    Exited(i32),
+}
+
+/// One container's status as the API shows it. `blocked`: it cannot start yet (earlier init containers have not
+/// finished), so a container with no instance waits with reason PodInitializing.
+fn container_status(container: &Container, observed: &Observed, blocked: bool) -> (ContainerStatus, Outcome) {
+    let (latest, before) = observed.containers.get(&container.name).cloned().unwrap_or_default();
+    let waiting_reason = observed.waiting.get(&container.name).cloned();
+    let mut state = ContainerState::default();
+    let mut last_state = None;
+    let mut ready = false;
+    let mut started = false;
+    let mut restart_count = 0;
+    let (mut image_id, mut container_id) = (String::new(), None);
+    let outcome;
+    match &latest {
+        Some(status) => {
+            restart_count = status.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
+            image_id = status.image_ref.clone();
+            container_id = Some(format!("containerd://{}", status.id));
+            match proto::ContainerState::try_from(status.state) {
+                Ok(proto::ContainerState::ContainerRunning) => {
+                    state.running = Some(ContainerStateRunning { started_at: nanos_to_time(status.started_at) });
+                    ready = !observed.unready.contains(&container.name);
+                    started = true;
+                    outcome = Outcome::Running;
+                    last_state = before
+                        .as_ref()
+                        .map(|before| ContainerState { terminated: Some(terminated(before)), ..Default::default() });
+                }
+                Ok(proto::ContainerState::ContainerExited) => {
+                    outcome = Outcome::Exited(status.exit_code);
+                    match waiting_reason {
+                        // Waiting to be started again: the exit becomes the last state.
+                        Some((reason, message)) => {
+                            state.waiting =
+                                Some(ContainerStateWaiting { reason: Some(reason), message: Some(message) });
+                            last_state =
+                                Some(ContainerState { terminated: Some(terminated(status)), ..Default::default() });
+                        }
+                        None => {
+                            state.terminated = Some(terminated(status));
+                            last_state = before.as_ref().map(|before| ContainerState {
+                                terminated: Some(terminated(before)),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    outcome = Outcome::Waiting;
+                    state.waiting =
+                        Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None });
+                }
+            }
+        }
+        None => {
+            outcome = Outcome::Waiting;
+            let fallback = if blocked { "PodInitializing" } else { "ContainerCreating" };
+            let (reason, message) = waiting_reason
+                .or_else(|| observed.sandbox_error.clone().map(|error| (fallback.into(), error)))
+                .unwrap_or_else(|| (fallback.into(), String::new()));
+            state.waiting = Some(ContainerStateWaiting {
+                reason: Some(reason),
+                message: Some(message).filter(|message| !message.is_empty()),
+            });
+        }
+    }
+    let status = ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        image_id,
+        container_id,
+        state: Some(state),
+        last_state: Some(last_state.unwrap_or_default()),
+        ready,
+        restart_count,
+        started: Some(started),
+        ..Default::default()
+    };
+    (status, outcome)
 }
 
 #[cfg(test)]
@@ -1430,6 +1594,85 @@ mod tests {
 
     fn condition(status: &PodStatus, kind: &str) -> String {
         status.conditions.iter().flatten().find(|c| c.type_ == kind).map(|c| c.status.clone()).unwrap_or_default()
+    }
+
+    fn with_init(mut pod: Pod, names: &[(&str, Option<&str>)]) -> Pod {
+        let spec = pod.spec.as_mut().unwrap();
+        spec.init_containers = Some(
+            names
+                .iter()
+                .map(|(name, policy)| Container {
+                    name: (*name).into(),
+                    image: Some("busybox".into()),
+                    restart_policy: policy.map(str::to_string),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        pod
+    }
+
+    fn named(mut status: proto::ContainerStatus, name: &str) -> proto::ContainerStatus {
+        status.id = format!("{name}-{}", status.id);
+        status
+    }
+
+    #[test]
+    fn init_containers_run_before_the_app_and_a_failure_fails_a_never_pod() {
+        let pod = with_init(pod("Always"), &[("first", None), ("second", None)]);
+        // The first runs: the second and the app wait, PodInitializing.
+        let mut seen = observed(None, None);
+        let running = named(container(proto::ContainerState::ContainerRunning, 0, 0), "first");
+        seen.containers.insert("first".into(), (Some(running), None));
+        let status = compute_status(&pod, &seen, None, jiff::Timestamp::now());
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        assert_eq!(condition(&status, "Initialized"), "False");
+        let inits = status.init_container_statuses.clone().unwrap();
+        assert!(inits[0].state.as_ref().unwrap().running.is_some());
+        let second = inits[1].state.as_ref().unwrap().waiting.clone().unwrap();
+        assert_eq!(second.reason.as_deref(), Some("PodInitializing"));
+        let app = status.container_statuses.clone().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(app.reason.as_deref(), Some("PodInitializing"));
+        let initialized = status.conditions.iter().flatten().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!(initialized.reason.as_deref(), Some("ContainersNotInitialized"));
+        assert_eq!(initialized.message.as_deref(), Some("containers with incomplete status: [first second]"));
+
+        // Both completed and the app runs: initialized, completed init containers count as ready.
+        let mut seen = observed(Some(container(proto::ContainerState::ContainerRunning, 0, 0)), None);
+        for name in ["first", "second"] {
+            let done = named(container(proto::ContainerState::ContainerExited, 0, 0), name);
+            seen.containers.insert(name.into(), (Some(done), None));
+        }
+        let status = compute_status(&pod, &seen, None, jiff::Timestamp::now());
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(condition(&status, "Initialized"), "True");
+        assert_eq!(condition(&status, "Ready"), "True");
+        let inits = status.init_container_statuses.unwrap();
+        assert!(inits.iter().all(|init| init.ready));
+        assert_eq!(inits[0].state.as_ref().unwrap().terminated.as_ref().unwrap().reason.as_deref(), Some("Completed"));
+
+        // A failed init container: a Never pod fails, an Always pod stays Pending (it is retried).
+        let mut seen = observed(None, None);
+        let failed = named(container(proto::ContainerState::ContainerExited, 0, 2), "first");
+        seen.containers.insert("first".into(), (Some(failed), None));
+        let never = with_init(self::pod("Never"), &[("first", None), ("second", None)]);
+        assert_eq!(compute_status(&never, &seen, None, jiff::Timestamp::now()).phase.as_deref(), Some("Failed"));
+        assert_eq!(compute_status(&pod, &seen, None, jiff::Timestamp::now()).phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn a_sidecar_needs_only_to_have_started_and_counts_for_readiness() {
+        let pod = with_init(pod("Always"), &[("proxy", Some("Always"))]);
+        let mut seen = observed(Some(container(proto::ContainerState::ContainerRunning, 0, 0)), None);
+        let sidecar = named(container(proto::ContainerState::ContainerRunning, 0, 0), "proxy");
+        seen.containers.insert("proxy".into(), (Some(sidecar), None));
+        let status = compute_status(&pod, &seen, None, jiff::Timestamp::now());
+        assert_eq!(condition(&status, "Initialized"), "True");
+        assert_eq!(condition(&status, "Ready"), "True");
+        seen.unready.insert("proxy".into());
+        let status = compute_status(&pod, &seen, None, jiff::Timestamp::now());
+        assert_eq!(condition(&status, "Initialized"), "True");
+        assert_eq!(condition(&status, "Ready"), "False");
     }
 
     #[test]

@@ -18,11 +18,20 @@ pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
     let controller = Controller::start(config).await?;
     let kubeconfig = controller.admin_kubeconfig.display().to_string();
     let port = controller.listen_address.port();
-    announce(&[
+    let mut lines = vec![
         format!("kaasd controller serving the Kubernetes API on https://{}", controller.listen_address),
         format!("admin kubeconfig: {kubeconfig}"),
         format!("try: kubectl --kubeconfig {kubeconfig} get namespaces"),
-    ])?;
+    ];
+    if arguments.enable_worker {
+        // No registry is needed (or reached): the worker runs images imported from archives.
+        let data_dir = arguments.data_dir.display();
+        lines.push(format!(
+            "images: kaasd images import --data-dir {data_dir} FILE.tar (docker save or OCI archives), or put them \
+             in {data_dir}/images/ before starting"
+        ));
+    }
+    announce(&lines)?;
     tracing::info!(port, "controller ready");
     let worker_cancel = tokio_util::sync::CancellationToken::new();
     let mut worker = None;

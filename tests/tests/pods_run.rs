@@ -595,3 +595,42 @@ fn init_containers_run_first() {
     });
     assert_eq!(node.field("init-always", ".status.phase"), "Pending");
 }
+
+/// Lifecycle hooks and termination messages: postStart runs before the container counts as started, preStop runs
+/// on delete within the grace period (seen through a hostPath), and the terminated state carries the message the
+/// container wrote to its terminationMessagePath, or its log's end with FallbackToLogsOnError.
+#[test]
+fn hooks_and_termination_messages() {
+    let node = Node::start("pods-e");
+    let shared = node.worker.data_dir().join("hooks");
+    std::fs::create_dir_all(&shared).unwrap();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hooked\nspec:\n  nodeName: pods-e\n  \
+         terminationGracePeriodSeconds: 10\n  volumes:\n  - {{name: shared, hostPath: {{path: {shared}}}}}\n  \
+         containers:\n  - name: main\n    image: busybox:1.36\n    command: [sh, -c, 'sleep 100000']\n    \
+         volumeMounts: [{{name: shared, mountPath: /shared}}]\n    lifecycle:\n      postStart: {{exec: {{command: \
+         [sh, -c, 'echo started > /shared/post-start']}}}}\n      preStop: {{exec: {{command: [sh, -c, 'sleep 1; \
+         echo stopping > /shared/pre-stop']}}}}\n",
+        shared = shared.display()
+    );
+    node.apply(&manifest);
+    node.wait_phase("hooked", "Running");
+    assert_eq!(std::fs::read_to_string(shared.join("post-start")).unwrap(), "started\n", "postStart ran first");
+    assert!(!shared.join("pre-stop").exists());
+    node.controller.kubectl(&["delete", "pod", "hooked", "--wait=true", "--timeout=60s"]).expect("delete finishes");
+    assert_eq!(std::fs::read_to_string(shared.join("pre-stop")).unwrap(), "stopping\n", "preStop ran on delete");
+
+    let message = |name: &str, policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: pods-e\n  restartPolicy: \
+             Never\n  containers:\n  - name: main\n    image: busybox:1.36\n    terminationMessagePolicy: {policy}\n    \
+             command: [sh, -c, {script:?}]\n"
+        )
+    };
+    node.apply(&message("told", "File", "echo -n 'all done' > /dev/termination-log"));
+    node.apply(&message("from-log", "FallbackToLogsOnError", "echo first; echo 'last words'; exit 4"));
+    node.wait_phase("told", "Succeeded");
+    node.wait_phase("from-log", "Failed");
+    assert_eq!(node.field("told", ".status.containerStatuses[0].state.terminated.message"), "all done");
+    assert_eq!(node.field("from-log", ".status.containerStatuses[0].state.terminated.message"), "first\nlast words\n");
+}

@@ -173,6 +173,101 @@ async fn collect_orphans(
     Ok(())
 }
 
+/// Where one run of a container writes its termination message: a file of the node's, mounted at the container's
+/// terminationMessagePath (`/dev/termination-log` by default).
+fn termination_message_file(context: &Context, pod: &Pod, container: &str, attempt: u32) -> PathBuf {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    context.pod_dir(uid).join("termination").join(format!("{container}-{attempt}"))
+}
+
+fn prepare_termination_message_file(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, b"")?;
+    // Writable whatever user the container runs as.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+}
+
+/// The termination message of an exited container, as the kubelet reads it: the file's first 4 KiB; with
+/// `terminationMessagePolicy: FallbackToLogsOnError`, a failure with an empty file gives the log's last 80 lines
+/// (at most 2 KiB) instead.
+fn termination_message(
+    context: &Context,
+    pod: &Pod,
+    container: &Container,
+    status: &proto::ContainerStatus,
+) -> Option<String> {
+    const FILE_LIMIT: usize = 4096;
+    const LOG_LINES: usize = 80;
+    const LOG_LIMIT: usize = 2048;
+    let attempt = status.metadata.as_ref().map_or(0, |metadata| metadata.attempt);
+    let file = termination_message_file(context, pod, &container.name, attempt);
+    let mut text = std::fs::read(&file).unwrap_or_default();
+    text.truncate(FILE_LIMIT);
+    let fallback = container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+    if text.is_empty() && fallback && status.exit_code != 0 {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let log = pod_log_dir(namespace, name, uid).join(&container.name).join(format!("{attempt}.log"));
+        let records = std::fs::read_to_string(log).unwrap_or_default();
+        // CRI log lines: `<time> <stream> <P|F> <text>`; partial lines (P) continue on the next record.
+        let mut lines = Vec::new();
+        let mut current = String::new();
+        for record in records.lines() {
+            let mut fields = record.splitn(4, ' ');
+            let (_, _, tag, body) = (fields.next(), fields.next(), fields.next(), fields.next().unwrap_or(""));
+            current.push_str(body);
+            if tag != Some("P") {
+                lines.push(std::mem::take(&mut current));
+            }
+        }
+        let start = lines.len().saturating_sub(LOG_LINES);
+        let mut tail = lines[start..].join("\n");
+        if !tail.is_empty() {
+            tail.push('\n');
+        }
+        let cut = tail.len().saturating_sub(LOG_LIMIT);
+        let cut = (cut..tail.len()).find(|index| tail.is_char_boundary(*index)).unwrap_or(tail.len());
+        text = tail[cut..].as_bytes().to_vec();
+    }
+    Some(String::from_utf8_lossy(&text).into_owned()).filter(|text| !text.is_empty())
+}
+
+/// Runs the preStop hooks of the pod's running containers, side by side, within `limit` (the grace period).
+async fn run_pre_stop_hooks(context: &Context, pod: &Pod, uid: &str, limit: Duration) -> Result<(), SyncError> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let containers = list_containers(&context.cri, None, Some(uid)).await?;
+    let pod_ip = pod.status.as_ref().and_then(|status| status.pod_ip.clone());
+    let hooks = spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|container| {
+        let handler = container.lifecycle.as_ref()?.pre_stop.as_ref()?;
+        let running = containers.iter().find(|c| {
+            c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name)
+                && c.state == proto::ContainerState::ContainerRunning as i32
+        })?;
+        let (cri, pod_ip) = (context.cri.clone(), pod_ip.clone());
+        Some(async move {
+            let result = tokio::time::timeout(
+                limit,
+                crate::probes::run_hook(&cri, &running.id, container, handler, pod_ip.as_deref(), limit),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("still running after the grace period of {limit:?}")));
+            if let Err(error) = result {
+                tracing::info!(
+                    pod.name = pod.metadata.name.as_deref().unwrap_or_default(),
+                    container = %container.name,
+                    error = %error,
+                    "preStop hook failed"
+                );
+            }
+        })
+    });
+    futures::future::join_all(hooks).await;
+    Ok(())
+}
+
 /// Stops a sandbox's containers (giving them `grace` seconds), the sandbox, and removes it.
 async fn remove_sandbox(cri: &Cri, sandbox_id: &str, grace: i64) -> Result<(), tonic::Status> {
     let containers = list_containers(cri, Some(sandbox_id), None).await?;
@@ -236,6 +331,8 @@ struct PodMemory {
     tokens: HashMap<String, (String, tokio::time::Instant)>,
     /// The status last written, to write only changes.
     posted: Option<serde_json::Value>,
+    /// Once the pod is being deleted: its preStop hooks have run, and this many seconds of grace are left.
+    pre_stop_done: Option<i64>,
 }
 
 async fn pod_worker(
@@ -286,7 +383,16 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
     let sandboxes = list_sandboxes(&context.cri, &context.node_name, Some(uid)).await?;
 
     if pod.metadata.deletion_timestamp.is_some() {
-        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0);
+        let mut grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0);
+        if grace > 0 && memory.pre_stop_done.is_none() {
+            let started = tokio::time::Instant::now();
+            run_pre_stop_hooks(context, pod, uid, Duration::from_secs(grace as u64)).await?;
+            // As the kubelet: what is left of the grace period, and at least 2 s, for the containers to stop.
+            let used = started.elapsed().as_secs() as i64;
+            grace = (grace - used).max(2);
+            memory.pre_stop_done = Some(grace);
+        }
+        let grace = memory.pre_stop_done.unwrap_or(grace);
         for sandbox in &sandboxes {
             remove_sandbox(&context.cri, &sandbox.id, grace).await?;
         }
@@ -446,6 +552,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         waiting: memory.waiting.clone(),
         sandbox_error,
         unready: HashSet::new(),
+        messages: HashMap::new(),
     };
     for container in spec.init_containers.iter().flatten().chain(&spec.containers) {
         let mut mine: Vec<&proto::Container> =
@@ -467,6 +574,11 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
             let pod_ip = observed.pod_ips.first().map(String::as_str);
             if !probe(context, pod, container, latest, pod_ip, memory).await {
                 observed.unready.insert(container.name.clone());
+            }
+        }
+        for status in statuses.iter().filter(|s| s.state == proto::ContainerState::ContainerExited as i32) {
+            if let Some(message) = termination_message(context, pod, container, status) {
+                observed.messages.insert(status.id.clone(), message);
             }
         }
         let mut statuses = statuses.into_iter();
@@ -703,7 +815,15 @@ async fn sync_container(
     };
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let env = environment(pod, container, pod_ip, context, &namespace).await;
-    let config = container_config(pod, container, attempt, &image, volumes, env)?;
+    let mut config = container_config(pod, container, attempt, &image, volumes, env)?;
+    let message_file = termination_message_file(context, pod, name, attempt);
+    prepare_termination_message_file(&message_file)
+        .map_err(|error| SyncError::Other(format!("cannot create {}: {error}", message_file.display())))?;
+    config.mounts.push(proto::Mount {
+        container_path: container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+        host_path: message_file.display().to_string(),
+        ..Default::default()
+    });
     std::fs::create_dir_all(Path::new(&sandbox_config.log_directory).join(name))
         .map_err(|error| SyncError::Other(format!("cannot create the container's log directory: {error}")))?;
     let request = proto::CreateContainerRequest {
@@ -724,6 +844,21 @@ async fn sync_container(
         return Ok(());
     }
     memory.waiting.remove(name);
+    if let Some(handler) = container.lifecycle.as_ref().and_then(|lifecycle| lifecycle.post_start.as_ref()) {
+        // As the kubelet: the hook runs to its end before the container counts as started; if it fails, the
+        // container is killed and the restart policy decides what follows.
+        let grace = pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds).unwrap_or(30);
+        let limit = Duration::from_secs(grace.max(1) as u64);
+        if let Err(error) = crate::probes::run_hook(&context.cri, &id, container, handler, pod_ip, limit).await {
+            tracing::info!(
+                pod.name = pod.metadata.name.as_deref().unwrap_or_default(),
+                container = %name,
+                error = %error,
+                "postStart hook failed; killing the container"
+            );
+            let _ = runtime.stop_container(proto::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await;
+        }
+    }
     tracing::info!(
         pod.namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.name = pod.metadata.name.as_deref().unwrap_or_default(),
@@ -1300,13 +1435,15 @@ pub struct Observed {
     pub sandbox_error: Option<String>,
     /// Running containers whose readiness probe does not pass.
     pub unready: HashSet<String>,
+    /// Per exited runtime container: its termination message (terminationMessagePath, or the log's end).
+    pub messages: HashMap<String, String>,
 }
 
 fn nanos_to_time(nanos: i64) -> Option<Time> {
     (nanos > 0).then(|| jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok().map(Time)).flatten()
 }
 
-fn terminated(status: &proto::ContainerStatus) -> ContainerStateTerminated {
+fn terminated(status: &proto::ContainerStatus, observed: &Observed) -> ContainerStateTerminated {
     let reason = if !status.reason.is_empty() {
         status.reason.clone()
     } else if status.exit_code == 0 {
@@ -1317,7 +1454,12 @@ fn terminated(status: &proto::ContainerStatus) -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: status.exit_code,
         reason: Some(reason),
-        message: Some(status.message.clone()).filter(|message| !message.is_empty()),
+        message: observed
+            .messages
+            .get(&status.id)
+            .cloned()
+            .or_else(|| Some(status.message.clone()))
+            .filter(|message| !message.is_empty()),
         started_at: nanos_to_time(status.started_at),
         finished_at: nanos_to_time(status.finished_at),
         container_id: Some(format!("containerd://{}", status.id)),
@@ -1485,9 +1627,10 @@ fn container_status(container: &Container, observed: &Observed, blocked: bool) -
                     ready = !observed.unready.contains(&container.name);
                     started = true;
                     outcome = Outcome::Running;
-                    last_state = before
-                        .as_ref()
-                        .map(|before| ContainerState { terminated: Some(terminated(before)), ..Default::default() });
+                    last_state = before.as_ref().map(|before| ContainerState {
+                        terminated: Some(terminated(before, observed)),
+                        ..Default::default()
+                    });
                 }
                 Ok(proto::ContainerState::ContainerExited) => {
                     outcome = Outcome::Exited(status.exit_code);
@@ -1496,13 +1639,15 @@ fn container_status(container: &Container, observed: &Observed, blocked: bool) -
                         Some((reason, message)) => {
                             state.waiting =
                                 Some(ContainerStateWaiting { reason: Some(reason), message: Some(message) });
-                            last_state =
-                                Some(ContainerState { terminated: Some(terminated(status)), ..Default::default() });
+                            last_state = Some(ContainerState {
+                                terminated: Some(terminated(status, observed)),
+                                ..Default::default()
+                            });
                         }
                         None => {
-                            state.terminated = Some(terminated(status));
+                            state.terminated = Some(terminated(status, observed));
                             last_state = before.as_ref().map(|before| ContainerState {
-                                terminated: Some(terminated(before)),
+                                terminated: Some(terminated(before, observed)),
                                 ..Default::default()
                             });
                         }

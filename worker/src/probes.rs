@@ -1,9 +1,10 @@
 //! Readiness and liveness probes: exec (CRI ExecSync in the container), httpGet and tcpSocket (to the pod's
-//! address, which the node reaches on its pod bridge).
+//! address, which the node reaches on its pod bridge); and postStart/preStop hooks, which use the same handlers
+//! (plus `sleep`).
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -121,6 +122,29 @@ pub async fn run(
         };
     }
     Err("the probe has no handler kaasd supports (exec, httpGet, tcpSocket)".into())
+}
+
+/// Runs a lifecycle hook (postStart or preStop) to its end, at most `limit`; Err carries why it failed.
+pub async fn run_hook(
+    cri: &Cri,
+    container_id: &str,
+    container: &Container,
+    handler: &LifecycleHandler,
+    pod_ip: Option<&str>,
+    limit: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &handler.sleep {
+        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(limit)).await;
+        return Ok(());
+    }
+    let as_probe = Probe {
+        exec: handler.exec.clone(),
+        http_get: handler.http_get.clone(),
+        tcp_socket: handler.tcp_socket.clone(),
+        timeout_seconds: Some(i32::try_from(limit.as_secs()).unwrap_or(i32::MAX).max(1)),
+        ..Default::default()
+    };
+    run(cri, container_id, container, &as_probe, pod_ip).await
 }
 
 #[cfg(test)]

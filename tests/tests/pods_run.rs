@@ -634,3 +634,36 @@ fn hooks_and_termination_messages() {
     assert_eq!(node.field("told", ".status.containerStatuses[0].state.terminated.message"), "all done");
     assert_eq!(node.field("from-log", ".status.containerStatuses[0].state.terminated.message"), "first\nlast words\n");
 }
+
+/// Resources become the container's cgroup (CPU quota, memory limit), a container over its memory limit is
+/// reported OOMKilled, and securityContext capabilities, user and read-only root reach the process.
+#[test]
+fn limits_oom_kills_and_security_context() {
+    let node = Node::start("pods-f");
+    let manifest =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  nodeName: pods-f\n  containers:\n  \
+                    - name: main\n    image: busybox:1.36\n    command: [sleep, '100000']\n    resources: {limits: \
+                    {cpu: 500m, memory: 64Mi}}\n    securityContext: {runAsUser: 1234, readOnlyRootFilesystem: true, \
+                    capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}\n";
+    node.apply(manifest);
+    node.wait_phase("limited", "Running");
+    assert_eq!(node.field("limited", ".status.qosClass"), "Guaranteed");
+    let exec = |script: &str| {
+        node.controller.kubectl(&["exec", "limited", "--", "sh", "-c", script]).map(|out| out.trim().to_string())
+    };
+    assert_eq!(exec("cat /sys/fs/cgroup/memory/memory.limit_in_bytes").unwrap(), "67108864");
+    assert_eq!(exec("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us").unwrap(), "50000");
+    assert_eq!(exec("id -u").unwrap(), "1234");
+    // Only CAP_NET_BIND_SERVICE (bit 10) is left in the bounding set (a non-root user has no effective ones).
+    assert_eq!(exec("grep CapBnd /proc/self/status").unwrap(), "CapBnd:\t0000000000000400");
+    let write = node.controller.kubectl_output(&["exec", "limited", "--", "touch", "/written"]).unwrap();
+    assert!(String::from_utf8_lossy(&write.stderr).contains("Read-only file system"), "{write:?}");
+
+    let hungry = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hungry\nspec:\n  nodeName: pods-f\n  restartPolicy: \
+                  Never\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: [sh, -c, 'x=$(head -c \
+                  200000000 /dev/zero | tr \"\\\\0\" a); echo survived']\n    resources: {limits: {memory: 32Mi}}\n";
+    node.apply(hungry);
+    node.wait_phase("hungry", "Failed");
+    assert_eq!(node.field("hungry", ".status.containerStatuses[0].state.terminated.reason"), "OOMKilled");
+    assert_eq!(node.field("hungry", ".status.containerStatuses[0].state.terminated.exitCode"), "137");
+}

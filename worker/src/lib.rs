@@ -15,6 +15,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod resources;
 pub mod streaming;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

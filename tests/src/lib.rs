@@ -20,6 +20,7 @@ use anyhow::{anyhow, bail, Context};
 
 pub mod controller;
 pub mod databases;
+pub mod images;
 pub mod natlab;
 pub mod worker;
 

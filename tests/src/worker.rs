@@ -117,6 +117,11 @@ impl Worker {
         self.data_dir.path().join("worker.log")
     }
 
+    /// The worker process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Everything the worker logged, across restarts.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kaasd_e2e::controller::Controller;
 use kaasd_e2e::worker::Worker;
-use kaasd_worker::images::{Entry, ImageArchive};
+use kaasd_e2e::images::busybox_image;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// Every worker here runs in this machine's network namespace, where the pod bridge `kaasd0` holds its node's
@@ -159,22 +159,6 @@ fn kaasd(controller: &Controller, arguments: &[&str], data_dir: Option<&std::pat
         controller.log()
     });
     String::from_utf8(output.stdout).expect("utf-8")
-}
-
-/// `docker.io/library/busybox:1.36` from this machine's static busybox: the binary and a link per applet.
-fn busybox_image() -> ImageArchive {
-    let binary = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let applets = Command::new("/bin/busybox").arg("--list").output().expect("busybox runs");
-    let mut image = ImageArchive::new("busybox:1.36");
-    for dir in ["bin", "tmp", "etc", "root"] {
-        image.entries.push(Entry::Directory { path: dir.into() });
-    }
-    image.entries.push(Entry::File { path: "bin/busybox".into(), mode: 0o755, contents: binary });
-    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|name| *name != "busybox") {
-        image.entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
-    }
-    image.cmd = vec!["sh".into()];
-    image
 }
 
 fn pod(name: &str, node: &str, restart_policy: &str, image: &str, script: &str) -> String {

@@ -9,6 +9,7 @@ mod api;
 mod api_client;
 mod api_server;
 mod api_workloads;
+mod pods;
 mod report;
 mod restart;
 mod targets;
@@ -54,6 +55,8 @@ enum Mode {
     Api(api::ApiArgs),
     /// Time from spawn to ready, and memory per object, of kaasd on a database holding many objects.
     Restart(restart::RestartArgs),
+    /// Pod create → Running on a real worker (containerd), and the worker agent's memory.
+    Pods(pods::PodsArgs),
     #[command(flatten)]
     Tunnel(tunnel::TunnelCommand),
 }
@@ -184,6 +187,7 @@ fn main() -> Result<()> {
     match cli.mode {
         Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
         Some(Mode::Restart(restart_args)) => runtime.block_on(restart::run(restart_args)),
+        Some(Mode::Pods(pods_args)) => runtime.block_on(pods::run(pods_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
         None => runtime.block_on(run(cli.datastore)),
     }

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kaasd_e2e::controller::Controller;
-use kaasd_e2e::worker::Worker;
 use kaasd_e2e::images::busybox_image;
+use kaasd_e2e::worker::Worker;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// Every worker here runs in this machine's network namespace, where the pod bridge `kaasd0` holds its node's
@@ -617,6 +617,29 @@ fn hooks_and_termination_messages() {
     node.wait_phase("from-log", "Failed");
     assert_eq!(node.field("told", ".status.containerStatuses[0].state.terminated.message"), "all done");
     assert_eq!(node.field("from-log", ".status.containerStatuses[0].state.terminated.message"), "first\nlast words\n");
+
+    // A startup probe holds `started` and readiness back until it passes; one that never passes restarts it.
+    let startup = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: pods-e\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: \
+             [sh, -c, {script:?}]\n    startupProbe: {{exec: {{command: [cat, /tmp/up]}}, periodSeconds: 1, \
+             failureThreshold: 3}}\n    readinessProbe: {{exec: {{command: ['true']}}, periodSeconds: 1}}\n"
+        )
+    };
+    node.apply(&startup("slow-start", "sleep 2; touch /tmp/up; sleep 100000"));
+    node.apply(&startup("never-up", "sleep 100000"));
+    node.wait_phase("slow-start", "Running");
+    assert_eq!(node.field("slow-start", ".status.containerStatuses[0].started"), "false", "not started before it");
+    assert_eq!(node.field("slow-start", ".status.containerStatuses[0].ready"), "false");
+    node.wait("slow-start becoming Ready", || {
+        Ok(node.field("slow-start", r#".status.conditions[?(@.type=="Ready")].status"#) == "True")
+    });
+    assert_eq!(node.field("slow-start", ".status.containerStatuses[0].started"), "true");
+    assert_eq!(node.field("slow-start", ".status.containerStatuses[0].restartCount"), "0");
+    node.wait("never-up restarted by its startup probe", || {
+        Ok(node.field("never-up", ".status.containerStatuses[0].restartCount").parse::<u32>().unwrap_or(0) >= 1)
+    });
 }
 
 /// Resources become the container's cgroup (CPU quota, memory limit), a container over its memory limit is

@@ -325,6 +325,9 @@ struct PodMemory {
     /// Readiness and liveness probe progress per container name.
     readiness: HashMap<String, crate::probes::ProbeState>,
     liveness: HashMap<String, crate::probes::ProbeState>,
+    startup: HashMap<String, crate::probes::ProbeState>,
+    /// Running containers whose startup probe has not passed yet (`started: false` in their status).
+    not_started: HashSet<String>,
     /// The volumes prepared for a sandbox, and when (configMap and secret contents are refreshed each minute).
     volumes: Option<(String, HashMap<String, PathBuf>, tokio::time::Instant)>,
     /// ServiceAccount tokens per volume path, and when to renew each (at 80 % of its lifetime, as the kubelet).
@@ -552,6 +555,7 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         waiting: memory.waiting.clone(),
         sandbox_error,
         unready: HashSet::new(),
+        not_started: HashSet::new(),
         messages: HashMap::new(),
     };
     for container in spec.init_containers.iter().flatten().chain(&spec.containers) {
@@ -574,6 +578,9 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
             let pod_ip = observed.pod_ips.first().map(String::as_str);
             if !probe(context, pod, container, latest, pod_ip, memory).await {
                 observed.unready.insert(container.name.clone());
+            }
+            if memory.not_started.contains(&container.name) {
+                observed.not_started.insert(container.name.clone());
             }
         }
         for status in statuses.iter().filter(|s| s.state == proto::ContainerState::ContainerExited as i32) {
@@ -608,6 +615,40 @@ async fn probe(
 ) -> bool {
     use crate::probes::{past_initial_delay, run, ProbeState};
     let now = tokio::time::Instant::now();
+    let grace = pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds).unwrap_or(30);
+    if let Some(startup) = &container.startup_probe {
+        // Until the startup probe has passed once, the container has not started: liveness and readiness wait,
+        // and failureThreshold failures in a row restart it.
+        let state = memory.startup.entry(container.name.clone()).or_insert_with(|| ProbeState::new(&latest.id));
+        if state.container_id != latest.id {
+            *state = ProbeState::new(&latest.id);
+        }
+        if !state.passing {
+            if now >= state.next && past_initial_delay(startup, latest.started_at) {
+                let result = run(&context.cri, &latest.id, container, startup, pod_ip).await;
+                match state.record(startup, result.is_ok()) {
+                    Some(true) => state.passing = true,
+                    Some(false) => {
+                        tracing::info!(
+                            pod.name = pod.metadata.name.as_deref().unwrap_or_default(),
+                            container = %container.name,
+                            reason = %result.err().unwrap_or_default(),
+                            "startup probe failed; restarting the container"
+                        );
+                        let request = proto::StopContainerRequest { container_id: latest.id.clone(), timeout: grace };
+                        let _ = context.cri.runtime.clone().stop_container(request).await;
+                        memory.startup.remove(&container.name);
+                    }
+                    None => {}
+                }
+            }
+            if !memory.startup.get(&container.name).is_some_and(|state| state.passing) {
+                memory.not_started.insert(container.name.clone());
+                return false;
+            }
+        }
+    }
+    memory.not_started.remove(&container.name);
     if let Some(liveness) = &container.liveness_probe {
         let state = memory.liveness.entry(container.name.clone()).or_insert_with(|| ProbeState::new(&latest.id));
         if state.container_id != latest.id {
@@ -622,7 +663,6 @@ async fn probe(
                     reason = %result.err().unwrap_or_default(),
                     "liveness probe failed; restarting the container"
                 );
-                let grace = pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds).unwrap_or(30);
                 let request = proto::StopContainerRequest { container_id: latest.id.clone(), timeout: grace };
                 let _ = context.cri.runtime.clone().stop_container(request).await;
                 memory.liveness.remove(&container.name);
@@ -687,7 +727,8 @@ async fn sync_init_containers(
                 memory,
             )
             .await?;
-            if in_this_sandbox.is_none() {
+            // Started means running with its startup probe (if any) passed once.
+            if in_this_sandbox.is_none() || memory.not_started.contains(&container.name) {
                 return Ok(false);
             }
             continue;
@@ -1443,6 +1484,8 @@ pub struct Observed {
     pub sandbox_error: Option<String>,
     /// Running containers whose readiness probe does not pass.
     pub unready: HashSet<String>,
+    /// Running containers whose startup probe has not passed yet.
+    pub not_started: HashSet<String>,
     /// Per exited runtime container: its termination message (terminationMessagePath, or the log's end).
     pub messages: HashMap<String, String>,
 }
@@ -1494,6 +1537,7 @@ pub fn compute_status(pod: &Pod, observed: &Observed, host_ip: Option<&str>, now
                 unready.push(container.name.clone());
             }
             observed.containers.get(&container.name).is_some_and(|(latest, _)| latest.is_some())
+                && !observed.not_started.contains(&container.name)
         } else {
             // A completed init container counts as ready, as upstream reports it.
             status.ready = outcome == Outcome::Exited(0);
@@ -1633,7 +1677,7 @@ fn container_status(container: &Container, observed: &Observed, blocked: bool) -
                 Ok(proto::ContainerState::ContainerRunning) => {
                     state.running = Some(ContainerStateRunning { started_at: nanos_to_time(status.started_at) });
                     ready = !observed.unready.contains(&container.name);
-                    started = true;
+                    started = !observed.not_started.contains(&container.name);
                     outcome = Outcome::Running;
                     last_state = before.as_ref().map(|before| ContainerState {
                         terminated: Some(terminated(before, observed)),

@@ -227,26 +227,19 @@ fn render(args: &PodsArgs, one: &[Duration], many: &[Duration], idle: u64, busy:
     let slo = 5000.0;
     let row = |label: String, samples: &[Duration]| {
         let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
-        format!(
-            "| {label} | {} | {} | {:.2} |\n",
-            ms(p50),
-            ms(p99),
-            p99.as_secs_f64() * 1000.0 / slo
-        )
+        format!("| {label} | {} | {} | {:.2} |\n", ms(p50), ms(p99), p99.as_secs_f64() * 1000.0 / slo)
     };
     let mut text = format!("Run of {} (kaasd-bench pods).\n\n", report::utc_now_text());
     text.push_str("| pod create → Running | p50 ms | p99 ms | p99 ÷ SLO (5 s) |\n|---|---|---|---|\n");
     text.push_str(&row(format!("{} pods one at a time", args.sequential), one));
     text.push_str(&row(format!("{} pods at once", args.parallel), many));
-    text.push_str("\n| worker agent memory (RSS, without containerd) | MiB | ÷ k3s agent (275 MB) | ÷ k0s worker (500 MB) |\n");
+    text.push_str(
+        "\n| worker agent memory (RSS, without containerd) | MiB | ÷ k3s agent (275 MB) | ÷ k0s worker (500 MB) |\n",
+    );
     text.push_str("|---|---|---|---|\n");
     for (label, bytes) in [("idle".to_string(), idle), (format!("with {} pods", args.parallel), busy)] {
         let mib = bytes as f64 / MIB;
-        text.push_str(&format!(
-            "| {label} | {mib:.1} | {:.3} | {:.3} |\n",
-            bytes as f64 / 275e6,
-            bytes as f64 / 500e6
-        ));
+        text.push_str(&format!("| {label} | {mib:.1} | {:.3} | {:.3} |\n", bytes as f64 / 275e6, bytes as f64 / 500e6));
     }
     text
 }

@@ -674,3 +674,34 @@ fn limits_oom_kills_and_security_context() {
     assert_eq!(node.field("hungry", ".status.containerStatuses[0].state.terminated.reason"), "OOMKilled");
     assert_eq!(node.field("hungry", ".status.containerStatuses[0].state.terminated.exitCode"), "137");
 }
+
+/// kube-rs's WebSocket exec (`ws` feature, `v5.channel.k8s.io` and `v4.channel.k8s.io` offered in one header): the
+/// runtime picks v4, stdin and stdout pass, and the exit status arrives on the error channel.
+#[test]
+fn kube_rs_exec_over_websocket() {
+    let node = Node::start("pods-g");
+    node.apply(&pod("shell", "pods-g", "Always", "busybox:1.36", "sleep 100000"));
+    node.wait_phase("shell", "Running");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use kube::api::AttachParams;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let kubeconfig = kube::config::Kubeconfig::read_from(node.controller.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+        let params = AttachParams::default().stdin(true).stdout(true).stderr(false);
+        let mut process = pods.exec("shell", ["sh", "-c", "read line; echo got $line; exit 5"], &params).await.unwrap();
+        let mut stdin = process.stdin().unwrap();
+        stdin.write_all(b"from kube-rs\n").await.unwrap();
+        let mut stdout = process.stdout().unwrap();
+        let mut output = String::new();
+        stdout.read_to_string(&mut output).await.unwrap();
+        assert_eq!(output, "got from kube-rs\n");
+        let status = process.take_status().unwrap().await.unwrap();
+        assert_eq!(status.status.as_deref(), Some("Failure"), "{status:?}");
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+        let code = status.details.and_then(|details| details.causes).and_then(|causes| causes.into_iter().next());
+        assert_eq!(code.and_then(|cause| cause.message).as_deref(), Some("5"));
+    });
+}

@@ -516,6 +516,12 @@ fn exec_attach_cp_and_port_forward() {
     let output = node.controller.kubectl_output(&["exec", "done", "--", "true"]).unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("cannot exec into a container in a completed pod"), "{stderr}");
+
+    // The node lists the images it holds, as `kubectl describe node` shows them.
+    node.wait("the node reporting its images", || {
+        let images = node.controller.kubectl(&["get", "node", "pods-c", "-o", "jsonpath={.status.images[*].names}"])?;
+        Ok(images.contains("docker.io/library/busybox:1.36"))
+    });
 }
 
 /// One HTTP/1.0 GET on 127.0.0.1:`port`; the whole answer.

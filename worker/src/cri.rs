@@ -64,6 +64,11 @@ impl Cri {
         }
     }
 
+    /// The images the runtime holds.
+    pub async fn images(&self) -> Result<Vec<proto::Image>, tonic::Status> {
+        Ok(self.images.clone().list_images(proto::ListImagesRequest { filter: None }).await?.into_inner().images)
+    }
+
     /// The runtime's RuntimeReady and NetworkReady conditions, with the reasons of those that are false.
     pub async fn status(&self) -> Result<RuntimeReadiness, tonic::Status> {
         let answer = self.runtime.clone().status(proto::StatusRequest { verbose: false }).await?.into_inner();

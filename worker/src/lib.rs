@@ -128,7 +128,8 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         runtime_version: containerd.version.clone(),
     };
     let readiness = cri.status().await.unwrap_or_default();
-    node::register(&client, &name, &host, &readiness).await.map_err(removed)?;
+    let images = cri.images().await.unwrap_or_default();
+    node::register(&client, &name, &host, &readiness, &images).await.map_err(removed)?;
     let node_uid = node::node_uid(&client, &name).await.map_err(removed)?;
     node::renew_lease(&client, &name, node_uid.as_deref()).await.map_err(removed)?;
 
@@ -160,9 +161,19 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
 
     let mut lease_tick = tokio::time::interval(node::LEASE_RENEW_EVERY);
     let mut status_tick = tokio::time::interval(node::STATUS_EVERY);
+    // Images change under the worker (`kaasd images import` talks to containerd directly): looked at often, and a
+    // change is reported at once rather than with the next status.
+    let mut images_tick = tokio::time::interval(node::IMAGES_EVERY);
+    let mut reported_images = images.clone();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
+            _ = images_tick.tick() => {
+                let images = cri.images().await.unwrap_or_default();
+                if images != reported_images {
+                    status_tick.reset_immediately();
+                }
+            }
             _ = lease_tick.tick() => {
                 if let Some(exit) = containerd.exited() {
                     tunnel.cancel();
@@ -197,7 +208,10 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
                     runtime: Some(format!("the runtime does not answer: {}", error.message())),
                     network: None,
                 });
-                if let Err(error) = node::report_status(&client, &name, &host, &readiness).await.map_err(removed) {
+                let images = cri.images().await.unwrap_or_default();
+                let reported = node::report_status(&client, &name, &host, &readiness, &images).await;
+                reported_images = images;
+                if let Err(error) = reported.map_err(removed) {
                     if let WorkerError::Removed(_) = error {
                         tunnel.cancel();
                         return Err(error);

@@ -8,19 +8,21 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::cri::RuntimeReadiness;
+use crate::cri::{proto, RuntimeReadiness};
 use crate::WorkerError;
 
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 pub const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// How often the images the runtime holds are compared with those last reported.
+pub const IMAGES_EVERY: Duration = Duration::from_secs(5);
 const FIELD_MANAGER: &str = "kaasd-worker";
 
 /// What the node reports about itself.
@@ -39,6 +41,7 @@ pub async fn register(
     name: &str,
     host: &HostFacts,
     runtime: &RuntimeReadiness,
+    images: &[proto::Image],
 ) -> Result<(), WorkerError> {
     let nodes: Api<Node> = Api::all(client.clone());
     if nodes.get_opt(name).await?.is_none() {
@@ -52,18 +55,21 @@ pub async fn register(
             Err(error) => return Err(error.into()),
         }
     }
-    report_status(client, name, host, runtime).await
+    report_status(client, name, host, runtime, images).await
 }
 
-/// Writes the node's status: addresses, capacity, system info, the agent's port and Ready.
+/// Writes the node's status: addresses, capacity, system info, the agent's port, Ready and the images it holds.
 pub async fn report_status(
     client: &kube::Client,
     name: &str,
     host: &HostFacts,
     runtime: &RuntimeReadiness,
+    images: &[proto::Image],
 ) -> Result<(), WorkerError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = serde_json::json!({"status": node_status(host, runtime)});
+    let mut status = node_status(host, runtime);
+    status.images = Some(node_images(images));
+    let status = serde_json::json!({"status": status});
     nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
 }
@@ -131,6 +137,23 @@ fn kubernetes_arch() -> &'static str {
         "powerpc64" => "ppc64le",
         other => other,
     }
+}
+
+/// The images a Node reports (largest first, at most 50, as the kubelet does), each under its tags and digests.
+fn node_images(images: &[proto::Image]) -> Vec<ContainerImage> {
+    const MOST: usize = 50;
+    let mut images: Vec<&proto::Image> = images.iter().collect();
+    images.sort_by(|a, b| b.size.cmp(&a.size));
+    images
+        .into_iter()
+        .take(MOST)
+        .map(|image| ContainerImage {
+            names: Some(image.repo_digests.iter().chain(&image.repo_tags).cloned().collect())
+                .filter(|names: &Vec<String>| !names.is_empty())
+                .or_else(|| Some(vec![image.id.clone()])),
+            size_bytes: i64::try_from(image.size).ok(),
+        })
+        .collect()
 }
 
 /// Ready follows the runtime: a node whose containerd does not answer cannot start pods. The pod network is only

@@ -711,3 +711,50 @@ fn kube_rs_exec_over_websocket() {
         assert_eq!(code.and_then(|cause| cause.message).as_deref(), Some("5"));
     });
 }
+
+/// A node's own certificate reads only the Secrets its pods use and writes only its pods (upstream's Node
+/// authorizer and NodeRestriction): a stolen edge device cannot read the cluster's Secrets.
+#[test]
+fn a_node_reads_only_what_its_pods_use() {
+    let node = Node::start("pods-h");
+    for secret in ["mine", "theirs"] {
+        node.controller.kubectl(&["create", "secret", "generic", secret, "--from-literal=key=value"]).unwrap();
+    }
+    let with_secret = |name: &str, node_name: &str, secret: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node_name}\n  \
+             terminationGracePeriodSeconds: 1\n  volumes:\n  - {{name: s, secret: {{secretName: {secret}}}}}\n  \
+             containers:\n  - {{name: main, image: 'busybox:1.36', command: [sleep, '100000'], volumeMounts: \
+             [{{name: s, mountPath: /s}}]}}\n"
+        )
+    };
+    node.apply(&with_secret("here", "pods-h", "mine"));
+    node.apply(&with_secret("elsewhere", "another-node", "theirs"));
+    node.wait_phase("here", "Running");
+
+    let identity = node.worker.data_dir().join("worker");
+    let as_node = |arguments: &[&str]| {
+        let output = Command::new("/usr/bin/kubectl")
+            .arg(format!("--server={}", node.controller.url()))
+            .arg(format!("--certificate-authority={}", identity.join("ca.crt").display()))
+            .arg(format!("--client-certificate={}", identity.join("node.crt").display()))
+            .arg(format!("--client-key={}", identity.join("node.key").display()))
+            .args(arguments)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl runs");
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    assert!(as_node(&["auth", "whoami"]).0, "the node is authenticated");
+    let (allowed, stderr) = as_node(&["get", "secret", "mine"]);
+    assert!(allowed, "its own pod's Secret: {stderr}");
+    let (allowed, stderr) = as_node(&["get", "secret", "theirs"]);
+    assert!(!allowed && stderr.contains("no relationship found between node 'pods-h' and this object"), "{stderr}");
+    assert!(!as_node(&["get", "secrets"]).0, "no listing of Secrets");
+    let status = r#"{"status":{"phase":"Failed"}}"#;
+    let (allowed, stderr) = as_node(&["patch", "pod", "elsewhere", "--subresource=status", "-p", status]);
+    assert!(!allowed && stderr.contains("forbidden"), "another node's pod: {stderr}");
+    assert!(as_node(&["get", "pods", "-A"]).0, "reading pods stays allowed");
+    let (allowed, stderr) = as_node(&["label", "node", "pods-h", "--overwrite", "checked=yes"]);
+    assert!(allowed, "its own Node: {stderr}");
+}

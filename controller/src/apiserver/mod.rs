@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod field_order;
 pub mod gnostic;
+mod node_authorizer;
 mod node_proxy;
 mod objects;
 pub mod openapi;
@@ -254,7 +255,15 @@ impl ApiServer {
         if user.is_anonymous() {
             authorize_anonymous(user, method, &target, query)?;
         } else if !user.in_group("system:masters") {
-            crate::apiserver::rbac::authorize(self, user, &request_attributes(method, &target, query)?).await?;
+            let attributes = request_attributes(method, &target, query)?;
+            if let Some(node) = node_authorizer::node_of_user(user) {
+                if !node_authorizer::allows(self, node, &attributes).await? {
+                    let mut error = crate::apiserver::rbac::forbidden(user, &attributes);
+                    error.message.push_str(&format!(": no relationship found between node '{node}' and this object"));
+                    return Err(error);
+                }
+            }
+            crate::apiserver::rbac::authorize(self, user, &attributes).await?;
         }
         let accept = header_text(headers, header::ACCEPT);
         match target {

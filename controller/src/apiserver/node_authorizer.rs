@@ -1,0 +1,173 @@
+//! What a node's own identity (`system:node:<name>` in `system:nodes`) may touch, as upstream's Node authorizer and
+//! NodeRestriction admission decide it: a node reads only the Secrets, ConfigMaps and PersistentVolumeClaims that
+//! pods bound to it use, asks tokens only for their ServiceAccounts, and writes only its own Node, its own Lease
+//! and the pods bound to it. A stolen edge device's certificate so cannot read the cluster's Secrets or change
+//! other nodes' pods.
+//!
+//! It runs before RBAC and only narrows: a request it lets through still needs the `system:node` ClusterRole's
+//! rules. Which pods run on the node is read from the store per decision (the pods of one namespace), which is what
+//! a node's requests for Secrets and ConfigMaps cost; an index by node would make it cheaper.
+
+use serde_json::Value;
+
+use super::error::ApiResult;
+use super::rbac::Attributes;
+use super::storage::ObjectStore;
+use super::ApiServer;
+use crate::apiserver::auth::User;
+
+/// The node a user is, when it authenticates as one.
+pub fn node_of_user(user: &User) -> Option<&str> {
+    user.name.strip_prefix("system:node:").filter(|name| !name.is_empty() && user.in_group("system:nodes"))
+}
+
+/// Whether node `node` may make the request `attributes` describes (RBAC decides the rest).
+pub async fn allows(server: &ApiServer, node: &str, attributes: &Attributes) -> ApiResult<bool> {
+    let namespace = attributes.namespace.as_str();
+    let name = attributes.name.as_str();
+    let verb = attributes.verb.as_str();
+    let read = matches!(verb, "get" | "list" | "watch");
+    match (attributes.group.as_str(), attributes.resource.as_str(), attributes.subresource.as_str()) {
+        ("", "secrets" | "configmaps" | "persistentvolumeclaims", "") => {
+            // One named object, used by a pod of this node; never a list of them.
+            if verb != "get" || name.is_empty() {
+                return Ok(false);
+            }
+            let kind = attributes.resource.as_str();
+            Ok(node_pods(server, node, namespace).await?.iter().any(|pod| pod_uses(pod, kind, name)))
+        }
+        ("", "serviceaccounts", "token") => {
+            let pods = node_pods(server, node, namespace).await?;
+            Ok(verb == "create" && pods.iter().any(|pod| service_account(pod) == name))
+        }
+        ("", "pods", "status" | "") if !read => {
+            // The node's own pods only: their status, and deleting them once they stopped.
+            if name.is_empty() || verb == "create" || verb == "deletecollection" {
+                return Ok(false);
+            }
+            Ok(pod_node(server, namespace, name).await?.as_deref() == Some(node))
+        }
+        ("", "nodes", _) if !read => Ok(verb == "create" || name == node),
+        ("coordination.k8s.io", "leases", _) if namespace == "kube-node-lease" => Ok(verb == "create" || name == node),
+        _ => Ok(true),
+    }
+}
+
+/// The pods of `namespace` bound to `node`.
+async fn node_pods(server: &ApiServer, node: &str, namespace: &str) -> ApiResult<Vec<Value>> {
+    let registry = server.registry();
+    let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
+    let page = server.store.list(&ObjectStore::prefix(&pods, Some(namespace)), None, 0, 0).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .map(|stored| stored.object)
+        .filter(|pod| pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+        .collect())
+}
+
+/// The node pod `namespace/name` is bound to, if it exists and is bound.
+async fn pod_node(server: &ApiServer, namespace: &str, name: &str) -> ApiResult<Option<String>> {
+    let registry = server.registry();
+    let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
+    let stored = server.store.get(&ObjectStore::key(&pods, Some(namespace), name), false).await?;
+    Ok(stored.and_then(|stored| stored.object.pointer("/spec/nodeName").and_then(Value::as_str).map(str::to_string)))
+}
+
+fn service_account(pod: &Value) -> &str {
+    pod.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default")
+}
+
+/// Whether `pod` refers to the `kind` (secrets, configmaps, persistentvolumeclaims) object `name`: in a volume
+/// (also inside projected ones), in its containers' env and envFrom, or as an image pull secret.
+fn pod_uses(pod: &Value, kind: &str, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let named = |value: &Value, field: &str| value.get(field).and_then(Value::as_str) == Some(name);
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    let projected_sources = || {
+        spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|volume| volume.pointer("/projected/sources").and_then(Value::as_array))
+            .flatten()
+    };
+    let containers = || {
+        ["initContainers", "containers", "ephemeralContainers"]
+            .into_iter()
+            .filter_map(|field| spec[field].as_array())
+            .flatten()
+    };
+    let env_refs = |reference: &str| {
+        containers().any(|container| {
+            let env = container["env"].as_array().into_iter().flatten();
+            let from_env = env.filter_map(|variable| variable.pointer(&format!("/valueFrom/{reference}")));
+            // envFrom names the whole object: `secretRef` for `secretKeyRef`, `configMapRef` for `configMapKeyRef`.
+            let whole = reference.replace("KeyRef", "Ref");
+            let env_from = container["envFrom"].as_array().into_iter().flatten();
+            let from_env_from = env_from.filter_map(|source| source.get(whole.as_str()));
+            from_env.chain(from_env_from).any(|source| named(source, "name"))
+        })
+    };
+    match kind {
+        "secrets" => {
+            let mut volumes = volumes;
+            volumes.any(|volume| volume.get("secret").is_some_and(|secret| named(secret, "secretName")))
+                || projected_sources().any(|source| source.get("secret").is_some_and(|secret| named(secret, "name")))
+                || env_refs("secretKeyRef")
+                || spec["imagePullSecrets"].as_array().into_iter().flatten().any(|secret| named(secret, "name"))
+        }
+        "configmaps" => {
+            let mut volumes = volumes;
+            volumes.any(|volume| volume.get("configMap").is_some_and(|map| named(map, "name")))
+                || projected_sources().any(|source| source.get("configMap").is_some_and(|map| named(map, "name")))
+                || env_refs("configMapKeyRef")
+        }
+        "persistentvolumeclaims" => {
+            let mut volumes = volumes;
+            volumes.any(|volume| volume.get("persistentVolumeClaim").is_some_and(|claim| named(claim, "claimName")))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_uses_what_its_volumes_env_and_pull_secrets_name() {
+        let pod = json!({"spec": {
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "tls"}},
+                {"name": "b", "configMap": {"name": "settings"}},
+                {"name": "c", "projected": {"sources": [{"secret": {"name": "projected-secret"}},
+                                                        {"configMap": {"name": "kube-root-ca.crt"}}]}},
+                {"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
+            ],
+            "containers": [{"name": "main",
+                "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}},
+                        {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "env-map", "key": "k"}}}],
+                "envFrom": [{"secretRef": {"name": "all-secret"}}, {"configMapRef": {"name": "all-map"}}]}],
+            "imagePullSecrets": [{"name": "registry"}],
+        }});
+        for secret in ["tls", "projected-secret", "env-secret", "all-secret", "registry"] {
+            assert!(pod_uses(&pod, "secrets", secret), "{secret}");
+        }
+        for map in ["settings", "kube-root-ca.crt", "env-map", "all-map"] {
+            assert!(pod_uses(&pod, "configmaps", map), "{map}");
+        }
+        assert!(pod_uses(&pod, "persistentvolumeclaims", "data"));
+        assert!(!pod_uses(&pod, "secrets", "settings"), "a ConfigMap's name is not a Secret's");
+        assert!(!pod_uses(&pod, "secrets", "other"));
+    }
+
+    #[test]
+    fn only_node_identities_are_nodes() {
+        let node = User::authenticated("system:node:edge1".into(), String::new(), vec!["system:nodes".into()]);
+        assert_eq!(node_of_user(&node), Some("edge1"));
+        let pretender = User::authenticated("system:node:edge1".into(), String::new(), vec![]);
+        assert_eq!(node_of_user(&pretender), None);
+    }
+}

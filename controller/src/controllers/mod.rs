@@ -8,6 +8,7 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
+mod daemonset;
 mod deployment;
 mod endpoints;
 pub(crate) mod events;
@@ -20,11 +21,12 @@ mod namespaces;
 mod node_ipam;
 pub(crate) mod queue;
 mod replicaset;
+mod revisions;
 mod service_accounts;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -109,6 +111,9 @@ fn controller_manager(
     let jobs: Arc<Informer<Job>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let daemon_sets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let revisions: Arc<Informer<ControllerRevision>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -123,6 +128,14 @@ fn controller_manager(
     let endpoints_controller =
         endpoints::EndpointsController::new(client.clone(), services.clone(), pods.clone(), slices.clone());
     tasks.spawn(supervise("endpoints", cancel.clone(), endpoints_controller.run()));
+    let daemon_set_controller = daemonset::DaemonSetController::new(
+        client.clone(),
+        daemon_sets.clone(),
+        nodes.clone(),
+        pods.clone(),
+        revisions.clone(),
+    );
+    tasks.spawn(supervise("daemonset", cancel.clone(), daemon_set_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -130,7 +143,9 @@ fn controller_manager(
     deployments.start(cancel.clone(), tasks);
     jobs.start(cancel.clone(), tasks);
     services.start(cancel.clone(), tasks);
-    slices.start(cancel, tasks);
+    slices.start(cancel.clone(), tasks);
+    daemon_sets.start(cancel.clone(), tasks);
+    revisions.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

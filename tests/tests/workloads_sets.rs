@@ -1,0 +1,228 @@
+//! DaemonSets, StatefulSets and CronJobs driven with kubectl against a real `kaasd controller`: the controllers
+//! create, place, roll out and roll back their pods on Nodes the test registers, and kubectl's `rollout status`,
+//! `rollout history`, `rollout undo`, `scale` and `wait` see them as on upstream.
+//!
+//! No worker runs pods here: `NodeAgentStandIn` answers for the nodes through the API, as their node agent would
+//! (scheduled pods become Running and Ready, terminating pods are deleted for good).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kaasd_e2e::controller::Controller;
+use serde_json::Value;
+
+fn register_nodes(controller: &Controller, names: &[&str]) {
+    for name in names {
+        let node = format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\n"
+        );
+        controller.kubectl_stdin(&["apply", "-f", "-"], &node).unwrap();
+        let status = r#"{"status":{"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
+        controller.kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", status]).unwrap();
+    }
+}
+
+fn json(controller: &Controller, arguments: &[&str]) -> Value {
+    let mut all = arguments.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&controller.kubectl(&all).unwrap()).unwrap()
+}
+
+fn items(controller: &Controller, arguments: &[&str]) -> Vec<Value> {
+    json(controller, arguments)["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn live(pods: &[Value]) -> Vec<&Value> {
+    pods.iter().filter(|pod| pod["metadata"]["deletionTimestamp"].is_null()).collect()
+}
+
+/// Answers for the registered nodes through the API while `running`: scheduled pods become Running and Ready
+/// (unless their name is in `held`), terminating pods are deleted for good. Records the order in which pods were
+/// first made Ready.
+struct NodeAgentStandIn {
+    running: AtomicBool,
+    held: Mutex<Vec<String>>,
+    ready_order: Mutex<Vec<String>>,
+}
+
+impl NodeAgentStandIn {
+    fn new() -> NodeAgentStandIn {
+        NodeAgentStandIn { running: AtomicBool::new(true), held: Mutex::default(), ready_order: Mutex::default() }
+    }
+
+    fn run(&self, controller: &Controller) {
+        while self.running.load(Ordering::Relaxed) {
+            for pod in items(controller, &["get", "pods"]) {
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                if !pod["metadata"]["deletionTimestamp"].is_null() {
+                    let _ = controller.kubectl_output(&[
+                        "delete",
+                        "pod",
+                        name,
+                        "--grace-period=0",
+                        "--force",
+                        "--wait=false",
+                    ]);
+                } else if pod["spec"]["nodeName"].is_string()
+                    && !is_ready(&pod)
+                    && !self.held.lock().unwrap().iter().any(|held| held == name)
+                    && pod["status"]["phase"].as_str().is_none_or(|phase| phase == "Pending" || phase == "Running")
+                {
+                    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                    let patched = controller.kubectl_output(&[
+                        "patch",
+                        "pod",
+                        name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        &status.to_string(),
+                    ]);
+                    if patched.is_ok_and(|output| output.status.success()) {
+                        self.ready_order.lock().unwrap().push(name.to_string());
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `body` with a stand-in node agent; on failure prints the cluster and the controller's log.
+fn with_stand_in(controller: &Controller, body: impl FnOnce(&NodeAgentStandIn)) {
+    let stand_in = NodeAgentStandIn::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| stand_in.run(controller));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&stand_in)));
+        stand_in.running.store(false, Ordering::Relaxed);
+        if let Err(panic) = result {
+            let state = controller
+                .kubectl(&["get", "daemonsets,statefulsets,cronjobs,jobs,controllerrevisions,pods,pvc", "-o", "wide"])
+                .unwrap_or_default();
+            eprintln!("cluster:\n{state}\ncontroller log:\n{}", controller.log());
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+const DAEMON_SET: &str = "\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {role: edge}
+      containers: [{name: agent, image: 'busybox:1.36'}]
+";
+
+/// Node name → image of the live daemon pods.
+fn daemon_pods(controller: &Controller) -> BTreeMap<String, String> {
+    let pods = items(controller, &["get", "pods", "-l", "app=agent"]);
+    live(&pods)
+        .iter()
+        .map(|pod| {
+            let node = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
+                .as_str()
+                .unwrap_or_default();
+            (node.to_string(), pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn daemon_sets_follow_nodes_roll_out_and_roll_back() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["edge-a", "edge-b", "core"]);
+    controller.kubectl(&["label", "node", "edge-a", "edge-b", "role=edge"]).unwrap();
+    with_stand_in(&controller, |_| {
+        controller.kubectl_stdin(&["apply", "-f", "-"], DAEMON_SET).unwrap();
+        controller.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).unwrap();
+        let pods = items(&controller, &["get", "pods", "-l", "app=agent"]);
+        assert_eq!(pods.len(), 2, "one pod per edge node");
+        for pod in &pods {
+            assert!(pod["metadata"]["labels"]["controller-revision-hash"].is_string(), "{pod}");
+            let node = pod["spec"]["nodeName"].as_str().unwrap();
+            assert!(node.starts_with("edge-"), "placed by the scheduler on its node: {pod}");
+            let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+            assert!(
+                tolerations.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable"
+                    && t["effect"] == "NoExecute"
+                    && t["tolerationSeconds"].is_null()),
+                "{pod}"
+            );
+        }
+        let ds = json(&controller, &["get", "ds", "agent"]);
+        assert_eq!(ds["status"]["desiredNumberScheduled"], 2, "{ds}");
+        assert_eq!(ds["status"]["numberReady"], 2, "{ds}");
+        assert_eq!(ds["status"]["observedGeneration"], ds["metadata"]["generation"], "{ds}");
+
+        // A node that starts to match gets a pod; one that gets a NoExecute taint loses it.
+        controller.kubectl(&["label", "node", "core", "role=edge"]).unwrap();
+        wait_for("a pod on core", Duration::from_secs(30), || daemon_pods(&controller).contains_key("core"));
+        controller.kubectl(&["taint", "node", "core", "dedicated=infra:NoExecute"]).unwrap();
+        wait_for("the pod on core to go", Duration::from_secs(30), || !daemon_pods(&controller).contains_key("core"));
+        controller.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).unwrap();
+
+        // A new template rolls out node by node; history and undo work through ControllerRevisions.
+        controller.kubectl(&["set", "image", "ds/agent", "agent=busybox:1.37"]).unwrap();
+        controller.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).unwrap();
+        wait_for("every pod updated", Duration::from_secs(30), || {
+            daemon_pods(&controller).values().filter(|image| *image == "busybox:1.37").count() == 2
+        });
+        let history = controller.kubectl(&["rollout", "history", "ds/agent"]).unwrap();
+        assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+        let revisions = items(&controller, &["get", "controllerrevisions", "-l", "app=agent"]);
+        assert_eq!(revisions.len(), 2, "{revisions:?}");
+        controller.kubectl(&["rollout", "undo", "ds/agent"]).unwrap();
+        controller.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).unwrap();
+        wait_for("every pod rolled back", Duration::from_secs(30), || {
+            daemon_pods(&controller).values().filter(|image| *image == "busybox:1.36").count() == 2
+        });
+        let revisions = items(&controller, &["get", "controllerrevisions", "-l", "app=agent"]);
+        let numbers: Vec<i64> = revisions.iter().filter_map(|revision| revision["revision"].as_i64()).collect();
+        assert_eq!(revisions.len(), 2, "the first template's revision is reused: {revisions:?}");
+        assert!(numbers.contains(&3) && numbers.contains(&2), "{numbers:?}");
+
+        // OnDelete: a new template waits until a pod is deleted by hand.
+        let on_delete = r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#;
+        controller.kubectl(&["patch", "ds", "agent", "--type=merge", "-p", on_delete]).unwrap();
+        controller.kubectl(&["set", "image", "ds/agent", "agent=busybox:1.38"]).unwrap();
+        wait_for("the new generation observed", Duration::from_secs(30), || {
+            let ds = json(&controller, &["get", "ds", "agent"]);
+            ds["status"]["observedGeneration"] == ds["metadata"]["generation"]
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(daemon_pods(&controller).values().all(|image| image == "busybox:1.36"));
+        let on_edge_a =
+            items(&controller, &["get", "pods", "-l", "app=agent", "--field-selector=spec.nodeName=edge-a"]);
+        let name = on_edge_a[0]["metadata"]["name"].as_str().unwrap();
+        controller.kubectl(&["delete", "pod", name, "--wait=false"]).unwrap();
+        wait_for("edge-a's replacement", Duration::from_secs(30), || {
+            daemon_pods(&controller).get("edge-a").is_some_and(|image| image == "busybox:1.38")
+        });
+        assert_eq!(daemon_pods(&controller).get("edge-b").map(String::as_str), Some("busybox:1.36"));
+    });
+}

@@ -226,3 +226,110 @@ fn daemon_sets_follow_nodes_roll_out_and_roll_back() {
         assert_eq!(daemon_pods(&controller).get("edge-b").map(String::as_str), Some("busybox:1.36"));
     });
 }
+
+const STATEFUL_SET: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Retain, whenScaled: Delete}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: 'busybox:1.36'}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+";
+
+/// Pod name → image of the live pods of `app=<app>`.
+fn images_of(controller: &Controller, app: &str) -> BTreeMap<String, String> {
+    let pods = items(controller, &["get", "pods", "-l", &format!("app={app}")]);
+    live(&pods)
+        .iter()
+        .map(|pod| {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            (name, pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+fn claim_names(controller: &Controller) -> Vec<String> {
+    let claims = items(controller, &["get", "pvc", "-l", "app=db"]);
+    live(&claims).iter().filter_map(|claim| claim["metadata"]["name"].as_str().map(String::from)).collect()
+}
+
+#[test]
+fn stateful_sets_create_in_order_update_by_partition_and_scale_down() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["node-a", "node-b"]);
+    with_stand_in(&controller, |stand_in| {
+        // db-1 is held not ready: OrderedReady creates nothing after it meanwhile.
+        stand_in.held.lock().unwrap().push("db-1".into());
+        controller.kubectl_stdin(&["apply", "-f", "-"], STATEFUL_SET).unwrap();
+        wait_for("db-1", Duration::from_secs(30), || images_of(&controller, "db").contains_key("db-1"));
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(!images_of(&controller, "db").contains_key("db-2"), "db-2 waits for db-1 to be ready");
+        stand_in.held.lock().unwrap().clear();
+        controller.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]).unwrap();
+        assert_eq!(*stand_in.ready_order.lock().unwrap(), ["db-0", "db-1", "db-2"]);
+
+        let pod = json(&controller, &["get", "pod", "db-2"]);
+        assert_eq!(pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "db-2", "{pod}");
+        assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "2", "{pod}");
+        assert_eq!((pod["spec"]["hostname"].as_str(), pod["spec"]["subdomain"].as_str()), (Some("db-2"), Some("db")));
+        assert_eq!(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "data-db-2", "{pod}");
+        let set = json(&controller, &["get", "sts", "db"]);
+        assert_eq!(pod["metadata"]["labels"]["controller-revision-hash"], set["status"]["updateRevision"]);
+        assert_eq!(set["status"]["currentRevision"], set["status"]["updateRevision"], "{set}");
+        assert_eq!(set["status"]["readyReplicas"], 3, "{set}");
+        assert_eq!(claim_names(&controller), ["data-db-0", "data-db-1", "data-db-2"]);
+
+        // A new template replaces pods from the highest ordinal down.
+        stand_in.ready_order.lock().unwrap().clear();
+        controller.kubectl(&["set", "image", "sts/db", "db=busybox:1.37"]).unwrap();
+        controller.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]).unwrap();
+        assert!(images_of(&controller, "db").values().all(|image| image == "busybox:1.37"));
+        assert_eq!(*stand_in.ready_order.lock().unwrap(), ["db-2", "db-1", "db-0"]);
+        let history = controller.kubectl(&["rollout", "history", "sts/db"]).unwrap();
+        assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+
+        // With a partition, only ordinals at or above it are updated.
+        let partition = r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#;
+        controller.kubectl(&["patch", "sts", "db", "--type=merge", "-p", partition]).unwrap();
+        controller.kubectl(&["set", "image", "sts/db", "db=busybox:1.38"]).unwrap();
+        controller.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]).unwrap();
+        wait_for("db-2 updated", Duration::from_secs(30), || {
+            images_of(&controller, "db").get("db-2").is_some_and(|image| image == "busybox:1.38")
+        });
+        let images = images_of(&controller, "db");
+        assert_eq!((images["db-0"].as_str(), images["db-1"].as_str()), ("busybox:1.37", "busybox:1.37"));
+        let set = json(&controller, &["get", "sts", "db"]);
+        assert_ne!(set["status"]["currentRevision"], set["status"]["updateRevision"], "{set}");
+        assert_eq!(set["status"]["updatedReplicas"], 1, "{set}");
+
+        // Scaling down removes the highest ordinals and, with whenScaled: Delete, their claims.
+        controller.kubectl(&["scale", "sts", "db", "--replicas=1"]).unwrap();
+        wait_for("one pod", Duration::from_secs(30), || images_of(&controller, "db").len() == 1);
+        assert!(images_of(&controller, "db").contains_key("db-0"));
+        wait_for("the scaled-down claims to go", Duration::from_secs(30), || claim_names(&controller) == ["data-db-0"]);
+
+        // Parallel creates every pod at once, ready or not.
+        stand_in.held.lock().unwrap().extend(["web-0".to_string(), "web-1".to_string(), "web-2".to_string()]);
+        let parallel = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  \
+            podManagementPolicy: Parallel\n  selector: {matchLabels: {app: web}}\n  template:\n    \
+            metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'busybox:1.36'}]}\n";
+        controller.kubectl_stdin(&["apply", "-f", "-"], parallel).unwrap();
+        wait_for("three unready web pods", Duration::from_secs(30), || images_of(&controller, "web").len() == 3);
+    });
+}

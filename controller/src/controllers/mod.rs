@@ -23,10 +23,11 @@ pub(crate) mod queue;
 mod replicaset;
 mod revisions;
 mod service_accounts;
+mod statefulset;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -112,6 +113,7 @@ fn controller_manager(
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let daemon_sets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let stateful_sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let revisions: Arc<Informer<ControllerRevision>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());
 
@@ -136,6 +138,9 @@ fn controller_manager(
         revisions.clone(),
     );
     tasks.spawn(supervise("daemonset", cancel.clone(), daemon_set_controller.run()));
+    let stateful_set_controller =
+        statefulset::StatefulSetController::new(client.clone(), stateful_sets.clone(), pods.clone(), revisions.clone());
+    tasks.spawn(supervise("statefulset", cancel.clone(), stateful_set_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -145,6 +150,7 @@ fn controller_manager(
     services.start(cancel.clone(), tasks);
     slices.start(cancel.clone(), tasks);
     daemon_sets.start(cancel.clone(), tasks);
+    stateful_sets.start(cancel.clone(), tasks);
     revisions.start(cancel, tasks);
 }
 

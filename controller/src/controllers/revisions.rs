@@ -47,6 +47,13 @@ pub fn revision_data(template: &PodTemplateSpec) -> Value {
     json!({"spec": {"template": template}})
 }
 
+/// The pod template a revision holds (its data without the replace directive).
+pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
+    let mut template = revision.data.as_ref()?.0.pointer("/spec/template")?.clone();
+    template.as_object_mut()?.remove("$patch");
+    serde_json::from_value(template).ok()
+}
+
 pub fn hash_of(revision: &ControllerRevision) -> String {
     revision.labels().get(REVISION_HASH_LABEL).cloned().unwrap_or_else(|| {
         // A revision made by someone else without the label: the name's suffix is the hash by convention.
@@ -179,5 +186,7 @@ mod tests {
         let data = revision_data(&template);
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         assert_eq!(data["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36");
+        let revision = ControllerRevision { data: Some(RawExtension(data)), ..Default::default() };
+        assert_eq!(template_of(&revision), Some(template));
     }
 }

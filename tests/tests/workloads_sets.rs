@@ -79,6 +79,8 @@ impl NodeAgentStandIn {
                         "--force",
                         "--wait=false",
                     ]);
+                } else if pod["metadata"]["labels"]["batch.kubernetes.io/job-name"].is_string() {
+                    finish_job_pod(controller, &pod);
                 } else if pod["spec"]["nodeName"].is_string()
                     && !is_ready(&pod)
                     && !self.held.lock().unwrap().iter().any(|held| held == name)
@@ -104,6 +106,27 @@ impl NodeAgentStandIn {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A scheduled pod of a Job runs to completion, exit code 0.
+fn finish_job_pod(controller: &Controller, pod: &Value) {
+    if pod["spec"]["nodeName"].is_null() || pod["status"]["phase"].as_str().is_some_and(|phase| phase != "Pending") {
+        return;
+    }
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let status = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": [{"name": "job",
+        "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "startedAt": now, "finishedAt": now}}}]}});
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let _ = controller.kubectl_output(&[
+        "patch",
+        "pod",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
 }
 
 /// Runs `body` with a stand-in node agent; on failure prints the cluster and the controller's log.
@@ -331,5 +354,71 @@ fn stateful_sets_create_in_order_update_by_partition_and_scale_down() {
             metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'busybox:1.36'}]}\n";
         controller.kubectl_stdin(&["apply", "-f", "-"], parallel).unwrap();
         wait_for("three unready web pods", Duration::from_secs(30), || images_of(&controller, "web").len() == 3);
+    });
+}
+
+const CRON_JOB: &str = "\
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: '*/1 * * * *'
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    metadata: {labels: {app: tick}}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: job, image: 'busybox:1.36', command: ['true']}]
+";
+
+#[test]
+fn cron_jobs_start_jobs_on_schedule_and_by_hand() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["node-a"]);
+    with_stand_in(&controller, |_| {
+        controller.kubectl_stdin(&["apply", "-f", "-"], CRON_JOB).unwrap();
+
+        // kubectl makes a Job from the CronJob's template itself; the Job controller runs it.
+        controller.kubectl(&["create", "job", "by-hand", "--from=cronjob/tick"]).unwrap();
+        controller.kubectl(&["wait", "--for=condition=complete", "job/by-hand", "--timeout=60s"]).unwrap();
+        let job = json(&controller, &["get", "job", "by-hand"]);
+        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob", "{job}");
+
+        // Within a minute (and a margin) the schedule starts `tick-<minutes since the epoch>`.
+        let mut scheduled = String::new();
+        wait_for("a scheduled job", Duration::from_secs(90), || {
+            let jobs = items(&controller, &["get", "jobs", "-l", "app=tick"]);
+            let mut names = jobs.iter().filter_map(|job| job["metadata"]["name"].as_str());
+            match names.find(|name| *name != "by-hand") {
+                Some(name) => {
+                    scheduled = name.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        let minutes: i64 = scheduled.strip_prefix("tick-").unwrap().parse().unwrap();
+        let job = json(&controller, &["get", "job", &scheduled]);
+        let stamp = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().unwrap();
+        let stamp: jiff::Timestamp = stamp.parse().unwrap();
+        assert_eq!(stamp.as_second(), minutes * 60, "{job}");
+        controller
+            .kubectl(&["wait", "--for=condition=complete", &format!("job/{scheduled}"), "--timeout=60s"])
+            .unwrap();
+        wait_for("the CronJob's status", Duration::from_secs(30), || {
+            let cron_job = json(&controller, &["get", "cronjob", "tick"]);
+            let status = &cron_job["status"];
+            status["lastScheduleTime"].as_str().is_some_and(|time| time.parse::<jiff::Timestamp>().ok() == Some(stamp))
+                && status["lastSuccessfulTime"].is_string()
+                && status["active"].as_array().is_none_or(|active| active.is_empty())
+        });
+        // Suspended, it starts nothing more.
+        controller
+            .kubectl(&["patch", "cronjob", "tick", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#])
+            .unwrap();
+        let cron_job = json(&controller, &["get", "cronjob", "tick"]);
+        assert_eq!(cron_job["spec"]["suspend"], true);
     });
 }

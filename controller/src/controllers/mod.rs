@@ -8,6 +8,8 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
+mod cron;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
@@ -28,7 +30,7 @@ mod statefulset;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
@@ -113,6 +115,7 @@ fn controller_manager(
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let daemon_sets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let cron_jobs: Arc<Informer<CronJob>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let stateful_sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let revisions: Arc<Informer<ControllerRevision>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());
@@ -141,6 +144,8 @@ fn controller_manager(
     let stateful_set_controller =
         statefulset::StatefulSetController::new(client.clone(), stateful_sets.clone(), pods.clone(), revisions.clone());
     tasks.spawn(supervise("statefulset", cancel.clone(), stateful_set_controller.run()));
+    let cron_job_controller = cronjob::CronJobController::new(client.clone(), cron_jobs.clone(), jobs.clone());
+    tasks.spawn(supervise("cronjob", cancel.clone(), cron_job_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -151,6 +156,7 @@ fn controller_manager(
     slices.start(cancel.clone(), tasks);
     daemon_sets.start(cancel.clone(), tasks);
     stateful_sets.start(cancel.clone(), tasks);
+    cron_jobs.start(cancel.clone(), tasks);
     revisions.start(cancel, tasks);
 }
 

@@ -59,17 +59,33 @@ struct NodeAgentStandIn {
     running: AtomicBool,
     held: Mutex<Vec<String>>,
     ready_order: Mutex<Vec<String>>,
+    /// Nodes whose agent is gone: their Leases are not renewed and their pods not touched.
+    lost: Mutex<Vec<String>>,
 }
 
 impl NodeAgentStandIn {
     fn new() -> NodeAgentStandIn {
-        NodeAgentStandIn { running: AtomicBool::new(true), held: Mutex::default(), ready_order: Mutex::default() }
+        NodeAgentStandIn {
+            running: AtomicBool::new(true),
+            held: Mutex::default(),
+            ready_order: Mutex::default(),
+            lost: Mutex::default(),
+        }
     }
 
     fn run(&self, controller: &Controller) {
+        let mut lease_renewed = Instant::now() - Duration::from_secs(60);
         while self.running.load(Ordering::Relaxed) {
+            if lease_renewed.elapsed() > Duration::from_secs(2) {
+                self.renew_leases(controller);
+                lease_renewed = Instant::now();
+            }
             for pod in items(controller, &["get", "pods"]) {
                 let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+                if self.lost.lock().unwrap().iter().any(|lost| lost == node) {
+                    continue;
+                }
                 if !pod["metadata"]["deletionTimestamp"].is_null() {
                     let _ = controller.kubectl_output(&[
                         "delete",
@@ -104,6 +120,28 @@ impl NodeAgentStandIn {
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl NodeAgentStandIn {
+    /// Renews the Lease in kube-node-lease of every node not lost, as the node agent does every 10 s.
+    fn renew_leases(&self, controller: &Controller) {
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        let lost = self.lost.lock().unwrap().clone();
+        let leases: Vec<String> = items(controller, &["get", "nodes"])
+            .iter()
+            .filter_map(|node| node["metadata"]["name"].as_str())
+            .filter(|name| !lost.iter().any(|lost| lost == name))
+            .map(|name| {
+                format!(
+                    "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\n\
+                     spec: {{holderIdentity: {name}, leaseDurationSeconds: 40, renewTime: '{now}'}}\n"
+                )
+            })
+            .collect();
+        if !leases.is_empty() {
+            let _ = controller.kubectl_stdin(&["apply", "-f", "-"], &leases.join("---\n"));
         }
     }
 }
@@ -420,5 +458,95 @@ fn cron_jobs_start_jobs_on_schedule_and_by_hand() {
             .unwrap();
         let cron_job = json(&controller, &["get", "cronjob", "tick"]);
         assert_eq!(cron_job["spec"]["suspend"], true);
+    });
+}
+
+fn node_taints(controller: &Controller, node: &str) -> Vec<String> {
+    let node = json(controller, &["get", "node", node]);
+    let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    taints
+        .iter()
+        .map(|taint| format!("{}:{}", taint["key"].as_str().unwrap(), taint["effect"].as_str().unwrap()))
+        .collect()
+}
+
+fn ready_condition(controller: &Controller, kind: &str, name: &str) -> Value {
+    let object = json(controller, &["get", kind, name]);
+    let conditions = object["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    conditions.into_iter().find(|condition| condition["type"] == "Ready").unwrap_or_default()
+}
+
+fn pod_on(controller: &Controller, name: &str, node: &str, tolerations: &str) {
+    let overrides = format!(
+        r#"{{"spec":{{"nodeName":"{node}","tolerations":{tolerations},"containers":[{{"name":"c","image":"busybox:1.36"}}]}}}}"#
+    );
+    controller.kubectl(&["run", name, "--image=busybox:1.36", "--overrides", &overrides]).unwrap();
+}
+
+#[test]
+fn lost_nodes_are_marked_unknown_tainted_and_their_pods_evicted() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["alive", "lost"]);
+    with_stand_in(&controller, |stand_in| {
+        stand_in.lost.lock().unwrap().push("lost".into());
+        // Every pod gets the 300 s not-ready and unreachable tolerations unless it names its own.
+        pod_on(&controller, "patient", "lost", "[]");
+        let impatient = r#"[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":5}]"#;
+        pod_on(&controller, "impatient", "lost", impatient);
+        pod_on(&controller, "bystander", "alive", "[]");
+        let patient = json(&controller, &["get", "pod", "patient"]);
+        let tolerations = patient["spec"]["tolerations"].as_array().unwrap();
+        assert!(tolerations
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["tolerationSeconds"] == 300));
+        // The lost node's agent marked its pods ready before it went away.
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let ready = serde_json::json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+        for name in ["patient", "impatient"] {
+            controller
+                .kubectl(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", &ready.to_string()])
+                .unwrap();
+        }
+
+        // After the grace period (40 s) without a Lease renewal, the node is Unknown and tainted.
+        wait_for("the lost node to be unknown", Duration::from_secs(90), || {
+            ready_condition(&controller, "node", "lost")["status"] == "Unknown"
+        });
+        let ready = ready_condition(&controller, "node", "lost");
+        assert_eq!(ready["reason"], "NodeStatusUnknown");
+        assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+        wait_for("unreachable taints", Duration::from_secs(20), || {
+            let taints = node_taints(&controller, "lost");
+            taints.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+                && taints.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+        });
+        assert_eq!(ready_condition(&controller, "node", "alive")["status"], "True");
+        assert!(node_taints(&controller, "alive").is_empty());
+        wait_for("its pods not ready", Duration::from_secs(20), || {
+            ready_condition(&controller, "pod", "patient")["status"] == "False"
+        });
+        // The pod tolerating 5 s is evicted; the one tolerating 300 s stays for now.
+        wait_for("the impatient pod evicted", Duration::from_secs(30), || {
+            let pods = items(&controller, &["get", "pods", "--field-selector=metadata.name=impatient"]);
+            live(&pods).is_empty()
+        });
+        assert!(json(&controller, &["get", "pod", "patient"])["metadata"]["deletionTimestamp"].is_null());
+
+        // A NoExecute taint the pod does not tolerate evicts it at once.
+        controller.kubectl(&["taint", "node", "alive", "maintenance=now:NoExecute"]).unwrap();
+        wait_for("the bystander evicted", Duration::from_secs(30), || {
+            items(&controller, &["get", "pods", "--field-selector=metadata.name=bystander"]).is_empty()
+        });
+
+        // The node comes back: its agent posts Ready again and renews its Lease; the taints go.
+        stand_in.lost.lock().unwrap().clear();
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let ready = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "ready", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
+        controller
+            .kubectl(&["patch", "node", "lost", "--subresource=status", "--type=merge", "-p", &ready.to_string()])
+            .unwrap();
+        wait_for("the taints removed", Duration::from_secs(30), || node_taints(&controller, "lost").is_empty());
     });
 }

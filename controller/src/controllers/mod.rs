@@ -21,6 +21,7 @@ mod job;
 mod leader;
 mod namespaces;
 mod node_ipam;
+mod node_lifecycle;
 pub(crate) mod queue;
 mod replicaset;
 mod revisions;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
@@ -115,6 +117,8 @@ fn controller_manager(
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let daemon_sets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let node_leases: Arc<Informer<Lease>> =
+        Informer::new(Api::namespaced(client.clone(), node_lifecycle::LEASE_NAMESPACE), watcher::Config::default());
     let cron_jobs: Arc<Informer<CronJob>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let stateful_sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let revisions: Arc<Informer<ControllerRevision>> =
@@ -144,6 +148,9 @@ fn controller_manager(
     let stateful_set_controller =
         statefulset::StatefulSetController::new(client.clone(), stateful_sets.clone(), pods.clone(), revisions.clone());
     tasks.spawn(supervise("statefulset", cancel.clone(), stateful_set_controller.run()));
+    let node_lifecycle_controller =
+        node_lifecycle::NodeLifecycleController::new(client.clone(), nodes.clone(), pods.clone(), node_leases.clone());
+    tasks.spawn(supervise("node-lifecycle", cancel.clone(), node_lifecycle_controller.run()));
     let cron_job_controller = cronjob::CronJobController::new(client.clone(), cron_jobs.clone(), jobs.clone());
     tasks.spawn(supervise("cronjob", cancel.clone(), cron_job_controller.run()));
 
@@ -157,6 +164,7 @@ fn controller_manager(
     daemon_sets.start(cancel.clone(), tasks);
     stateful_sets.start(cancel.clone(), tasks);
     cron_jobs.start(cancel.clone(), tasks);
+    node_leases.start(cancel.clone(), tasks);
     revisions.start(cancel, tasks);
 }
 

@@ -550,3 +550,20 @@ fn lost_nodes_are_marked_unknown_tainted_and_their_pods_evicted() {
         wait_for("the taints removed", Duration::from_secs(30), || node_taints(&controller, "lost").is_empty());
     });
 }
+
+#[test]
+fn pods_of_removed_nodes_are_collected() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["doomed"]);
+    with_stand_in(&controller, |_| {
+        pod_on(&controller, "stranded", "doomed", "[]");
+        wait_for("the pod running", Duration::from_secs(30), || {
+            is_ready(&json(&controller, &["get", "pod", "stranded"]))
+        });
+        controller.kubectl(&["delete", "node", "doomed"]).unwrap();
+        // The collector runs every 20 s.
+        wait_for("the stranded pod collected", Duration::from_secs(60), || {
+            items(&controller, &["get", "pods", "--field-selector=metadata.name=stranded"]).is_empty()
+        });
+    });
+}

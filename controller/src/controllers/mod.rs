@@ -22,6 +22,7 @@ mod leader;
 mod namespaces;
 mod node_ipam;
 mod node_lifecycle;
+mod pod_gc;
 pub(crate) mod queue;
 mod replicaset;
 mod revisions;
@@ -151,6 +152,8 @@ fn controller_manager(
     let node_lifecycle_controller =
         node_lifecycle::NodeLifecycleController::new(client.clone(), nodes.clone(), pods.clone(), node_leases.clone());
     tasks.spawn(supervise("node-lifecycle", cancel.clone(), node_lifecycle_controller.run()));
+    let pod_garbage_collector = pod_gc::PodGarbageCollector::new(client.clone(), nodes.clone(), pods.clone());
+    tasks.spawn(supervise("pod-garbage-collector", cancel.clone(), pod_garbage_collector.run()));
     let cron_job_controller = cronjob::CronJobController::new(client.clone(), cron_jobs.clone(), jobs.clone());
     tasks.spawn(supervise("cronjob", cancel.clone(), cron_job_controller.run()));
 

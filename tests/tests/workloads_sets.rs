@@ -379,6 +379,26 @@ fn stateful_sets_create_in_order_update_by_partition_and_scale_down() {
         assert_ne!(set["status"]["currentRevision"], set["status"]["updateRevision"], "{set}");
         assert_eq!(set["status"]["updatedReplicas"], 1, "{set}");
 
+        // Undo puts the previous template back through its ControllerRevision; without a partition every pod
+        // follows.
+        controller
+            .kubectl(&[
+                "patch",
+                "sts",
+                "db",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+            ])
+            .unwrap();
+        controller.kubectl(&["rollout", "undo", "sts/db"]).unwrap();
+        controller.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]).unwrap();
+        wait_for("every pod back on the previous template", Duration::from_secs(30), || {
+            images_of(&controller, "db").values().filter(|image| *image == "busybox:1.37").count() == 3
+        });
+        let set = json(&controller, &["get", "sts", "db"]);
+        assert_eq!(set["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37", "{set}");
+
         // Scaling down removes the highest ordinals and, with whenScaled: Delete, their claims.
         controller.kubectl(&["scale", "sts", "db", "--replicas=1"]).unwrap();
         wait_for("one pod", Duration::from_secs(30), || images_of(&controller, "db").len() == 1);

@@ -13,6 +13,9 @@
 //!   tolerates it for `tolerationSeconds` (300 s for the not-ready and unreachable taints unless the pod says
 //!   otherwise: DefaultTolerationSeconds admission) is deleted that long after the taint was added.
 //!
+//! In a zone (`topology.kubernetes.io/zone`) where no node is Ready, no NoExecute taint is added and those present
+//! are removed, as upstream's full-disruption mode: the pods stay until some node of the zone is heard from again.
+//!
 //! It works by periodic passes over the cached Nodes rather than a work queue, as upstream's monitor does: the
 //! event that matters is the absence of events. Writes to a Node read it fresh and carry its resourceVersion, so a
 //! kubelet that posts Ready at the same moment wins.
@@ -113,6 +116,7 @@ impl NodeLifecycleController {
         let now = Instant::now();
         let names: BTreeSet<String> = nodes.iter().map(|node| node.name_any()).collect();
         self.lock_health().retain(|name, _| names.contains(name));
+        let disrupted = fully_disrupted_zones(&nodes);
         for node in nodes {
             let name = node.name_any();
             let lease_renewed = self
@@ -156,7 +160,8 @@ impl NodeLifecycleController {
                 );
                 self.mark_pods_not_ready(&name).await;
             }
-            if let Err(error) = self.sync_taints(&node).await {
+            let evicting = !disrupted.contains(zone_of(&node));
+            if let Err(error) = self.sync_taints(&node, evicting).await {
                 tracing::debug!(node.name = %name, error = %error, "cannot update the node's taints");
             }
         }
@@ -234,15 +239,15 @@ impl NodeLifecycleController {
     }
 
     /// Brings the node's managed taints in line with its conditions and schedulability.
-    async fn sync_taints(&self, cached: &Node) -> Result<(), kube::Error> {
-        if same_taints(&managed_taints(cached), &desired_taints(cached)) {
+    async fn sync_taints(&self, cached: &Node, evicting: bool) -> Result<(), kube::Error> {
+        if same_taints(&managed_taints(cached), &desired_taints(cached, evicting)) {
             return Ok(());
         }
         // Read fresh: the taint list is written whole, and must not drop a taint someone added meanwhile.
         let api: Api<Node> = Api::all(self.client.clone());
         let Some(node) = api.get_opt(&cached.name_any()).await? else { return Ok(()) };
         let current = managed_taints(&node);
-        let desired = desired_taints(&node);
+        let desired = desired_taints(&node, evicting);
         if same_taints(&current, &desired) {
             return Ok(());
         }
@@ -329,19 +334,39 @@ fn managed_taints(node: &Node) -> Vec<Taint> {
     taints.into_iter().filter(|taint| MANAGED_TAINTS.contains(&taint.key.as_str())).collect()
 }
 
+fn zone_of(node: &Node) -> &str {
+    node.labels().get("topology.kubernetes.io/zone").map_or("", String::as_str)
+}
+
+/// Zones where no node is Ready. Upstream stops NoExecute tainting there ("full disruption"): when every node
+/// looks lost at once, the likelier fault is the control plane's view of them (a network split, a restart), and
+/// evicting everything would turn a blip into an outage — on a single-node cluster, every time its agent restarts.
+fn fully_disrupted_zones(nodes: &[Arc<Node>]) -> BTreeSet<String> {
+    let mut ready_by_zone: HashMap<&str, bool> = HashMap::new();
+    for node in nodes {
+        let ready = condition(node, "Ready").is_some_and(|ready| ready.status == "True");
+        *ready_by_zone.entry(zone_of(node)).or_insert(false) |= ready;
+    }
+    ready_by_zone.into_iter().filter(|(_, any_ready)| !any_ready).map(|(zone, _)| zone.to_string()).collect()
+}
+
 /// The managed taints a node should carry given its conditions (upstream's TaintNodesByCondition and the
-/// NoExecute taints of NodeLifecycle).
-fn desired_taints(node: &Node) -> Vec<Taint> {
+/// NoExecute taints of NodeLifecycle, the latter only while `evicting`).
+fn desired_taints(node: &Node, evicting: bool) -> Vec<Taint> {
     let taint = |key: &str, effect: &str| Taint { key: key.into(), effect: effect.into(), ..Default::default() };
     let mut taints = Vec::new();
     match condition(node, "Ready").map(|ready| ready.status.as_str()) {
         Some("False") => {
             taints.push(taint(NOT_READY_TAINT, "NoSchedule"));
-            taints.push(taint(NOT_READY_TAINT, "NoExecute"));
+            if evicting {
+                taints.push(taint(NOT_READY_TAINT, "NoExecute"));
+            }
         }
         Some("Unknown") => {
             taints.push(taint(UNREACHABLE_TAINT, "NoSchedule"));
-            taints.push(taint(UNREACHABLE_TAINT, "NoExecute"));
+            if evicting {
+                taints.push(taint(UNREACHABLE_TAINT, "NoExecute"));
+            }
         }
         _ => {}
     }
@@ -400,7 +425,7 @@ mod tests {
         let lost = node(json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true},
             "status": {"conditions": [{"type": "Ready", "status": "Unknown"}, {"type": "DiskPressure", "status": "True"}]}}));
         let keys: Vec<(String, String)> =
-            desired_taints(&lost).into_iter().map(|taint| (taint.key, taint.effect)).collect();
+            desired_taints(&lost, true).into_iter().map(|taint| (taint.key, taint.effect)).collect();
         assert_eq!(
             keys,
             [
@@ -412,10 +437,26 @@ mod tests {
         );
         let not_ready =
             node(json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
-        assert!(desired_taints(&not_ready).iter().all(|taint| taint.key == NOT_READY_TAINT));
+        assert!(desired_taints(&not_ready, true).iter().all(|taint| taint.key == NOT_READY_TAINT));
+        assert!(desired_taints(&not_ready, false).iter().all(|taint| taint.effect == "NoSchedule"));
         let ready =
             node(json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
-        assert!(desired_taints(&ready).is_empty());
+        assert!(desired_taints(&ready, true).is_empty());
+    }
+
+    #[test]
+    fn a_zone_without_a_ready_node_is_fully_disrupted() {
+        let node = |name: &str, zone: &str, ready: &str| {
+            Arc::new(node(json!({"metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}})))
+        };
+        let nodes = vec![
+            node("a1", "a", "Unknown"),
+            node("a2", "a", "True"),
+            node("b1", "b", "Unknown"),
+            node("b2", "b", "False"),
+        ];
+        assert_eq!(fully_disrupted_zones(&nodes), BTreeSet::from(["b".to_string()]));
     }
 
     #[test]

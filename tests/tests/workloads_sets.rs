@@ -267,6 +267,20 @@ fn daemon_sets_follow_nodes_roll_out_and_roll_back() {
         assert_eq!(revisions.len(), 2, "the first template's revision is reused: {revisions:?}");
         assert!(numbers.contains(&3) && numbers.contains(&2), "{numbers:?}");
 
+        // A daemon pod that fails is replaced.
+        let on_edge_b =
+            items(&controller, &["get", "pods", "-l", "app=agent", "--field-selector=spec.nodeName=edge-b"]);
+        let failed = on_edge_b[0]["metadata"]["name"].as_str().unwrap().to_string();
+        let status = r#"{"status":{"phase":"Failed","conditions":[{"type":"Ready","status":"False"}]}}"#;
+        controller.kubectl(&["patch", "pod", &failed, "--subresource=status", "--type=merge", "-p", status]).unwrap();
+        wait_for("a replacement on edge-b", Duration::from_secs(30), || {
+            let pods = items(&controller, &["get", "pods", "-l", "app=agent", "--field-selector=spec.nodeName=edge-b"]);
+            pods.iter().any(|pod| pod["metadata"]["name"] != failed.as_str() && is_ready(pod))
+        });
+        let events = controller.kubectl(&["get", "events", "--field-selector", "reason=FailedDaemonPod"]).unwrap();
+        assert!(events.contains(&format!("Found failed daemon pod default/{failed} on node edge-b")), "{events}");
+        controller.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]).unwrap();
+
         // OnDelete: a new template waits until a pod is deleted by hand.
         let on_delete = r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}"#;
         controller.kubectl(&["patch", "ds", "agent", "--type=merge", "-p", on_delete]).unwrap();

@@ -8,9 +8,9 @@
 //! tolerates what a node shows while it is unwell (not-ready, unreachable, pressure, unschedulable), as upstream
 //! adds, so daemons keep running on the nodes that need them most.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
@@ -32,6 +32,7 @@ use super::{label_selector, labels_match, ReconcileError};
 use crate::scheduler::plugins::{matches_node_selector_and_affinity, tolerates};
 
 const WORKERS: usize = 2;
+const MAX_FAILED_POD_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 pub struct DaemonSetController {
     client: kube::Client,
@@ -40,6 +41,8 @@ pub struct DaemonSetController {
     pods: Arc<Informer<Pod>>,
     revisions: Arc<Informer<ControllerRevision>>,
     expectations: Arc<Expectations>,
+    /// Per DaemonSet and node, when a failed pod there may next be replaced, and the delay that led to it.
+    failed_pod_backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     queue: WorkQueue,
     events: Recorder,
 }
@@ -60,6 +63,7 @@ impl DaemonSetController {
             pods: pods.clone(),
             revisions: revisions.clone(),
             expectations: Default::default(),
+            failed_pod_backoff: Mutex::default(),
             queue: WorkQueue::new(),
         });
         let (queue, expectations) = (controller.queue.clone(), controller.expectations.clone());
@@ -201,6 +205,7 @@ impl DaemonSetController {
 
         if self.expectations.satisfied(key) {
             let (mut create_on, mut delete) = plan.manage();
+            delete = self.back_off_failed_pods(key, &ds, delete);
             if create_on.is_empty() && delete.is_empty() && rolling_update(&ds) {
                 (create_on, delete) = plan.rolling_update();
             }
@@ -221,6 +226,46 @@ impl DaemonSetController {
             self.queue.add_after(key.to_string(), Duration::from_secs(1));
         }
         Ok(())
+    }
+
+    /// Drops from `delete` the failed pods whose node is in back-off (1 s doubling to 15 minutes per DaemonSet and
+    /// node, as upstream), so a daemon that fails at once does not make a create-delete loop.
+    fn back_off_failed_pods(&self, key: &str, ds: &DaemonSet, delete: Vec<Arc<Pod>>) -> Vec<Arc<Pod>> {
+        let now = Instant::now();
+        let mut backoff = self.failed_pod_backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        delete
+            .into_iter()
+            .filter(|pod| {
+                if pod.status.as_ref().and_then(|status| status.phase.as_deref()) != Some("Failed") {
+                    return true;
+                }
+                let node = target_node(pod).unwrap_or_default();
+                let backoff_key = format!("{key}/{node}");
+                match backoff.get(&backoff_key).copied() {
+                    Some((until, _)) if now < until => {
+                        self.queue.add_after(key.to_string(), until - now);
+                        false
+                    }
+                    previous => {
+                        // A node quiet for longer than the longest delay starts again from the shortest.
+                        let delay = match previous {
+                            Some((until, delay)) if now.duration_since(until) < MAX_FAILED_POD_BACKOFF => {
+                                (delay * 2).min(MAX_FAILED_POD_BACKOFF)
+                            }
+                            _ => Duration::from_secs(1),
+                        };
+                        backoff.insert(backoff_key, (now + delay, delay));
+                        let message = format!(
+                            "Found failed daemon pod {}/{} on node {node}, will try to kill it",
+                            pod.namespace().unwrap_or_default(),
+                            pod.name_any()
+                        );
+                        self.events.publish(ds, Kind::Warning, "FailedDaemonPod", message);
+                        true
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The pods this DaemonSet controls: owned ones that still match, plus matching orphans it adopts.

@@ -195,11 +195,8 @@ impl CronJobController {
         // The earliest time that can still be due: after the last one started (or the CronJob's creation), and
         // within startingDeadlineSeconds.
         let created = cron_job.metadata.creation_timestamp.as_ref().map_or(now, |time| time.0);
-        let mut earliest = status.last_schedule_time.as_ref().map_or(created, |time| time.0);
-        let deadline = spec.starting_deadline_seconds.map(jiff::SignedDuration::from_secs);
-        if let Some(deadline) = deadline {
-            earliest = earliest.max(now - deadline);
-        }
+        let last = status.last_schedule_time.as_ref().map(|time| time.0);
+        let earliest = earliest_due(created, last, spec.starting_deadline_seconds, now);
         let Some(scheduled) = schedule.latest_between(earliest, now) else { return Ok(next) };
         if missed_between(&schedule, earliest, scheduled) > TOO_MANY_MISSED {
             let message =
@@ -332,6 +329,21 @@ pub fn job_name(cron_job: &str, scheduled: jiff::Timestamp) -> String {
     format!("{cron_job}-{}", scheduled.as_second().div_euclid(60))
 }
 
+/// The time after which a scheduled time can still be due: the last one started (or the CronJob's creation),
+/// and no earlier than startingDeadlineSeconds ago, since a start later than that is a miss.
+fn earliest_due(
+    created: jiff::Timestamp,
+    last_scheduled: Option<jiff::Timestamp>,
+    starting_deadline_seconds: Option<i64>,
+    now: jiff::Timestamp,
+) -> jiff::Timestamp {
+    let earliest = last_scheduled.unwrap_or(created);
+    match starting_deadline_seconds {
+        Some(seconds) => earliest.max(now - jiff::SignedDuration::from_secs(seconds)),
+        None => earliest,
+    }
+}
+
 /// How many scheduled times fall after `earliest` up to `scheduled` (counted up to just past the warning limit).
 fn missed_between(schedule: &Schedule, earliest: jiff::Timestamp, scheduled: jiff::Timestamp) -> usize {
     let mut count = 0;
@@ -388,6 +400,25 @@ mod tests {
         assert_eq!(value["metadata"]["annotations"][SCHEDULED_TIMESTAMP_ANNOTATION], "2026-03-01T10:15:00Z");
         assert_eq!(value["metadata"]["ownerReferences"][0]["kind"], "CronJob");
         assert_eq!(value["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn only_the_latest_due_time_within_the_deadline_starts() {
+        let at = |text: &str| -> jiff::Timestamp { text.parse().unwrap() };
+        let every_five = Schedule::parse("*/5 * * * *", jiff::tz::TimeZone::UTC).unwrap();
+        let created = at("2026-03-01T09:58:00Z");
+        let now = at("2026-03-01T10:17:00Z");
+        // Down since creation: of 10:00, 10:05, 10:10 and 10:15 only the latest starts.
+        let earliest = earliest_due(created, None, None, now);
+        assert_eq!(every_five.latest_between(earliest, now), Some(at("2026-03-01T10:15:00Z")));
+        // Already started 10:15: nothing is due until 10:20.
+        let earliest = earliest_due(created, Some(at("2026-03-01T10:15:00Z")), None, now);
+        assert_eq!(every_five.latest_between(earliest, now), None);
+        // With a 60 s deadline, 10:15 is missed at 10:17.
+        let earliest = earliest_due(created, Some(at("2026-03-01T10:10:00Z")), Some(60), now);
+        assert_eq!(every_five.latest_between(earliest, now), None);
+        let earliest = earliest_due(created, Some(at("2026-03-01T10:10:00Z")), Some(180), now);
+        assert_eq!(every_five.latest_between(earliest, now), Some(at("2026-03-01T10:15:00Z")));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 
 mod bootstrap_tokens;
 pub mod certificates;
+mod cron;
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 pub(crate) mod events;
@@ -18,14 +21,19 @@ mod job;
 mod leader;
 mod namespaces;
 mod node_ipam;
+mod node_lifecycle;
+mod pod_gc;
 pub(crate) mod queue;
 mod replicaset;
+mod revisions;
 mod service_accounts;
+mod statefulset;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
@@ -109,6 +117,13 @@ fn controller_manager(
     let jobs: Arc<Informer<Job>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let daemon_sets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let node_leases: Arc<Informer<Lease>> =
+        Informer::new(Api::namespaced(client.clone(), node_lifecycle::LEASE_NAMESPACE), watcher::Config::default());
+    let cron_jobs: Arc<Informer<CronJob>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let stateful_sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let revisions: Arc<Informer<ControllerRevision>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -123,6 +138,24 @@ fn controller_manager(
     let endpoints_controller =
         endpoints::EndpointsController::new(client.clone(), services.clone(), pods.clone(), slices.clone());
     tasks.spawn(supervise("endpoints", cancel.clone(), endpoints_controller.run()));
+    let daemon_set_controller = daemonset::DaemonSetController::new(
+        client.clone(),
+        daemon_sets.clone(),
+        nodes.clone(),
+        pods.clone(),
+        revisions.clone(),
+    );
+    tasks.spawn(supervise("daemonset", cancel.clone(), daemon_set_controller.run()));
+    let stateful_set_controller =
+        statefulset::StatefulSetController::new(client.clone(), stateful_sets.clone(), pods.clone(), revisions.clone());
+    tasks.spawn(supervise("statefulset", cancel.clone(), stateful_set_controller.run()));
+    let node_lifecycle_controller =
+        node_lifecycle::NodeLifecycleController::new(client.clone(), nodes.clone(), pods.clone(), node_leases.clone());
+    tasks.spawn(supervise("node-lifecycle", cancel.clone(), node_lifecycle_controller.run()));
+    let pod_garbage_collector = pod_gc::PodGarbageCollector::new(client.clone(), nodes.clone(), pods.clone());
+    tasks.spawn(supervise("pod-garbage-collector", cancel.clone(), pod_garbage_collector.run()));
+    let cron_job_controller = cronjob::CronJobController::new(client.clone(), cron_jobs.clone(), jobs.clone());
+    tasks.spawn(supervise("cronjob", cancel.clone(), cron_job_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -130,7 +163,12 @@ fn controller_manager(
     deployments.start(cancel.clone(), tasks);
     jobs.start(cancel.clone(), tasks);
     services.start(cancel.clone(), tasks);
-    slices.start(cancel, tasks);
+    slices.start(cancel.clone(), tasks);
+    daemon_sets.start(cancel.clone(), tasks);
+    stateful_sets.start(cancel.clone(), tasks);
+    cron_jobs.start(cancel.clone(), tasks);
+    node_leases.start(cancel.clone(), tasks);
+    revisions.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -10,7 +10,7 @@
 //! doubling to 10 s between attempts.
 
 mod facts;
-mod plugins;
+pub(crate) mod plugins;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

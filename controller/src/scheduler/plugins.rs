@@ -119,7 +119,7 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn matches_node_selector_and_affinity(pod: &Pod, node: &Node) -> bool {
+pub fn matches_node_selector_and_affinity(pod: &Pod, node: &Node) -> bool {
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     let Some(spec) = pod.spec.as_ref() else { return true };

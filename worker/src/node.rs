@@ -143,7 +143,7 @@ fn kubernetes_arch() -> &'static str {
 fn node_images(images: &[proto::Image]) -> Vec<ContainerImage> {
     const MOST: usize = 50;
     let mut images: Vec<&proto::Image> = images.iter().collect();
-    images.sort_by(|a, b| b.size.cmp(&a.size));
+    images.sort_by_key(|image| std::cmp::Reverse(image.size));
     images
         .into_iter()
         .take(MOST)

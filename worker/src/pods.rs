@@ -230,7 +230,7 @@ fn termination_message(
         }
         let cut = tail.len().saturating_sub(LOG_LIMIT);
         let cut = (cut..tail.len()).find(|index| tail.is_char_boundary(*index)).unwrap_or(tail.len());
-        text = tail[cut..].as_bytes().to_vec();
+        text = tail.as_bytes()[cut..].to_vec();
     }
     Some(String::from_utf8_lossy(&text).into_owned()).filter(|text| !text.is_empty())
 }

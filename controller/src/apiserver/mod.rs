@@ -256,7 +256,7 @@ impl ApiServer {
             authorize_anonymous(user, method, &target, query)?;
         } else if !user.in_group("system:masters") {
             let attributes = request_attributes(method, &target, query)?;
-            if let Some(node) = node_authorizer::node_of_user(user) {
+            if let Some(node) = crate::tunnels::node_of(user) {
                 if !node_authorizer::allows(self, node, &attributes).await? {
                     let mut error = crate::apiserver::rbac::forbidden(user, &attributes);
                     error.message.push_str(&format!(": no relationship found between node '{node}' and this object"));

@@ -1,8 +1,8 @@
-//! What a node's own identity (`system:node:<name>` in `system:nodes`) may touch, as upstream's Node authorizer and
-//! NodeRestriction admission decide it: a node reads only the Secrets, ConfigMaps and PersistentVolumeClaims that
-//! pods bound to it use, asks tokens only for their ServiceAccounts, and writes only its own Node, its own Lease
-//! and the pods bound to it. A stolen edge device's certificate so cannot read the cluster's Secrets or change
-//! other nodes' pods.
+//! What a node's own identity (`system:node:<name>` in `system:nodes`) may touch, as upstream's Node authorizer
+//! decides it: a node reads only the Secrets, ConfigMaps and PersistentVolumeClaims that pods bound to it use, asks
+//! tokens only for their ServiceAccounts, and writes only the pods bound to it. A stolen edge device's certificate
+//! so cannot read the cluster's Secrets or change other nodes' pods. (That it changes only its own Node and Lease
+//! is checked where the object's name is known, also on create: `objects.rs`, `node_restriction`.)
 //!
 //! It runs before RBAC and only narrows: a request it lets through still needs the `system:node` ClusterRole's
 //! rules. Which pods run on the node is read from the store per decision (the pods of one namespace), which is what
@@ -14,12 +14,6 @@ use super::error::ApiResult;
 use super::rbac::Attributes;
 use super::storage::ObjectStore;
 use super::ApiServer;
-use crate::apiserver::auth::User;
-
-/// The node a user is, when it authenticates as one.
-pub fn node_of_user(user: &User) -> Option<&str> {
-    user.name.strip_prefix("system:node:").filter(|name| !name.is_empty() && user.in_group("system:nodes"))
-}
 
 /// Whether node `node` may make the request `attributes` describes (RBAC decides the rest).
 pub async fn allows(server: &ApiServer, node: &str, attributes: &Attributes) -> ApiResult<bool> {
@@ -161,13 +155,5 @@ mod tests {
         assert!(pod_uses(&pod, "persistentvolumeclaims", "data"));
         assert!(!pod_uses(&pod, "secrets", "settings"), "a ConfigMap's name is not a Secret's");
         assert!(!pod_uses(&pod, "secrets", "other"));
-    }
-
-    #[test]
-    fn only_node_identities_are_nodes() {
-        let node = User::authenticated("system:node:edge1".into(), String::new(), vec!["system:nodes".into()]);
-        assert_eq!(node_of_user(&node), Some("edge1"));
-        let pretender = User::authenticated("system:node:edge1".into(), String::new(), vec![]);
-        assert_eq!(node_of_user(&pretender), None);
     }
 }

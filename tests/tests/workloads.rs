@@ -8,36 +8,15 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kaasd_e2e::controller::Controller;
 use kaasd_e2e::databases::ServerDatabase;
 use serde_json::Value;
 
-fn register_nodes(controller: &Controller, names: &[&str]) {
-    for name in names {
-        let node = format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\n"
-        );
-        controller.kubectl_stdin(&["apply", "-f", "-"], &node).unwrap();
-        let status = r#"{"status":{"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready"}]}}"#;
-        controller.kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", status]).unwrap();
-    }
-}
-
-fn json(controller: &Controller, arguments: &[&str]) -> Value {
-    let mut all = arguments.to_vec();
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&controller.kubectl(&all).unwrap()).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+#[path = "common/registered_nodes.rs"]
+mod registered_nodes;
+use registered_nodes::{is_ready, json, register_nodes, wait_for};
 
 /// Answers for the registered nodes through the API while `running`: scheduled pods become Running and Ready,
 /// terminating pods are deleted for good. Also records the most pods of `app=web` that existed at once and the
@@ -129,12 +108,6 @@ impl NodeAgentStandIn {
             ]);
         }
     }
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 const DEPLOYMENT: &str = "\

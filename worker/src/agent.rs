@@ -35,6 +35,23 @@ pub struct AgentState {
     pub cri: Option<Cri>,
 }
 
+impl AgentState {
+    /// The pod `namespace/name` if this node runs it, and the runtime; or why a request about it cannot be served.
+    pub(crate) fn pod_and_runtime(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Arc<Pod>, &Cri), (StatusCode, String)> {
+        let (Some(pods), Some(cri)) = (&self.pods, &self.cri) else {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "the worker's container runtime is not ready yet".into()));
+        };
+        let pod = pods
+            .get(&ObjectRef::new(name).within(namespace))
+            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {namespace}/{name} does not run on this node")))?;
+        Ok((pod, cri))
+    }
+}
+
 pub async fn serve(listener: TcpListener, state: Arc<AgentState>, cancel: CancellationToken) {
     loop {
         let stream = tokio::select! {
@@ -103,12 +120,7 @@ async fn container_logs(
     query: &str,
 ) -> Result<Response<Body>, (StatusCode, String)> {
     let options = LogOptions::from_query(query).map_err(|error| (StatusCode::BAD_REQUEST, error))?;
-    let (Some(pods), Some(cri)) = (&state.pods, &state.cri) else {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "the worker's container runtime is not ready yet".into()));
-    };
-    let pod = pods
-        .get(&ObjectRef::new(pod_name).within(namespace))
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {namespace}/{pod_name} does not run on this node")))?;
+    let (pod, cri) = state.pod_and_runtime(namespace, pod_name)?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = pod_log_dir(namespace, pod_name, &uid).join(container);
     let files = log_files(&dir);

@@ -516,33 +516,16 @@ async fn sync_pod(context: &Context, pod: &Pod, uid: &str, memory: &mut PodMemor
         }
         if let Some(volumes) = &volumes {
             let containers = list_containers(&context.cri, None, Some(uid)).await?;
-            let pod_ip = pod_ips.first().map(String::as_str);
-            let initialized = sync_init_containers(
-                context,
-                pod,
-                &containers,
+            let sandbox = InSandbox {
+                containers: &containers,
                 sandbox_id,
-                &sandbox_config,
+                config: &sandbox_config,
                 volumes,
-                pod_ip,
-                &restart_policy,
-                memory,
-            )
-            .await?;
+                pod_ip: pod_ips.first().map(String::as_str),
+            };
+            let initialized = sync_init_containers(context, pod, &sandbox, &restart_policy, memory).await?;
             for container in spec.containers.iter().filter(|_| initialized) {
-                sync_container(
-                    context,
-                    pod,
-                    container,
-                    &containers,
-                    sandbox_id,
-                    &sandbox_config,
-                    volumes,
-                    pod_ip,
-                    &restart_policy,
-                    memory,
-                )
-                .await?;
+                sync_container(context, pod, container, &sandbox, &restart_policy, memory).await?;
             }
         }
     }
@@ -694,18 +677,14 @@ fn status_matches(current: Option<&serde_json::Value>, wanted: &serde_json::Valu
 /// the next starts (a failure is retried with back-off unless the pod's restartPolicy is Never, which fails the
 /// pod); a sidecar (an init container with `restartPolicy: Always`) only has to have started, and is kept running
 /// next to the app containers. Returns whether all are through, so the app containers may start.
-#[allow(clippy::too_many_arguments)]
 async fn sync_init_containers(
     context: &Context,
     pod: &Pod,
-    containers: &[proto::Container],
-    sandbox_id: &str,
-    sandbox_config: &proto::PodSandboxConfig,
-    volumes: &HashMap<String, PathBuf>,
-    pod_ip: Option<&str>,
+    sandbox: &InSandbox<'_>,
     restart_policy: &str,
     memory: &mut PodMemory,
 ) -> Result<bool, SyncError> {
+    let InSandbox { containers, sandbox_id, .. } = *sandbox;
     let init_containers = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_ref());
     for container in init_containers.into_iter().flatten() {
         let latest = containers
@@ -714,19 +693,7 @@ async fn sync_init_containers(
             .max_by_key(|c| (c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at));
         let in_this_sandbox = latest.filter(|c| c.pod_sandbox_id == sandbox_id);
         if container.restart_policy.as_deref() == Some("Always") {
-            sync_container(
-                context,
-                pod,
-                container,
-                containers,
-                sandbox_id,
-                sandbox_config,
-                volumes,
-                pod_ip,
-                "Always",
-                memory,
-            )
-            .await?;
+            sync_container(context, pod, container, sandbox, "Always", memory).await?;
             // Started means running with its startup probe (if any) passed once.
             if in_this_sandbox.is_none() || memory.not_started.contains(&container.name) {
                 return Ok(false);
@@ -755,38 +722,33 @@ async fn sync_init_containers(
             ("Never", false) => "Never",
             (_, false) => "OnFailure",
         };
-        sync_container(
-            context,
-            pod,
-            container,
-            containers,
-            sandbox_id,
-            sandbox_config,
-            volumes,
-            pod_ip,
-            policy,
-            memory,
-        )
-        .await?;
+        sync_container(context, pod, container, sandbox, policy, memory).await?;
         return Ok(false);
     }
     Ok(true)
 }
 
+/// What starting a container in the pod's current sandbox needs: the pod's runtime containers (every sandbox's), the
+/// sandbox and its config, the prepared volumes, and the pod's address.
+#[derive(Clone, Copy)]
+struct InSandbox<'a> {
+    containers: &'a [proto::Container],
+    sandbox_id: &'a str,
+    config: &'a proto::PodSandboxConfig,
+    volumes: &'a HashMap<String, PathBuf>,
+    pod_ip: Option<&'a str>,
+}
+
 /// Starts, restarts or leaves alone one container, by its runtime state and the restart policy.
-#[allow(clippy::too_many_arguments)]
 async fn sync_container(
     context: &Context,
     pod: &Pod,
     container: &Container,
-    containers: &[proto::Container],
-    sandbox_id: &str,
-    sandbox_config: &proto::PodSandboxConfig,
-    volumes: &HashMap<String, PathBuf>,
-    pod_ip: Option<&str>,
+    sandbox: &InSandbox<'_>,
     restart_policy: &str,
     memory: &mut PodMemory,
 ) -> Result<(), SyncError> {
+    let InSandbox { containers, sandbox_id, config: sandbox_config, volumes, pod_ip } = *sandbox;
     let name = &container.name;
     let latest = containers
         .iter()

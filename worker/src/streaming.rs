@@ -19,7 +19,6 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::header;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use kube::runtime::reflector::ObjectRef;
 
 use crate::agent::{AgentState, Body};
 use crate::cri::{proto, Cri};
@@ -92,12 +91,7 @@ pub async fn serve(
     }
     let options = StreamOptions::from_query(request.uri().query().unwrap_or(""))
         .map_err(|error| (StatusCode::BAD_REQUEST, error))?;
-    let (Some(pods), Some(cri)) = (&state.pods, &state.cri) else {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "the worker's container runtime is not ready yet".into()));
-    };
-    let pod = pods
-        .get(&ObjectRef::new(pod_name).within(namespace))
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {namespace}/{pod_name} does not run on this node")))?;
+    let (pod, cri) = state.pod_and_runtime(namespace, pod_name)?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let url = stream_url(cri, verb, &uid, pod_name, container, &options).await?;
     let mut target: hyper::Uri = url

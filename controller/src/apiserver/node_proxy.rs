@@ -74,14 +74,7 @@ impl ApiServer {
             }
             None => (name_and_port, None),
         };
-        let registry = self.registry();
-        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
-        let node = self
-            .store
-            .get(&ObjectStore::key(&nodes, None, name), false)
-            .await?
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{name}\" not found")))?
-            .object;
+        let node = self.stored_object("nodes", None, name).await?;
         let target = match port {
             None => format!("127.0.0.1:{}", agent_port(&node)),
             Some(port) => {
@@ -129,26 +122,13 @@ impl ApiServer {
     {
         let namespace = resource.namespace.as_deref().unwrap_or_default();
         let pod_name = resource.name.as_deref().unwrap_or_default();
-        let registry = self.registry();
-        let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
-        let pod = self
-            .store
-            .get(&ObjectStore::key(&pods, Some(namespace), pod_name), false)
-            .await?
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{pod_name}\" not found")))?
-            .object;
+        let pod = self.stored_object("pods", Some(namespace), pod_name).await?;
         let container = chosen_container(&pod, query.get("container"))?;
         let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty());
         let Some(node) = node else {
             return Err(ApiError::bad_request(format!("pod {pod_name} does not have a host assigned")));
         };
-        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
-        let node_object = self
-            .store
-            .get(&ObjectStore::key(&nodes, None, node), false)
-            .await?
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{node}\" not found")))?
-            .object;
+        let node_object = self.stored_object("nodes", None, node).await?;
         let target = format!("127.0.0.1:{}", agent_port(&node_object));
         let path = format!("/containerLogs/{namespace}/{pod_name}/{container}");
         let uri = match query.raw() {
@@ -179,14 +159,7 @@ impl ApiServer {
         }
         let namespace = resource.namespace.as_deref().unwrap_or_default();
         let pod_name = resource.name.as_deref().unwrap_or_default();
-        let registry = self.registry();
-        let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
-        let pod = self
-            .store
-            .get(&ObjectStore::key(&pods, Some(namespace), pod_name), false)
-            .await?
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("pods \"{pod_name}\" not found")))?
-            .object;
+        let pod = self.stored_object("pods", Some(namespace), pod_name).await?;
         let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
         let subresource = resource.subresource.as_deref().unwrap_or_default();
         if phase == "Succeeded" || phase == "Failed" {
@@ -205,13 +178,7 @@ impl ApiServer {
             }
             _ => format!("/portForward/{namespace}/{pod_name}"),
         };
-        let nodes = registry.get("", "v1", "nodes").cloned().expect("nodes are built in");
-        let node_object = self
-            .store
-            .get(&ObjectStore::key(&nodes, None, node), false)
-            .await?
-            .ok_or_else(|| ApiError::new(404, "NotFound", format!("nodes \"{node}\" not found")))?
-            .object;
+        let node_object = self.stored_object("nodes", None, node).await?;
         let target = format!("127.0.0.1:{}", agent_port(&node_object));
         let with_query = |path: String| match query.raw() {
             "" => path,
@@ -332,6 +299,16 @@ fn splice(caller: OnUpgrade, node_answer: &mut Response<hyper::body::Incoming>, 
 }
 
 impl ApiServer {
+    /// The stored core/v1 object (`pods`, `nodes`) of that name, or upstream's 404.
+    async fn stored_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> ApiResult<Value> {
+        let registry = self.registry();
+        let def = registry.get("", "v1", plural).cloned().expect("core/v1 kinds are built in");
+        let stored = self.store.get(&ObjectStore::key(&def, namespace, name), false).await?;
+        stored
+            .map(|stored| stored.object)
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("{plural} \"{name}\" not found")))
+    }
+
     /// A TLS connection to another replica's API port, as this replica.
     async fn connect_replica(&self, replica: &str) -> ApiResult<Box<dyn Connection>> {
         let unavailable = |reason: String| {

@@ -70,6 +70,8 @@ pub async fn run(args: PodsArgs) -> Result<()> {
     tokio::time::sleep(SETTLE).await;
     let with_pods = process_memory(worker_pid)?;
     delete_all(&pods).await?;
+    // The worker stops the containers before it lets a Pod go; it must still be there to finish that.
+    wait_for_no_containers(&worker).await?;
     drop(worker);
     drop(controller);
 

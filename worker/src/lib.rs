@@ -6,12 +6,12 @@
 //! controller crate.
 
 pub mod agent;
-pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod join;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
@@ -296,9 +296,9 @@ async fn keep_pod_network(
             Ok(Some(node)) => match node.spec.and_then(|spec| spec.pod_cidr) {
                 Some(cidr) => {
                     every = Duration::from_secs(30);
-                    match cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
+                    match network::cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
                         Ok(true) => {
-                            cni::remove_stale_bridge(&cidr);
+                            network::cni::remove_stale_bridge(&cidr);
                             tracing::info!(pod.cidr = %cidr, "pod network configured");
                         }
                         Ok(false) => {}

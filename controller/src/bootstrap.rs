@@ -1,5 +1,5 @@
-//! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, and
-//! the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
+//! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, the
+//! `kube-dns` Service, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
 //! database) changes nothing and user edits to them survive.
 
 use serde_json::{json, Value};
@@ -64,6 +64,45 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
         "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
     }))
     .await?;
+
+    // Cluster DNS: every worker answers on this address itself (no DNS pods), so the Service has no selector; it
+    // reserves the address and tells workers which one it is. The tenth address, as kubeadm and k3s choose.
+    let dns_ip = config.service_cidr.nth(10);
+    // Only the claim's winner creates it: a cluster made before kaasd had cluster DNS may have given the address to
+    // a Service of its own, which keeps it (its pods then resolve as their nodes do).
+    let dns_ip_claimed = api.claim_address(dns_ip, "kube-system", "kube-dns").await?;
+    if dns_ip_claimed {
+        create_missing(
+        api,
+        "",
+        "services",
+        Some("kube-system"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kube-dns",
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": dns_ip.to_string(),
+                "clusterIPs": [dns_ip.to_string()],
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster",
+                "sessionAffinity": "None",
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+            },
+            "status": {"loadBalancer": {}},
+        }),
+    )
+    .await?;
+    }
 
     for role in cluster_roles() {
         create_missing(api, "rbac.authorization.k8s.io", "clusterroles", None, role).await?;

@@ -144,12 +144,14 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         })?;
     let cni_dir = containerd::ContainerdPaths::new(&config.data_dir).cni_conf_dir();
     tokio::spawn(keep_pod_network(client.clone(), name.clone(), cni_dir, config.data_dir.clone(), cancel.clone()));
+    let cluster_dns = network::start(client.clone(), &name, &cancel).await;
     let pods = pods::run(
         client.clone(),
         cri.clone(),
         name.clone(),
         config.data_dir.clone(),
         addresses.clone(),
+        cluster_dns,
         cancel.clone(),
     )
     .await;

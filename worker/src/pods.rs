@@ -18,7 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, Secret, ServiceAccount, Volume,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -32,6 +32,7 @@ use crate::cri::proto;
 use crate::cri::Cri;
 use crate::images::normalize_reference;
 use crate::logs::pod_log_dir;
+use crate::network::pod_dns::{resolv_for, ClusterDns, Resolv};
 
 /// Labels the worker puts on sandboxes and containers (the kubelet's names, which tools like crictl show).
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -57,6 +58,8 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub host_ips: Vec<IpAddr>,
     pub store: Store<Pod>,
+    /// The cluster DNS this node answers on; `None` until the cluster has one (pods then resolve as the node).
+    pub cluster_dns: Option<ClusterDns>,
 }
 
 impl Context {
@@ -72,6 +75,7 @@ pub async fn run(
     node_name: String,
     data_dir: PathBuf,
     host_ips: Vec<IpAddr>,
+    cluster_dns: Option<ClusterDns>,
     cancel: CancellationToken,
 ) -> Store<Pod> {
     let (reader, writer) = reflector::store();
@@ -94,7 +98,7 @@ pub async fn run(
             }
         }
     });
-    let context = Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone() });
+    let context = Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone(), cluster_dns });
     tokio::spawn(supervise(context, changed, cancel));
     reader
 }
@@ -993,8 +997,7 @@ fn sandbox_config(context: &Context, pod: &Pod, uid: &str, log_dir: &Path, attem
         }),
         hostname: if host_network { String::new() } else { hostname },
         log_directory: log_dir.display().to_string(),
-        // Cluster DNS does not exist yet: pods resolve names as the node does.
-        dns_config: if host_network { None } else { Some(host_dns()) },
+        dns_config: pod_dns_config(&spec, pod, context.cluster_dns.as_ref()),
         port_mappings,
         labels,
         annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
@@ -1013,20 +1016,12 @@ fn sandbox_config(context: &Context, pod: &Pod, uid: &str, log_dir: &Path, attem
     }
 }
 
-/// The node's resolver settings, from /etc/resolv.conf.
-fn host_dns() -> proto::DnsConfig {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut dns = proto::DnsConfig::default();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => dns.servers.extend(words.next().map(str::to_string)),
-            Some("search") | Some("domain") => dns.searches.extend(words.map(str::to_string)),
-            Some("options") => dns.options.extend(words.map(str::to_string)),
-            _ => {}
-        }
-    }
-    dns
+/// The pod's resolver settings (`dnsPolicy`, `dnsConfig`); `None` leaves the runtime's default.
+fn pod_dns_config(spec: &PodSpec, pod: &Pod, cluster: Option<&ClusterDns>) -> Option<proto::DnsConfig> {
+    let host = Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let resolv = resolv_for(spec, namespace, cluster, &host)?;
+    Some(proto::DnsConfig { servers: resolv.servers, searches: resolv.searches, options: resolv.options })
 }
 
 fn container_config(

@@ -2,7 +2,70 @@
 //! - `cni`: the pod bridge containerd's CRI plugin wires each sandbox into;
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
-//! - `dns`: the node's cluster DNS resolver, answered from the same watch.
+//! - `dns`: the node's cluster DNS resolver, answered from the same watch;
+//! - `host`: sysctls and the DNS address's dummy interface; `pod_dns`: each pod's resolv.conf.
 
 pub mod cni;
+pub mod host;
+pub mod nft;
+pub mod pod_dns;
+pub mod proxy;
 pub mod services;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use tokio_util::sync::CancellationToken;
+
+use self::pod_dns::ClusterDns;
+use self::proxy::ProxyConfig;
+use self::services::ServiceView;
+
+/// The cluster domain (kubelet `clusterDomain`); kaasd's certificates and tokens name it too.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// How long start-up waits for the first list of Services and the Node's pod range before going on without them.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// Sets up the node's side of cluster networking and starts the Service proxy; returns the cluster DNS pods are
+/// to use, if the cluster has one.
+pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationToken) -> Option<ClusterDns> {
+    host::enable_forwarding();
+    let view = ServiceView::start(client.clone(), cancel);
+    if !view.wait_until_ready(START_WAIT).await {
+        tracing::warn!("Services are not listed yet; pods started now resolve names as the node does");
+    }
+    let pod_cidr = node_pod_cidr(&client, node_name).await;
+    let cluster_dns = view.cluster_dns_address().and_then(|address| match host::ensure_dns_address(address) {
+        Ok(()) => Some(ClusterDns { address, zone: CLUSTER_DOMAIN.to_string() }),
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot set up the cluster DNS address; pods resolve names as the node does");
+            None
+        }
+    });
+    let config = ProxyConfig {
+        node_name: node_name.to_string(),
+        pod_cidr,
+        node_local_ips: cluster_dns.iter().map(|dns| dns.address).collect(),
+    };
+    tokio::spawn(proxy::run(view, config, cancel.clone()));
+    cluster_dns
+}
+
+/// The Node's `spec.podCIDR`, waiting a little for the controller to assign it.
+async fn node_pod_cidr(client: &kube::Client, node_name: &str) -> Option<String> {
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    loop {
+        if let Ok(Some(node)) = nodes.get_opt(node_name).await {
+            if let Some(cidr) = node.spec.and_then(|spec| spec.pod_cidr) {
+                return Some(cidr);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!("the Node has no pod range yet; Service traffic from pods is masqueraded too");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::watch;
@@ -69,6 +69,12 @@ impl ServiceView {
             let _ = self.slices.wait_until_ready().await;
         };
         tokio::time::timeout(limit, both).await.is_ok()
+    }
+
+    /// The address of the cluster DNS Service (`kube-system/kube-dns`, which the controller creates), if known.
+    pub fn cluster_dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        let service = self.services.get(&ObjectRef::new("kube-dns").within("kube-system"))?;
+        service.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
     }
 
     /// The EndpointSlices of the Service `namespace/name`.

@@ -5,4 +5,5 @@
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch.
 
 pub mod cni;
+pub mod dns;
 pub mod services;

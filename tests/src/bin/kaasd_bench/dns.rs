@@ -277,7 +277,7 @@ async fn check_answers(server: SocketAddr, names: &[(String, Ipv4Addr)]) -> Resu
                 Err(_) => bail!("no answer within 10 s"),
             }
         };
-        let answered: Vec<String> = answer.answers.iter().map(|record| record.data().to_string()).collect();
+        let answered: Vec<String> = answer.answers.iter().map(|record| record.data.to_string()).collect();
         if answer.metadata.response_code != ResponseCode::NoError || answered != [address.to_string()] {
             bail!("{name}: expected {address}, got {:?} {answered:?}", answer.metadata.response_code);
         }

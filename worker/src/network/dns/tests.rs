@@ -157,7 +157,7 @@ async fn ask_tcp(server: SocketAddr, name: &str, query_type: RecordType) -> Mess
 fn addresses(records: &[Record]) -> Vec<IpAddr> {
     let mut addresses: Vec<IpAddr> = records
         .iter()
-        .filter_map(|record| match record.data() {
+        .filter_map(|record| match &record.data {
             RData::A(a) => Some(IpAddr::V4(a.0)),
             RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
             _ => None,
@@ -176,8 +176,8 @@ fn service_locations(answer: &Message) -> Vec<(u16, String)> {
     let mut locations: Vec<(u16, String)> = answer
         .answers
         .iter()
-        .filter_map(|record| match record.data() {
-            RData::SRV(srv) => Some((srv.port(), srv.target().to_ascii())),
+        .filter_map(|record| match &record.data {
+            RData::SRV(srv) => Some((srv.port, srv.target.to_ascii())),
             _ => None,
         })
         .collect();
@@ -205,7 +205,7 @@ async fn cluster_ip_service_answers_a_srv_and_ptr() {
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     assert!(answer.metadata.authoritative);
     assert_eq!(addresses(&answer.answers), vec![ip("10.96.0.20")]);
-    assert_eq!(answer.answers[0].ttl(), CLUSTER_RECORD_TTL);
+    assert_eq!(answer.answers[0].ttl, CLUSTER_RECORD_TTL);
 
     let answer = ask_udp(resolver.address, "web.default.svc.cluster.local.", RecordType::AAAA, None).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError, "the name exists without IPv6 addresses");
@@ -226,7 +226,7 @@ async fn cluster_ip_service_answers_a_srv_and_ptr() {
     let targets: Vec<String> = answer
         .answers
         .iter()
-        .filter_map(|record| match record.data() {
+        .filter_map(|record| match &record.data {
             RData::PTR(ptr) => Some(ptr.0.to_ascii()),
             _ => None,
         })
@@ -284,7 +284,7 @@ async fn headless_service_answers_ready_endpoints_and_their_hostnames() {
     assert_eq!(addresses(&answer.additionals), vec![ip("10.244.0.5"), ip("10.244.0.7")]);
 
     let answer = ask_udp(resolver.address, "5.0.244.10.in-addr.arpa.", RecordType::PTR, None).await;
-    assert!(matches!(answer.answers[0].data(), RData::PTR(ptr) if ptr.0.to_ascii() == "web-0.nginx.default.svc.cluster.local."));
+    assert!(matches!(&answer.answers[0].data, RData::PTR(ptr) if ptr.0.to_ascii() == "web-0.nginx.default.svc.cluster.local."));
 }
 
 #[tokio::test]
@@ -323,7 +323,7 @@ async fn names_are_case_insensitive_and_missing_names_are_nxdomain() {
     assert!(answer.answers.is_empty());
 
     let answer = ask_udp(resolver.address, "dns-version.cluster.local.", RecordType::TXT, None).await;
-    assert!(matches!(answer.answers[0].data(), RData::TXT(text) if text.to_string() == SPECIFICATION_VERSION));
+    assert!(matches!(&answer.answers[0].data, RData::TXT(text) if text.to_string() == SPECIFICATION_VERSION));
 }
 
 #[tokio::test]
@@ -348,7 +348,7 @@ async fn external_name_service_answers_a_cname() {
     let resolver = start_resolver(&cluster, vec![]).await;
     let answer = ask_udp(resolver.address, "db.prod.svc.cluster.local.", RecordType::A, None).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-    assert!(matches!(answer.answers[0].data(), RData::CNAME(cname) if cname.0.to_ascii() == "db.example.com."));
+    assert!(matches!(&answer.answers[0].data, RData::CNAME(cname) if cname.0.to_ascii() == "db.example.com."));
 }
 
 #[tokio::test]
@@ -361,7 +361,7 @@ async fn external_name_is_followed_through_the_upstream() {
     }));
     let resolver = start_resolver(&cluster, vec![upstream.address]).await;
     let answer = ask_udp(resolver.address, "db.prod.svc.cluster.local.", RecordType::A, None).await;
-    assert!(matches!(answer.answers[0].data(), RData::CNAME(_)));
+    assert!(matches!(&answer.answers[0].data, RData::CNAME(_)));
     assert_eq!(addresses(&answer.answers), vec![IpAddr::V4(FakeUpstream::ANSWER)]);
 }
 

@@ -31,6 +31,8 @@ pub const SECTION_BEGIN: &str =
 pub const SECTION_END: &str = "<!-- kaasd-bench dns results: end -->";
 
 const NAMESPACE: &str = "bench";
+/// The name of kaasd's resolver threads, by which their CPU time is found.
+const RESOLVER_THREAD_NAME: &str = "kaasd-dns";
 /// How long a client waits for one answer before counting the query as lost and asking the next.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -68,6 +70,9 @@ struct RoundResult {
     p50_micros: f64,
     p99_micros: f64,
     failures: u64,
+    /// CPU time the server spent per answered query: what the server costs, apart from the load generator
+    /// that shares its cores.
+    server_cpu_micros_per_query: f64,
 }
 
 pub async fn run(args: DnsArgs) -> Result<()> {
@@ -93,13 +98,22 @@ pub async fn run(args: DnsArgs) -> Result<()> {
     let round_length = Duration::from_secs_f64(args.round_seconds);
     let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for round in 1..=args.rounds.max(1) {
-        for (server, label, results) in
-            [(kaasd.address, "kaasd", &mut kaasd_rounds), (dnsmasq.address, "dnsmasq", &mut dnsmasq_rounds)]
-        {
-            let result = load_round(server, &queries, args.clients.max(1), round_length).await?;
+        for (server, label, threads, results) in [
+            (kaasd.address, "kaasd", ServerThreads::Own(RESOLVER_THREAD_NAME), &mut kaasd_rounds),
+            (dnsmasq.address, "dnsmasq", ServerThreads::Process(dnsmasq.child.id()), &mut dnsmasq_rounds),
+        ] {
+            let cpu_before = threads.cpu_nanos()?;
+            let mut result = load_round(server, &queries, args.clients.max(1), round_length).await?;
+            let cpu_used = threads.cpu_nanos()?.saturating_sub(cpu_before);
+            let answered = result.queries_per_second * round_length.as_secs_f64();
+            result.server_cpu_micros_per_query = cpu_used as f64 / 1000.0 / answered.max(1.0);
             crate::progress(&format!(
-                "round {round} {label}: {:.0} queries/s, p50 {:.0} µs, p99 {:.0} µs, {} lost",
-                result.queries_per_second, result.p50_micros, result.p99_micros, result.failures
+                "round {round} {label}: {:.0} queries/s, p50 {:.0} µs, p99 {:.0} µs, {} lost, server CPU {:.2} µs/query",
+                result.queries_per_second,
+                result.p50_micros,
+                result.p99_micros,
+                result.failures,
+                result.server_cpu_micros_per_query
             ));
             results.push(result);
         }
@@ -124,7 +138,8 @@ fn cluster_ip(index: usize) -> Ipv4Addr {
 }
 
 /// Keeps the store writers alive: their stores stay readable for the whole run.
-type Writers = (reflector::store::Writer<Service>, reflector::store::Writer<EndpointSlice>, tokio::sync::watch::Sender<u64>);
+type Writers =
+    (reflector::store::Writer<Service>, reflector::store::Writer<EndpointSlice>, tokio::sync::watch::Sender<u64>);
 
 fn fill_view(services: usize, endpoints: usize) -> Result<(ServiceView, Writers)> {
     let (service_store, mut service_writer) = reflector::store();
@@ -171,21 +186,66 @@ impl KaasdResolver {
     fn start(view: ServiceView, threads: usize) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
+            .thread_name(RESOLVER_THREAD_NAME)
             .enable_all()
             .build()
             .context("building the resolver's runtime")?;
-        let config = DnsConfig::new(vec![(Ipv4Addr::LOCALHOST, 0).into()], vec![]);
-        let server = runtime.block_on(dns::bind(config, view)).context("binding kaasd's resolver")?;
-        let address = server.local_addrs()[0];
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        let thread = std::thread::spawn(move || runtime.block_on(server.run(stop)));
+        let (bound, address) = std::sync::mpsc::channel();
+        // The resolver binds and runs on its runtime's thread: this one already drives the load generator's.
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let config = DnsConfig::new(vec![(Ipv4Addr::LOCALHOST, 0).into()], vec![]);
+                match dns::bind(config, view).await {
+                    Ok(server) => {
+                        let _ = bound.send(Ok(server.local_addrs()[0]));
+                        server.run(stop).await;
+                    }
+                    Err(error) => {
+                        let _ = bound.send(Err(error));
+                    }
+                }
+            })
+        });
+        let address = address
+            .recv()
+            .context("the resolver's thread ended before binding")?
+            .context("binding kaasd's resolver")?;
         Ok(KaasdResolver { address, cancel, thread })
     }
 
     fn stop(self) {
         self.cancel.cancel();
         let _ = self.thread.join();
+    }
+}
+
+/// The threads whose CPU time is a server's: kaasd's resolver threads in this process, or all of dnsmasq's.
+enum ServerThreads {
+    Own(&'static str),
+    Process(u32),
+}
+
+impl ServerThreads {
+    /// Nanoseconds these threads have run on a CPU so far (the first field of each thread's schedstat).
+    fn cpu_nanos(&self) -> Result<u64> {
+        let tasks = match self {
+            ServerThreads::Own(_) => PathBuf::from("/proc/self/task"),
+            ServerThreads::Process(pid) => PathBuf::from(format!("/proc/{pid}/task")),
+        };
+        let mut total = 0;
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("listing {}", tasks.display()))? {
+            let task = task?.path();
+            if let ServerThreads::Own(name) = self {
+                if std::fs::read_to_string(task.join("comm")).unwrap_or_default().trim() != *name {
+                    continue;
+                }
+            }
+            let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+            total += schedstat.split_whitespace().next().and_then(|nanos| nanos.parse::<u64>().ok()).unwrap_or(0);
+        }
+        Ok(total)
     }
 }
 
@@ -286,7 +346,12 @@ async fn check_answers(server: SocketAddr, names: &[(String, Ipv4Addr)]) -> Resu
 }
 
 /// `clients` tasks each asking the next name as soon as the previous answer arrives, for `length`.
-async fn load_round(server: SocketAddr, queries: &Arc<Vec<Vec<u8>>>, clients: usize, length: Duration) -> Result<RoundResult> {
+async fn load_round(
+    server: SocketAddr,
+    queries: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    length: Duration,
+) -> Result<RoundResult> {
     let started = Instant::now();
     let deadline = started + length;
     let mut tasks = tokio::task::JoinSet::new();
@@ -295,7 +360,7 @@ async fn load_round(server: SocketAddr, queries: &Arc<Vec<Vec<u8>>>, clients: us
         tasks.spawn(async move {
             let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
             socket.connect(server).await?;
-            let mut latencies = Histogram::<u64>::new(3)?;
+            let mut latencies = latency_histogram()?;
             let mut failures = 0u64;
             let mut buffer = vec![0u8; 4096];
             let mut query = Vec::new();
@@ -325,7 +390,7 @@ async fn load_round(server: SocketAddr, queries: &Arc<Vec<Vec<u8>>>, clients: us
             anyhow::Ok((latencies, failures))
         });
     }
-    let mut latencies = Histogram::<u64>::new(3)?;
+    let mut latencies = latency_histogram()?;
     let mut failures = 0;
     while let Some(joined) = tasks.join_next().await {
         let (client_latencies, client_failures) = joined.context("load client panicked")??;
@@ -338,7 +403,15 @@ async fn load_round(server: SocketAddr, queries: &Arc<Vec<Vec<u8>>>, clients: us
         p50_micros: latencies.value_at_quantile(0.5) as f64 / 1000.0,
         p99_micros: latencies.value_at_quantile(0.99) as f64 / 1000.0,
         failures,
+        server_cpu_micros_per_query: f64::NAN,
     })
+}
+
+/// Nanosecond latencies from 1 ns to the answer timeout, three significant digits; fixed bounds, because an
+/// auto-resizing histogram would clamp every value a saturating record gives it.
+fn latency_histogram() -> Result<Histogram<u64>> {
+    let highest = u64::try_from(ANSWER_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
+    Ok(Histogram::new_with_bounds(1, highest, 3)?)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -376,15 +449,17 @@ fn render(
         args.server_threads,
     );
     text.push_str("| measurement | kaasd | dnsmasq | kaasd/dnsmasq |\n|---|---|---|---|\n");
-    let rows: [(&str, fn(&RoundResult) -> f64); 4] = [
+    let rows: [(&str, fn(&RoundResult) -> f64); 5] = [
         ("queries/s (higher is better)", |round| round.queries_per_second),
         ("latency p50, µs (lower is better)", |round| round.p50_micros),
         ("latency p99, µs (lower is better)", |round| round.p99_micros),
+        ("server CPU per query, µs (lower is better)", |round| round.server_cpu_micros_per_query),
         ("queries lost (must be 0)", |round| round.failures as f64),
     ];
     for (label, pick) in rows {
         let (ours, theirs) = (field(kaasd, pick), field(dnsmasq, pick));
-        let ratio = if theirs != 0.0 && !label.contains("lost") { format!("{:.2}×", ours / theirs) } else { String::new() };
+        let ratio =
+            if theirs != 0.0 && !label.contains("lost") { format!("{:.2}×", ours / theirs) } else { String::new() };
         text.push_str(&format!(
             "| {label} | {} | {} | {ratio} |\n",
             report::format_number(ours),

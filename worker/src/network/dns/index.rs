@@ -64,8 +64,14 @@ impl ClusterIndex {
     }
 
     /// Builds the index of `services` and their `slices`. `serial` goes into the SOA so a change is visible in it.
-    pub fn build(zone: &Name, services: &[std::sync::Arc<Service>], slices: &[std::sync::Arc<EndpointSlice>], serial: u32) -> Self {
-        let mut index = ClusterIndex { start_of_authority: start_of_authority(zone, serial), ..ClusterIndex::empty(zone) };
+    pub fn build(
+        zone: &Name,
+        services: &[std::sync::Arc<Service>],
+        slices: &[std::sync::Arc<EndpointSlice>],
+        serial: u32,
+    ) -> Self {
+        let mut index =
+            ClusterIndex { start_of_authority: start_of_authority(zone, serial), ..ClusterIndex::empty(zone) };
         let mut slices_by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let namespace = slice.metadata.namespace.as_deref();
@@ -75,7 +81,8 @@ impl ClusterIndex {
             }
         }
         for service in services {
-            let (Some(name), Some(namespace)) = (service.metadata.name.as_deref(), service.metadata.namespace.as_deref())
+            let (Some(name), Some(namespace)) =
+                (service.metadata.name.as_deref(), service.metadata.namespace.as_deref())
             else {
                 continue;
             };
@@ -105,7 +112,9 @@ impl ClusterIndex {
                 name
             }) {
                 Ok(target) => self.records_at(&service_name).external_name = Some(target),
-                Err(error) => tracing::debug!(external_name = external, error = %error, "externalName is not a dns name"),
+                Err(error) => {
+                    tracing::debug!(external_name = external, error = %error, "externalName is not a dns name")
+                }
             }
             return;
         }
@@ -159,8 +168,8 @@ impl ClusterIndex {
                         Some(hostname) => hostname.to_owned(),
                         None => address.to_string().replace(['.', ':'], "-"),
                     };
-                    let Ok(endpoint_name) = Name::from_ascii(&label)
-                        .and_then(|label| label.to_lowercase().append_domain(service_name))
+                    let Ok(endpoint_name) =
+                        Name::from_ascii(&label).and_then(|label| label.to_lowercase().append_domain(service_name))
                     else {
                         continue;
                     };
@@ -185,7 +194,11 @@ impl ClusterIndex {
                         };
                         let locations = &mut self.records_at(&location_name).service_locations;
                         if !locations.iter().any(|known| known.port == port_number && known.target == endpoint_name) {
-                            locations.push(ServiceLocation { weight: 0, port: port_number, target: endpoint_name.clone() });
+                            locations.push(ServiceLocation {
+                                weight: 0,
+                                port: port_number,
+                                target: endpoint_name.clone(),
+                            });
                         }
                     }
                 }
@@ -234,8 +247,10 @@ fn push_unique(addresses: &mut Vec<IpAddr>, address: IpAddr) {
 
 /// The zone's SOA, with the values CoreDNS uses for its `kubernetes` zone.
 fn start_of_authority(zone: &Name, serial: u32) -> Record {
-    let name_server = Name::from_ascii("ns.dns").and_then(|name| name.append_domain(zone)).unwrap_or_else(|_| zone.clone());
-    let mailbox = Name::from_ascii("hostmaster").and_then(|name| name.append_domain(zone)).unwrap_or_else(|_| zone.clone());
+    let name_server =
+        Name::from_ascii("ns.dns").and_then(|name| name.append_domain(zone)).unwrap_or_else(|_| zone.clone());
+    let mailbox =
+        Name::from_ascii("hostmaster").and_then(|name| name.append_domain(zone)).unwrap_or_else(|_| zone.clone());
     Record::from_rdata(
         zone.clone(),
         CLUSTER_RECORD_TTL,

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::network::services::ServiceView;
 use index::ClusterIndex;
-pub use resolver::{MAX_UDP_PAYLOAD, SPECIFICATION_VERSION};
 use resolver::{Plan, Resolver, Transport};
+pub use resolver::{MAX_UDP_PAYLOAD, SPECIFICATION_VERSION};
 use upstream::Upstreams;
 
 pub use index::CLUSTER_RECORD_TTL;

@@ -227,7 +227,13 @@ fn answer_in_zone(index: &ClusterIndex, query: &Query, response: &mut Message) -
 
 /// `a-b-c-d.<namespace>.pod.<zone>` resolves to a.b.c.d without checking that such a pod exists (CoreDNS's
 /// `pods insecure`, what kubeadm configures); `pod.<zone>` and `<namespace>.pod.<zone>` exist but hold nothing.
-fn answer_pod_name(index: &ClusterIndex, name: &Name, labels: &[&[u8]], query_type: RecordType, response: &mut Message) {
+fn answer_pod_name(
+    index: &ClusterIndex,
+    name: &Name,
+    labels: &[&[u8]],
+    query_type: RecordType,
+    response: &mut Message,
+) {
     match labels {
         [_pod] | [_, _pod] => response.authorities.push(index.start_of_authority.clone()),
         [dashed, _namespace, _pod] => {
@@ -335,7 +341,8 @@ fn encode(response: Message, max_size: usize) -> Vec<u8> {
         Ok(_) => response.truncate().to_vec().unwrap_or_default(),
         Err(error) => {
             tracing::debug!(error = %error, "encoding a dns answer failed");
-            let mut failure = Message::error_msg(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail);
+            let mut failure =
+                Message::error_msg(response.metadata.id, response.metadata.op_code, ResponseCode::ServFail);
             failure.queries = response.queries;
             failure.to_vec().unwrap_or_default()
         }

@@ -284,7 +284,9 @@ async fn headless_service_answers_ready_endpoints_and_their_hostnames() {
     assert_eq!(addresses(&answer.additionals), vec![ip("10.244.0.5"), ip("10.244.0.7")]);
 
     let answer = ask_udp(resolver.address, "5.0.244.10.in-addr.arpa.", RecordType::PTR, None).await;
-    assert!(matches!(&answer.answers[0].data, RData::PTR(ptr) if ptr.0.to_ascii() == "web-0.nginx.default.svc.cluster.local."));
+    assert!(
+        matches!(&answer.answers[0].data, RData::PTR(ptr) if ptr.0.to_ascii() == "web-0.nginx.default.svc.cluster.local.")
+    );
 }
 
 #[tokio::test]
@@ -312,7 +314,11 @@ async fn names_are_case_insensitive_and_missing_names_are_nxdomain() {
 
     let answer = ask_udp(resolver.address, "WEB.Default.SVC.Cluster.LOCAL.", RecordType::A, None).await;
     assert_eq!(addresses(&answer.answers), vec![ip("10.96.0.20")]);
-    assert_eq!(answer.queries[0].name().to_ascii(), "WEB.Default.SVC.Cluster.LOCAL.", "the question is echoed as asked");
+    assert_eq!(
+        answer.queries[0].name().to_ascii(),
+        "WEB.Default.SVC.Cluster.LOCAL.",
+        "the question is echoed as asked"
+    );
 
     let answer = ask_udp(resolver.address, "missing.default.svc.cluster.local.", RecordType::A, None).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
@@ -373,7 +379,13 @@ async fn large_answers_are_truncated_over_udp_and_complete_over_tcp() {
         (1..=100).map(|host| (format!("10.244.3.{host}"), None, Some(true))).collect();
     let endpoints: Vec<(&str, Option<&str>, Option<bool>)> =
         endpoints.iter().map(|(address, hostname, ready)| (address.as_str(), *hostname, *ready)).collect();
-    cluster.apply_slice(endpoint_slice("default", "many", "many-abc", &endpoints, json!([{"name": "web", "port": 80}])));
+    cluster.apply_slice(endpoint_slice(
+        "default",
+        "many",
+        "many-abc",
+        &endpoints,
+        json!([{"name": "web", "port": 80}]),
+    ));
     let resolver = start_resolver(&cluster, vec![]).await;
 
     let answer = ask_udp(resolver.address, "many.default.svc.cluster.local.", RecordType::A, None).await;
@@ -546,7 +558,11 @@ impl FakeUpstream {
             } else {
                 for host in 0..Self::BIG_ANSWER_RECORDS {
                     let address = Ipv4Addr::new(198, 51, 100, u8::try_from(host).unwrap());
-                    answer.answers.push(Record::from_rdata(name.clone(), 60, RData::A(hickory_proto::rr::rdata::A(address))));
+                    answer.answers.push(Record::from_rdata(
+                        name.clone(),
+                        60,
+                        RData::A(hickory_proto::rr::rdata::A(address)),
+                    ));
                 }
             }
         } else {

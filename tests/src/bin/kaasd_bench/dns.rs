@@ -414,6 +414,9 @@ fn latency_histogram() -> Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, highest, 3)?)
 }
 
+/// One number of a round, picked out for a table row.
+type Measurement = fn(&RoundResult) -> f64;
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -428,7 +431,7 @@ fn render(
     load_at_end: &str,
 ) -> String {
     let machine = crate::MachineInfo::read();
-    let field = |rounds: &[RoundResult], pick: fn(&RoundResult) -> f64| median(rounds.iter().map(pick).collect());
+    let field = |rounds: &[RoundResult], pick: Measurement| median(rounds.iter().map(pick).collect());
     let mut text = format!(
         "Run of {} (kaasd-bench dns): {} CPUs ({}), {}, kernel {}; {}; load average {} → {}.\n\
          {} Services × {} endpoints, {} UDP clients back to back, {} rounds of {} s per server, alternating; \
@@ -449,7 +452,7 @@ fn render(
         args.server_threads,
     );
     text.push_str("| measurement | kaasd | dnsmasq | kaasd/dnsmasq |\n|---|---|---|---|\n");
-    let rows: [(&str, fn(&RoundResult) -> f64); 5] = [
+    let rows: [(&str, Measurement); 5] = [
         ("queries/s (higher is better)", |round| round.queries_per_second),
         ("latency p50, µs (lower is better)", |round| round.p50_micros),
         ("latency p99, µs (lower is better)", |round| round.p99_micros),

@@ -99,7 +99,7 @@ impl ClusterIndex {
 
     /// Parses `relative` (no trailing dot) as a name inside the zone, lowercased.
     fn cluster_name(&self, relative: &str) -> Result<Name, hickory_proto::ProtoError> {
-        Ok(Name::from_ascii(relative)?.to_lowercase().append_domain(&self.zone)?)
+        Name::from_ascii(relative)?.to_lowercase().append_domain(&self.zone)
     }
 
     fn add_service(&mut self, service: &Service, service_name: Name, slices: &[&EndpointSlice]) {

@@ -93,10 +93,7 @@ pub async fn bind(config: DnsConfig, view: ServiceView) -> std::io::Result<DnsSe
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     for &address in &config.listen {
-        let udp = UdpSocket::bind(address).await.map_err(|error| bind_error("udp", address, error))?;
-        // With port 0, TCP takes the port UDP got, so one address serves both as DNS clients expect.
-        let tcp_address = udp.local_addr()?;
-        let tcp = TcpListener::bind(tcp_address).await.map_err(|error| bind_error("tcp", tcp_address, error))?;
+        let (udp, tcp) = bind_udp_and_tcp(address).await?;
         udp_sockets.push(Arc::new(udp));
         tcp_listeners.push(tcp);
     }
@@ -153,6 +150,27 @@ pub fn host_upstreams(resolv_conf_text: &str, exclude: &[IpAddr]) -> Vec<SocketA
         }
     }
     upstreams
+}
+
+/// A UDP socket and a TCP listener on the same address and port. With port 0, TCP takes the port UDP got, so one
+/// address serves both as DNS clients expect; that port may already be taken for TCP (by some connection's
+/// ephemeral port), so a few fresh UDP ports are tried before giving up.
+async fn bind_udp_and_tcp(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    const ATTEMPTS_WITH_ANY_PORT: usize = 16;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(address).await.map_err(|error| bind_error("udp", address, error))?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(error)
+                if address.port() == 0
+                    && error.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < ATTEMPTS_WITH_ANY_PORT => {}
+            Err(error) => return Err(bind_error("tcp", bound, error)),
+        }
+    }
 }
 
 fn bind_error(protocol: &str, address: SocketAddr, error: std::io::Error) -> std::io::Error {

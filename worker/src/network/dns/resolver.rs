@@ -18,6 +18,11 @@ pub const SPECIFICATION_VERSION: &str = "1.1.0";
 /// to fragments that some networks drop.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// Queries waiting on an upstream at once, at most (CoreDNS's `forward` has the same default). Each holds a socket
+/// for up to the upstream timeout, so a flood of queries for outside names while the upstream is down would
+/// otherwise run the worker out of file descriptors; past the limit a query gets SERVFAIL at once.
+pub const MAX_CONCURRENT_FORWARDS: usize = 1000;
+
 /// A DNS message without EDNS may not exceed 512 bytes over UDP (RFC 1035).
 const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
@@ -45,11 +50,17 @@ pub struct Resolver {
     pub zone: Name,
     index: RwLock<Arc<ClusterIndex>>,
     pub upstreams: Upstreams,
+    forwarding_slots: tokio::sync::Semaphore,
 }
 
 impl Resolver {
     pub fn new(zone: Name, index: ClusterIndex, upstreams: Upstreams) -> Self {
-        Resolver { zone, index: RwLock::new(Arc::new(index)), upstreams }
+        Resolver {
+            zone,
+            index: RwLock::new(Arc::new(index)),
+            upstreams,
+            forwarding_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_FORWARDS),
+        }
     }
 
     /// Installs a rebuilt index; queries already running finish on the one they started with.
@@ -121,6 +132,21 @@ impl Resolver {
 
     /// Finishes a plan that needs the upstreams. Failure to reach them is SERVFAIL, never silence.
     pub async fn complete(&self, plan: Plan, request_bytes: &[u8], transport: Transport) -> Vec<u8> {
+        let Ok(_forwarding_slot) = self.forwarding_slots.try_acquire() else {
+            tracing::debug!(
+                limit = MAX_CONCURRENT_FORWARDS,
+                "too many queries waiting on upstreams; answering SERVFAIL"
+            );
+            return match plan {
+                Plan::Reply(answer) => answer,
+                Plan::Ignore => Vec::new(),
+                Plan::Forward { request, max_size } => {
+                    encode(error_response(&request, ResponseCode::ServFail), max_size)
+                }
+                // The CNAME alone is a correct answer; only the convenience of following it is skipped.
+                Plan::FollowExternalName { response, max_size, .. } => encode(response, max_size),
+            };
+        };
         match plan {
             Plan::Reply(answer) => answer,
             Plan::Ignore => Vec::new(),

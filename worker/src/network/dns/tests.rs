@@ -12,7 +12,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -503,9 +503,8 @@ impl FakeUpstream {
     const BIG_ANSWER_RECORDS: usize = 60;
 
     async fn start() -> Self {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let (udp, tcp) = bind_udp_and_tcp((Ipv4Addr::LOCALHOST, 0).into()).await.unwrap();
         let address = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(address).await.unwrap();
         let cancel = CancellationToken::new();
         let udp_cancel = cancel.clone();
         tokio::spawn(async move {

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::network::services::ServiceView;
 use index::ClusterIndex;
@@ -113,17 +114,19 @@ impl DnsServer {
     pub async fn run(self, cancel: CancellationToken) {
         let DnsServer { resolver, view, udp_sockets, tcp_listeners } = self;
         let mut tasks = JoinSet::new();
-        tasks.spawn(keep_index_current(resolver.clone(), view));
+        tasks.spawn(keep_index_current(resolver.clone(), view).instrument(tracing::info_span!("dns.index")));
         // Several receive loops share each socket so answers use every core; each loop answers cluster names
         // inline and hands only upstream work to tasks.
         let loops_per_socket = std::thread::available_parallelism().map_or(1, usize::from).min(4);
         for socket in udp_sockets {
+            let span = tracing::info_span!("dns.udp", listen = %socket.local_addr().map_or_else(|_| "?".into(), |address| address.to_string()));
             for _ in 0..loops_per_socket {
-                tasks.spawn(serve_udp(socket.clone(), resolver.clone()));
+                tasks.spawn(serve_udp(socket.clone(), resolver.clone()).instrument(span.clone()));
             }
         }
         for listener in tcp_listeners {
-            tasks.spawn(serve_tcp(listener, resolver.clone()));
+            let span = tracing::info_span!("dns.tcp", listen = %listener.local_addr().map_or_else(|_| "?".into(), |address| address.to_string()));
+            tasks.spawn(serve_tcp(listener, resolver.clone()).instrument(span));
         }
         cancel.cancelled().await;
         tasks.shutdown().await;

@@ -1,13 +1,14 @@
 //! Host settings the pod network and the Service proxy rely on, applied by the worker at start so nothing has to
-//! be set by hand: forwarding, bridge netfilter, and the cluster DNS address on a dummy interface.
+//! be set by hand: forwarding, bridge netfilter, and the cluster DNS address.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
-/// The dummy interface that holds the cluster DNS address, so pods' queries to it reach this node's resolver
-/// (as NodeLocal DNSCache does), with no DNAT and whether or not the controller is reachable.
-pub const DNS_INTERFACE: &str = "kaasd-dns";
+/// The interface that holds the cluster DNS address, so pods' queries to it reach this node's resolver with no
+/// DNAT, whether or not the controller is reachable. Loopback, not a dummy interface as NodeLocal DNSCache uses:
+/// it exists on every host, including kernels built without the dummy driver.
+pub const DNS_INTERFACE: &str = "lo";
 
 /// Routing between pods and the outside needs forwarding; Service DNAT for pods on one bridge needs bridged
 /// packets to pass netfilter (`br_netfilter`).
@@ -36,31 +37,22 @@ fn set_sysctl(name: &str, value: &str) {
     }
 }
 
-/// Puts `address` on the DNS dummy interface, creating it if needed.
+/// Puts `address` on the DNS interface.
 pub fn ensure_dns_address(address: Ipv4Addr) -> Result<(), String> {
     let ip = |args: &[&str]| -> Result<std::process::Output, String> {
         Command::new("ip").args(args).output().map_err(|error| format!("cannot run ip ({error}); install iproute2"))
     };
-    if !ip(&["link", "show", DNS_INTERFACE])?.status.success() {
-        let output = ip(&["link", "add", DNS_INTERFACE, "type", "dummy"])?;
-        if !output.status.success() {
-            return Err(format!("cannot create {DNS_INTERFACE}: {}", String::from_utf8_lossy(&output.stderr).trim()));
-        }
-    }
     let current = ip(&["-4", "-o", "addr", "show", "dev", DNS_INTERFACE])?;
     let wanted = format!("{address}/32");
-    if !String::from_utf8_lossy(&current.stdout).split_whitespace().any(|word| word == wanted) {
-        let output = ip(&["addr", "replace", &wanted, "dev", DNS_INTERFACE])?;
-        if !output.status.success() {
-            return Err(format!(
-                "cannot add {wanted} to {DNS_INTERFACE}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
+    if String::from_utf8_lossy(&current.stdout).split_whitespace().any(|word| word == wanted) {
+        return Ok(());
     }
-    let output = ip(&["link", "set", DNS_INTERFACE, "up"])?;
+    let output = ip(&["addr", "add", &wanted, "dev", DNS_INTERFACE])?;
     if !output.status.success() {
-        return Err(format!("cannot bring {DNS_INTERFACE} up: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(format!(
+            "cannot add {wanted} to {DNS_INTERFACE}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
     Ok(())
 }

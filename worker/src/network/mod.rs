@@ -3,9 +3,10 @@
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch;
-//! - `host`: sysctls and the DNS address's dummy interface; `pod_dns`: each pod's resolv.conf.
+//! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf.
 
 pub mod cni;
+pub mod dns;
 pub mod host;
 pub mod nft;
 pub mod pod_dns;
@@ -36,13 +37,16 @@ pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationT
         tracing::warn!("Services are not listed yet; pods started now resolve names as the node does");
     }
     let pod_cidr = node_pod_cidr(&client, node_name).await;
-    let cluster_dns = view.cluster_dns_address().and_then(|address| match host::ensure_dns_address(address) {
-        Ok(()) => Some(ClusterDns { address, zone: CLUSTER_DOMAIN.to_string() }),
-        Err(error) => {
-            tracing::warn!(error = %error, "cannot set up the cluster DNS address; pods resolve names as the node does");
-            None
-        }
-    });
+    let cluster_dns = match view.cluster_dns_address() {
+        Some(address) => match start_dns(address, &view, cancel).await {
+            Ok(()) => Some(ClusterDns { address, zone: CLUSTER_DOMAIN.to_string() }),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot answer cluster DNS on this node; pods resolve names as the node does");
+                None
+            }
+        },
+        None => None,
+    };
     let config = ProxyConfig {
         node_name: node_name.to_string(),
         pod_cidr,
@@ -50,6 +54,23 @@ pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationT
     };
     tokio::spawn(proxy::run(view, config, cancel.clone()));
     cluster_dns
+}
+
+/// Puts the cluster DNS address on this node and answers it there, forwarding other names to the node's own
+/// resolvers.
+async fn start_dns(address: std::net::Ipv4Addr, view: &ServiceView, cancel: &CancellationToken) -> Result<(), String> {
+    host::ensure_dns_address(address)?;
+    let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstreams = dns::host_upstreams(&resolv_conf, &[address.into()]);
+    if upstreams.is_empty() {
+        tracing::warn!("/etc/resolv.conf names no resolver: names outside the cluster will not resolve in pods");
+    }
+    let mut config = dns::DnsConfig::new(vec![std::net::SocketAddr::new(address.into(), 53)], upstreams);
+    config.zone = CLUSTER_DOMAIN.to_string();
+    let server = dns::bind(config, view.clone()).await.map_err(|error| error.to_string())?;
+    tracing::info!(address = %address, "answering cluster DNS");
+    tokio::spawn(server.run(cancel.clone()));
+    Ok(())
 }
 
 /// The Node's `spec.podCIDR`, waiting a little for the controller to assign it.

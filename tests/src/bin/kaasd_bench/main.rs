@@ -9,6 +9,7 @@ mod api;
 mod api_client;
 mod api_server;
 mod api_workloads;
+mod dns;
 mod pods;
 mod report;
 mod restart;
@@ -57,6 +58,8 @@ enum Mode {
     Restart(restart::RestartArgs),
     /// Pod create → Running on a real worker (containerd), and the worker agent's memory.
     Pods(pods::PodsArgs),
+    /// The node's cluster DNS resolver against dnsmasq: queries/s and latency on the same names and load.
+    Dns(dns::DnsArgs),
     #[command(flatten)]
     Tunnel(tunnel::TunnelCommand),
 }
@@ -188,6 +191,7 @@ fn main() -> Result<()> {
         Some(Mode::Api(api_args)) => runtime.block_on(api::run(api_args)),
         Some(Mode::Restart(restart_args)) => runtime.block_on(restart::run(restart_args)),
         Some(Mode::Pods(pods_args)) => runtime.block_on(pods::run(pods_args)),
+        Some(Mode::Dns(dns_args)) => runtime.block_on(dns::run(dns_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
         None => runtime.block_on(run(cli.datastore)),
     }

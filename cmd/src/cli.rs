@@ -98,6 +98,11 @@ pub struct ControllerArgs {
     /// With --enable-worker: use the CRI runtime listening on this unix socket instead of starting containerd.
     #[arg(long, env = "KAASD_CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
+
+    /// With --enable-worker: the resolver configuration cluster DNS forwards other names to, and pods with
+    /// dnsPolicy Default use (the kubelet's --resolv-conf).
+    #[arg(long, env = "KAASD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -140,6 +145,11 @@ pub struct WorkerArgs {
     /// Use the CRI runtime listening on this unix socket instead of starting containerd.
     #[arg(long, env = "KAASD_CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
+
+    /// The resolver configuration cluster DNS forwards other names to, and pods with dnsPolicy Default use (the
+    /// kubelet's --resolv-conf).
+    #[arg(long, env = "KAASD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

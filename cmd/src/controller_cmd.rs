@@ -99,6 +99,7 @@ async fn local_worker_config(arguments: &ControllerArgs, port: u16) -> anyhow::R
         certificate_validity: None,
         containerd_bin: arguments.containerd_bin.clone(),
         cri_socket: arguments.cri_socket.clone(),
+        resolv_conf: arguments.resolv_conf.clone(),
     })
 }
 

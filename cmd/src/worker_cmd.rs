@@ -27,6 +27,7 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         certificate_validity: arguments.certificate_lifetime,
         containerd_bin: arguments.containerd_bin,
         cri_socket: arguments.cri_socket,
+        resolv_conf: arguments.resolv_conf,
     };
     let cancel = CancellationToken::new();
     let worker = tokio::spawn(kaasd_worker::run(config, cancel.clone()));

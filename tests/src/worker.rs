@@ -15,6 +15,7 @@ pub struct Worker {
     namespace: Option<String>,
     node_name: String,
     agent_port: u16,
+    extra_arguments: Vec<String>,
 }
 
 impl Worker {
@@ -28,6 +29,7 @@ impl Worker {
             namespace: namespace.map(str::to_string),
             node_name: node_name.to_string(),
             agent_port: 10250,
+            extra_arguments: Vec::new(),
         };
         worker.spawn(Some(token))?;
         Ok(worker)
@@ -36,9 +38,25 @@ impl Worker {
     /// Starts `kaasd worker` on this machine (no network namespace) with its agent endpoint on `agent_port`, so
     /// several workers (and a system kubelet) can share the machine.
     pub fn start_here(token: &str, node_name: &str, agent_port: u16) -> anyhow::Result<Worker> {
+        Worker::start_here_with(token, node_name, agent_port, Vec::new())
+    }
+
+    /// [`Worker::start_here`] with more flags, kept for restarts.
+    pub fn start_here_with(
+        token: &str,
+        node_name: &str,
+        agent_port: u16,
+        extra_arguments: Vec<String>,
+    ) -> anyhow::Result<Worker> {
         let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
-        let mut worker =
-            Worker { child: None, data_dir, namespace: None, node_name: node_name.to_string(), agent_port };
+        let mut worker = Worker {
+            child: None,
+            data_dir,
+            namespace: None,
+            node_name: node_name.to_string(),
+            agent_port,
+            extra_arguments,
+        };
         worker.spawn(Some(token))?;
         Ok(worker)
     }
@@ -92,6 +110,7 @@ impl Worker {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(["--node-name", &self.node_name, "--agent-port", &self.agent_port.to_string()])
+            .args(&self.extra_arguments)
             .env_remove("KAASD_TOKEN")
             .env_remove("KAASD_DATA_DIR")
             .env("KAASD_LOG", std::env::var("KAASD_LOG").unwrap_or_else(|_| "info".into()))

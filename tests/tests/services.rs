@@ -5,6 +5,7 @@
 //! them). Without them the tests fail: they never pass by testing nothing.
 
 #[path = "common/one_node.rs"]
+#[allow(dead_code)] // shared with pods_run.rs, which uses the rest of it
 mod one_node;
 
 use std::collections::BTreeSet;
@@ -54,6 +55,38 @@ metadata: {{name: nobody}}
 spec:
   selector: {{app: nobody-has-this-label}}
   ports: [{{port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-direct}}
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db}}
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports: [{{port: 5432}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db}}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: busybox:1.36
+        command: ["sleep", "100000"]
 ---
 apiVersion: v1
 kind: Pod
@@ -113,9 +146,66 @@ fn answers(tries: usize, mut fetch: impl FnMut() -> Result<String, String>) -> R
     (0..tries).map(|_| fetch()).collect()
 }
 
+/// A resolver outside the cluster, as the node's upstream: Debian's dnsmasq answering one name.
+struct Upstream {
+    child: std::process::Child,
+    resolv_conf: tempfile::NamedTempFile,
+}
+
+const UPSTREAM_ADDRESS: &str = "127.0.0.153";
+
+impl Upstream {
+    fn start() -> Upstream {
+        let child = std::process::Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+            ])
+            .arg(format!("--listen-address={UPSTREAM_ADDRESS}"))
+            .args(["--conf-file=/dev/null", "--pid-file="])
+            .arg("--address=/outside.example/192.0.2.123")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq runs (Debian's dnsmasq-base; tests/run.sh installs it)");
+        let resolv_conf = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(resolv_conf.path(), format!("nameserver {UPSTREAM_ADDRESS}\n")).unwrap();
+        Upstream { child, resolv_conf }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// busybox `nslookup NAME` in the client pod: the addresses it answers.
+fn lookup(node: &Node, name: &str) -> BTreeSet<String> {
+    let output = node.controller.kubectl_output(&["exec", "client", "--", "nslookup", name]).unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The server's own "Address:\t10.96.0.10:53" line carries a port; answers do not.
+    text.lines()
+        .filter_map(|line| line.strip_prefix("Address:"))
+        .map(str::trim)
+        .filter(|address| !address.contains(':'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn pod_ip(node: &Node, pod: &str) -> String {
+    node.field(pod, ".status.podIP")
+}
+
 #[test]
 fn services_reach_ready_endpoints_from_pods_and_the_host() {
-    let mut node = Node::start(NODE);
+    let upstream = Upstream::start();
+    let resolv_conf = upstream.resolv_conf.path().display().to_string();
+    let mut node = Node::start_with(NODE, vec!["--resolv-conf".into(), resolv_conf]);
     node.apply(&manifests());
     node.wait_phase("client", "Running");
     node.wait("two web pods Ready", || Ok(ready_web_pods(&node).len() == 2));
@@ -140,6 +230,19 @@ fn services_reach_ready_endpoints_from_pods_and_the_host() {
     let by_node_port = answers(30, || http_get(&format!("{host_ip}:{node_port}")).map_err(|error| error.to_string()))
         .unwrap_or_else(|error| panic!("{error}\n{}", nft_table()));
     assert_eq!(by_node_port, pods, "both answer on the node port");
+
+    // Cluster DNS, answered by the worker: a Service's cluster IP, a headless Service's ready pods, a StatefulSet
+    // pod by name, and an outside name through the node's upstream.
+    assert_eq!(lookup(&node, "web.default.svc.cluster.local"), BTreeSet::from([cluster_ip.clone()]));
+    let web_ips: BTreeSet<String> = pods.iter().map(|pod| pod_ip(&node, pod)).collect();
+    assert_eq!(lookup(&node, "web-direct.default.svc.cluster.local"), web_ips);
+    node.wait_phase("db-0", "Running");
+    node.wait("db-0 in DNS", || {
+        Ok(lookup(&node, "db-0.db.default.svc.cluster.local") == BTreeSet::from([pod_ip(&node, "db-0")]))
+    });
+    assert_eq!(lookup(&node, "outside.example"), BTreeSet::from(["192.0.2.123".to_string()]));
+    let resolv = node.controller.kubectl(&["exec", "client", "--", "cat", "/etc/resolv.conf"]).unwrap();
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
 
     // Hairpin: a pod reaches itself through its own Service.
     let first = pods.iter().next().unwrap().clone();

@@ -52,6 +52,8 @@ pub struct WorkerConfig {
     pub containerd_bin: Option<PathBuf>,
     /// Use the CRI runtime at this socket instead of starting containerd.
     pub cri_socket: Option<PathBuf>,
+    /// The node's resolvers: cluster DNS forwards to them, dnsPolicy Default pods get them.
+    pub resolv_conf: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +146,7 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         })?;
     let cni_dir = containerd::ContainerdPaths::new(&config.data_dir).cni_conf_dir();
     tokio::spawn(keep_pod_network(client.clone(), name.clone(), cni_dir, config.data_dir.clone(), cancel.clone()));
-    let cluster_dns = network::start(client.clone(), &name, &cancel).await;
+    let cluster_dns = network::start(client.clone(), &name, &config.resolv_conf, &cancel).await;
     let pods = pods::run(
         client.clone(),
         cri.clone(),
@@ -152,6 +154,7 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         config.data_dir.clone(),
         addresses.clone(),
         cluster_dns,
+        config.resolv_conf.clone(),
         cancel.clone(),
     )
     .await;

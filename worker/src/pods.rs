@@ -60,6 +60,8 @@ pub struct Context {
     pub store: Store<Pod>,
     /// The cluster DNS this node answers on; `None` until the cluster has one (pods then resolve as the node).
     pub cluster_dns: Option<ClusterDns>,
+    /// The node's resolver configuration, for pods that resolve as the node does.
+    pub resolv_conf: PathBuf,
 }
 
 impl Context {
@@ -76,6 +78,7 @@ pub async fn run(
     data_dir: PathBuf,
     host_ips: Vec<IpAddr>,
     cluster_dns: Option<ClusterDns>,
+    resolv_conf: PathBuf,
     cancel: CancellationToken,
 ) -> Store<Pod> {
     let (reader, writer) = reflector::store();
@@ -98,7 +101,16 @@ pub async fn run(
             }
         }
     });
-    let context = Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone(), cluster_dns });
+    let context = Arc::new(Context {
+        client,
+        cri,
+        node_name,
+        data_dir,
+        host_ips,
+        store: reader.clone(),
+        cluster_dns,
+        resolv_conf,
+    });
     tokio::spawn(supervise(context, changed, cancel));
     reader
 }
@@ -997,7 +1009,7 @@ fn sandbox_config(context: &Context, pod: &Pod, uid: &str, log_dir: &Path, attem
         }),
         hostname: if host_network { String::new() } else { hostname },
         log_directory: log_dir.display().to_string(),
-        dns_config: pod_dns_config(&spec, pod, context.cluster_dns.as_ref()),
+        dns_config: pod_dns_config(&spec, pod, context),
         port_mappings,
         labels,
         annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
@@ -1017,10 +1029,10 @@ fn sandbox_config(context: &Context, pod: &Pod, uid: &str, log_dir: &Path, attem
 }
 
 /// The pod's resolver settings (`dnsPolicy`, `dnsConfig`); `None` leaves the runtime's default.
-fn pod_dns_config(spec: &PodSpec, pod: &Pod, cluster: Option<&ClusterDns>) -> Option<proto::DnsConfig> {
-    let host = Resolv::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+fn pod_dns_config(spec: &PodSpec, pod: &Pod, context: &Context) -> Option<proto::DnsConfig> {
+    let host = Resolv::parse(&std::fs::read_to_string(&context.resolv_conf).unwrap_or_default());
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let resolv = resolv_for(spec, namespace, cluster, &host)?;
+    let resolv = resolv_for(spec, namespace, context.cluster_dns.as_ref(), &host)?;
     Some(proto::DnsConfig { servers: resolv.servers, searches: resolv.searches, options: resolv.options })
 }
 

@@ -25,13 +25,18 @@ pub struct Node {
 
 impl Node {
     pub fn start(node_name: &str) -> Node {
+        Node::start_with(node_name, Vec::new())
+    }
+
+    /// [`Node::start`] with more flags for the worker.
+    pub fn start_with(node_name: &str, worker_arguments: Vec<String>) -> Node {
         let turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let pod_cidr = POD_CIDR;
         check_dependencies();
         let controller = Controller::start().expect("controller starts");
         let token = kaasd(&controller, &["token", "create", "--data-dir"], Some(controller.data_dir()));
         let port = kaasd_e2e::free_port().expect("a free port");
-        let worker = Worker::start_here(token.trim(), node_name, port).expect("worker starts");
+        let worker = Worker::start_here_with(token.trim(), node_name, port, worker_arguments).expect("worker starts");
         let node = Node { controller, worker, _turn: turn };
         node.wait("the node becoming Ready", || {
             let status = node.controller.kubectl(&[

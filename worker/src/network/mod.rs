@@ -30,7 +30,12 @@ const START_WAIT: Duration = Duration::from_secs(10);
 
 /// Sets up the node's side of cluster networking and starts the Service proxy; returns the cluster DNS pods are
 /// to use, if the cluster has one.
-pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationToken) -> Option<ClusterDns> {
+pub async fn start(
+    client: kube::Client,
+    node_name: &str,
+    resolv_conf: &std::path::Path,
+    cancel: &CancellationToken,
+) -> Option<ClusterDns> {
     host::enable_forwarding();
     let view = ServiceView::start(client.clone(), cancel);
     if !view.wait_until_ready(START_WAIT).await {
@@ -38,7 +43,7 @@ pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationT
     }
     let pod_cidr = node_pod_cidr(&client, node_name).await;
     let cluster_dns = match view.cluster_dns_address() {
-        Some(address) => match start_dns(address, &view, cancel).await {
+        Some(address) => match start_dns(address, &view, resolv_conf, cancel).await {
             Ok(()) => Some(ClusterDns { address, zone: CLUSTER_DOMAIN.to_string() }),
             Err(error) => {
                 tracing::warn!(error = %error, "cannot answer cluster DNS on this node; pods resolve names as the node does");
@@ -58,12 +63,20 @@ pub async fn start(client: kube::Client, node_name: &str, cancel: &CancellationT
 
 /// Puts the cluster DNS address on this node and answers it there, forwarding other names to the node's own
 /// resolvers.
-async fn start_dns(address: std::net::Ipv4Addr, view: &ServiceView, cancel: &CancellationToken) -> Result<(), String> {
+async fn start_dns(
+    address: std::net::Ipv4Addr,
+    view: &ServiceView,
+    resolv_conf: &std::path::Path,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
     host::ensure_dns_address(address)?;
-    let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv_conf = std::fs::read_to_string(resolv_conf)
+        .map_err(|error| format!("cannot read {}: {error}", resolv_conf.display()))?;
     let upstreams = dns::host_upstreams(&resolv_conf, &[address.into()]);
     if upstreams.is_empty() {
-        tracing::warn!("/etc/resolv.conf names no resolver: names outside the cluster will not resolve in pods");
+        tracing::warn!(
+            "the resolver configuration names no resolver: names outside the cluster will not resolve in pods"
+        );
     }
     let mut config = dns::DnsConfig::new(vec![std::net::SocketAddr::new(address.into(), 53)], upstreams);
     config.zone = CLUSTER_DOMAIN.to_string();

@@ -153,8 +153,7 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         name.clone(),
         config.data_dir.clone(),
         addresses.clone(),
-        cluster_dns,
-        config.resolv_conf.clone(),
+        network::pod_dns::NodeDns { cluster: cluster_dns, resolv_conf: config.resolv_conf.clone() },
         cancel.clone(),
     )
     .await;

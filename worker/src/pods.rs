@@ -32,7 +32,7 @@ use crate::cri::proto;
 use crate::cri::Cri;
 use crate::images::normalize_reference;
 use crate::logs::pod_log_dir;
-use crate::network::pod_dns::{resolv_for, ClusterDns, Resolv};
+use crate::network::pod_dns::{resolv_for, NodeDns, Resolv};
 
 /// Labels the worker puts on sandboxes and containers (the kubelet's names, which tools like crictl show).
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -58,10 +58,7 @@ pub struct Context {
     pub data_dir: PathBuf,
     pub host_ips: Vec<IpAddr>,
     pub store: Store<Pod>,
-    /// The cluster DNS this node answers on; `None` until the cluster has one (pods then resolve as the node).
-    pub cluster_dns: Option<ClusterDns>,
-    /// The node's resolver configuration, for pods that resolve as the node does.
-    pub resolv_conf: PathBuf,
+    pub dns: NodeDns,
 }
 
 impl Context {
@@ -77,8 +74,7 @@ pub async fn run(
     node_name: String,
     data_dir: PathBuf,
     host_ips: Vec<IpAddr>,
-    cluster_dns: Option<ClusterDns>,
-    resolv_conf: PathBuf,
+    dns: NodeDns,
     cancel: CancellationToken,
 ) -> Store<Pod> {
     let (reader, writer) = reflector::store();
@@ -101,16 +97,7 @@ pub async fn run(
             }
         }
     });
-    let context = Arc::new(Context {
-        client,
-        cri,
-        node_name,
-        data_dir,
-        host_ips,
-        store: reader.clone(),
-        cluster_dns,
-        resolv_conf,
-    });
+    let context = Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone(), dns });
     tokio::spawn(supervise(context, changed, cancel));
     reader
 }
@@ -1030,9 +1017,9 @@ fn sandbox_config(context: &Context, pod: &Pod, uid: &str, log_dir: &Path, attem
 
 /// The pod's resolver settings (`dnsPolicy`, `dnsConfig`); `None` leaves the runtime's default.
 fn pod_dns_config(spec: &PodSpec, pod: &Pod, context: &Context) -> Option<proto::DnsConfig> {
-    let host = Resolv::parse(&std::fs::read_to_string(&context.resolv_conf).unwrap_or_default());
+    let host = Resolv::parse(&std::fs::read_to_string(&context.dns.resolv_conf).unwrap_or_default());
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let resolv = resolv_for(spec, namespace, context.cluster_dns.as_ref(), &host)?;
+    let resolv = resolv_for(spec, namespace, context.dns.cluster.as_ref(), &host)?;
     Some(proto::DnsConfig { servers: resolv.servers, searches: resolv.searches, options: resolv.options })
 }
 

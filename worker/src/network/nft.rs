@@ -45,6 +45,15 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// Adds `other`'s chains, elements and sets (names do not overlap between Services).
+    pub fn merge(&mut self, other: Ruleset) {
+        self.chains.extend(other.chains);
+        for (map, elements) in other.elements {
+            self.elements.entry(map).or_default().extend(elements);
+        }
+        self.affinity_sets.extend(other.affinity_sets);
+    }
+
     pub fn add_element(&mut self, map: &'static str, key: Value, verdict: Value) {
         self.elements.entry(map).or_default().insert(key.to_string(), (key, verdict));
     }
@@ -209,11 +218,24 @@ pub fn diff(old: &Ruleset, new: &Ruleset) -> Vec<Value> {
 
 /// Runs one batch as a single transaction.
 pub fn apply(batch: &[Value]) -> Result<(), String> {
+    apply_in(None, batch)
+}
+
+/// [`apply`] inside the named network namespace (`ip netns exec`), for benchmarks and tests; `None`: this one.
+pub fn apply_in(namespace: Option<&str>, batch: &[Value]) -> Result<(), String> {
     if batch.is_empty() {
         return Ok(());
     }
     let input = serde_json::to_vec(&json!({"nftables": batch})).expect("JSON");
-    let mut child = Command::new("nft")
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace, "nft"]);
+            command
+        }
+        None => Command::new("nft"),
+    };
+    let mut child = command
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -9,6 +9,15 @@ pub struct ClusterDns {
     pub zone: String,
 }
 
+/// What a node gives its pods to resolve names with.
+#[derive(Debug, Clone)]
+pub struct NodeDns {
+    /// `None` until the cluster has cluster DNS: pods then resolve as the node does.
+    pub cluster: Option<ClusterDns>,
+    /// The node's resolver configuration, for pods that resolve as the node does.
+    pub resolv_conf: std::path::PathBuf,
+}
+
 /// What goes into the pod's /etc/resolv.conf.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolv {

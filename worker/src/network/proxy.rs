@@ -42,32 +42,108 @@ struct Endpoint {
     terminating: bool,
 }
 
-/// The table the Services in `view` call for.
+/// The table the given Services call for.
 pub fn desired_rules(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], config: &ProxyConfig) -> Ruleset {
-    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    let slices_by_service = group_slices(slices);
+    let mut rules = Ruleset::default();
+    for service in services {
+        let slices = slices_by_service.get(&service_key(service)).map(Vec::as_slice).unwrap_or_default();
+        rules.merge(service_rules(service, slices, config));
+    }
+    rules
+}
+
+type ServiceKey<'a> = (&'a str, &'a str);
+
+fn service_key(service: &Service) -> ServiceKey<'_> {
+    (service.metadata.namespace.as_deref().unwrap_or_default(), service.metadata.name.as_deref().unwrap_or_default())
+}
+
+fn group_slices(slices: &[Arc<EndpointSlice>]) -> BTreeMap<ServiceKey<'_>, Vec<&EndpointSlice>> {
+    let mut by_service: BTreeMap<ServiceKey<'_>, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
         let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
         if let Some(name) = slice.metadata.labels.as_ref().and_then(|labels| labels.get(SERVICE_NAME_LABEL)) {
-            slices_by_service.entry((namespace, name.as_str())).or_default().push(slice);
+            by_service.entry((namespace, name.as_str())).or_default().push(slice);
         }
     }
+    by_service
+}
+
+/// The chains, map elements and sets of one Service. Services never share any of them, so each can be rendered
+/// and diffed on its own.
+fn service_rules(service: &Service, slices: &[&EndpointSlice], config: &ProxyConfig) -> Ruleset {
     let mut rules = Ruleset::default();
-    for service in services {
-        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
-        let name = service.metadata.name.as_deref().unwrap_or_default();
-        let Some(spec) = &service.spec else { continue };
-        let Some(cluster_ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
-            continue; // headless, ExternalName, not yet allocated, or IPv6
-        };
-        if config.node_local_ips.contains(&cluster_ip) {
-            continue;
-        }
-        let slices = slices_by_service.get(&(namespace, name)).map(Vec::as_slice).unwrap_or_default();
-        for port in spec.ports.iter().flatten() {
-            add_service_port(&mut rules, service, cluster_ip, port, &endpoints_for(slices, port), config);
-        }
+    let Some(spec) = &service.spec else { return rules };
+    let Some(cluster_ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
+        return rules; // headless, ExternalName, not yet allocated, or IPv6
+    };
+    if config.node_local_ips.contains(&cluster_ip) {
+        return rules;
+    }
+    for port in spec.ports.iter().flatten() {
+        add_service_port(&mut rules, service, cluster_ip, port, &endpoints_for(slices, port), config);
     }
     rules
+}
+
+/// What the kernel holds, per Service, with the object versions it was rendered from: a change renders and diffs
+/// only the Services whose object or slices changed, so its cost follows the change, not the cluster's size.
+#[derive(Default)]
+pub struct Programmed {
+    by_service: BTreeMap<(String, String), (String, Ruleset)>,
+}
+
+impl Programmed {
+    /// The batch that brings the table from what `self` holds to what the Services call for, and records the
+    /// result as applied (on failure, start again from `Programmed::default()`: that rebuilds the whole table).
+    pub fn update(
+        &mut self,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+        config: &ProxyConfig,
+    ) -> Vec<Value> {
+        let full = self.by_service.is_empty();
+        let slices_by_service = group_slices(slices);
+        let mut previous = std::mem::take(&mut self.by_service);
+        let mut changed = Vec::new();
+        for service in services {
+            let key = service_key(service);
+            let slices = slices_by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let mut fingerprint = service.metadata.resource_version.clone().unwrap_or_default();
+            for slice in slices {
+                fingerprint.push('/');
+                fingerprint.push_str(slice.metadata.resource_version.as_deref().unwrap_or_default());
+            }
+            let owned_key = (key.0.to_string(), key.1.to_string());
+            match previous.remove(&owned_key) {
+                Some((old_fingerprint, rules)) if old_fingerprint == fingerprint && !fingerprint.is_empty() => {
+                    self.by_service.insert(owned_key, (fingerprint, rules));
+                }
+                old => {
+                    let rules = service_rules(service, slices, config);
+                    changed.push((old.map(|(_, rules)| rules).unwrap_or_default(), owned_key.clone()));
+                    self.by_service.insert(owned_key, (fingerprint, rules));
+                }
+            }
+        }
+        if full {
+            let mut all = Ruleset::default();
+            for (_, rules) in self.by_service.values() {
+                all.merge(rules.clone());
+            }
+            return nft::full_sync(&all);
+        }
+        // Services that are gone first, so an address or node port they free can be taken in the same batch.
+        let mut batch = Vec::new();
+        for (_, (_, rules)) in previous {
+            batch.extend(nft::diff(&rules, &Ruleset::default()));
+        }
+        for (old, key) in changed {
+            batch.extend(nft::diff(&old, &self.by_service[&key].1));
+        }
+        batch
+    }
 }
 
 fn add_service_port(
@@ -153,16 +229,10 @@ fn add_service_port(
         rules.add_element(nft::NO_ENDPOINT_SERVICES, service_key, goto(nft::REJECT_CHAIN));
     } else {
         let mut chain = Vec::new();
-        let from_other_than_pods = match &config.pod_cidr {
-            Some(cidr) => match cidr.split_once('/') {
-                Some((address, length)) => Some(match_saddr(
-                    json!({"prefix": {"addr": address, "len": length.parse::<u8>().unwrap_or(32)}}),
-                    "!=",
-                )),
-                None => None,
-            },
-            None => None,
-        };
+        let from_other_than_pods =
+            config.pod_cidr.as_deref().and_then(|cidr| cidr.split_once('/')).map(|(address, length)| {
+                match_saddr(json!({"prefix": {"addr": address, "len": length.parse::<u8>().unwrap_or(32)}}), "!=")
+            });
         chain.push(from_other_than_pods.into_iter().chain([jump(nft::MARK_FOR_MASQUERADE)]).collect());
         chain.extend(pick(&cluster_endpoints));
         rules.chains.insert(service_chain.clone(), chain);
@@ -252,15 +322,12 @@ pub async fn run(view: ServiceView, config: ProxyConfig, cancel: CancellationTok
         let _ = view.services.wait_until_ready().await;
         let _ = view.slices.wait_until_ready().await;
     }
-    let mut applied: Option<Ruleset> = None;
+    let mut programmed = Programmed::default();
     loop {
         generation.mark_unchanged();
         let started = Instant::now();
-        let rules = desired_rules(&view.services.state(), &view.slices.state(), &config);
-        let (batch, full) = match &applied {
-            Some(old) => (nft::diff(old, &rules), false),
-            None => (nft::full_sync(&rules), true),
-        };
+        let full = programmed.by_service.is_empty();
+        let batch = programmed.update(&view.services.state(), &view.slices.state(), &config);
         let commands = batch.len();
         let result = tokio::task::spawn_blocking(move || nft::apply(&batch))
             .await
@@ -270,11 +337,10 @@ pub async fn run(view: ServiceView, config: ProxyConfig, cancel: CancellationTok
                 if commands > 0 {
                     tracing::debug!(commands, full, took = ?started.elapsed(), "Service rules updated");
                 }
-                applied = Some(rules);
             }
             Err(error) => {
                 tracing::warn!(error = %error, "cannot program Service rules; rebuilding the table shortly");
-                applied = None;
+                programmed = Programmed::default();
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -379,7 +445,7 @@ mod tests {
             }),
         );
         let elsewhere = [slice("web", json!([{"addresses": ["10.244.2.5"], "nodeName": "n2"}]))];
-        let rules = desired_rules(&[local.clone()], &elsewhere, &config());
+        let rules = desired_rules(std::slice::from_ref(&local), &elsewhere, &config());
         assert!(rules.elements[nft::NO_ENDPOINT_SERVICES].len() == 1);
         assert_eq!(rules.elements[nft::NO_ENDPOINT_NODEPORTS].values().next().unwrap().1, json!({"drop": null}));
 
@@ -410,6 +476,62 @@ mod tests {
         assert_eq!(
             rules.chains["service-default/web/tcp/80"][1][1],
             goto("endpoint-default/web/tcp/80__10.244.1.5/8080")
+        );
+    }
+
+    #[test]
+    fn a_change_renders_and_sends_only_the_services_it_touched() {
+        let versioned = |slice: Arc<EndpointSlice>, version: &str| {
+            let mut slice = (*slice).clone();
+            slice.metadata.resource_version = Some(version.into());
+            Arc::new(slice)
+        };
+        let mut api = (*service(
+            "api",
+            json!({"clusterIP": "10.96.0.30", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        ))
+        .clone();
+        api.metadata.resource_version = Some("7".into());
+        let mut web = (*web()).clone();
+        web.metadata.resource_version = Some("8".into());
+        let services = [Arc::new(web), Arc::new(api)];
+        let endpoints = |address: &str| json!([{"addresses": [address], "nodeName": "n1"}]);
+        let mut programmed = Programmed::default();
+        let first = programmed.update(
+            &services,
+            &[
+                versioned(slice("web", endpoints("10.244.1.5")), "1"),
+                versioned(slice("api", endpoints("10.244.1.9")), "2"),
+            ],
+            &config(),
+        );
+        assert_eq!(first[..3], nft::full_sync(&Ruleset::default())[..3], "the first update rebuilds the table");
+
+        let unchanged = programmed.update(
+            &services,
+            &[
+                versioned(slice("web", endpoints("10.244.1.5")), "1"),
+                versioned(slice("api", endpoints("10.244.1.9")), "2"),
+            ],
+            &config(),
+        );
+        assert!(unchanged.is_empty());
+        let moved = programmed.update(
+            &services,
+            &[
+                versioned(slice("web", endpoints("10.244.1.6")), "3"),
+                versioned(slice("api", endpoints("10.244.1.9")), "2"),
+            ],
+            &config(),
+        );
+        let text = serde_json::to_string(&moved).unwrap();
+        assert!(text.contains("10.244.1.6") && !text.contains("/api/"), "only web's rules move: {text}");
+        let removed =
+            programmed.update(&services[..1], &[versioned(slice("web", endpoints("10.244.1.6")), "3")], &config());
+        let text = serde_json::to_string(&removed).unwrap();
+        assert!(
+            text.contains("\"delete\"") && text.contains("/api/") && !text.contains("/web/"),
+            "api's rules go: {text}"
         );
     }
 

@@ -11,7 +11,7 @@ mod one_node;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use one_node::Node;
 
@@ -251,10 +251,9 @@ fn services_reach_ready_endpoints_from_pods_and_the_host() {
 
     // A Service without endpoints is refused at once, not left to time out.
     let nobody = node.controller.kubectl(&["get", "service", "nobody", "-o", "jsonpath={.spec.clusterIP}"]).unwrap();
-    let started = Instant::now();
+    // (A dropped packet would end in `timeout` killing wget, with no "refused".)
     let refused = wget_in(&node, "client", &format!("http://{nobody}/")).expect_err("nothing serves it");
     assert!(refused.contains("refused"), "{refused}");
-    assert!(started.elapsed() < Duration::from_secs(3) + Duration::from_secs(2), "rejected, not timed out");
 
     // A pod that stops being ready stops getting traffic.
     node.controller.kubectl(&["exec", &first, "--", "rm", "/tmp/ready"]).unwrap();

@@ -251,11 +251,6 @@ pub fn apply_in(namespace: Option<&str>, batch: &[Value]) -> Result<(), String> 
     }
 }
 
-/// Removes the table (worker reset); absent is fine.
-pub fn remove_table() -> Result<(), String> {
-    apply(&[json!({"add": {"table": table()}}), json!({"delete": {"table": table()}})])
-}
-
 fn table() -> Value {
     json!({"family": FAMILY, "name": TABLE})
 }

@@ -76,22 +76,4 @@ impl ServiceView {
         let service = self.services.get(&ObjectRef::new("kube-dns").within("kube-system"))?;
         service.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
     }
-
-    /// The EndpointSlices of the Service `namespace/name`.
-    pub fn slices_of(&self, namespace: &str, name: &str) -> Vec<std::sync::Arc<EndpointSlice>> {
-        self.slices
-            .state()
-            .into_iter()
-            .filter(|slice| {
-                slice.metadata.namespace.as_deref() == Some(namespace)
-                    && slice
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-                        .map(String::as_str)
-                        == Some(name)
-            })
-            .collect()
-    }
 }

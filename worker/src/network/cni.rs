@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+/// The bridge every pod on the node is plugged into; it holds the gateway address of the node's pod range.
+pub const BRIDGE: &str = "kaasd0";
+
 /// The file containerd's CRI plugin loads (the first `.conflist` in its conf dir, by name).
 pub const CONFLIST_NAME: &str = "10-kaasd.conflist";
 
@@ -19,7 +22,7 @@ pub fn render_conflist(pod_cidr: &str, ipam_dir: &Path) -> String {
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": "kaasd0",
+                "bridge": BRIDGE,
                 "isGateway": true,
                 "ipMasq": true,
                 "hairpinMode": true,
@@ -55,8 +58,7 @@ pub fn write_conflist(conf_dir: &Path, ipam_dir: &Path, pod_cidr: &str) -> std::
 /// second one: when the Node's range is another (a node that joined a new cluster, or whose range was
 /// reassigned), the old bridge is removed so the next sandbox creates it afresh. Uses iproute2's `ip`.
 pub fn remove_stale_bridge(pod_cidr: &str) {
-    let Ok(output) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", "kaasd0"]).output()
-    else {
+    let Ok(output) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", BRIDGE]).output() else {
         return;
     };
     let text = String::from_utf8_lossy(&output.stdout);
@@ -65,7 +67,22 @@ pub fn remove_stale_bridge(pod_cidr: &str) {
         return;
     }
     tracing::info!(bridge.address = address, pod.cidr = pod_cidr, "removing the pod bridge of an earlier pod range");
-    let _ = std::process::Command::new("ip").args(["link", "delete", "kaasd0"]).status();
+    let _ = std::process::Command::new("ip").args(["link", "delete", BRIDGE]).status();
+}
+
+/// Deletes the pod bridge, if it is there (the pods' veth ends go with their sandboxes).
+pub fn delete_bridge() -> Result<(), String> {
+    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        return Ok(());
+    }
+    let output = std::process::Command::new("ip")
+        .args(["link", "delete", BRIDGE])
+        .output()
+        .map_err(|error| format!("cannot run ip ({error}); install iproute2"))?;
+    if !output.status.success() {
+        return Err(format!("cannot delete {BRIDGE}: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(())
 }
 
 /// Whether the bridge address `a.b.c.d/len` lies in `cidr`.

@@ -10,6 +10,9 @@ use std::process::Command;
 /// it exists on every host, including kernels built without the dummy driver.
 pub const DNS_INTERFACE: &str = "lo";
 
+/// The label kaasd's addresses on the DNS interface carry, so `kaasd reset` removes those and nothing else.
+pub const DNS_ADDRESS_LABEL: &str = "lo:kaasd";
+
 /// Routing between pods and the outside needs forwarding; Service DNAT for pods on one bridge needs bridged
 /// packets to pass netfilter (`br_netfilter`).
 pub fn enable_forwarding() {
@@ -47,10 +50,25 @@ pub fn ensure_dns_address(address: Ipv4Addr) -> Result<(), String> {
     if String::from_utf8_lossy(&current.stdout).split_whitespace().any(|word| word == wanted) {
         return Ok(());
     }
-    let output = ip(&["addr", "add", &wanted, "dev", DNS_INTERFACE])?;
+    let output = ip(&["addr", "add", &wanted, "dev", DNS_INTERFACE, "label", DNS_ADDRESS_LABEL])?;
     if !output.status.success() {
         return Err(format!(
             "cannot add {wanted} to {DNS_INTERFACE}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the cluster DNS addresses this worker put on the DNS interface (those with kaasd's label).
+pub fn remove_dns_addresses() -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(["-4", "addr", "flush", "dev", DNS_INTERFACE, "label", DNS_ADDRESS_LABEL])
+        .output()
+        .map_err(|error| format!("cannot run ip ({error}); install iproute2"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cannot remove kaasd's addresses from {DNS_INTERFACE}: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }

@@ -61,6 +61,27 @@ pub async fn start(
     cluster_dns
 }
 
+/// Removes what the worker set up on the host for networking: its nftables table, the pod bridge and the cluster
+/// DNS address (`kaasd reset`; the worker itself leaves them in place when it stops, so pods and Services keep
+/// working across restarts). What is already gone is skipped; every failure is reported, none stops the rest.
+pub fn teardown() -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    if let Err(error) = nft::delete_table() {
+        errors.push(error);
+    }
+    if let Err(error) = cni::delete_bridge() {
+        errors.push(error);
+    }
+    if let Err(error) = host::remove_dns_addresses() {
+        errors.push(error);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Puts the cluster DNS address on this node and answers it there, forwarding other names to the node's own
 /// resolvers.
 async fn start_dns(

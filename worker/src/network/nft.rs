@@ -251,6 +251,12 @@ pub fn apply_in(namespace: Option<&str>, batch: &[Value]) -> Result<(), String> 
     }
 }
 
+/// Deletes kaasd's table with everything in it; a table that is not there is no error (it is added first, in the
+/// same transaction).
+pub fn delete_table() -> Result<(), String> {
+    apply(&[json!({"add": {"table": table()}}), json!({"delete": {"table": table()}})])
+}
+
 fn table() -> Value {
     json!({"family": FAMILY, "name": TABLE})
 }

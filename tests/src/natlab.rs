@@ -5,7 +5,11 @@
 //! ```text
 //!  cp  10.0.1.1 [cp0] ── [natcp] 10.0.1.254  router  192.168.50.1 [br0] ─┬─ [eth0] 192.168.50.11  edge 0
 //!                                  masquerade edge→cp, drop new cp→edge   └─ [eth0] 192.168.50.12  edge 1 …
+//!                                                     192.168.60.1 [br1] ─── [eth0] 192.168.60.11  routed edge 0 …
 //! ```
+//!
+//! Routed edges (optional) sit on a second LAN behind the same NAT: the router forwards between the two LANs
+//! without NAT, so an edge and a routed edge reach each other, but only through a router.
 //!
 //! Needs root, iproute2 and nftables. Processes started in a lab's namespaces are the caller's to stop: dropping the
 //! lab removes the namespaces and kills nothing.
@@ -38,6 +42,7 @@ pub struct NatLab {
     cp: String,
     router: String,
     edges: Vec<String>,
+    routed: Vec<String>,
     /// Namespaces created so far, removed on drop (also after a failed `up`).
     created: Vec<String>,
     cut: AtomicBool,
@@ -46,9 +51,14 @@ pub struct NatLab {
 impl NatLab {
     /// Creates the controller side, the router and `edges` edge namespaces (192.168.50.11 and up).
     pub fn up(edges: usize) -> anyhow::Result<NatLab> {
+        NatLab::up_with_routed(edges, 0)
+    }
+
+    /// [`NatLab::up`] with `routed` more edges on the second LAN (192.168.60.11 and up).
+    pub fn up_with_routed(edges: usize, routed: usize) -> anyhow::Result<NatLab> {
         check_prerequisites()?;
-        if edges > MAX_EDGES {
-            bail!("natlab supports at most {MAX_EDGES} edges, not {edges}");
+        if edges > MAX_EDGES || routed > MAX_EDGES {
+            bail!("natlab supports at most {MAX_EDGES} edges per LAN, not {}", edges.max(routed));
         }
         static LABS: AtomicUsize = AtomicUsize::new(0);
         let prefix = format!("kd{}x{}", std::process::id(), LABS.fetch_add(1, Ordering::SeqCst));
@@ -56,6 +66,7 @@ impl NatLab {
             cp: format!("{prefix}cp"),
             router: format!("{prefix}nat"),
             edges: (0..edges).map(|index| format!("{prefix}e{index}")).collect(),
+            routed: (0..routed).map(|index| format!("{prefix}r{index}")).collect(),
             prefix,
             created: Vec::new(),
             cut: AtomicBool::new(false),
@@ -83,6 +94,17 @@ impl NatLab {
     pub fn edge_address(&self, index: usize) -> Ipv4Addr {
         assert!(index < self.edges.len(), "natlab has {} edges, not {}", self.edges.len(), index + 1);
         Ipv4Addr::new(192, 168, 50, FIRST_EDGE_HOST + index as u8)
+    }
+
+    /// Routed edge `index`'s namespace, on the second LAN.
+    pub fn routed_edge(&self, index: usize) -> &str {
+        &self.routed[index]
+    }
+
+    /// Routed edge `index`'s address: 192.168.60.11 for routed edge 0, and up.
+    pub fn routed_edge_address(&self, index: usize) -> Ipv4Addr {
+        assert!(index < self.routed.len(), "natlab has {} routed edges, not {}", self.routed.len(), index + 1);
+        Ipv4Addr::new(192, 168, 60, FIRST_EDGE_HOST + index as u8)
     }
 
     pub fn edges(&self) -> usize {
@@ -150,7 +172,25 @@ impl NatLab {
             ip(&["-n", &edge, "link", "set", "eth0", "up"])?;
             ip(&["-n", &edge, "route", "add", "default", "via", "192.168.50.1"])?;
         }
-        // Edges reach each other over the bridge; where br_netfilter is on (bridge-nf-call-iptables=1), bridged
+        if !self.routed.is_empty() {
+            ip(&["-n", &cp, "route", "add", "192.168.60.0/24", "via", "10.0.1.254"])?;
+            ip(&["-n", &router, "link", "add", "br1", "type", "bridge"])?;
+            ip(&["-n", &router, "addr", "add", "192.168.60.1/24", "dev", "br1"])?;
+            ip(&["-n", &router, "link", "set", "br1", "up"])?;
+        }
+        for index in 0..self.routed.len() {
+            let edge = self.routed[index].clone();
+            let port = format!("nr{index}");
+            let address = format!("{}/24", self.routed_edge_address(index));
+            self.add_namespace(&edge)?;
+            ip(&["link", "add", "eth0", "netns", &edge, "type", "veth", "peer", "name", &port, "netns", &router])?;
+            ip(&["-n", &router, "link", "set", &port, "master", "br1"])?;
+            ip(&["-n", &router, "link", "set", &port, "up"])?;
+            ip(&["-n", &edge, "addr", "add", &address, "dev", "eth0"])?;
+            ip(&["-n", &edge, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &edge, "route", "add", "default", "via", "192.168.60.1"])?;
+        }
+        // Edges reach each other over the bridge (and across the two LANs through the router); where br_netfilter is on (bridge-nf-call-iptables=1), bridged
         // frames pass the forward hook too, hence the br0 → br0 rule.
         run(self.command(&router, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]), "sysctl net.ipv4.ip_forward=1")?;
         nft(
@@ -163,8 +203,8 @@ impl NatLab {
              \x20 chain forward {\n\
              \x20   type filter hook forward priority filter; policy drop;\n\
              \x20   ct state established,related accept\n\
-             \x20   iifname \"br0\" oifname \"natcp\" accept\n\
-             \x20   iifname \"br0\" oifname \"br0\" accept\n\
+             \x20   iifname { \"br0\", \"br1\" } oifname \"natcp\" accept\n\
+             \x20   iifname { \"br0\", \"br1\" } oifname { \"br0\", \"br1\" } accept\n\
              \x20 }\n\
              }\n",
         )

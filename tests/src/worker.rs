@@ -98,9 +98,11 @@ impl Worker {
             .open(self.log_path())
             .context("cannot open the worker log")?;
         let mut command = match &self.namespace {
+            // Only the network namespace: `ip netns exec` would also remount /sys, which hides the cgroup
+            // mounts that runc needs to start the worker's pods.
             Some(namespace) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", namespace]).arg(binary);
+                let mut command = Command::new("nsenter");
+                command.arg(format!("--net=/run/netns/{namespace}")).arg("--").arg(binary);
                 command
             }
             None => Command::new(binary),

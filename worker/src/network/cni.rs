@@ -1,6 +1,6 @@
 //! The minimal pod network, enough for sandboxes to start: a CNI bridge `kaasd0` with addresses from the Node's
-//! `spec.podCIDR` (host-local IPAM), masquerading to the outside, and portmap for hostPort. containerd's CRI
-//! plugin adds the loopback interface itself. Cross-node pod routes, Services and DNS are not here.
+//! `spec.podCIDR` (host-local IPAM) and portmap for hostPort. containerd's CRI plugin adds the loopback interface
+//! itself. Routes to other nodes and masquerading are in `routes`, Services in `proxy`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,9 @@ pub fn render_conflist(pod_cidr: &str, ipam_dir: &Path) -> String {
                 "type": "bridge",
                 "bridge": BRIDGE,
                 "isGateway": true,
-                "ipMasq": true,
+                // Masquerading is the worker's (routes.rs): the plugin's would also rewrite traffic to other
+                // nodes' pods, which must keep its pod address.
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -72,7 +74,11 @@ pub fn remove_stale_bridge(pod_cidr: &str) {
 
 /// Deletes the pod bridge, if it is there (the pods' veth ends go with their sandboxes).
 pub fn delete_bridge() -> Result<(), String> {
-    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+    let exists = std::process::Command::new("ip")
+        .args(["link", "show", "dev", BRIDGE])
+        .output()
+        .map_err(|error| format!("cannot run ip ({error}); install iproute2"))?;
+    if !exists.status.success() {
         return Ok(());
     }
     let output = std::process::Command::new("ip")

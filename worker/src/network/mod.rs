@@ -1,5 +1,7 @@
 //! The node's share of cluster networking, all run by the worker itself:
 //! - `cni`: the pod bridge containerd's CRI plugin wires each sandbox into;
+//! - `routes`: routes to the other nodes' pod ranges (host-gw or VXLAN) and masquerading of pod traffic leaving
+//!   the cluster;
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch;
@@ -11,6 +13,7 @@ pub mod host;
 pub mod nft;
 pub mod pod_dns;
 pub mod proxy;
+pub mod routes;
 pub mod services;
 
 use std::time::Duration;
@@ -58,15 +61,19 @@ pub async fn start(
         node_local_ips: cluster_dns.iter().map(|dns| dns.address).collect(),
     };
     tokio::spawn(proxy::run(view, config, cancel.clone()));
+    tokio::spawn(routes::run(client, node_name.to_string(), cancel.clone()));
     cluster_dns
 }
 
-/// Removes what the worker set up on the host for networking: its nftables table, the pod bridge and the cluster
-/// DNS address (`kaasd reset`; the worker itself leaves them in place when it stops, so pods and Services keep
+/// Removes what the worker set up on the host for networking: its nftables tables, the pod bridge, the routes to
+/// other nodes' pods with the VXLAN device, and the cluster DNS address (`kaasd reset`; the worker itself leaves them in place when it stops, so pods and Services keep
 /// working across restarts). What is already gone is skipped; every failure is reported, none stops the rest.
 pub fn teardown() -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     if let Err(error) = nft::delete_table() {
+        errors.push(error);
+    }
+    if let Err(error) = routes::teardown() {
         errors.push(error);
     }
     if let Err(error) = cni::delete_bridge() {

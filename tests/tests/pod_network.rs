@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kaasd_e2e::controller::Controller;
-use kaasd_e2e::images::busybox_image;
+use kaasd_e2e::images::{binary_image, busybox_image};
 use kaasd_e2e::natlab::{NatLab, CP_ADDRESS};
 use kaasd_e2e::worker::Worker;
 
@@ -248,26 +248,41 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
     let _ = outside.wait();
     assert_eq!(peer.trim_start_matches("[::ffff:").trim_end_matches(']'), lan_a_address, "masqueraded as lan-a");
 
-    // A pod on a NAT'd node lists pods through the kubernetes Service with its ServiceAccount token, over its
-    // node's outbound route to the controller.
+    // A kube-rs client in a pod on a NAT'd node lists pods with its ServiceAccount token, through the kubernetes
+    // Service (found by its environment variables) and its node's outbound route to the controller.
     cluster.kubectl(&[
         "create",
-        "clusterrolebinding",
+        "rolebinding",
         "default-view",
         "--clusterrole=view",
         "--serviceaccount=default:default",
     ]);
-    let script = "wget -qO- --no-check-certificate \
-         --header \"Authorization: Bearer $(cat /var/run/secrets/kubernetes.io/serviceaccount/token)\" \
-         https://kubernetes.default.svc/api/v1/namespaces/default/pods";
-    let mut listed = String::new();
-    cluster.wait("a pod on far-c listing pods through the kubernetes Service", || {
-        let output =
-            cluster.controller.kubectl_output(&["exec", "client-far-c", "--", "timeout", "10", "sh", "-c", script])?;
-        listed = String::from_utf8_lossy(&output.stdout).to_string();
-        Ok(output.status.success())
+    let client = std::path::Path::new(env!("CARGO_BIN_EXE_kaasd-in-cluster"));
+    let image = binary_image("kaasd.local/in-cluster:test", client).expect("the client image is built");
+    let archive = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(archive.path(), image.build()).expect("the image archive is written");
+    let far_c = cluster.workers.iter().find(|worker| worker.node_name() == "far-c").expect("far-c");
+    let binary = kaasd_e2e::kaasd_binary().expect("kaasd builds");
+    kaasd(Command::new(binary).args(["images", "import", "--data-dir"]).arg(far_c.data_dir()).arg(archive.path()));
+    let manifest = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"in-cluster"},"spec":{"nodeName":"far-c",
+        "restartPolicy":"Never","containers":[{"name":"main","image":"kaasd.local/in-cluster:test",
+        "imagePullPolicy":"Never"}]}}"#;
+    cluster.controller.kubectl_stdin(&["apply", "-f", "-"], manifest).expect("kubectl apply");
+    cluster.wait("the in-cluster client finishing", || {
+        let phase = cluster.pod_field("in-cluster", ".status.phase");
+        assert_ne!(
+            phase,
+            "Failed",
+            "the in-cluster client failed: {}",
+            cluster.controller.kubectl(&["logs", "in-cluster"]).unwrap_or_default()
+        );
+        Ok(phase == "Succeeded")
     });
-    assert!(listed.contains("\"kind\":\"PodList\"") && listed.contains("client-far-c"), "{listed}");
+    let listed = cluster.kubectl(&["logs", "in-cluster"]);
+    assert!(
+        listed.lines().any(|line| line == "client-far-c") && listed.lines().any(|line| line == "in-cluster"),
+        "{listed}"
+    );
 }
 
 /// A directory for busybox httpd with the `peer` CGI script, made once per test run.

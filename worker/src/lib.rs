@@ -146,14 +146,15 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         })?;
     let cni_dir = containerd::ContainerdPaths::new(&config.data_dir).cni_conf_dir();
     tokio::spawn(keep_pod_network(client.clone(), name.clone(), cni_dir, config.data_dir.clone(), cancel.clone()));
-    let cluster_dns = network::start(client.clone(), &name, &config.resolv_conf, &cancel).await;
+    let network = network::start(client.clone(), &name, &config.resolv_conf, &cancel).await;
     let pods = pods::run(
         client.clone(),
         cri.clone(),
         name.clone(),
         config.data_dir.clone(),
         addresses.clone(),
-        network::pod_dns::NodeDns { cluster: cluster_dns, resolv_conf: config.resolv_conf.clone() },
+        network::pod_dns::NodeDns { cluster: network.cluster_dns, resolv_conf: config.resolv_conf.clone() },
+        network.services,
         cancel.clone(),
     )
     .await;

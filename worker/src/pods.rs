@@ -18,7 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, ServiceAccount, Volume,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, Service, ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -59,6 +59,8 @@ pub struct Context {
     pub host_ips: Vec<IpAddr>,
     pub store: Store<Pod>,
     pub dns: NodeDns,
+    /// Every Service the node knows, for the containers' Service environment variables.
+    pub services: Store<Service>,
 }
 
 impl Context {
@@ -75,6 +77,7 @@ pub async fn run(
     data_dir: PathBuf,
     host_ips: Vec<IpAddr>,
     dns: NodeDns,
+    services: Store<Service>,
     cancel: CancellationToken,
 ) -> Store<Pod> {
     let (reader, writer) = reflector::store();
@@ -97,7 +100,8 @@ pub async fn run(
             }
         }
     });
-    let context = Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone(), dns });
+    let context =
+        Arc::new(Context { client, cri, node_name, data_dir, host_ips, store: reader.clone(), dns, services });
     tokio::spawn(supervise(context, changed, cancel));
     reader
 }
@@ -1137,9 +1141,9 @@ pub fn expand(text: &str, variables: &HashMap<&str, &str>) -> String {
     out
 }
 
-/// The container's environment: plain values (with `$(VAR)` references to earlier ones), the pod's own fields, and
-/// keys of ConfigMaps and Secrets. Missing optional sources are skipped; missing required ones leave the value
-/// empty (and are logged).
+/// The container's environment: plain values (with `$(VAR)` references to earlier ones and to Service
+/// variables), the pod's own fields, keys of ConfigMaps and Secrets, then the Service variables it does not set
+/// itself. Missing optional sources are skipped; missing required ones leave the value empty (and are logged).
 async fn environment(
     pod: &Pod,
     container: &Container,
@@ -1147,10 +1151,15 @@ async fn environment(
     context: &Context,
     namespace: &str,
 ) -> Vec<(String, String)> {
+    let services = context.services.state();
+    let service_links = pod.spec.as_ref().and_then(|spec| spec.enable_service_links) != Some(false);
+    let service_env =
+        crate::network::service_env::service_environment(services.iter().map(AsRef::as_ref), namespace, service_links);
     let mut env: Vec<(String, String)> = Vec::new();
     for variable in container.env.iter().flatten() {
         let value = if let Some(value) = &variable.value {
-            let known: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let known: HashMap<&str, &str> =
+                service_env.iter().chain(env.iter()).map(|(k, v)| (k.as_str(), v.as_str())).collect();
             expand(value, &known)
         } else if let Some(source) = &variable.value_from {
             if let Some(field) = &source.field_ref {
@@ -1178,6 +1187,11 @@ async fn environment(
         };
         env.retain(|(key, _)| *key != variable.name);
         env.push((variable.name.clone(), value));
+    }
+    for (key, value) in service_env {
+        if !env.iter().any(|(defined, _)| *defined == key) {
+            env.push((key, value));
+        }
     }
     env
 }

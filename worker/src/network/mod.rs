@@ -5,7 +5,8 @@
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch;
-//! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf.
+//! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf;
+//!   `service_env`: the Service environment variables of each container.
 
 pub mod cni;
 pub mod dns;
@@ -14,6 +15,7 @@ pub mod nft;
 pub mod pod_dns;
 pub mod proxy;
 pub mod routes;
+pub mod service_env;
 pub mod services;
 
 use std::time::Duration;
@@ -31,14 +33,20 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// How long start-up waits for the first list of Services and the Node's pod range before going on without them.
 const START_WAIT: Duration = Duration::from_secs(10);
 
-/// Sets up the node's side of cluster networking and starts the Service proxy; returns the cluster DNS pods are
-/// to use, if the cluster has one.
+/// What pods need from the node's network: the cluster DNS they resolve with, if the cluster has one, and the
+/// Services (for their environment variables).
+pub struct NodeNetwork {
+    pub cluster_dns: Option<ClusterDns>,
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+}
+
+/// Sets up the node's side of cluster networking and starts the Service proxy and the pod routes.
 pub async fn start(
     client: kube::Client,
     node_name: &str,
     resolv_conf: &std::path::Path,
     cancel: &CancellationToken,
-) -> Option<ClusterDns> {
+) -> NodeNetwork {
     host::enable_forwarding();
     let view = ServiceView::start(client.clone(), cancel);
     if !view.wait_until_ready(START_WAIT).await {
@@ -60,9 +68,10 @@ pub async fn start(
         pod_cidr,
         node_local_ips: cluster_dns.iter().map(|dns| dns.address).collect(),
     };
+    let services = view.services.clone();
     tokio::spawn(proxy::run(view, config, cancel.clone()));
     tokio::spawn(routes::run(client, node_name.to_string(), cancel.clone()));
-    cluster_dns
+    NodeNetwork { cluster_dns, services }
 }
 
 /// Removes what the worker set up on the host for networking: its nftables tables, the pod bridge, the routes to

@@ -22,6 +22,7 @@ pub mod controller;
 pub mod databases;
 pub mod images;
 pub mod natlab;
+pub mod pod_lab;
 pub mod worker;
 
 /// How long a kaasd process may take to print its serving line.

@@ -10,6 +10,7 @@ mod api_client;
 mod api_server;
 mod api_workloads;
 mod dns;
+mod pod_network;
 mod pods;
 mod report;
 mod restart;
@@ -63,6 +64,14 @@ enum Mode {
     Dns(dns::DnsArgs),
     /// The worker's Service proxy: EndpointSlice change to nftables rule in place, 1,000 Services x 10 endpoints.
     Services(services::ServicesArgs),
+    /// Pod → pod TCP throughput and latency (host-gw, VXLAN) against host → host, on a three-node lab.
+    PodNetwork(pod_network::PodNetworkArgs),
+    /// (Run by `pod-network` in pods and hosts.) A TCP sink for throughput and echo for latency.
+    #[command(hide = true)]
+    TcpSink(pod_network::SinkArgs),
+    /// (Run by `pod-network` in pods and hosts.) Measures throughput and round trips to a `tcp-sink`.
+    #[command(hide = true)]
+    TcpSource(pod_network::SourceArgs),
     #[command(flatten)]
     Tunnel(tunnel::TunnelCommand),
 }
@@ -188,6 +197,13 @@ impl Args {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The pod network benchmark and its probes are plain threads and blocking sockets.
+    match cli.mode {
+        Some(Mode::PodNetwork(args)) => return pod_network::run(args),
+        Some(Mode::TcpSink(args)) => return pod_network::sink(args),
+        Some(Mode::TcpSource(args)) => return pod_network::source(args),
+        _ => {}
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.mode {
@@ -197,6 +213,7 @@ fn main() -> Result<()> {
         Some(Mode::Dns(dns_args)) => runtime.block_on(dns::run(dns_args)),
         Some(Mode::Services(services_args)) => runtime.block_on(services::run(services_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
+        Some(Mode::PodNetwork(_) | Mode::TcpSink(_) | Mode::TcpSource(_)) => unreachable!("handled above"),
         None => runtime.block_on(run(cli.datastore)),
     }
 }

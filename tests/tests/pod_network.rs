@@ -96,6 +96,15 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
         }
     }
 
+    // The kubelet's files and variables: the pod's own name in /etc/hosts, the API server's Service in the
+    // environment.
+    let client_ip = cluster.pod_field("client-lan-a", ".status.podIP");
+    let hosts = kubectl(&cluster, &["exec", "client-lan-a", "--", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|line| line == format!("{client_ip}\tclient-lan-a")), "{hosts}");
+    let env = kubectl(&cluster, &["exec", "client-lan-a", "--", "env"]);
+    assert!(env.lines().any(|line| line == "KUBERNETES_SERVICE_HOST=10.96.0.1"), "{env}");
+    assert!(env.lines().any(|line| line == "KUBERNETES_SERVICE_PORT=443"), "{env}");
+
     // A Service over the three web pods: every endpoint, each on its own node, answers through it.
     kubectl(
         &cluster,

@@ -33,6 +33,7 @@ use crate::cri::Cri;
 use crate::images::normalize_reference;
 use crate::logs::pod_log_dir;
 use crate::network::pod_dns::{resolv_for, NodeDns, Resolv};
+use crate::network::CLUSTER_DOMAIN;
 
 /// Labels the worker puts on sandboxes and containers (the kubelet's names, which tools like crictl show).
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -834,6 +835,13 @@ async fn sync_container(
         host_path: message_file.display().to_string(),
         ..Default::default()
     });
+    if let Some(hosts_file) = write_hosts_file(context, pod, container, pod_ip)? {
+        config.mounts.push(proto::Mount {
+            container_path: "/etc/hosts".into(),
+            host_path: hosts_file.display().to_string(),
+            ..Default::default()
+        });
+    }
     std::fs::create_dir_all(Path::new(&sandbox_config.log_directory).join(name))
         .map_err(|error| SyncError::Other(format!("cannot create the container's log directory: {error}")))?;
     let request = proto::CreateContainerRequest {
@@ -1139,6 +1147,30 @@ pub fn expand(text: &str, variables: &HashMap<&str, &str>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Writes the pod's `/etc/hosts` (kept in the pod's directory) for a container that does not mount its own.
+fn write_hosts_file(
+    context: &Context,
+    pod: &Pod,
+    container: &Container,
+    pod_ip: Option<&str>,
+) -> Result<Option<PathBuf>, SyncError> {
+    if container.volume_mounts.iter().flatten().any(|mount| mount.mount_path.trim_end_matches('/') == "/etc/hosts") {
+        return Ok(None);
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let path = context.pod_dir(&uid).join("etc-hosts");
+    let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let text =
+        crate::network::pod_hosts::render(pod, &pod_ip.into_iter().collect::<Vec<_>>(), &node_hosts, CLUSTER_DOMAIN);
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == text) {
+        return Ok(Some(path));
+    }
+    std::fs::create_dir_all(context.pod_dir(&uid))
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|error| SyncError::Other(format!("cannot write {}: {error}", path.display())))?;
+    Ok(Some(path))
 }
 
 /// The container's environment: plain values (with `$(VAR)` references to earlier ones and to Service

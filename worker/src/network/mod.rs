@@ -5,7 +5,8 @@
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch;
-//! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf;
+//! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf; `pod_hosts`: each
+//!   pod's /etc/hosts;
 //!   `service_env`: the Service environment variables of each container.
 
 pub mod cni;
@@ -13,6 +14,7 @@ pub mod dns;
 pub mod host;
 pub mod nft;
 pub mod pod_dns;
+pub mod pod_hosts;
 pub mod proxy;
 pub mod routes;
 pub mod service_env;

@@ -284,6 +284,10 @@ fn cluster_roles() -> Vec<Value> {
                 rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update"]),
                 rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
                 rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+                // The worker is also the node's network agent: NetworkPolicy needs the policies and the namespaces'
+                // labels.
+                rule(&[""], &["namespaces"], &read),
+                rule(&["networking.k8s.io"], &["networkpolicies"], &read),
             ],
         ),
     ]

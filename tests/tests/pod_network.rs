@@ -173,6 +173,25 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
         listed.lines().any(|line| line == "client-far-c") && listed.lines().any(|line| line == "in-cluster"),
         "{listed}"
     );
+
+    // NetworkPolicy: a policy that selects the web pods and allows nothing blocks every client, on the web pod's
+    // node and across nodes; allowing the clients' label on the web port lets them through, and no one else.
+    let web_b = cluster.pod_field("web-lan-b", ".status.podIP");
+    let url = format!("http://{web_b}:8080/");
+    let deny = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"web"},
+        "spec":{"podSelector":{"matchLabels":{"app":"web"}},"policyTypes":["Ingress"]}}"#;
+    cluster.controller.kubectl_stdin(&["apply", "-f", "-"], deny).expect("kubectl apply");
+    for client in ["client-lan-a", "client-lan-b"] {
+        check(cluster.wait(&format!("the policy blocking {client}"), || Ok(fetch(&cluster, client, &url).is_none())));
+    }
+    let allow = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"web"},
+        "spec":{"podSelector":{"matchLabels":{"app":"web"}},"policyTypes":["Ingress"],
+        "ingress":[{"from":[{"podSelector":{"matchLabels":{"app":"client"}}}],"ports":[{"port":8080}]}]}}"#;
+    cluster.controller.kubectl_stdin(&["apply", "-f", "-"], allow).expect("kubectl apply");
+    for client in ["client-lan-a", "client-lan-b", "client-far-c"] {
+        assert_eq!(fetch_eventually(&cluster, client, &url), "web-lan-b", "{client} is allowed");
+    }
+    assert_eq!(fetch(&cluster, "web-lan-a", &url), None, "a pod the policy does not name stays blocked");
 }
 
 /// A directory for busybox httpd with the `peer` CGI script, made once per test run.

@@ -5,6 +5,7 @@
 //! - `services`: one watch of Services and EndpointSlices that the proxy and DNS both read;
 //! - `proxy`: Services programmed into the worker's own nftables table (kube-proxy's nftables mode);
 //! - `dns`: the node's cluster DNS resolver, answered from the same watch;
+//! - `policy`: NetworkPolicy for this node's pods, in its own nftables table;
 //! - `host`: sysctls and the cluster DNS address on loopback; `pod_dns`: each pod's resolv.conf; `pod_hosts`: each
 //!   pod's /etc/hosts;
 //!   `service_env`: the Service environment variables of each container.
@@ -15,6 +16,7 @@ pub mod host;
 pub mod nft;
 pub mod pod_dns;
 pub mod pod_hosts;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod service_env;
@@ -72,16 +74,21 @@ pub async fn start(
     };
     let services = view.services.clone();
     tokio::spawn(proxy::run(view, config, cancel.clone()));
-    tokio::spawn(routes::run(client, node_name.to_string(), cancel.clone()));
+    tokio::spawn(routes::run(client.clone(), node_name.to_string(), cancel.clone()));
+    tokio::spawn(policy::run(client, node_name.to_string(), cancel.clone()));
     NodeNetwork { cluster_dns, services }
 }
 
-/// Removes what the worker set up on the host for networking: its nftables tables, the pod bridge, the routes to
+/// Removes what the worker set up on the host for networking: its nftables tables (Services, masquerading,
+/// NetworkPolicy), the pod bridge, the routes to
 /// other nodes' pods with the VXLAN device, and the cluster DNS address (`kaasd reset`; the worker itself leaves them in place when it stops, so pods and Services keep
 /// working across restarts). What is already gone is skipped; every failure is reported, none stops the rest.
 pub fn teardown() -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     if let Err(error) = nft::delete_table() {
+        errors.push(error);
+    }
+    if let Err(error) = policy::teardown() {
         errors.push(error);
     }
     if let Err(error) = routes::teardown() {

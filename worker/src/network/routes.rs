@@ -486,7 +486,8 @@ fn batch(program: &str, commands: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn apply_nft(script: &str) -> Result<(), String> {
+/// Loads an nftables script in one transaction (`nft -f -`).
+pub(crate) fn apply_nft(script: &str) -> Result<(), String> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -497,7 +498,7 @@ fn apply_nft(script: &str) -> Result<(), String> {
     child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|error| error.to_string())?;
     let output = child.wait_with_output().map_err(|error| error.to_string())?;
     if !output.status.success() {
-        return Err(format!("nft refused the masquerade table: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(format!("nft refused the rules: {}", String::from_utf8_lossy(&output.stderr).trim()));
     }
     Ok(())
 }

@@ -153,8 +153,10 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         name.clone(),
         config.data_dir.clone(),
         addresses.clone(),
-        network::pod_dns::NodeDns { cluster: network.cluster_dns, resolv_conf: config.resolv_conf.clone() },
-        network.services,
+        pods::PodNetwork {
+            dns: network::pod_dns::NodeDns { cluster: network.cluster_dns, resolv_conf: config.resolv_conf.clone() },
+            services: network.services,
+        },
         cancel.clone(),
     )
     .await;

@@ -51,6 +51,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A container that ran this long before exiting starts its back-off over.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 
+/// What pods get from the node's network: how they resolve names, and the Services for their environment.
+pub struct PodNetwork {
+    pub dns: NodeDns,
+    pub services: Store<Service>,
+}
+
 /// What pod workers share.
 pub struct Context {
     pub client: kube::Client,
@@ -77,10 +83,10 @@ pub async fn run(
     node_name: String,
     data_dir: PathBuf,
     host_ips: Vec<IpAddr>,
-    dns: NodeDns,
-    services: Store<Service>,
+    network: PodNetwork,
     cancel: CancellationToken,
 ) -> Store<Pod> {
+    let PodNetwork { dns, services } = network;
     let (reader, writer) = reflector::store();
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));

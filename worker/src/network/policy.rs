@@ -148,6 +148,9 @@ fn has_type(policy: &NetworkPolicy, direction: Direction) -> bool {
     }
 }
 
+/// A rule's peers and ports, of either direction.
+type PolicyRule = (Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>);
+
 /// One nftables match per allowed (peers, port) pair of the policy's rules in `direction`; each line is completed
 /// with `return`.
 fn allow_rules(
@@ -160,7 +163,7 @@ fn allow_rules(
     let spec = policy.spec.clone().unwrap_or_default();
     let policy_namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
     let field = if direction == Direction::Ingress { "saddr" } else { "daddr" };
-    let rules: Vec<(Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>)> = match direction {
+    let rules: Vec<PolicyRule> = match direction {
         Direction::Ingress => {
             spec.ingress.unwrap_or_default().into_iter().map(|rule| (rule.from, rule.ports)).collect()
         }

@@ -22,7 +22,9 @@ pub async fn run(arguments: &ResetArgs) -> anyhow::Result<()> {
         bail!("kaasd reset must run as root (it removes containers, mounts and network devices): run it with sudo");
     }
     let data_dir = service_cmd::data_dir(arguments.data_dir.as_deref(), None)?;
-    if data_dir.parent().is_none() || ["/etc", "/usr", "/var", "/home", "/root"].iter().any(|dir| data_dir == Path::new(dir)) {
+    if data_dir.parent().is_none()
+        || ["/etc", "/usr", "/var", "/home", "/root"].iter().any(|dir| data_dir == Path::new(dir))
+    {
         bail!("refusing to remove {}: give kaasd's own data directory with --data-dir", data_dir.display());
     }
     if let Some(process) = service_cmd::running(&data_dir).first() {
@@ -45,12 +47,24 @@ pub async fn run(arguments: &ResetArgs) -> anyhow::Result<()> {
             Ok((sandboxes, containers)) => {
                 println!("removed {sandboxes} pod sandboxes and {containers} containers");
             }
-            Err(error) => failures.push(format!("cannot remove the pods: {}", kaasd_datastore::one_line(error.as_ref()))),
+            Err(error) => {
+                failures.push(format!("cannot remove the pods: {}", kaasd_datastore::one_line(error.as_ref())))
+            }
         }
     }
-    match kaasd_worker::network::teardown() {
-        Ok(()) => println!("removed the pod network (nftables table, bridge, cluster DNS address)"),
-        Err(errors) => failures.extend(errors.into_iter().map(|error| format!("pod network: {error}"))),
+    // The pod network belongs to the machine, not to one data directory: a worker running here with another data
+    // directory still uses it.
+    match service_cmd::running_anywhere().into_iter().find(|process| process.runs_worker) {
+        Some(other) => println!(
+            "kept the pod network: kaasd {} (pid {}) with data directory {} runs a worker on this machine",
+            other.role.name(),
+            other.pid,
+            other.data_dir.display()
+        ),
+        None => match kaasd_worker::network::teardown() {
+            Ok(()) => println!("removed the pod network (nftables table, bridge, cluster DNS address)"),
+            Err(errors) => failures.extend(errors.into_iter().map(|error| format!("pod network: {error}"))),
+        },
     }
     let pods_removed = failures.is_empty();
     match unmount_below(&data_dir) {

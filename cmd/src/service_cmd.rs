@@ -202,7 +202,8 @@ pub fn install(command: InstallCommand, matches: &ArgMatches) -> anyhow::Result<
                 InitSystem::Systemd => format!("systemctl daemon-reload && systemctl enable --now {service}"),
                 InitSystem::Openrc => format!("rc-update add {service} default && rc-service {service} start"),
             };
-            let why = if starts { format!("{} is not running on this machine", init.name()) } else { "as asked".into() };
+            let why =
+                if starts { format!("{} is not running on this machine", init.name()) } else { "as asked".into() };
             println!("not started ({why}); to start it: {how}");
         }
     }
@@ -256,8 +257,7 @@ fn flags_as_environment(command: &clap::Command, matches: &ArgMatches) -> anyhow
         let [value] = raw.as_slice() else {
             bail!("--{flag} was given {} times; give it once", raw.len());
         };
-        let mut value =
-            value.to_str().with_context(|| format!("the value of --{flag} is not UTF-8"))?.to_string();
+        let mut value = value.to_str().with_context(|| format!("the value of --{flag} is not UTF-8"))?.to_string();
         if PATH_FLAGS.contains(&id) {
             value = std::path::absolute(&value)
                 .with_context(|| format!("cannot make --{flag} {value} an absolute path"))?
@@ -345,8 +345,12 @@ fn chosen(arguments: &ServiceArgs) -> anyhow::Result<(Role, InitSystem)> {
     match matching.as_slice() {
         [one] => Ok(*one),
         [] => match arguments.role {
-            Some(role) => bail!("kaasd {} is not installed here: run `kaasd install {}` first", role.name(), role.name()),
-            None => bail!("kaasd is not installed here: run `kaasd install controller` or `kaasd install worker` first"),
+            Some(role) => {
+                bail!("kaasd {} is not installed here: run `kaasd install {}` first", role.name(), role.name())
+            }
+            None => {
+                bail!("kaasd is not installed here: run `kaasd install controller` or `kaasd install worker` first")
+            }
         },
         _ => bail!("both kaasd services are installed here: say which with --role controller or --role worker"),
     }
@@ -448,11 +452,19 @@ pub struct Running {
     pub pid: i32,
     pub role: Role,
     pub data_dir: PathBuf,
+    /// Whether it runs a worker (`kaasd worker`, or a controller with --enable-worker), which owns this machine's
+    /// pod network.
+    pub runs_worker: bool,
 }
 
 /// The kaasd processes running here with data directory `data_dir` (read from /proc: their command line and
 /// environment, as KAASD_DATA_DIR counts as much as --data-dir).
 pub fn running(data_dir: &Path) -> Vec<Running> {
+    running_anywhere().into_iter().filter(|process| same_path(&process.data_dir, data_dir)).collect()
+}
+
+/// Every `kaasd controller` and `kaasd worker` process running here, whatever its data directory.
+pub fn running_anywhere() -> Vec<Running> {
     let own = std::process::id();
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return found };
@@ -478,22 +490,24 @@ pub fn running(data_dir: &Path) -> Vec<Running> {
             Some(rest) => rest.strip_prefix('=').map(str::to_string),
             None => None,
         });
-        let from_environment = || {
-            let environment = std::fs::read(entry.path().join("environ")).ok()?;
+        let environment = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let variable = |name: &str| {
             environment.split(|byte| *byte == 0).find_map(|pair| {
                 let pair = String::from_utf8_lossy(pair);
-                pair.strip_prefix("KAASD_DATA_DIR=").map(str::to_string)
+                pair.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')).map(str::to_string)
             })
         };
-        let theirs = from_flag.or_else(from_environment).unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+        let runs_worker = role == Role::Worker
+            || words.iter().any(|word| word == "--enable-worker")
+            || variable("KAASD_ENABLE_WORKER")
+                .is_some_and(|value| !matches!(value.as_str(), "" | "0" | "false" | "no" | "off"));
+        let theirs = from_flag.or_else(|| variable("KAASD_DATA_DIR")).unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
         // A relative data directory is relative to that process's working directory.
         let theirs = match std::fs::read_link(entry.path().join("cwd")) {
             Ok(cwd) => cwd.join(theirs),
             Err(_) => PathBuf::from(theirs),
         };
-        if same_path(&theirs, data_dir) {
-            found.push(Running { pid, role, data_dir: theirs });
-        }
+        found.push(Running { pid, role, data_dir: theirs, runs_worker });
     }
     found
 }
@@ -544,22 +558,20 @@ pub async fn status(arguments: &StatusArgs) -> anyhow::Result<()> {
         Err(anyhow::anyhow!("no credentials in the data directory (no controller ran here and no node joined)"))
     };
     let client = match client {
-        Ok((client, through)) => {
-            match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
-                Ok(Ok(version)) => {
-                    println!("api: reachable (Kubernetes {}, through {through})", version.git_version);
-                    Some(client)
-                }
-                Ok(Err(error)) => {
-                    println!("api: unreachable through {through}: {error}");
-                    None
-                }
-                Err(_) => {
-                    println!("api: unreachable through {through}: no answer within 5 s");
-                    None
-                }
+        Ok((client, through)) => match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+            Ok(Ok(version)) => {
+                println!("api: reachable (Kubernetes {}, through {through})", version.git_version);
+                Some(client)
             }
-        }
+            Ok(Err(error)) => {
+                println!("api: unreachable through {through}: {error}");
+                None
+            }
+            Err(_) => {
+                println!("api: unreachable through {through}: no answer within 5 s");
+                None
+            }
+        },
         Err(error) => {
             println!("api: unknown: {}", kaasd_datastore::one_line(error.as_ref()));
             None

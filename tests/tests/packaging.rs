@@ -84,9 +84,9 @@ fn dist_dir() -> PathBuf {
 fn dist_binary(arch: &str) -> Option<PathBuf> {
     let suffix = format!("-linux-{arch}");
     std::fs::read_dir(dist_dir()).ok()?.flatten().map(|entry| entry.path()).find(|path| {
-        path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
-            name.starts_with("kaasd-") && name.ends_with(&suffix)
-        })
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("kaasd-") && name.ends_with(&suffix))
     })
 }
 
@@ -211,7 +211,12 @@ fn systemd_analyze_verify(unit: &Path) {
 fn mounts_under(dir: &Path) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let dir = dir.display().to_string();
-    table.lines().filter_map(|line| line.split(' ').nth(4)).filter(|mount| mount.starts_with(&dir)).map(String::from).collect()
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|mount| mount.starts_with(&dir))
+        .map(String::from)
+        .collect()
 }
 
 /// Processes whose command line mentions `needle` (a data directory: containerd, its shims, kaasd).
@@ -235,8 +240,7 @@ fn static_binaries_are_static_small_and_checksummed() {
         return;
     }
     let binaries: Vec<_> = ["x86_64", "aarch64"].iter().map(|arch| (*arch, dist_binary(arch))).collect();
-    if !present("dist/ static binaries (packaging/build-static.sh)", binaries.iter().all(|(_, path)| path.is_some()))
-    {
+    if !present("dist/ static binaries (packaging/build-static.sh)", binaries.iter().all(|(_, path)| path.is_some())) {
         return;
     }
     for (arch, path) in binaries {
@@ -313,21 +317,31 @@ fn aarch64_binary_runs_a_controller_under_qemu() {
         .expect("qemu starts");
     let mut controller = Running { child, log };
     let kubeconfig = data_dir.path().join("kaasd/pki/admin.conf");
-    wait_for("the emulated controller answering /readyz", EMULATED_TIMEOUT, || readyz(&kubeconfig), || controller.log());
+    wait_for(
+        "the emulated controller answering /readyz",
+        EMULATED_TIMEOUT,
+        || readyz(&kubeconfig),
+        || controller.log(),
+    );
     controller.stop();
 }
 
 #[test]
 fn install_refuses_without_root_over_an_existing_unit_and_with_bad_flags() {
     // Not root: nothing is written (no --root, so it would be the real /etc).
-    let nobody = output(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(kaasd())
-            .args(["install", "controller", "--init", "systemd"]),
-    );
+    let nobody =
+        output(Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(kaasd()).args([
+            "install",
+            "controller",
+            "--init",
+            "systemd",
+        ]));
     assert!(!nobody.status.success());
-    assert!(text(&nobody.stderr).starts_with("error: kaasd install controller must run as root"), "{}", text(&nobody.stderr));
+    assert!(
+        text(&nobody.stderr).starts_with("error: kaasd install controller must run as root"),
+        "{}",
+        text(&nobody.stderr)
+    );
 
     let root = tempfile::tempdir().expect("root");
     let install = |extra: &[&str]| {
@@ -374,7 +388,16 @@ fn openrc_scripts_are_shell_and_read_the_environment_file() {
     let root = tempfile::tempdir().expect("root");
     let installed = output(
         Command::new(kaasd())
-            .args(["install", "controller", "--init", "openrc", "--enable-worker", "--data-dir", "/srv/kaasd", "--root"])
+            .args([
+                "install",
+                "controller",
+                "--init",
+                "openrc",
+                "--enable-worker",
+                "--data-dir",
+                "/srv/kaasd",
+                "--root",
+            ])
             .arg(root.path())
             .env_remove("KAASD_DATA_DIR"),
     );
@@ -391,10 +414,11 @@ fn openrc_scripts_are_shell_and_read_the_environment_file() {
     let syntax = output(Command::new("sh").arg("-n").arg(&script));
     assert!(syntax.status.success(), "{}", text(&syntax.stderr));
     let environment = root.path().join("etc/kaasd/controller.env");
-    let read = output(Command::new("sh").arg("-c").arg(format!(
-        "set -a; . '{}'; set +a; echo \"$KAASD_DATA_DIR $KAASD_ENABLE_WORKER\"",
-        environment.display()
-    )));
+    let read =
+        output(Command::new("sh").arg("-c").arg(format!(
+            "set -a; . '{}'; set +a; echo \"$KAASD_DATA_DIR $KAASD_ENABLE_WORKER\"",
+            environment.display()
+        )));
     assert_eq!(text(&read.stdout).trim(), "/srv/kaasd true");
 }
 
@@ -499,8 +523,7 @@ fn installed_services_serve_and_reset_leaves_nothing_behind() {
         "node packaged becoming Ready",
         TIMEOUT,
         || {
-            kubectl(&["get", "node", "packaged", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#])
-                .1
+            kubectl(&["get", "node", "packaged", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#]).1
                 == "True"
         },
         || worker.log(),
@@ -516,7 +539,13 @@ fn installed_services_serve_and_reset_leaves_nothing_behind() {
     // A pod, so reset has containers, a sandbox, mounts and a network to remove.
     let archive = base.path().join("busybox.tar");
     std::fs::write(&archive, busybox_image().build()).expect("image archive");
-    kaasd_ok(&["images", "import", "--data-dir", worker_dir.to_str().expect("utf-8"), archive.to_str().expect("utf-8")]);
+    kaasd_ok(&[
+        "images",
+        "import",
+        "--data-dir",
+        worker_dir.to_str().expect("utf-8"),
+        archive.to_str().expect("utf-8"),
+    ]);
     let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: packaged\nspec:\n  nodeName: packaged\n  containers:\n  \
                     - name: main\n    image: busybox:1.36\n    command: [sleep, '3600']\n    volumeMounts:\n    - name: \
                     scratch\n      mountPath: /scratch\n  volumes:\n  - name: scratch\n    emptyDir: {}\n";

@@ -159,16 +159,16 @@ pub fn install(command: InstallCommand, matches: &ArgMatches) -> anyhow::Result<
             }
         }
     }
-    if let Some(token) = token {
-        write_file(&files.token(), format!("{token}\n").as_bytes(), 0o600)?;
-        environment.push(("KAASD_TOKEN_FILE".to_string(), TOKEN_FILE.to_string()));
-    }
-    write_file(&files.environment(), render_environment(role, &environment).as_bytes(), 0o600)?;
     let binary = std::env::current_exe().context("cannot find the path of this kaasd binary")?;
     let binary = binary.to_str().context("the path of this kaasd binary is not UTF-8")?;
     if binary.chars().any(char::is_whitespace) {
         bail!("the path of this kaasd binary ({binary}) contains a space: move kaasd to, e.g., /usr/local/bin/kaasd");
     }
+    if let Some(token) = token {
+        write_file(&files.token(), format!("{token}\n").as_bytes(), 0o600)?;
+        environment.push(("KAASD_TOKEN_FILE".to_string(), TOKEN_FILE.to_string()));
+    }
+    write_file(&files.environment(), render_environment(role, &environment).as_bytes(), 0o600)?;
     let template = match (init, role) {
         (InitSystem::Systemd, Role::Controller) => SYSTEMD_CONTROLLER,
         (InitSystem::Systemd, Role::Worker) => SYSTEMD_WORKER,

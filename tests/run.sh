@@ -47,6 +47,14 @@ command -v runc >/dev/null || missing+=(runc)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
 # The Services test runs an outside resolver for cluster DNS to forward to: Debian's dnsmasq, without its service.
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+# The packaging tests: the static binaries are checked with readelf and file, the aarch64 one runs under qemu-user,
+# and the generated units are checked with systemd-analyze. Installing the systemd package does not make it this
+# machine's init (that is systemd-sysv), and policy-rc.d below keeps it from starting anything.
+command -v readelf >/dev/null || missing+=(binutils)
+command -v file >/dev/null || missing+=(file)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v setpriv >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -107,6 +115,12 @@ if ! mariadb_ready; then
   fi
 fi
 mariadb_ready || { echo "error: MariaDB on 127.0.0.1:3306 (root, no password) is not reachable" >&2; exit 1; }
+
+# The release artifacts (static musl binaries for x86_64 and aarch64, tarballs, SHA256SUMS), built as a release is,
+# for the packaging tests to check and run (the aarch64 one under qemu-user).
+say "building the static release binaries (packaging/build-static.sh)"
+packaging/build-static.sh
+export KAASD_DIST_DIR="$PWD/dist"
 
 say "checking formatting and lints"
 cargo fmt --all -- --check

@@ -12,7 +12,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:2379";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kaasd";
 
 #[derive(Debug, Parser)]
-#[command(name = "kaasd", version, about = "A single-binary Kubernetes distribution whose state lives in SQL")]
+#[command(name = "kaasd", version = crate::VERSION, about = "A single-binary Kubernetes distribution whose state lives in SQL")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +45,102 @@ pub enum Command {
         #[command(subcommand)]
         command: DatastoreCommand,
     },
+    /// Install kaasd as a system service (systemd or OpenRC), with the given flags, and start it.
+    Install {
+        #[command(subcommand)]
+        command: InstallCommand,
+    },
+    /// Start the installed kaasd service.
+    Start(ServiceArgs),
+    /// Stop the installed kaasd service (pods keep running).
+    Stop(ServiceArgs),
+    /// What runs here: role, version, process, API, node and containerd.
+    Status(StatusArgs),
+    /// Remove the installed service (stopping it first); the data directory is kept.
+    Uninstall(ServiceArgs),
+    /// Remove everything kaasd made on this machine: containers and pod sandboxes, pod volume mounts, the pod
+    /// network (bridge, nftables table, cluster DNS address) and the data directory. kaasd must not be running.
+    Reset(ResetArgs),
+}
+
+/// The init systems `kaasd install` writes services for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitSystem {
+    Systemd,
+    Openrc,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstallCommand {
+    /// Install `kaasd controller` as the service kaasd-controller; the flags are those of `kaasd controller`.
+    Controller {
+        #[command(flatten)]
+        install: InstallArgs,
+        #[command(flatten)]
+        arguments: ControllerArgs,
+    },
+    /// Install `kaasd worker` as the service kaasd-worker; the flags are those of `kaasd worker`. The join token
+    /// is copied to /etc/kaasd/worker-token (mode 0600).
+    Worker {
+        #[command(flatten)]
+        install: InstallArgs,
+        #[command(flatten)]
+        arguments: WorkerArgs,
+    },
+}
+
+/// How `kaasd install` installs (the role's own flags go into the service's environment file).
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// The init system to write a service for. Default: the one running this machine (systemd when none runs).
+    #[arg(long, value_enum)]
+    pub init: Option<InitSystem>,
+    /// Replace an installed service of this role (and its environment file).
+    #[arg(long)]
+    pub force: bool,
+    /// Write the files but do not enable or start the service.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Write every file under this directory instead of / (to build an image or a package); implies --no-start.
+    #[arg(long, hide = true)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Which installed service: controller or worker. Default: the one installed (if only one is).
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Controller,
+    Worker,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The data directory. Default: the installed service's (KAASD_DATA_DIR in its environment file), else
+    /// /var/lib/kaasd.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// The data directory to remove. Default: the installed service's (KAASD_DATA_DIR in its environment file),
+    /// else /var/lib/kaasd.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The containerd binary to start (briefly) to remove the pods' containers. Default: `containerd` from PATH.
+    #[arg(long, env = "KAASD_CONTAINERD_BIN")]
+    pub containerd_bin: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,7 +175,7 @@ pub struct ControllerArgs {
     pub cluster_cidr: String,
 
     /// How hard SQLite syncs each commit: full survives power loss, normal only a crash of kaasd.
-    #[arg(long, value_enum, default_value_t = Sync::Full)]
+    #[arg(long, env = "KAASD_SYNC", value_enum, default_value_t = Sync::Full)]
     pub sync: Sync,
 
     /// Also run a worker in this process, so this machine runs pods too: same data directory, the Node named after
@@ -135,7 +231,7 @@ pub struct WorkerArgs {
 
     /// Lifetime to ask for the node certificate, e.g. 24h (at least 10m). Default: the controller's (30 days).
     /// It is renewed after two thirds of it.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, env = "KAASD_CERTIFICATE_LIFETIME", value_parser = parse_duration)]
     pub certificate_lifetime: Option<Duration>,
 
     /// The containerd binary the worker starts. Default: `containerd` from PATH.

@@ -33,6 +33,9 @@ pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
     }
     announce(&lines)?;
     tracing::info!(port, "controller ready");
+    // Ready means the API answers; the worker of --enable-worker joins after (its containerd may take a while), and
+    // `kaasd status` tells whether it did.
+    crate::readiness::ready("controller");
     let worker_cancel = tokio_util::sync::CancellationToken::new();
     let mut worker = None;
     if arguments.enable_worker {
@@ -100,11 +103,12 @@ async fn local_worker_config(arguments: &ControllerArgs, port: u16) -> anyhow::R
         containerd_bin: arguments.containerd_bin.clone(),
         cri_socket: arguments.cri_socket.clone(),
         resolv_conf: arguments.resolv_conf.clone(),
+        ready: None,
     })
 }
 
 /// Turns the flags into a configuration; pure but for reading the machine's addresses.
-fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
+pub(crate) fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
     let service_cidr =
         Ipv4Cidr::parse(&arguments.service_cidr).map_err(|error| anyhow::anyhow!("invalid --service-cidr: {error}"))?;
     let cluster_cidr =

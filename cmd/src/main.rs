@@ -8,19 +8,29 @@ mod cli;
 mod controller_cmd;
 mod datastore_cmd;
 mod logging;
+mod readiness;
+mod reset_cmd;
+mod service_cmd;
 mod signal;
 mod token_cmd;
 mod worker_cmd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, DatastoreCommand, KubeconfigCommand};
 
+/// What `kaasd --version` prints after the name: the version, the commit it was built from and the target it was
+/// built for (build.rs), so a report about a binary says exactly which one it is.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KAASD_GIT_COMMIT"), ", ", env!("KAASD_TARGET"), ")");
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    // The matches are kept: `kaasd install` writes into the service's environment file the flags that were given.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", kaasd_datastore::one_line(error.as_ref()));
@@ -29,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     logging::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +56,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Kubeconfig { command: KubeconfigCommand::Admin { data_dir, server } } => {
                 controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref())
             }
+            Command::Install { command } => service_cmd::install(command, matches),
+            Command::Start(arguments) => service_cmd::start(&arguments),
+            Command::Stop(arguments) => service_cmd::stop(&arguments),
+            Command::Uninstall(arguments) => service_cmd::uninstall(&arguments),
+            Command::Status(arguments) => service_cmd::status(&arguments).await,
+            Command::Reset(arguments) => reset_cmd::run(&arguments).await,
         }
     })
 }

@@ -18,6 +18,7 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
+    let ready = std::sync::Arc::new(tokio::sync::Notify::new());
     let config = kaasd_worker::WorkerConfig {
         data_dir: arguments.data_dir,
         node_name: arguments.node_name,
@@ -28,13 +29,22 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         containerd_bin: arguments.containerd_bin,
         cri_socket: arguments.cri_socket,
         resolv_conf: arguments.resolv_conf,
+        ready: Some(ready.clone()),
     };
     let cancel = CancellationToken::new();
     let worker = tokio::spawn(kaasd_worker::run(config, cancel.clone()));
     tokio::pin!(worker);
-    tokio::select! {
-        finished = &mut worker => return finished.context("the worker task failed")?.map_err(Into::into),
-        () = signals.shutdown_requested() => cancel.cancel(),
+    let shutdown = signals.shutdown_requested();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            finished = &mut worker => return finished.context("the worker task failed")?.map_err(Into::into),
+            () = ready.notified() => crate::readiness::ready("worker"),
+            () = &mut shutdown => {
+                cancel.cancel();
+                break;
+            }
+        }
     }
     worker.await.context("the worker task failed")?.map_err(Into::into)
 }

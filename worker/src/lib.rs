@@ -54,6 +54,9 @@ pub struct WorkerConfig {
     pub cri_socket: Option<PathBuf>,
     /// The node's resolvers: cluster DNS forwards to them, dnsPolicy Default pods get them.
     pub resolv_conf: PathBuf,
+    /// Notified once the worker runs (joined, Node registered, pods served, tunnel started): what `kaasd worker`
+    /// tells the init system.
+    pub ready: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +168,9 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
     let policy = Arc::new(DialPolicy::new(addresses));
     let mut tunnel = start_tunnel(&identity, policy.clone(), &cancel)?;
     tracing::info!(node.name = %name, runtime = %containerd.version, "worker running");
+    if let Some(ready) = &config.ready {
+        ready.notify_one();
+    }
 
     let mut lease_tick = tokio::time::interval(node::LEASE_RENEW_EVERY);
     let mut status_tick = tokio::time::interval(node::STATUS_EVERY);

@@ -1,0 +1,608 @@
+//! Packaging, end to end: the static release binaries (packaging/build-static.sh), the aarch64 one under
+//! qemu-user, `kaasd install` (systemd units checked by `systemd-analyze verify`, OpenRC scripts by the shell,
+//! and the exact command line and environment they run started and serving), install's refusals, `kaasd status`,
+//! and `kaasd reset` leaving no container, mount, network device, nftables table or data behind after a pod ran.
+//!
+//! Needs root, containerd, runc, the CNI plugins, busybox-static, kubectl, systemd-analyze, readelf, file,
+//! qemu-user-static and the dist/ artifacts (tests/run.sh provides them all). In CI (CI=true) anything missing
+//! fails the test; elsewhere a test whose tools or artifacts are missing says so and does nothing.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kaasd_e2e::controller::KUBECTL;
+use kaasd_e2e::images::busybox_image;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The controller under qemu emulation starts a lot slower than natively.
+const EMULATED_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_BINARY_BYTES: u64 = 40 * 1024 * 1024;
+
+fn kaasd() -> &'static Path {
+    kaasd_e2e::kaasd_binary().expect("the kaasd binary is there")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Whether something a test needs is here. In CI its absence fails the test; elsewhere the test says what it
+/// does not check and returns.
+fn present(what: &str, here: bool) -> bool {
+    if !here {
+        assert!(!in_ci(), "{what} is missing (tests/run.sh provides it)");
+        eprintln!("NOT CHECKED: {what} is missing (tests/run.sh provides it)");
+    }
+    here
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn kaasd_ok(arguments: &[&str]) -> String {
+    let result = output(Command::new(kaasd()).args(arguments).env_remove("KAASD_DATA_DIR"));
+    assert!(result.status.success(), "kaasd {arguments:?} failed: {}{}", text(&result.stdout), text(&result.stderr));
+    text(&result.stdout)
+}
+
+/// Runs kaasd expecting it to fail; returns its stderr.
+fn kaasd_fails(command: &mut Command) -> String {
+    let result = output(command);
+    assert!(!result.status.success(), "{command:?} should have failed: {}", text(&result.stdout));
+    text(&result.stderr)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {timeout:?}\n{}", log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn free_port() -> u16 {
+    kaasd_e2e::free_port().expect("a free port")
+}
+
+/// The release artifacts: `$KAASD_DIST_DIR`, else the workspace's dist/.
+fn dist_dir() -> PathBuf {
+    std::env::var_os("KAASD_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("dist"))
+}
+
+/// `dist/kaasd-<version>-linux-<arch>`.
+fn dist_binary(arch: &str) -> Option<PathBuf> {
+    let suffix = format!("-linux-{arch}");
+    std::fs::read_dir(dist_dir()).ok()?.flatten().map(|entry| entry.path()).find(|path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("kaasd-") && name.ends_with(&suffix))
+    })
+}
+
+fn readyz(kubeconfig: &Path) -> bool {
+    Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .is_ok_and(|result| result.status.success() && text(&result.stdout).trim() == "ok")
+}
+
+/// A process the test started, killed if the test ends before it stops it.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as the init system stops it, and the exit.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "kaasd did not stop on SIGTERM\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `KEY='value'` lines of a service's environment file.
+fn environment_file(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {line}"));
+            let value = value.strip_prefix('\'').and_then(|value| value.strip_suffix('\'')).expect("single-quoted");
+            (key.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The value of `key=` in a unit file (its first occurrence).
+fn unit_value(unit: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    unit.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the unit has no {key}=\n{unit}"))
+        .to_string()
+}
+
+/// Runs what a unit runs: its ExecStart= command line with its EnvironmentFile= (read from under `root`), and
+/// nothing else from this test's environment but PATH, as systemd would; `$NOTIFY_SOCKET` is the test's, to
+/// receive READY=1. `rewrite` adjusts a variable that names a file written under `root`.
+fn start_unit(root: &Path, unit: &Path, notify: &Path, rewrite: impl Fn(&str, String) -> String) -> Running {
+    let unit = std::fs::read_to_string(unit).expect("the unit is readable");
+    let command_line = unit_value(&unit, "ExecStart");
+    let words: Vec<&str> = command_line.split_whitespace().collect();
+    let environment_path = unit_value(&unit, "EnvironmentFile");
+    let environment = environment_file(&root.join(environment_path.trim_start_matches('/')));
+    let log = root.join(format!("{}.log", words[1]));
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(words[0])
+        .args(&words[1..])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(environment.into_iter().map(|(key, value)| {
+            let value = rewrite(&key, value);
+            (key, value)
+        }))
+        .env("NOTIFY_SOCKET", notify)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file)
+        .spawn()
+        .expect("the unit's command starts");
+    Running { child, log }
+}
+
+/// Waits for READY=1 on a notify socket, as systemd does for Type=notify units.
+fn wait_ready(socket: &UnixDatagram, timeout: Duration, running: &Running) {
+    socket.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Ok(length) = socket.recv(&mut buffer) {
+            if text(&buffer[..length]).lines().any(|line| line == "READY=1") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no READY=1 within {timeout:?}\n{}", running.log());
+    }
+}
+
+fn file_mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|error| panic!("{}: {error}", path.display())).permissions().mode() & 0o777
+}
+
+fn systemd_analyze_verify(unit: &Path) {
+    let result = output(Command::new("systemd-analyze").arg("verify").arg(unit));
+    let messages = format!("{}{}", text(&result.stdout), text(&result.stderr));
+    // The environment file is checked only where it is installed; the unit names /etc/kaasd, not the test's root.
+    let complaints: Vec<&str> =
+        messages.lines().filter(|line| !line.trim().is_empty() && !line.contains("/etc/kaasd/")).collect();
+    assert!(result.status.success() && complaints.is_empty(), "systemd-analyze verify {}:\n{messages}", unit.display());
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = dir.display().to_string();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|mount| mount.starts_with(&dir))
+        .map(String::from)
+        .collect()
+}
+
+/// Processes whose command line mentions `needle` (a data directory: containerd, its shims, kaasd).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let own = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|entry| entry.file_name().to_str() != Some(own.as_str()))
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|command_line| text(&command_line).replace('\0', " "))
+        .filter(|command_line| command_line.contains(needle))
+        .collect()
+}
+
+#[test]
+fn static_binaries_are_static_small_and_checksummed() {
+    let tools = Path::new("/usr/bin/readelf").exists() && Path::new("/usr/bin/file").exists();
+    if !present("readelf and file (binutils, file)", tools) {
+        return;
+    }
+    let binaries: Vec<_> = ["x86_64", "aarch64"].iter().map(|arch| (*arch, dist_binary(arch))).collect();
+    if !present("dist/ static binaries (packaging/build-static.sh)", binaries.iter().all(|(_, path)| path.is_some())) {
+        return;
+    }
+    for (arch, path) in binaries {
+        let path = path.expect("checked");
+        let dynamic = output(Command::new("readelf").arg("-d").arg(&path).env("LC_ALL", "C"));
+        assert!(
+            text(&dynamic.stdout).contains("There is no dynamic section"),
+            "{} has a dynamic section:\n{}",
+            path.display(),
+            text(&dynamic.stdout)
+        );
+        let described = text(&output(Command::new("file").arg("-b").arg(&path)).stdout);
+        assert!(described.contains("statically linked"), "{}: {described}", path.display());
+        let machine = if arch == "x86_64" { "x86-64" } else { "ARM aarch64" };
+        assert!(described.contains(machine), "{} is not {machine}: {described}", path.display());
+        let size = std::fs::metadata(&path).expect("size").len();
+        assert!(size < MAX_BINARY_BYTES, "{} is {size} bytes, over 40 MiB", path.display());
+        eprintln!("{}: {size} bytes; {described}", path.display());
+
+        let tarball = PathBuf::from(format!("{}.tar.gz", path.display()));
+        let listing = text(&output(Command::new("tar").arg("-tzf").arg(&tarball)).stdout);
+        let name = path.file_name().and_then(|name| name.to_str()).expect("name");
+        for member in [
+            "kaasd",
+            "systemd/kaasd-controller.service",
+            "systemd/kaasd-worker.service",
+            "openrc/kaasd-controller",
+            "openrc/kaasd-worker",
+            "README-controller.md",
+            "README-worker.md",
+        ] {
+            assert!(listing.lines().any(|line| line == format!("{name}/{member}")), "{member} not in {listing}");
+        }
+    }
+    let sums = output(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(dist_dir()));
+    assert!(sums.status.success(), "SHA256SUMS does not match:\n{}{}", text(&sums.stdout), text(&sums.stderr));
+    let host = dist_binary("x86_64").expect("checked");
+    let version = text(&output(Command::new(&host).arg("--version")).stdout);
+    assert!(version.starts_with(&format!("kaasd {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.trim_end().ends_with(", x86_64-unknown-linux-musl)"), "{version}");
+}
+
+#[test]
+fn aarch64_binary_runs_a_controller_under_qemu() {
+    let qemu = Path::new("/usr/bin/qemu-aarch64-static");
+    if !present("qemu-aarch64-static (qemu-user-static)", qemu.exists())
+        || !present("kubectl", Path::new(KUBECTL).exists())
+    {
+        return;
+    }
+    let Some(binary) = dist_binary("aarch64") else {
+        present("dist/ aarch64 binary (packaging/build-static.sh)", false);
+        return;
+    };
+    let version = output(Command::new(qemu).arg(&binary).arg("--version"));
+    assert!(version.status.success(), "{}", text(&version.stderr));
+    assert!(text(&version.stdout).contains(", aarch64-unknown-linux-musl)"), "{}", text(&version.stdout));
+    let help = output(Command::new(qemu).arg(&binary).args(["worker", "--help"]));
+    assert!(help.status.success() && text(&help.stdout).contains("--token-file"), "{}", text(&help.stderr));
+
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let port = free_port();
+    let log = data_dir.path().join("controller.log");
+    let log_file = std::fs::File::create(&log).expect("log");
+    let child = Command::new(qemu)
+        .arg(&binary)
+        .args(["controller", "--bind-address", "127.0.0.1", "--api-port", &port.to_string(), "--data-dir"])
+        .arg(data_dir.path().join("kaasd"))
+        .env_remove("KAASD_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("qemu starts");
+    let mut controller = Running { child, log };
+    let kubeconfig = data_dir.path().join("kaasd/pki/admin.conf");
+    wait_for(
+        "the emulated controller answering /readyz",
+        EMULATED_TIMEOUT,
+        || readyz(&kubeconfig),
+        || controller.log(),
+    );
+    controller.stop();
+}
+
+#[test]
+fn install_refuses_without_root_over_an_existing_unit_and_with_bad_flags() {
+    // Not root: nothing is written (no --root, so it would be the real /etc).
+    let nobody =
+        output(Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(kaasd()).args([
+            "install",
+            "controller",
+            "--init",
+            "systemd",
+        ]));
+    assert!(!nobody.status.success());
+    assert!(
+        text(&nobody.stderr).starts_with("error: kaasd install controller must run as root"),
+        "{}",
+        text(&nobody.stderr)
+    );
+
+    let root = tempfile::tempdir().expect("root");
+    let install = |extra: &[&str]| {
+        let mut command = Command::new(kaasd());
+        command.args(["install", "controller", "--init", "systemd", "--root"]).arg(root.path()).args(extra);
+        command.env_remove("KAASD_DATA_DIR");
+        command
+    };
+    let unit = root.path().join("etc/systemd/system/kaasd-controller.service");
+    let error = kaasd_fails(&mut install(&["--cluster-cidr", "10.0.0.0/30"]));
+    assert!(error.contains("invalid --cluster-cidr"), "{error}");
+    let error = kaasd_fails(&mut install(&["--api-port", "https"]));
+    assert!(error.contains("--api-port"), "{error}");
+    assert!(!unit.exists() && !root.path().join("etc/kaasd").exists(), "a refused install wrote files");
+
+    let first = output(&mut install(&["--api-port", "7443"]));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let error = kaasd_fails(&mut install(&["--api-port", "8443"]));
+    assert!(error.contains("already installed") && error.contains("--force"), "{error}");
+    let environment = root.path().join("etc/kaasd/controller.env");
+    assert!(std::fs::read_to_string(&environment).expect("env").contains("KAASD_API_PORT='7443'"), "kept as it was");
+    let forced = output(&mut install(&["--api-port", "8443", "--force"]));
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert!(std::fs::read_to_string(&environment).expect("env").contains("KAASD_API_PORT='8443'"), "replaced");
+
+    // A worker needs a valid join token.
+    let worker = |extra: &[&str]| {
+        let mut command = Command::new(kaasd());
+        command.args(["install", "worker", "--init", "systemd", "--root"]).arg(root.path()).args(extra);
+        command.env_remove("KAASD_DATA_DIR").env_remove("KAASD_TOKEN").env_remove("KAASD_TOKEN_FILE");
+        command
+    };
+    let error = kaasd_fails(&mut worker(&["--data-dir", "/nonexistent/kaasd"]));
+    assert!(error.contains("needs a join token"), "{error}");
+    let bad_token = root.path().join("bad-token");
+    std::fs::write(&bad_token, "not-a-token\n").expect("write");
+    let error = kaasd_fails(worker(&["--token-file"]).arg(&bad_token));
+    assert!(error.contains("join token is not valid"), "{error}");
+    assert!(!root.path().join("etc/systemd/system/kaasd-worker.service").exists());
+}
+
+#[test]
+fn openrc_scripts_are_shell_and_read_the_environment_file() {
+    let root = tempfile::tempdir().expect("root");
+    let installed = output(
+        Command::new(kaasd())
+            .args([
+                "install",
+                "controller",
+                "--init",
+                "openrc",
+                "--enable-worker",
+                "--data-dir",
+                "/srv/kaasd",
+                "--root",
+            ])
+            .arg(root.path())
+            .env_remove("KAASD_DATA_DIR"),
+    );
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    let script = root.path().join("etc/init.d/kaasd-controller");
+    assert_eq!(file_mode(&script), 0o755);
+    assert_eq!(file_mode(&root.path().join("etc/kaasd/controller.env")), 0o600);
+    let content = std::fs::read_to_string(&script).expect("script");
+    assert!(content.starts_with("#!/sbin/openrc-run\n"));
+    assert!(content.contains(&format!("command=\"{}\"", kaasd().display())), "{content}");
+    assert!(content.contains("command_args=\"controller\""), "{content}");
+    // Debian has no openrc-run to check it with; the shell checks its syntax, and reading the environment file
+    // as the script does gives kaasd its flags.
+    let syntax = output(Command::new("sh").arg("-n").arg(&script));
+    assert!(syntax.status.success(), "{}", text(&syntax.stderr));
+    let environment = root.path().join("etc/kaasd/controller.env");
+    let read =
+        output(Command::new("sh").arg("-c").arg(format!(
+            "set -a; . '{}'; set +a; echo \"$KAASD_DATA_DIR $KAASD_ENABLE_WORKER\"",
+            environment.display()
+        )));
+    assert_eq!(text(&read.stdout).trim(), "/srv/kaasd true");
+}
+
+/// The controller and worker services as installed, started by their exact command lines, a pod run on the
+/// node, and then `kaasd reset` of both data directories.
+#[test]
+fn installed_services_serve_and_reset_leaves_nothing_behind() {
+    let needed = [
+        ("systemd-analyze (systemd)", "/usr/bin/systemd-analyze"),
+        ("kubectl", KUBECTL),
+        ("containerd", "/usr/bin/containerd"),
+        ("runc", "/usr/sbin/runc"),
+        ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+        ("busybox-static", "/bin/busybox"),
+        ("nft (nftables)", "/usr/sbin/nft"),
+    ];
+    for (what, path) in needed {
+        if !present(what, Path::new(path).exists()) {
+            return;
+        }
+    }
+    let base = tempfile::tempdir().expect("base");
+    let root = base.path().join("root");
+    let controller_dir = base.path().join("controller");
+    let worker_dir = base.path().join("worker");
+    let notify_path = base.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let port = free_port().to_string();
+
+    // The controller's service.
+    let installed = output(
+        Command::new(kaasd())
+            .args(["install", "controller", "--init", "systemd", "--bind-address", "127.0.0.1", "--api-port", &port])
+            .arg("--data-dir")
+            .arg(&controller_dir)
+            .arg("--root")
+            .arg(&root)
+            .env_remove("KAASD_DATA_DIR"),
+    );
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    assert!(text(&installed.stdout).contains("not started"), "{}", text(&installed.stdout));
+    let unit = root.join("etc/systemd/system/kaasd-controller.service");
+    let unit_text = std::fs::read_to_string(&unit).expect("unit");
+    for line in ["Type=notify", "Restart=always", "Delegate=yes", "KillMode=process", "LimitNOFILE=1048576"] {
+        assert!(unit_text.lines().any(|l| l == line), "{line} missing:\n{unit_text}");
+    }
+    assert_eq!(unit_value(&unit_text, "ExecStart"), format!("{} controller", kaasd().display()));
+    assert_eq!(file_mode(&root.join("etc/kaasd/controller.env")), 0o600);
+    systemd_analyze_verify(&unit);
+    let mut controller = start_unit(&root, &unit, &notify_path, |_, value| value);
+    wait_ready(&notify, TIMEOUT, &controller);
+    let kubeconfig = controller_dir.join("pki/admin.conf");
+    assert!(readyz(&kubeconfig), "READY=1 came before /readyz answers\n{}", controller.log());
+
+    // The worker's service, with a token from the controller.
+    let token = kaasd_ok(&[
+        "token",
+        "create",
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        controller_dir.to_str().expect("utf-8"),
+    ]);
+    let token_file = base.path().join("token");
+    std::fs::write(&token_file, &token).expect("token written");
+    let agent_port = free_port().to_string();
+    let installed = output(
+        Command::new(kaasd())
+            .args(["install", "worker", "--init", "systemd", "--node-name", "packaged", "--agent-port", &agent_port])
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--data-dir")
+            .arg(&worker_dir)
+            .arg("--root")
+            .arg(&root)
+            .env_remove("KAASD_DATA_DIR")
+            .env_remove("KAASD_TOKEN"),
+    );
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+    let unit = root.join("etc/systemd/system/kaasd-worker.service");
+    systemd_analyze_verify(&unit);
+    let copied = root.join("etc/kaasd/worker-token");
+    assert_eq!(file_mode(&copied), 0o600);
+    assert_eq!(std::fs::read_to_string(&copied).expect("token").trim(), token.trim());
+    assert_eq!(file_mode(&root.join("etc/kaasd/worker.env")), 0o600);
+    let copied_path = copied.display().to_string();
+    let mut worker = start_unit(&root, &unit, &notify_path, |key, value| {
+        // The token file is where the service will find it, under the test's root.
+        if key == "KAASD_TOKEN_FILE" {
+            assert_eq!(value, "/etc/kaasd/worker-token");
+            copied_path.clone()
+        } else {
+            value
+        }
+    });
+    wait_ready(&notify, TIMEOUT, &worker);
+    let kubectl = |arguments: &[&str]| {
+        let result = output(Command::new(KUBECTL).arg("--kubeconfig").arg(&kubeconfig).args(arguments));
+        (result.status.success(), text(&result.stdout), text(&result.stderr))
+    };
+    wait_for(
+        "node packaged becoming Ready",
+        TIMEOUT,
+        || {
+            kubectl(&["get", "node", "packaged", "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#]).1
+                == "True"
+        },
+        || worker.log(),
+    );
+    let status = output(Command::new(kaasd()).args(["status", "--data-dir"]).arg(&worker_dir));
+    let status_text = text(&status.stdout);
+    assert!(status.status.success(), "{status_text}{}", text(&status.stderr));
+    for expected in ["role: worker", "process: pid ", "api: reachable", "node: joined as packaged (Ready: True)"] {
+        assert!(status_text.contains(expected), "{expected:?} not in:\n{status_text}");
+    }
+    assert!(status_text.contains("containerd: running"), "{status_text}");
+
+    // A pod, so reset has containers, a sandbox, mounts and a network to remove.
+    let archive = base.path().join("busybox.tar");
+    std::fs::write(&archive, busybox_image().build()).expect("image archive");
+    kaasd_ok(&[
+        "images",
+        "import",
+        "--data-dir",
+        worker_dir.to_str().expect("utf-8"),
+        archive.to_str().expect("utf-8"),
+    ]);
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: packaged\nspec:\n  nodeName: packaged\n  containers:\n  \
+                    - name: main\n    image: busybox:1.36\n    command: [sleep, '3600']\n    volumeMounts:\n    - name: \
+                    scratch\n      mountPath: /scratch\n  volumes:\n  - name: scratch\n    emptyDir: {}\n";
+    let mut apply = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    apply.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("manifest");
+    assert!(apply.wait().expect("kubectl").success());
+    wait_for(
+        "pod packaged running",
+        TIMEOUT,
+        || kubectl(&["get", "pod", "packaged", "-o", "jsonpath={.status.phase}"]).1 == "Running",
+        || worker.log(),
+    );
+    assert!(!mounts_under(&worker_dir).is_empty(), "a running pod has its root file system mounted");
+
+    // Reset refuses while the worker runs, and changes nothing.
+    let error = kaasd_fails(Command::new(kaasd()).args(["reset", "--yes", "--data-dir"]).arg(&worker_dir));
+    assert!(error.contains("is running"), "{error}");
+    assert!(worker_dir.join("worker").exists());
+
+    // Stopped as systemd stops it: pods keep running in their shims, which reset must remove.
+    worker.stop();
+    assert!(!mounts_under(&worker_dir).is_empty(), "the pod outlives the stopped worker");
+    let declined = output(
+        Command::new(kaasd())
+            .args(["reset", "--data-dir"])
+            .arg(&worker_dir)
+            .stdin(std::fs::File::open("/dev/null").expect("null")),
+    );
+    assert!(!declined.status.success() && text(&declined.stderr).contains("cancelled"), "{}", text(&declined.stderr));
+    assert!(worker_dir.join("worker").exists(), "a declined reset changes nothing");
+    let reset = output(Command::new(kaasd()).args(["reset", "--yes", "--data-dir"]).arg(&worker_dir));
+    assert!(reset.status.success(), "reset failed: {}{}", text(&reset.stdout), text(&reset.stderr));
+    assert!(text(&reset.stdout).contains("removed 1 pod sandboxes and 1 containers"), "{}", text(&reset.stdout));
+    assert!(!worker_dir.exists(), "the data directory is gone");
+    assert!(mounts_under(&worker_dir).is_empty(), "mounts left: {:?}", mounts_under(&worker_dir));
+    let left = processes_mentioning(worker_dir.to_str().expect("utf-8"));
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let bridge = output(Command::new("ip").args(["link", "show", "kaasd0"]));
+    assert!(!bridge.status.success(), "the pod bridge is left: {}", text(&bridge.stdout));
+    let table = output(Command::new("nft").args(["list", "table", "ip", "kaasd"]));
+    assert!(!table.status.success(), "the nftables table is left");
+    let dns = text(&output(Command::new("ip").args(["-4", "addr", "show", "dev", "lo", "label", "lo:kaasd"])).stdout);
+    assert!(dns.trim().is_empty(), "the cluster DNS address is left: {dns}");
+
+    // The controller: status while it runs, then reset of its data directory.
+    let status = text(&output(Command::new(kaasd()).args(["status", "--data-dir"]).arg(&controller_dir)).stdout);
+    assert!(status.contains("role: controller") && status.contains("api: reachable"), "{status}");
+    controller.stop();
+    let status = output(Command::new(kaasd()).args(["status", "--data-dir"]).arg(&controller_dir));
+    assert!(!status.status.success() && text(&status.stdout).contains("process: not running"));
+    let reset = output(Command::new(kaasd()).args(["reset", "--yes", "--data-dir"]).arg(&controller_dir));
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    assert!(!controller_dir.exists(), "the controller's data directory is gone");
+}

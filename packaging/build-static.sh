@@ -8,7 +8,7 @@
 # units, OpenRC scripts, a README per role, the LICENSE when the repository has one) and SHA256SUMS.
 #
 # What it needs it installs: the rustup targets, and zig (PyPI's `ziglang`) with cargo-zigbuild (also from PyPI,
-# prebuilt), which cross-compile the C parts (ring, SQLite, mimalloc) and link them with musl for both
+# prebuilt), which cross-compile the C parts (ring, SQLite) and link them with musl for both
 # architectures with one toolchain. The binaries are built with the `dist` profile (Cargo.toml says how they are
 # kept small), with the commit in `kaasd --version` (KAASD_GIT_COMMIT, else `unknown` outside git).
 # Tarballs are reproducible: fixed order, owner and times (the commit's time, or SOURCE_DATE_EPOCH).

@@ -3,8 +3,8 @@
 //!
 //! Order matters: the pods' containers and sandboxes go first, through the worker's own containerd (started for
 //! the purpose when the service is stopped), so their mounts, network namespaces and shims go with them; then the
-//! host's pod network (nftables table, bridge, cluster DNS address); then whatever is still mounted under the data
-//! directory; and only when all of that worked, the data directory itself. A step that fails is reported and the
+//! host's pod network (nftables tables, pod routes, VXLAN device, bridge, cluster DNS address); then whatever is
+//! still mounted under the data directory; and only when all of that worked, the data directory itself. A step that fails is reported and the
 //! data directory kept, so running `kaasd reset` again after fixing the cause finishes the job.
 
 use std::io::{BufRead, Write};
@@ -62,7 +62,9 @@ pub async fn run(arguments: &ResetArgs) -> anyhow::Result<()> {
             other.data_dir.display()
         ),
         None => match kaasd_worker::network::teardown() {
-            Ok(()) => println!("removed the pod network (nftables table, bridge, cluster DNS address)"),
+            Ok(()) => println!(
+                "removed the pod network (nftables tables, pod routes and VXLAN device, bridge, cluster DNS address)"
+            ),
             Err(errors) => failures.extend(errors.into_iter().map(|error| format!("pod network: {error}"))),
         },
     }

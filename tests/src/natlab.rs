@@ -161,16 +161,8 @@ impl NatLab {
         ip(&["-n", &router, "addr", "add", "192.168.50.1/24", "dev", "br0"])?;
         ip(&["-n", &router, "link", "set", "br0", "up"])?;
         for index in 0..self.edges.len() {
-            let edge = self.edges[index].clone();
-            let port = format!("ne{index}");
-            let address = format!("{}/24", self.edge_address(index));
-            self.add_namespace(&edge)?;
-            ip(&["link", "add", "eth0", "netns", &edge, "type", "veth", "peer", "name", &port, "netns", &router])?;
-            ip(&["-n", &router, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &router, "link", "set", &port, "up"])?;
-            ip(&["-n", &edge, "addr", "add", &address, "dev", "eth0"])?;
-            ip(&["-n", &edge, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &edge, "route", "add", "default", "via", "192.168.50.1"])?;
+            let (edge, address) = (self.edges[index].clone(), self.edge_address(index));
+            self.add_edge(&edge, &format!("ne{index}"), "br0", address, "192.168.50.1")?;
         }
         if !self.routed.is_empty() {
             ip(&["-n", &cp, "route", "add", "192.168.60.0/24", "via", "10.0.1.254"])?;
@@ -179,19 +171,11 @@ impl NatLab {
             ip(&["-n", &router, "link", "set", "br1", "up"])?;
         }
         for index in 0..self.routed.len() {
-            let edge = self.routed[index].clone();
-            let port = format!("nr{index}");
-            let address = format!("{}/24", self.routed_edge_address(index));
-            self.add_namespace(&edge)?;
-            ip(&["link", "add", "eth0", "netns", &edge, "type", "veth", "peer", "name", &port, "netns", &router])?;
-            ip(&["-n", &router, "link", "set", &port, "master", "br1"])?;
-            ip(&["-n", &router, "link", "set", &port, "up"])?;
-            ip(&["-n", &edge, "addr", "add", &address, "dev", "eth0"])?;
-            ip(&["-n", &edge, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &edge, "route", "add", "default", "via", "192.168.60.1"])?;
+            let (edge, address) = (self.routed[index].clone(), self.routed_edge_address(index));
+            self.add_edge(&edge, &format!("nr{index}"), "br1", address, "192.168.60.1")?;
         }
-        // Edges reach each other over the bridge (and across the two LANs through the router); where br_netfilter is on (bridge-nf-call-iptables=1), bridged
-        // frames pass the forward hook too, hence the br0 → br0 rule.
+        // Edges reach each other over the bridge (and across the two LANs through the router); where br_netfilter is
+        // on (bridge-nf-call-iptables=1), bridged frames pass the forward hook too, hence the br0 → br0 rule.
         run(self.command(&router, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]), "sysctl net.ipv4.ip_forward=1")?;
         nft(
             &router,
@@ -208,6 +192,26 @@ impl NatLab {
              \x20 }\n\
              }\n",
         )
+    }
+
+    /// Namespace `edge` with `eth0` at `address`/24, plugged into the router's `bridge` through its port `port`,
+    /// routing everything via `gateway`.
+    fn add_edge(
+        &mut self,
+        edge: &str,
+        port: &str,
+        bridge: &str,
+        address: Ipv4Addr,
+        gateway: &str,
+    ) -> anyhow::Result<()> {
+        let router = self.router.clone();
+        self.add_namespace(edge)?;
+        ip(&["link", "add", "eth0", "netns", edge, "type", "veth", "peer", "name", port, "netns", &router])?;
+        ip(&["-n", &router, "link", "set", port, "master", bridge])?;
+        ip(&["-n", &router, "link", "set", port, "up"])?;
+        ip(&["-n", edge, "addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+        ip(&["-n", edge, "link", "set", "eth0", "up"])?;
+        ip(&["-n", edge, "route", "add", "default", "via", gateway])
     }
 
     fn add_namespace(&mut self, namespace: &str) -> anyhow::Result<()> {

@@ -470,35 +470,28 @@ fn batch(program: &str, commands: &[String]) -> Result<(), String> {
     if commands.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new(program)
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("cannot run {program} ({error}); install iproute2"))?;
-    let input = commands.join("\n") + "\n";
-    child.stdin.take().expect("piped").write_all(input.as_bytes()).map_err(|error| error.to_string())?;
-    let output = child.wait_with_output().map_err(|error| error.to_string())?;
-    if !output.status.success() {
-        return Err(format!("{program} refused: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(())
+    run_with_input(program, &["-batch", "-"], &(commands.join("\n") + "\n"), "iproute2")
+        .map_err(|error| format!("{program} refused: {error}"))
 }
 
 /// Loads an nftables script in one transaction (`nft -f -`).
 pub(crate) fn apply_nft(script: &str) -> Result<(), String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
+    run_with_input("nft", &["-f", "-"], script, "nftables").map_err(|error| format!("nft refused the rules: {error}"))
+}
+
+/// Runs `program` with `input` on its standard input; its standard error is the error when it fails.
+fn run_with_input(program: &str, arguments: &[&str], input: &str, package: &str) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(arguments)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| format!("cannot run nft ({error}); install nftables"))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|error| error.to_string())?;
+        .map_err(|error| format!("cannot run {program} ({error}); install {package}"))?;
+    child.stdin.take().expect("piped").write_all(input.as_bytes()).map_err(|error| error.to_string())?;
     let output = child.wait_with_output().map_err(|error| error.to_string())?;
     if !output.status.success() {
-        return Err(format!("nft refused the rules: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
     }
     Ok(())
 }

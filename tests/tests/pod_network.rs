@@ -133,11 +133,12 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
     // Traffic from a pod to a machine outside the pod network leaves with its node's address.
     let lan_b_address = cluster.lab.edge_address(1).to_string();
     let lan_a_address = cluster.lab.edge_address(0).to_string();
+    let www = www_with_peer_script();
     let mut outside = cluster
         .lab
         .command(cluster.lab.edge(1), "busybox")
         .args(["httpd", "-f", "-p", "18080", "-h"])
-        .arg(www_with_peer_script())
+        .arg(www.path())
         .spawn()
         .expect("busybox httpd runs on lan-b's host");
     let peer = fetch_eventually(&cluster, "client-lan-a", &format!("http://{lan_b_address}:18080/cgi-bin/peer"));
@@ -178,6 +179,7 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
     // node and across nodes; allowing the clients' label on the web port lets them through, and no one else.
     let web_b = cluster.pod_field("web-lan-b", ".status.podIP");
     let url = format!("http://{web_b}:8080/");
+    assert_eq!(fetch_eventually(&cluster, "web-lan-a", &url), "web-lan-b", "reachable before any policy");
     let deny = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"web"},
         "spec":{"podSelector":{"matchLabels":{"app":"web"}},"policyTypes":["Ingress"]}}"#;
     cluster.controller.kubectl_stdin(&["apply", "-f", "-"], deny).expect("kubectl apply");
@@ -192,13 +194,24 @@ fn pods_on_three_nodes_reach_each_other_by_their_own_addresses() {
         assert_eq!(fetch_eventually(&cluster, client, &url), "web-lan-b", "{client} is allowed");
     }
     assert_eq!(fetch(&cluster, "web-lan-a", &url), None, "a pod the policy does not name stays blocked");
+
+    // Egress: clients may only talk to web pods on 8080. The web pod by address still answers; a name no longer
+    // resolves, because the cluster DNS address (on the node, reached through the input hook) is not allowed.
+    let service = "http://web.default.svc.cluster.local/";
+    assert!(fetch_eventually(&cluster, "client-far-c", service).starts_with("web-"), "the name resolves before");
+    let egress = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"clients"},
+        "spec":{"podSelector":{"matchLabels":{"app":"client"}},"policyTypes":["Egress"],
+        "egress":[{"to":[{"podSelector":{"matchLabels":{"app":"web"}}}],"ports":[{"port":8080}]}]}}"#;
+    cluster.controller.kubectl_stdin(&["apply", "-f", "-"], egress).expect("kubectl apply");
+    check(cluster.wait("the egress policy blocking DNS", || Ok(fetch(&cluster, "client-far-c", service).is_none())));
+    assert_eq!(fetch(&cluster, "client-far-c", &url).as_deref(), Some("web-lan-b"), "allowed egress passes");
 }
 
-/// A directory for busybox httpd with the `peer` CGI script, made once per test run.
-fn www_with_peer_script() -> std::path::PathBuf {
+/// A directory for busybox httpd with the `peer` CGI script.
+fn www_with_peer_script() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let root = std::env::temp_dir().join(format!("kaasd-pod-network-www-{}", std::process::id()));
-    let script = root.join("cgi-bin/peer");
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let script = root.path().join("cgi-bin/peer");
     std::fs::create_dir_all(script.parent().expect("parent")).expect("www directory");
     std::fs::write(&script, "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n").expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");

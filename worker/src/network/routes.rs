@@ -226,6 +226,8 @@ pub async fn run(client: kube::Client, node_name: String, cancel: CancellationTo
 /// What was last put in place, so an unchanged plan costs nothing.
 #[derive(Default)]
 struct Applied {
+    /// This node and its peers as last planned: Node heartbeats change nothing here, and then cost no lookups.
+    inputs: Option<(NodeRoute, Vec<NodeRoute>)>,
     plan: Option<Plan>,
     masquerade: String,
     annotation: Option<String>,
@@ -240,7 +242,12 @@ impl Applied {
             return Ok(());
         };
         let Some(own) = NodeRoute::of(own) else { return Ok(()) };
-        let peers: Vec<NodeRoute> = all.iter().filter_map(|node| NodeRoute::of(node)).collect();
+        let mut peers: Vec<NodeRoute> = all.iter().filter_map(|node| NodeRoute::of(node)).collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+        let inputs = Some((own.clone(), peers.clone()));
+        if self.kernel_checked && self.inputs == inputs {
+            return Ok(());
+        }
         let plan = tokio::task::spawn_blocking({
             let own = own.clone();
             move || Plan::new(&own, &peers, lookup)
@@ -273,6 +280,7 @@ impl Applied {
             self.annotation = Some(annotation);
         }
         self.plan = Some(plan);
+        self.inputs = inputs;
         Ok(())
     }
 }

@@ -116,10 +116,13 @@ if ! mariadb_ready; then
 fi
 mariadb_ready || { echo "error: MariaDB on 127.0.0.1:3306 (root, no password) is not reachable" >&2; exit 1; }
 
-# The release artifacts (static musl binaries for x86_64 and aarch64, tarballs, SHA256SUMS), built as a release is,
-# for the packaging tests to check and run (the aarch64 one under qemu-user).
+# The release artifacts (static musl binaries for x86_64 and aarch64, tarballs, SHA256SUMS, kaasd's OCI image),
+# built as a release is, for the packaging tests to check and run (the aarch64 one under qemu-user, the image in
+# a private containerd).
 say "building the static release binaries (packaging/build-static.sh)"
 packaging/build-static.sh
+say "building kaasd's image (packaging/build-image.sh)"
+packaging/build-image.sh
 export KAASD_DIST_DIR="$PWD/dist"
 
 say "checking formatting and lints"

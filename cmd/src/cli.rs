@@ -199,6 +199,44 @@ pub struct ControllerArgs {
     /// dnsPolicy Default use (the kubelet's --resolv-conf).
     #[arg(long, env = "KAASD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+
+    /// The port other machines reach the API at, when it differs from --api-port (a load balancer or NodePort in
+    /// front). Goes into the `kubernetes` Service's endpoints and join tokens.
+    #[arg(long, env = "KAASD_ADVERTISE_PORT")]
+    pub advertise_port: Option<u16>,
+
+    /// Extra host names or IP addresses for the API's serving certificate (repeat, or comma-separated), e.g. the
+    /// DNS name of a load balancer in front.
+    #[arg(long = "tls-san", env = "KAASD_TLS_SAN", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
+    /// The cluster's name in kubeconfigs.
+    #[arg(long, env = "KAASD_CLUSTER_NAME", default_value = "kaasd")]
+    pub cluster_name: String,
+
+    /// Run as a hosted control plane (e.g. a pod of another cluster): no data directory and nothing written to
+    /// disk. The cluster PKI is kept in the --datastore (PostgreSQL or MySQL), sealed with the secret key; every
+    /// replica started with the same datastore and key serves the same cluster. Logs are JSON unless
+    /// KAASD_LOG_FORMAT says otherwise.
+    #[arg(long, env = "KAASD_HOSTED", conflicts_with = "enable_worker")]
+    pub hosted: bool,
+
+    #[command(flatten)]
+    pub secret_key: SecretKeyArgs,
+}
+
+/// The key that seals the cluster PKI in the datastore (hosted control planes).
+#[derive(Debug, Clone, Args)]
+pub struct SecretKeyArgs {
+    /// With --hosted: a file holding the secret key (32 random bytes, base64) that seals the cluster PKI in the
+    /// datastore; make one with `head -c 32 /dev/urandom | base64`. Or give the key itself in KAASD_SECRET_KEY.
+    #[arg(long, env = "KAASD_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// The secret key itself (base64), instead of --secret-key-file; meant for the environment (KAASD_SECRET_KEY,
+    /// e.g. from a Kubernetes Secret), since a command line is visible to every user of the machine.
+    #[arg(long, env = "KAASD_SECRET_KEY", hide = true, hide_env_values = true, conflicts_with = "secret_key_file")]
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -275,6 +313,10 @@ pub enum TokenCommand {
         /// The controller's data directory (for its admin credentials and CA).
         #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// An admin kubeconfig to use instead of the data directory's, e.g. a hosted control plane's (from
+        /// `kaasd kubeconfig admin --datastore …`).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
         /// How long the token can be used to join, e.g. 30m, 24h; 0 never expires.
         #[arg(long, default_value = "24h", value_parser = parse_expiry)]
         expiry: Duration,
@@ -290,6 +332,9 @@ pub enum TokenCommand {
     List {
         #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// An admin kubeconfig to use instead of the data directory's.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
     /// Revoke a join token now (nodes that already joined keep their certificates).
     Revoke {
@@ -297,6 +342,9 @@ pub enum TokenCommand {
         id: String,
         #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// An admin kubeconfig to use instead of the data directory's.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
 }
 
@@ -315,14 +363,25 @@ fn parse_expiry(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum KubeconfigCommand {
-    /// Print the admin kubeconfig (cluster-admin, client certificate) of the controller on this machine.
+    /// Print the admin kubeconfig (cluster-admin, client certificate) of the controller on this machine, or,
+    /// with --datastore and the secret key, a new one for a hosted control plane (from the PKI stored there).
     Admin {
         /// The controller's data directory.
         #[arg(long, env = "KAASD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
-        /// The API server URL to put in it, e.g. https://203.0.113.7:6443. Default: the one the controller wrote.
+        /// The API server URL to put in it, e.g. https://203.0.113.7:6443. Default: the one the controller wrote;
+        /// required with --datastore.
         #[arg(long)]
         server: Option<String>,
+        /// A hosted control plane's datastore (postgres://… or mysql://…): issue a new admin certificate from the
+        /// PKI stored there instead of reading the data directory.
+        #[arg(long, env = "KAASD_DATASTORE", requires = "server")]
+        datastore: Option<String>,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
+        /// The cluster's name in the kubeconfig.
+        #[arg(long, env = "KAASD_CLUSTER_NAME", default_value = "kaasd")]
+        cluster_name: String,
     },
 }
 

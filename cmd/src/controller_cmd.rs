@@ -5,24 +5,35 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use anyhow::Context;
-use kaasd_controller::{Controller, ControllerConfig, Ipv4Cidr};
-use kaasd_datastore::SyncMode;
-use kaasd_tunnel::pki::ServingNames;
+use std::sync::Arc;
 
-use crate::cli::{ControllerArgs, Sync};
+use kaasd_controller::{Controller, ControllerConfig, Ipv4Cidr, StateLocation};
+use kaasd_datastore::SyncMode;
+use kaasd_tunnel::pki::{ClusterPki, ServingNames};
+use kaasd_tunnel::sealed::SecretKey;
+
+use crate::cli::{ControllerArgs, SecretKeyArgs, Sync};
 use crate::signal::ShutdownSignals;
 
 pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install()?;
     let config = config(&arguments)?;
     let controller = Controller::start(config).await?;
-    let kubeconfig = controller.admin_kubeconfig.display().to_string();
     let port = controller.listen_address.port();
-    let mut lines = vec![
-        format!("kaasd controller serving the Kubernetes API on https://{}", controller.listen_address),
-        format!("admin kubeconfig: {kubeconfig}"),
-        format!("try: kubectl --kubeconfig {kubeconfig} get namespaces"),
-    ];
+    let mut lines =
+        vec![format!("kaasd controller serving the Kubernetes API on https://{}", controller.listen_address)];
+    match &controller.admin_kubeconfig {
+        Some(path) => {
+            let kubeconfig = path.display();
+            lines.push(format!("admin kubeconfig: {kubeconfig}"));
+            lines.push(format!("try: kubectl --kubeconfig {kubeconfig} get namespaces"));
+        }
+        None => lines.push(
+            "admin kubeconfig: kaasd kubeconfig admin --datastore URL --secret-key-file FILE --server \
+             https://ADDRESS:PORT (the same datastore and key)"
+                .to_string(),
+        ),
+    }
     if arguments.enable_worker {
         // No registry is needed (or reached): the worker runs images imported from archives.
         let data_dir = arguments.data_dir.display();
@@ -86,10 +97,10 @@ async fn local_worker_config(arguments: &ControllerArgs, port: u16) -> anyhow::R
     } else {
         let servers = vec![format!("127.0.0.1:{port}")];
         let description = Some("the controller's own worker (--enable-worker)".to_string());
-        let token =
-            crate::token_cmd::create(&arguments.data_dir, std::time::Duration::from_secs(600), servers, description)
-                .await
-                .context("cannot make a join token for the controller's own worker")?;
+        let admin = crate::token_cmd::Admin::from(&arguments.data_dir, None)?;
+        let token = crate::token_cmd::create(&admin, std::time::Duration::from_secs(600), servers, description)
+            .await
+            .context("cannot make a join token for the controller's own worker")?;
         Some(token.encode())
     };
     let advertise = config(arguments)?.advertise_address;
@@ -142,13 +153,41 @@ pub(crate) fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerCon
             dns_names.push(hostname.to_string());
         }
     }
+    let mut ip_addresses = local_addresses;
+    for name in &arguments.tls_sans {
+        match name.parse::<IpAddr>() {
+            Ok(address) => ip_addresses.push(address),
+            Err(_) if is_dns_name(name) => dns_names.push(name.to_ascii_lowercase()),
+            Err(_) => anyhow::bail!("invalid --tls-san {name:?}: give a host name (api.example.com) or an IP address"),
+        }
+    }
+    let state = if arguments.hosted {
+        match arguments.datastore.as_deref() {
+            Some(url) if !url.starts_with("sqlite:") => {}
+            _ => anyhow::bail!(
+                "--hosted keeps no state on this machine: give --datastore postgres://USER@HOST/DB or \
+                 mysql://USER@HOST/DB (KAASD_DATASTORE), shared by every replica of the cluster"
+            ),
+        }
+        StateLocation::Hosted(Arc::new(secret_key(&arguments.secret_key)?))
+    } else {
+        if arguments.secret_key.secret_key_file.is_some() || arguments.secret_key.secret_key.is_some() {
+            anyhow::bail!(
+                "a secret key seals the PKI of a hosted control plane: add --hosted, or drop the key to keep the \
+                 PKI in --data-dir"
+            );
+        }
+        StateLocation::DataDir(arguments.data_dir.clone())
+    };
     Ok(ControllerConfig {
-        data_dir: arguments.data_dir.clone(),
+        state,
         datastore: arguments.datastore.clone(),
         bind_address: arguments.bind_address,
         api_port: arguments.api_port,
         advertise_address,
-        extra_names: ServingNames { dns_names, ip_addresses: local_addresses },
+        advertise_port: arguments.advertise_port,
+        cluster_name: arguments.cluster_name.clone(),
+        extra_names: ServingNames { dns_names, ip_addresses },
         service_cidr,
         cluster_cidr,
         sqlite_sync: match arguments.sync {
@@ -156,6 +195,60 @@ pub(crate) fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerCon
             Sync::Normal => SyncMode::Normal,
         },
     })
+}
+
+/// A host name as a certificate may carry it: dot-separated labels of letters, digits and hyphens (a leading `*.`
+/// for a wildcard).
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// The key that seals a hosted control plane's PKI: from KAASD_SECRET_KEY or --secret-key-file.
+pub(crate) fn secret_key(arguments: &SecretKeyArgs) -> anyhow::Result<SecretKey> {
+    let (text, source) = match (&arguments.secret_key, &arguments.secret_key_file) {
+        (Some(text), _) => (text.clone(), "KAASD_SECRET_KEY".to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the secret key file {}", path.display()))?;
+            (text, path.display().to_string())
+        }
+        (None, None) => anyhow::bail!(
+            "a hosted control plane needs the secret key that seals its PKI in the datastore: give \
+             --secret-key-file FILE or KAASD_SECRET_KEY (make one with `head -c 32 /dev/urandom | base64`; every \
+             replica needs the same key)"
+        ),
+    };
+    SecretKey::from_base64(&text).with_context(|| format!("invalid secret key in {source}"))
+}
+
+/// `kaasd kubeconfig admin --datastore URL`: a new admin certificate from a hosted control plane's stored PKI,
+/// printed as a kubeconfig for `server`.
+pub async fn print_stored_admin_kubeconfig(
+    datastore: &str,
+    secret_key_arguments: &SecretKeyArgs,
+    server: &str,
+    cluster_name: &str,
+) -> anyhow::Result<()> {
+    let key = secret_key(secret_key_arguments)?;
+    let store = kaasd_datastore::Store::open(kaasd_datastore::StoreConfig::new(datastore)).await?;
+    let stored = kaasd_controller::stored_pki::load(&store, &key).await;
+    store.close().await;
+    let secrets = stored?.ok_or_else(|| {
+        anyhow::anyhow!("the datastore holds no cluster PKI: start `kaasd controller --hosted` on it once first")
+    })?;
+    let pki = ClusterPki::from_secrets(secrets, &ServingNames::default(), "the datastore's cluster PKI")?;
+    let text = pki.admin_kubeconfig(server, cluster_name);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).context("cannot write to stdout")
 }
 
 pub fn print_admin_kubeconfig(data_dir: &Path, server: Option<&str>) -> anyhow::Result<()> {

@@ -40,7 +40,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    logging::install()?;
+    // A hosted control plane's logs go to a log collector, which reads JSON.
+    let hosted = matches!(&cli.command, Command::Controller(arguments) if arguments.hosted);
+    logging::install(if hosted { logging::Format::Json } else { logging::Format::Plain })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kaasd")
@@ -53,9 +55,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             Command::Worker(arguments) => worker_cmd::run(arguments).await,
             Command::Images { command } => worker_cmd::images(command).await,
             Command::Token { command } => token_cmd::run(command).await,
-            Command::Kubeconfig { command: KubeconfigCommand::Admin { data_dir, server } } => {
-                controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref())
-            }
+            Command::Kubeconfig {
+                command: KubeconfigCommand::Admin { data_dir, server, datastore, secret_key, cluster_name },
+            } => match (datastore, server) {
+                (Some(datastore), Some(server)) => {
+                    controller_cmd::print_stored_admin_kubeconfig(&datastore, &secret_key, &server, &cluster_name).await
+                }
+                (_, server) => controller_cmd::print_admin_kubeconfig(&data_dir, server.as_deref()),
+            },
             Command::Install { command } => service_cmd::install(command, matches),
             Command::Start(arguments) => service_cmd::start(&arguments),
             Command::Stop(arguments) => service_cmd::stop(&arguments),

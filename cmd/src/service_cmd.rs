@@ -27,7 +27,7 @@ const PACKAGED_BINARY: &str = "/usr/local/bin/kaasd";
 /// Where a worker's join token is kept for the service.
 const TOKEN_FILE: &str = "/etc/kaasd/worker-token";
 /// Flags that are paths: written absolute, since the service does not run in the installer's directory.
-const PATH_FLAGS: &[&str] = &["data_dir", "containerd_bin", "cri_socket", "resolv_conf"];
+const PATH_FLAGS: &[&str] = &["data_dir", "containerd_bin", "cri_socket", "resolv_conf", "secret_key_file"];
 
 impl Role {
     pub fn name(self) -> &'static str {

@@ -1,8 +1,10 @@
 //! `kaasd token create|list|revoke`: join tokens are bootstrap-token Secrets in kube-system, managed through the
-//! API with the controller's admin credentials (`<data-dir>/pki/admin.conf`).
+//! API with the controller's admin credentials (`<data-dir>/pki/admin.conf`, or `--kubeconfig`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -19,26 +21,92 @@ const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
 
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { data_dir, expiry, servers, description } => {
-            let token = create(&data_dir, expiry, servers, description).await?;
+        TokenCommand::Create { data_dir, kubeconfig, expiry, servers, description } => {
+            let admin = Admin::from(&data_dir, kubeconfig.as_deref())?;
+            let token = create(&admin, expiry, servers, description).await?;
             println!("{}", token.encode());
             Ok(())
         }
-        TokenCommand::List { data_dir } => list(&data_dir).await,
-        TokenCommand::Revoke { id, data_dir } => revoke(&data_dir, &id).await,
+        TokenCommand::List { data_dir, kubeconfig } => list(&Admin::from(&data_dir, kubeconfig.as_deref())?).await,
+        TokenCommand::Revoke { id, data_dir, kubeconfig } => {
+            revoke(&Admin::from(&data_dir, kubeconfig.as_deref())?, &id).await
+        }
+    }
+}
+
+/// The admin kubeconfig the token commands act with.
+pub struct Admin {
+    path: PathBuf,
+    kubeconfig: kube::config::Kubeconfig,
+}
+
+impl Admin {
+    /// `kubeconfig` if given, else the admin kubeconfig the controller wrote into `data_dir`.
+    pub fn from(data_dir: &Path, kubeconfig: Option<&Path>) -> anyhow::Result<Admin> {
+        let path = match kubeconfig {
+            Some(path) => path.to_path_buf(),
+            None => data_dir.join("pki").join("admin.conf"),
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| match kubeconfig {
+            Some(_) => format!("cannot read the kubeconfig {}", path.display()),
+            None => format!(
+                "cannot read {}: run this where `kaasd controller` runs, with its --data-dir, or give --kubeconfig",
+                path.display()
+            ),
+        })?;
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+            .with_context(|| format!("the kubeconfig {} is unreadable", path.display()))?;
+        Ok(Admin { path, kubeconfig })
+    }
+
+    async fn client(&self) -> anyhow::Result<kube::Client> {
+        let config =
+            kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("the kubeconfig {} is unusable", self.path.display()))?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The cluster CA (PEM) of the kubeconfig's current context: the CA a join token pins.
+    fn ca_pem(&self) -> anyhow::Result<String> {
+        let context = self
+            .kubeconfig
+            .contexts
+            .iter()
+            .find(|context| Some(&context.name) == self.kubeconfig.current_context.as_ref())
+            .and_then(|context| context.context.as_ref());
+        let cluster = self
+            .kubeconfig
+            .clusters
+            .iter()
+            .find(|cluster| context.is_some_and(|context| context.cluster == cluster.name))
+            .or(self.kubeconfig.clusters.first())
+            .and_then(|cluster| cluster.cluster.as_ref());
+        let data = cluster.and_then(|cluster| cluster.certificate_authority_data.as_deref()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the kubeconfig {} names no certificate-authority-data, which a join token pins",
+                self.path.display()
+            )
+        })?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("the certificate-authority-data of {} is not base64 PEM", self.path.display())
+            })?;
+        Ok(pem)
     }
 }
 
 pub async fn create(
-    data_dir: &Path,
+    admin: &Admin,
     expiry: Duration,
     servers: Vec<String>,
     description: Option<String>,
 ) -> anyhow::Result<JoinToken> {
-    let client = admin_client(data_dir).await?;
-    let ca_path = data_dir.join("pki").join("ca.crt");
-    let ca_pem = std::fs::read_to_string(&ca_path)
-        .with_context(|| format!("cannot read the cluster CA {}", ca_path.display()))?;
+    let client = admin.client().await?;
+    let ca_pem = admin.ca_pem()?;
     let servers = if servers.is_empty() { advertised_servers(&client).await? } else { servers };
     if servers.is_empty() {
         bail!("the cluster advertises no controller address; name one with --server HOST:PORT");
@@ -80,8 +148,8 @@ async fn advertised_servers(client: &kube::Client) -> anyhow::Result<Vec<String>
         .collect())
 }
 
-async fn list(data_dir: &Path) -> anyhow::Result<()> {
-    let client = admin_client(data_dir).await?;
+async fn list(admin: &Admin) -> anyhow::Result<()> {
+    let client = admin.client().await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     let tokens = secrets.list(&ListParams::default().fields(&format!("type={TOKEN_TYPE}"))).await?;
     let requests: Api<CertificateSigningRequest> = Api::all(client);
@@ -129,11 +197,11 @@ async fn list(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<()> {
+async fn revoke(admin: &Admin, id: &str) -> anyhow::Result<()> {
     if kaasd_tunnel::token::JoinToken::parse(id).is_ok() {
         bail!("pass the token's id (the first column of `kaasd token list`), not the whole token");
     }
-    let client = admin_client(data_dir).await?;
+    let client = admin.client().await?;
     let secrets: Api<Secret> = Api::namespaced(client, "kube-system");
     match secrets.delete(&format!("bootstrap-token-{id}"), &DeleteParams::default()).await {
         Ok(_) => {
@@ -145,16 +213,4 @@ async fn revoke(data_dir: &Path, id: &str) -> anyhow::Result<()> {
         }
         Err(error) => Err(error).context("cannot revoke the token"),
     }
-}
-
-async fn admin_client(data_dir: &Path) -> anyhow::Result<kube::Client> {
-    let path = data_dir.join("pki").join("admin.conf");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read {}: run this where `kaasd controller` runs, with its --data-dir", path.display())
-    })?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).context("the admin kubeconfig is unreadable")?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .context("the admin kubeconfig is unusable")?;
-    Ok(kube::Client::try_from(config)?)
 }

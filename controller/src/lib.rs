@@ -9,6 +9,7 @@ mod bootstrap;
 mod controllers;
 mod scheduler;
 mod server;
+pub mod stored_pki;
 pub mod tunnels;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use kaasd_datastore::{Store, StoreConfig, SyncMode};
 use kaasd_tunnel::pki::{ClusterPki, ServingNames};
+use kaasd_tunnel::sealed::SecretKey;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,7 +30,8 @@ use crate::apiserver::ApiServer;
 /// How a controller is set up; the command line fills it in.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    pub data_dir: PathBuf,
+    /// Where the PKI lives.
+    pub state: StateLocation,
     /// `sqlite://…`, `postgres://…` or `mysql://…`; `None` means SQLite in the data dir.
     pub datastore: Option<String>,
     pub bind_address: IpAddr,
@@ -36,12 +39,28 @@ pub struct ControllerConfig {
     /// The address other machines reach this controller at; in the serving certificate and the `kubernetes`
     /// Service's endpoints.
     pub advertise_address: IpAddr,
+    /// The port other machines reach it at, when that is not `api_port` (a load balancer or NodePort in front of
+    /// a hosted control plane).
+    pub advertise_port: Option<u16>,
+    /// The cluster's name in the admin kubeconfig.
+    pub cluster_name: String,
     /// Extra names for the serving certificate (the hostname, every local IP).
     pub extra_names: ServingNames,
     pub service_cidr: Ipv4Cidr,
     /// The range pod addresses come from; each Node gets a /24 of it (`spec.podCIDR`).
     pub cluster_cidr: Ipv4Cidr,
     pub sqlite_sync: SyncMode,
+}
+
+/// Where a controller keeps its PKI (the API objects are in the datastore either way).
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    /// Files in a data directory: the PKI and admin kubeconfig in `<dir>/pki`, and (without a `datastore` URL)
+    /// the SQLite database in `<dir>/db`.
+    DataDir(PathBuf),
+    /// Nothing on disk (a hosted control plane): the cluster secrets sealed with this key in the datastore
+    /// ([`stored_pki`]), leaf certificates in memory.
+    Hosted(Arc<SecretKey>),
 }
 
 /// An IPv4 range: where Service ClusterIPs come from (e.g. 10.96.0.0/12), or pod addresses (10.244.0.0/16).
@@ -108,6 +127,10 @@ pub enum ControllerError {
     Client(String),
     #[error("cannot create the bootstrap objects: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    StoredPki(#[from] stored_pki::StoredPkiError),
+    #[error("a hosted control plane keeps its state in a shared database: give --datastore postgres://… or mysql://…")]
+    HostedWithoutDatastore,
     #[error("cannot create the data directory {}", path.display())]
     DataDir {
         path: PathBuf,
@@ -121,8 +144,9 @@ pub struct Controller {
     pub api: Arc<ApiServer>,
     pub pki: ClusterPki,
     pub listen_address: SocketAddr,
-    /// Path of the admin kubeconfig written at start.
-    pub admin_kubeconfig: PathBuf,
+    /// Path of the admin kubeconfig written at start; `None` for a hosted control plane, which writes no files
+    /// (`kaasd kubeconfig admin --datastore …` makes one).
+    pub admin_kubeconfig: Option<PathBuf>,
     store: Store,
     /// Stops the in-process controllers and background jobs (`background`).
     stop_background: CancellationToken,
@@ -135,31 +159,44 @@ pub struct Controller {
 impl Controller {
     /// Builds everything that can fail (PKI, datastore, listener) and starts serving.
     pub async fn start(config: ControllerConfig) -> Result<Controller, ControllerError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| ControllerError::DataDir { path: config.data_dir.clone(), source })?;
         let mut names = serving_names(&config);
         names.dns_names.extend(config.extra_names.dns_names.iter().cloned());
         names.ip_addresses.extend(config.extra_names.ip_addresses.iter().copied());
+        names.dns_names.sort();
         names.dns_names.dedup();
         names.ip_addresses.sort();
         names.ip_addresses.dedup();
-        let pki = ClusterPki::load_or_create(&config.data_dir.join("pki"), &names)?;
-        let tls = kaasd_tunnel::tls::api_server_config(&pki.serving, &pki.ca.cert_pem)?;
-
-        let url = match &config.datastore {
-            Some(url) => url.clone(),
-            None => format!("sqlite://{}", config.data_dir.join("db").join("state.db").display()),
+        let url = match (&config.datastore, &config.state) {
+            (Some(url), _) => url.clone(),
+            (None, StateLocation::DataDir(dir)) => format!("sqlite://{}", dir.join("db").join("state.db").display()),
+            (None, StateLocation::Hosted(_)) => return Err(ControllerError::HostedWithoutDatastore),
         };
+        if let StateLocation::DataDir(dir) = &config.state {
+            std::fs::create_dir_all(dir).map_err(|source| ControllerError::DataDir { path: dir.clone(), source })?;
+        }
         let mut store_config = StoreConfig::new(url);
         store_config.sync = config.sqlite_sync;
         let store = Store::open(store_config).await?;
+        let pki = match &config.state {
+            StateLocation::DataDir(dir) => ClusterPki::load_or_create(&dir.join("pki"), &names)?,
+            StateLocation::Hosted(key) => {
+                let (secrets, created) = stored_pki::load_or_create(&store, key).await?;
+                if created {
+                    tracing::info!("created the cluster PKI and stored it, sealed, in the datastore");
+                }
+                ClusterPki::from_secrets(secrets, &names, "the datastore's cluster PKI")?
+            }
+        };
+        let serving_certificate = Arc::new(kaasd_tunnel::tls::ServingCertificate::new(&pki.serving, &pki.ca.cert_pem)?);
+        let tls = kaasd_tunnel::tls::api_server_config(serving_certificate.clone(), &pki.ca.cert_pem)?;
 
         let address = SocketAddr::new(config.bind_address, config.api_port);
         let listener =
             TcpListener::bind(address).await.map_err(|source| ControllerError::Listen { address, source })?;
         let listen_address = listener.local_addr().map_err(|source| ControllerError::Listen { address, source })?;
 
-        let server_address = format!("{}:{}", config.advertise_address, listen_address.port());
+        let advertise_port = config.advertise_port.unwrap_or(listen_address.port());
+        let server_address = format!("{}:{advertise_port}", config.advertise_address);
         let tokens =
             apiserver::tokens::TokenIssuer::new(&pki.service_account_key_pem, &pki.service_account_public_key_pem()?)
                 .map_err(|error| ControllerError::Client(error.to_string()))?;
@@ -175,7 +212,7 @@ impl Controller {
         serving.spawn(server::serve(listener, Arc::new(tls), api.clone(), stop_serving.clone()));
         let stop_background = CancellationToken::new();
         let background = TaskTracker::new();
-        bootstrap::ensure(&api, &config, listen_address.port())
+        bootstrap::ensure(&api, &config, advertise_port)
             .await
             .map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
         api.reload_custom_resources().await.map_err(|error| ControllerError::Bootstrap(error.to_string()))?;
@@ -188,7 +225,6 @@ impl Controller {
             }
         });
 
-        let admin_kubeconfig = config.data_dir.join("pki").join("admin.conf");
         let server_url = format!("https://{}", url_host(config.bind_address, listen_address.port()));
         let client = loopback_client(&pki, &server_url).await?;
         let replica = pki.issue_client("system:kaasd-replica", &["system:masters"])?;
@@ -199,11 +235,20 @@ impl Controller {
         )?);
         let settings = controllers::Settings {
             cluster_cidr: config.cluster_cidr,
-            identity: replica_identity(&config, listen_address.port()),
+            identity: replica_identity(&config, advertise_port),
         };
         controllers::spawn_all(client, api.clone(), pki.clone(), settings, stop_background.clone(), &background);
         background.spawn(compact_history(store.clone(), stop_background.clone()));
-        kaasd_tunnel::pki::write_file(&admin_kubeconfig, &pki.admin_kubeconfig(&server_url, "kaasd"), true)?;
+        background.spawn(renew_serving_certificate(pki.clone(), names, serving_certificate, stop_background.clone()));
+        let admin_kubeconfig = match &config.state {
+            StateLocation::DataDir(dir) => {
+                let path = dir.join("pki").join("admin.conf");
+                let text = pki.admin_kubeconfig(&server_url, &config.cluster_name);
+                kaasd_tunnel::pki::write_file(&path, &text, true)?;
+                Some(path)
+            }
+            StateLocation::Hosted(_) => None,
+        };
         // Ready only once everything a client needs exists, the admin kubeconfig included.
         api.set_ready();
         Ok(Controller {
@@ -253,6 +298,40 @@ async fn compact_history(store: Store, cancel: CancellationToken) {
             }
         }
         previous = store.revision();
+    }
+}
+
+/// How often the serving certificate's expiry is looked at.
+const RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Replaces the serving certificate in memory when it nears expiry: new connections get the new one, open ones
+/// keep theirs, so a long-running replica never serves an expired certificate and never restarts for it. (A
+/// data directory's file is renewed at the next start, by `ClusterPki::load_or_create`.)
+async fn renew_serving_certificate(
+    pki: ClusterPki,
+    names: ServingNames,
+    serving: Arc<kaasd_tunnel::tls::ServingCertificate>,
+    cancel: CancellationToken,
+) {
+    let mut current = pki.serving.cert_pem.clone();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(RENEWAL_CHECK) => {}
+        }
+        if !kaasd_tunnel::pki::due_for_renewal(&current) {
+            continue;
+        }
+        let renewed = pki.issue_serving(&names).map_err(kaasd_tunnel::tls::TlsError::from);
+        match renewed.and_then(|renewed| serving.replace(&renewed).map(|()| renewed)) {
+            Ok(renewed) => {
+                tracing::info!("renewed the API serving certificate");
+                current = renewed.cert_pem;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot renew the API serving certificate; retrying in an hour")
+            }
+        }
     }
 }
 

@@ -104,14 +104,73 @@ impl Location {
         Ok(options.disable_statement_logging())
     }
 
-    /// One connection of its own, for the writer and for listeners.
+    /// One connection of its own, for the writer and for listeners. A PostgreSQL or MySQL database that does not
+    /// exist yet is created first (one server can hold many clusters, each in its own database, e.g.
+    /// `postgres://host/kaasd_<cluster>`), when the user may create databases.
     pub async fn connect(&self, sync: SyncMode) -> Result<AnyConnection> {
         sqlx::any::install_default_drivers();
-        let mut conn = AnyConnection::connect_with(&self.connect_options()?).await.map_err(|e| self.open_error(e))?;
+        let mut conn = match AnyConnection::connect_with(&self.connect_options()?).await {
+            Err(error) if self.is_missing_database(&error) => {
+                self.create_database().await?;
+                AnyConnection::connect_with(&self.connect_options()?).await.map_err(|e| self.open_error(e))?
+            }
+            connected => connected.map_err(|e| self.open_error(e))?,
+        };
         for statement in self.session_setup(sync) {
             conn.execute(statement.as_str()).await.map_err(|e| self.open_error(e))?;
         }
         Ok(conn)
+    }
+
+    fn is_missing_database(&self, error: &sqlx::Error) -> bool {
+        let Some(error) = error.as_database_error() else { return false };
+        let code = error.code().unwrap_or_default();
+        match self.dialect {
+            Dialect::Postgres => code == "3D000",
+            // ER_BAD_DB_ERROR; MariaDB reports it as SQLSTATE 42000, so match the server's own error number.
+            Dialect::MySql => code == "1049" || error.message().starts_with("Unknown database"),
+            Dialect::Sqlite => false,
+        }
+    }
+
+    /// Creates the database the URL names, connected to the same server without it. Several processes may race
+    /// here: a database that appears meanwhile is fine.
+    async fn create_database(&self) -> Result<()> {
+        let mut server = url::Url::parse(&self.connect_url).map_err(|_| Error::UnsupportedUrl(self.display.clone()))?;
+        let name = server.path().trim_start_matches('/').to_string();
+        let cannot =
+            |reason: String| Error::CreateDatabase { location: self.display.clone(), name: name.clone(), reason };
+        if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(cannot("only names of letters, digits and _ (at most 63) are created automatically".into()));
+        }
+        let statement = match self.dialect {
+            Dialect::Postgres => {
+                // Every PostgreSQL server has this database; connecting to it needs no privilege beyond login.
+                server.set_path("/postgres");
+                format!("CREATE DATABASE \"{name}\"")
+            }
+            _ => {
+                server.set_path("/");
+                format!("CREATE DATABASE IF NOT EXISTS `{name}`")
+            }
+        };
+        let options: AnyConnectOptions = server.as_str().parse().map_err(|e| self.open_error(e))?;
+        let mut conn = AnyConnection::connect_with(&options.disable_statement_logging())
+            .await
+            .map_err(|error| cannot(error.to_string()))?;
+        let created = conn.execute(statement.as_str()).await;
+        let _ = conn.close().await;
+        match created {
+            Ok(_) => {
+                tracing::info!(store.location = %self.display, "created the database");
+                Ok(())
+            }
+            // duplicate_database, or the unique index of pg_database when two creates race.
+            Err(sqlx::Error::Database(error)) if matches!(error.code().as_deref(), Some("42P04") | Some("23505")) => {
+                Ok(())
+            }
+            Err(error) => Err(cannot(error.to_string())),
+        }
     }
 
     /// A small pool for reads that memory cannot answer (old revisions, catch-up of watches and peers).

@@ -24,6 +24,11 @@ pub enum Error {
         "unsupported datastore url {0:?}: use sqlite://PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB"
     )]
     UnsupportedUrl(String),
+    #[error(
+        "datastore {location}: the database {name:?} does not exist and cannot be created ({reason}); create it \
+         (CREATE DATABASE {name}) and grant this user all privileges on it, or let the user create databases"
+    )]
+    CreateDatabase { location: String, name: String, reason: String },
     #[error("cannot open datastore {location}")]
     Open {
         location: String,

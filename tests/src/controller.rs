@@ -30,6 +30,27 @@ pub struct Controller {
     started_in: Duration,
     /// The network namespace it runs in (`ip netns exec`), with its address there; `None`: this one, on loopback.
     namespace: Option<(String, std::net::IpAddr)>,
+    /// Set for a hosted replica (`kaasd controller --hosted`): it gets no data directory, and the test's directory
+    /// holds only its log and the kubeconfig made for it.
+    hosted: Option<Hosted>,
+}
+
+/// What a hosted replica is started with.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    /// A PostgreSQL or MySQL URL.
+    pub datastore: String,
+    /// The secret key (base64) that seals the cluster PKI in the datastore.
+    pub secret_key: String,
+}
+
+impl Hosted {
+    /// A new random secret key, as an operator makes one (`head -c 32 /dev/urandom | base64`).
+    pub fn new_secret_key() -> String {
+        use base64::Engine;
+        let bytes: [u8; 32] = rand::random();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
 }
 
 impl Controller {
@@ -42,10 +63,56 @@ impl Controller {
     pub fn start_with(extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
         let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
         let port = free_port()?;
-        let mut controller =
-            Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO, namespace: None };
+        let mut controller = Controller {
+            child: None,
+            data_dir,
+            port,
+            extra_arguments,
+            started_in: Duration::ZERO,
+            namespace: None,
+            hosted: None,
+        };
         controller.spawn()?;
         Ok(controller)
+    }
+
+    /// Starts a hosted replica, `kaasd controller --hosted`, the way a pod runs it: as an unprivileged user (uid
+    /// 65534), working directory `/`, no data directory, the secret key in `KAASD_SECRET_KEY`. Then makes its
+    /// admin kubeconfig with `kaasd kubeconfig admin --datastore …`, so kubectl works as with any controller.
+    pub fn start_hosted(hosted: Hosted, extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
+        let data_dir = tempfile::tempdir().context("cannot create a directory for the test's files")?;
+        let port = free_port()?;
+        let mut controller = Controller {
+            child: None,
+            data_dir,
+            port,
+            extra_arguments,
+            started_in: Duration::ZERO,
+            namespace: None,
+            hosted: Some(hosted),
+        };
+        controller.spawn()?;
+        let kubeconfig = controller.hosted_admin_kubeconfig(&controller.url())?;
+        let path = controller.kubeconfig();
+        std::fs::create_dir_all(path.parent().context("the kubeconfig has a directory")?)?;
+        std::fs::write(&path, kubeconfig)?;
+        Ok(controller)
+    }
+
+    /// `kaasd kubeconfig admin --datastore … --server SERVER` for a hosted replica: a new admin kubeconfig from the
+    /// PKI stored in its datastore.
+    pub fn hosted_admin_kubeconfig(&self, server: &str) -> anyhow::Result<String> {
+        let hosted = self.hosted.as_ref().context("not a hosted replica")?;
+        let output = Command::new(kaasd_binary()?)
+            .args(["kubeconfig", "admin", "--datastore", &hosted.datastore, "--server", server])
+            .env("KAASD_SECRET_KEY", &hosted.secret_key)
+            .env_remove("KAASD_DATA_DIR")
+            .output()
+            .context("cannot run kaasd kubeconfig admin")?;
+        if !output.status.success() {
+            bail!("kaasd kubeconfig admin failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?)
     }
 
     /// Starts a controller inside network namespace `namespace`, listening on port 6443 of every address there
@@ -59,6 +126,7 @@ impl Controller {
             extra_arguments: Vec::new(),
             started_in: Duration::ZERO,
             namespace: Some((namespace.to_string(), address)),
+            hosted: None,
         };
         controller.spawn()?;
         Ok(controller)
@@ -87,8 +155,15 @@ impl Controller {
                 .with_context(|| format!("cannot copy {file}"))?;
         }
         let port = free_port()?;
-        let mut controller =
-            Controller { child: None, data_dir, port, extra_arguments, started_in: Duration::ZERO, namespace: None };
+        let mut controller = Controller {
+            child: None,
+            data_dir,
+            port,
+            extra_arguments,
+            started_in: Duration::ZERO,
+            namespace: None,
+            hosted: None,
+        };
         controller.spawn()?;
         Ok(controller)
     }
@@ -105,12 +180,27 @@ impl Controller {
             Some((_, address)) => ("0.0.0.0".to_string(), address.to_string()),
             None => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
         };
-        let mut child = self
-            .command_here(binary)
-            .args(["controller", "--data-dir"])
-            .arg(self.data_dir.path())
+        let mut command = match &self.hosted {
+            None => {
+                let mut command = self.command_here(binary);
+                command.args(["controller", "--data-dir"]).arg(self.data_dir.path()).args(["--sync", "normal"]);
+                command
+            }
+            Some(hosted) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                    .arg(unprivileged_binary()?)
+                    .args(["controller", "--hosted", "--datastore", &hosted.datastore])
+                    .env("KAASD_SECRET_KEY", &hosted.secret_key)
+                    .env_remove("HOME")
+                    .current_dir("/");
+                command
+            }
+        };
+        let mut child = command
             .args(["--api-port", &self.port.to_string(), "--bind-address", &bind])
-            .args(["--advertise-address", &advertise, "--sync", "normal"])
+            .args(["--advertise-address", &advertise])
             .args(&self.extra_arguments)
             .env_remove("KAASD_DATASTORE")
             .env_remove("KAASD_DATA_DIR")
@@ -288,6 +378,28 @@ impl Controller {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A copy of the kaasd binary that any user may run: the one under test may sit below directories only root can
+/// enter.
+fn unprivileged_binary() -> anyhow::Result<&'static Path> {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<Result<(tempfile::TempDir, PathBuf), String>> = std::sync::OnceLock::new();
+    let copied = COPY.get_or_init(|| {
+        let copy = || -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+            let dir = tempfile::tempdir()?;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+            let path = dir.path().join("kaasd");
+            std::fs::copy(kaasd_binary()?, &path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            Ok((dir, path))
+        };
+        copy().map_err(|error| format!("cannot copy the kaasd binary for an unprivileged user: {error:#}"))
+    });
+    match copied {
+        Ok((_, path)) => Ok(path),
+        Err(message) => Err(anyhow::anyhow!("{message}")),
     }
 }
 

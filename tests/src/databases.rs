@@ -11,7 +11,10 @@ pub struct ServerDatabase {
 impl ServerDatabase {
     /// `kind` is "postgres" or "mariadb".
     pub fn create(kind: &str) -> Option<Self> {
-        let name = format!("kaasd_e2e_{}_{kind}", std::process::id());
+        // Unique per call: one test binary may hold several tests that each want a database.
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("kaasd_e2e_{}_{number}_{kind}", std::process::id());
         let (create, url, drop_command): (Vec<String>, String, Vec<String>) = match kind {
             "postgres" => (
                 psql(&format!("CREATE DATABASE {name}")),
@@ -36,6 +39,42 @@ impl ServerDatabase {
                 None
             }
         }
+    }
+}
+
+impl ServerDatabase {
+    /// The URL of a database named `kaasd_e2e_<pid>_<tag>` that does not exist yet, on a server that runs: for
+    /// tests of kaasd creating its own database. Dropped at the end if it was made. `None` as for
+    /// [`ServerDatabase::create`].
+    pub fn not_yet_created(kind: &str, tag: &str) -> Option<Self> {
+        let created = ServerDatabase::create(kind)?;
+        let name = format!("kaasd_e2e_{}_{tag}", std::process::id());
+        let (url, drop_command) = match kind {
+            "postgres" => (
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+            ),
+            _ => (format!("mysql://root@127.0.0.1:3306/{name}"), mysql(&format!("DROP DATABASE IF EXISTS {name}"))),
+        };
+        // The server answered; this name is not in use yet.
+        let _ = Command::new(&drop_command[0]).args(&drop_command[1..]).output();
+        drop(created);
+        Some(Self { url, drop_command })
+    }
+
+    /// Whether the server has this database.
+    pub fn exists(&self) -> bool {
+        let name = self.url.rsplit('/').next().unwrap_or_default();
+        let command = if self.url.starts_with("postgres") {
+            psql(&format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+        } else {
+            mysql(&format!("SELECT 1 FROM information_schema.schemata WHERE schema_name = '{name}'"))
+        };
+        Command::new(&command[0])
+            .args(&command[1..])
+            .arg(if self.url.starts_with("postgres") { "-tA" } else { "-N" })
+            .output()
+            .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "1")
     }
 }
 

@@ -1,7 +1,8 @@
 //! Packaging, end to end: the static release binaries (packaging/build-static.sh), the aarch64 one under
 //! qemu-user, `kaasd install` (systemd units checked by `systemd-analyze verify`, OpenRC scripts by the shell,
 //! and the exact command line and environment they run started and serving), install's refusals, `kaasd status`,
-//! and `kaasd reset` leaving no container, mount, network device, nftables table or data behind after a pod ran.
+//! and `kaasd reset` leaving no container, mount, network device, nftables table or data behind after a pod ran;
+//! kaasd's own OCI image (packaging/build-image.sh) imported into a private containerd and run.
 //!
 //! Needs root, containerd, runc, the CNI plugins, busybox-static, kubectl, systemd-analyze, readelf, file,
 //! qemu-user-static and the dist/ artifacts (tests/run.sh provides them all). In CI (CI=true) anything missing
@@ -281,6 +282,115 @@ fn static_binaries_are_static_small_and_checksummed() {
     let version = text(&output(Command::new(&host).arg("--version")).stdout);
     assert!(version.starts_with(&format!("kaasd {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
     assert!(version.trim_end().ends_with(", x86_64-unknown-linux-musl)"), "{version}");
+}
+
+/// `dist/kaasd-<version>-image.tar`.
+fn dist_image() -> Option<PathBuf> {
+    let path = dist_dir().join(format!("kaasd-{}-image.tar", env!("CARGO_PKG_VERSION")));
+    path.is_file().then_some(path)
+}
+
+/// A JSON member of a tar archive (`blobs/sha256/…`, `index.json`).
+fn archive_json(archive: &Path, member: &str) -> serde_json::Value {
+    let listed = output(Command::new("tar").arg("-xOf").arg(archive).arg(member));
+    assert!(listed.status.success(), "{member} is not in {}: {}", archive.display(), text(&listed.stderr));
+    serde_json::from_slice(&listed.stdout).unwrap_or_else(|error| panic!("{member} is not JSON: {error}"))
+}
+
+fn blob_path(digest: &serde_json::Value) -> String {
+    format!("blobs/sha256/{}", digest.as_str().expect("a digest").trim_start_matches("sha256:"))
+}
+
+/// A containerd of the test's own (no CRI plugin), on a socket in `dir`.
+fn private_containerd(dir: &Path) -> (Running, PathBuf) {
+    let socket = dir.join("containerd.sock");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{socket}\"\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            socket = socket.display()
+        ),
+    )
+    .expect("containerd config");
+    let log = dir.join("containerd.log");
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::options().append(true).open(&log).expect("log"))
+        .spawn()
+        .expect("containerd starts");
+    let running = Running { child, log };
+    let ctr_ready = || {
+        Command::new("ctr").arg("--address").arg(&socket).arg("version").output().is_ok_and(|out| out.status.success())
+    };
+    wait_for("containerd answering", TIMEOUT, ctr_ready, || running.log());
+    (running, socket)
+}
+
+/// kaasd's image: a multi-arch index naming both platforms, each a non-root image whose entrypoint is kaasd; it
+/// imports into Debian's containerd with `ctr images import` and with `kaasd images import`, and runs.
+#[test]
+fn the_image_imports_into_containerd_and_runs_kaasd() {
+    let runtime = ["/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"].iter().all(|path| Path::new(path).exists());
+    if !present("containerd, ctr and runc", runtime) {
+        return;
+    }
+    let Some(image) = dist_image() else {
+        present("dist/ image archive (packaging/build-image.sh)", false);
+        return;
+    };
+    let name = format!("docker.io/kaasd/kaasd:{}", env!("CARGO_PKG_VERSION"));
+
+    // The layout: index.json names the image and points at an index of both platforms.
+    let top = archive_json(&image, "index.json");
+    let entry = &top["manifests"][0];
+    assert_eq!(entry["annotations"]["io.containerd.image.name"], name.as_str());
+    let index = archive_json(&image, &blob_path(&entry["digest"]));
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|manifest| manifest["platform"]["architecture"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(platforms, ["amd64", "arm64"]);
+    for manifest in index["manifests"].as_array().expect("manifests") {
+        let manifest = archive_json(&image, &blob_path(&manifest["digest"]));
+        let config = archive_json(&image, &blob_path(&manifest["config"]["digest"]));
+        assert_eq!(config["config"]["User"], "65532:65532", "the image does not run as root");
+        assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/usr/local/bin/kaasd"]));
+    }
+    let docker = archive_json(&image, "manifest.json");
+    assert_eq!(docker[0]["RepoTags"][0], name.as_str(), "docker load's manifest.json names the image");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_containerd, socket) = private_containerd(dir.path());
+    let ctr = |arguments: &[&str]| {
+        let result = output(Command::new("ctr").arg("--address").arg(&socket).args(arguments));
+        assert!(result.status.success(), "ctr {arguments:?}: {}{}", text(&result.stdout), text(&result.stderr));
+        text(&result.stdout)
+    };
+    ctr(&["images", "import", "--all-platforms", image.to_str().expect("utf-8 path")]);
+    assert!(ctr(&["images", "list", "--quiet"]).lines().any(|line| line == name), "ctr imported {name}");
+    let version = ctr(&["run", "--rm", &name, "kaasd-version", "/usr/local/bin/kaasd", "--version"]);
+    assert!(version.starts_with(&format!("kaasd {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.trim_end().ends_with(", x86_64-unknown-linux-musl)"), "{version}");
+    // The default command is a hosted control plane, which says what it lacks and stops.
+    let hosted =
+        output(Command::new("ctr").arg("--address").arg(&socket).args(["run", "--rm", &name, "kaasd-default"]));
+    assert!(!hosted.status.success());
+    let said = format!("{}{}", text(&hosted.stdout), text(&hosted.stderr));
+    assert!(said.contains("--hosted keeps no state on this machine"), "{said}");
+
+    let imported =
+        output(Command::new(kaasd()).args(["images", "import", "--containerd-socket"]).arg(&socket).arg(&image));
+    assert!(imported.status.success(), "kaasd images import: {}{}", text(&imported.stdout), text(&imported.stderr));
+    let listed = ctr(&["--namespace", "k8s.io", "images", "list", "--quiet"]);
+    assert!(listed.lines().any(|line| line == name), "kaasd images import put {name} in k8s.io: {listed}");
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //! A restart reuses everything. The serving certificate is reissued when a name users reach the API by is missing
 //! from it (a new IP address, a new `--advertise-address`) and any leaf certificate is reissued when it nears
 //! expiry; the CA never changes, so clients' kubeconfigs stay valid.
+//!
+//! A hosted control plane keeps no files: only its [`ClusterSecrets`] (the CA and the ServiceAccount key) are
+//! stored, sealed, in the datastore, and each replica issues its own leaf certificates in memory at start
+//! ([`ClusterPki::from_secrets`]).
 
 use std::fs;
 use std::io::Write;
@@ -40,7 +44,7 @@ pub enum PkiError {
 }
 
 /// A PEM certificate and its PEM private key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertAndKey {
     pub cert_pem: String,
     pub key_pem: String,
@@ -53,9 +57,27 @@ pub struct ServingNames {
     pub ip_addresses: Vec<IpAddr>,
 }
 
+/// What every controller replica of one cluster must share, and everything else is derived from: the CA and the
+/// ServiceAccount signing key. Leaf certificates are issued from these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterSecrets {
+    pub ca: CertAndKey,
+    /// PEM private key that signs ServiceAccount tokens.
+    pub service_account_key_pem: String,
+}
+
+impl ClusterSecrets {
+    /// A new cluster identity: a fresh CA and ServiceAccount key.
+    pub fn generate() -> Result<ClusterSecrets, PkiError> {
+        Ok(ClusterSecrets { ca: new_ca()?, service_account_key_pem: KeyPair::generate()?.serialize_pem() })
+    }
+}
+
 /// The loaded (or freshly created) PKI of one cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterPki {
+    /// Where the PKI came from: its directory, or a description of the datastore entry for a hosted control
+    /// plane; errors name it.
     pub dir: PathBuf,
     pub ca: CertAndKey,
     pub serving: CertAndKey,
@@ -114,14 +136,47 @@ impl ClusterPki {
         Ok(ClusterPki { dir: dir.to_path_buf(), ca, serving, admin, service_account_key_pem })
     }
 
-    /// Issues a client certificate signed by the cluster CA: `CN=user`, one `O=` per group. Used for the
-    /// controller's own loopback clients and, later, node certificates.
-    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, PkiError> {
+    /// A PKI held only in memory: `secrets` from elsewhere (the datastore, for a hosted control plane), with a
+    /// serving certificate for `names` and an admin certificate issued now. `origin` says where the secrets came
+    /// from, for errors.
+    pub fn from_secrets(secrets: ClusterSecrets, names: &ServingNames, origin: &str) -> Result<ClusterPki, PkiError> {
+        let dir = PathBuf::from(origin);
+        let ClusterSecrets { ca, service_account_key_pem } = secrets;
+        let pki = ClusterPki {
+            dir,
+            serving: CertAndKey { cert_pem: String::new(), key_pem: String::new() },
+            admin: CertAndKey { cert_pem: String::new(), key_pem: String::new() },
+            ca,
+            service_account_key_pem,
+        };
+        let serving = pki.issue_serving(names)?;
+        let admin = pki.issue_client("kubernetes-admin", &["system:masters"])?;
+        Ok(ClusterPki { serving, admin, ..pki })
+    }
+
+    /// The shared part of this PKI.
+    pub fn secrets(&self) -> ClusterSecrets {
+        ClusterSecrets { ca: self.ca.clone(), service_account_key_pem: self.service_account_key_pem.clone() }
+    }
+
+    /// A new serving certificate for `names`, signed by the cluster CA (kept in memory by the caller: rotation).
+    pub fn issue_serving(&self, names: &ServingNames) -> Result<CertAndKey, PkiError> {
+        self.with_issuer(|issuer| issue(issuer, "kube-apiserver", &[], Usage::Server(names)))
+    }
+
+    /// Runs `sign` with the cluster CA as issuer.
+    fn with_issuer<T>(&self, sign: impl FnOnce(&Issuer<'_, &KeyPair>) -> Result<T, PkiError>) -> Result<T, PkiError> {
         let ca_key = KeyPair::from_pem(&self.ca.key_pem)
             .map_err(|error| PkiError::Unreadable { path: self.dir.join("ca.key"), reason: error.to_string() })?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, &ca_key)
             .map_err(|error| PkiError::Unreadable { path: self.dir.join("ca.crt"), reason: error.to_string() })?;
-        issue(&issuer, user, groups, Usage::Client)
+        sign(&issuer)
+    }
+
+    /// Issues a client certificate signed by the cluster CA: `CN=user`, one `O=` per group. Used for the
+    /// controller's own loopback clients and, later, node certificates.
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, PkiError> {
+        self.with_issuer(|issuer| issue(issuer, user, groups, Usage::Client))
     }
 
     /// Signs a PEM certificate request as a client certificate `CN=user`, one `O=` per group, valid from now for
@@ -135,10 +190,6 @@ impl ClusterPki {
         groups: &[&str],
         validity: std::time::Duration,
     ) -> Result<String, PkiError> {
-        let ca_key = KeyPair::from_pem(&self.ca.key_pem)
-            .map_err(|error| PkiError::Unreadable { path: self.dir.join("ca.key"), reason: error.to_string() })?;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, &ca_key)
-            .map_err(|error| PkiError::Unreadable { path: self.dir.join("ca.crt"), reason: error.to_string() })?;
         let mut request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(user, groups);
@@ -148,7 +199,7 @@ impl ClusterPki {
         params.not_before = now;
         params.not_after = now + Duration::seconds(validity.as_secs() as i64);
         request.params = params;
-        Ok(request.signed_by(&issuer)?.pem())
+        self.with_issuer(|issuer| Ok(request.signed_by(issuer)?.pem()))
     }
 
     /// The public half of the ServiceAccount signing key (PEM), which verifies tokens.
@@ -359,6 +410,14 @@ pub fn request_subject(request_pem: &str) -> Result<(String, Vec<String>), Strin
     let organizations =
         subject.iter_organization().filter_map(|organization| organization.as_str().ok().map(str::to_string)).collect();
     Ok((common_name, organizations))
+}
+
+/// Whether a leaf certificate is near enough to its expiry to be reissued now (an unreadable one is too).
+pub fn due_for_renewal(cert_pem: &str) -> bool {
+    match certificate_validity(cert_pem) {
+        Ok((_, not_after)) => not_after <= (OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp(),
+        Err(_) => true,
+    }
 }
 
 /// Validity window of a PEM certificate, as Unix seconds (notBefore, notAfter).

@@ -283,7 +283,8 @@ mod tests {
             ip_addresses: vec!["127.0.0.1".parse().unwrap()],
         };
         let pki = crate::pki::ClusterPki::load_or_create(dir.path(), &names).unwrap();
-        let config = crate::tls::api_server_config(&pki.serving, &pki.ca.cert_pem).unwrap();
+        let serving = Arc::new(crate::tls::ServingCertificate::new(&pki.serving, &pki.ca.cert_pem).unwrap());
+        let config = crate::tls::api_server_config(serving, &pki.ca.cert_pem).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));

@@ -99,6 +99,12 @@ impl Controller {
         Ok(controller)
     }
 
+    /// Another hosted replica of this hosted replica's cluster (same datastore and key).
+    pub fn start_another_replica(&self) -> anyhow::Result<Controller> {
+        let hosted = self.hosted.clone().context("not a hosted replica")?;
+        Controller::start_hosted(hosted, self.extra_arguments.clone())
+    }
+
     /// `kaasd kubeconfig admin --datastore … --server SERVER` for a hosted replica: a new admin kubeconfig from the
     /// PKI stored in its datastore.
     pub fn hosted_admin_kubeconfig(&self, server: &str) -> anyhow::Result<String> {

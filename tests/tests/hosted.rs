@@ -223,3 +223,83 @@ fn two_clusters_on_one_server_are_isolated_in_databases_they_create() {
         .unwrap();
     assert!(!crossed.status.success(), "cluster one's admin certificate is foreign to cluster two");
 }
+
+/// kill -9 of the replica holding a worker's tunnel while it takes writes: every write it acknowledged is there
+/// through the survivor, and the worker's tunnel moves to the survivor (its token names both).
+#[test]
+fn killing_a_replica_under_writes_loses_no_acknowledged_write_and_the_tunnel_moves() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let Some(database) = ServerDatabase::create("postgres") else { return };
+    let hosted = Hosted { datastore: database.url.clone(), secret_key: Hosted::new_secret_key() };
+    let mut first = Controller::start_hosted(hosted.clone(), Vec::new()).expect("the first hosted replica starts");
+    let second = Controller::start_hosted(hosted, Vec::new()).expect("the second hosted replica starts");
+    let kubeconfig = first.kubeconfig();
+    let output = kaasd(
+        &[
+            "token",
+            "create",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--server",
+            &first.address().to_string(),
+            "--server",
+            &second.address().to_string(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "token create: {}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let worker = Worker::start(None, &token, "survivor-node").expect("the worker starts");
+    let health = |controller: &Controller| {
+        controller
+            .kubectl(&["get", "--raw", "/api/v1/nodes/survivor-node/proxy/healthz"])
+            .is_ok_and(|body| body == "ok")
+    };
+    wait_until(Duration::from_secs(60), "the worker's tunnel", || Ok(health(&first)));
+
+    // Writes through the first replica until it dies; only those kubectl saw succeed count as acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        let kubeconfig = first.kubeconfig();
+        let cache = first.data_dir().join("writer-cache");
+        std::thread::spawn(move || {
+            let mut number = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("load-{number}");
+                number += 1;
+                let status = Command::new(kaasd_e2e::controller::KUBECTL)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .arg("--cache-dir")
+                    .arg(&cache)
+                    .args(["create", "configmap", &name, "--request-timeout=5s"])
+                    .env_remove("KUBECONFIG")
+                    .output()
+                    .expect("kubectl runs");
+                if status.status.success() {
+                    acknowledged.lock().unwrap().push(name);
+                }
+            }
+        })
+    };
+    wait_until(Duration::from_secs(30), "some acknowledged writes", || Ok(acknowledged.lock().unwrap().len() >= 10));
+    first.kill().unwrap();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(30), "the tunnel on the surviving replica", || Ok(health(&second)));
+    let moved_in = killed.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    eprintln!("the tunnel moved to the surviving replica {moved_in:?} after kill -9");
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let stored = second.kubectl(&["get", "configmaps", "-o", "jsonpath={.items[*].metadata.name}"]).unwrap();
+    let stored: std::collections::HashSet<&str> = stored.split_whitespace().collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|name| !stored.contains(name.as_str())).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes are lost: {lost:?}", lost.len(), acknowledged.len());
+    drop(worker);
+}

@@ -10,6 +10,7 @@ mod api_client;
 mod api_server;
 mod api_workloads;
 mod dns;
+mod hosted;
 mod pod_network;
 mod pods;
 mod report;
@@ -66,6 +67,9 @@ enum Mode {
     Services(services::ServicesArgs),
     /// Pod → pod TCP throughput and latency (host-gw, VXLAN) against host → host, on a three-node lab.
     PodNetwork(pod_network::PodNetworkArgs),
+    /// Hosted control planes per GiB: memory of N `kaasd controller --hosted` (one database each on PostgreSQL)
+    /// idle and loaded, and a new replica's start against an existing database.
+    Hosted(hosted::HostedArgs),
     /// (Run by `pod-network` in pods and hosts.) A TCP sink for throughput and echo for latency.
     #[command(hide = true)]
     TcpSink(pod_network::SinkArgs),
@@ -200,6 +204,7 @@ fn main() -> Result<()> {
     // The pod network benchmark and its probes are plain threads and blocking sockets.
     match cli.mode {
         Some(Mode::PodNetwork(args)) => return pod_network::run(args),
+        Some(Mode::Hosted(args)) => return hosted::run(args),
         Some(Mode::TcpSink(args)) => return pod_network::sink(args),
         Some(Mode::TcpSource(args)) => return pod_network::source(args),
         _ => {}
@@ -213,7 +218,9 @@ fn main() -> Result<()> {
         Some(Mode::Dns(dns_args)) => runtime.block_on(dns::run(dns_args)),
         Some(Mode::Services(services_args)) => runtime.block_on(services::run(services_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
-        Some(Mode::PodNetwork(_) | Mode::TcpSink(_) | Mode::TcpSource(_)) => unreachable!("handled above"),
+        Some(Mode::PodNetwork(_) | Mode::Hosted(_) | Mode::TcpSink(_) | Mode::TcpSource(_)) => {
+            unreachable!("handled above")
+        }
         None => runtime.block_on(run(cli.datastore)),
     }
 }

@@ -22,6 +22,13 @@ fn kaasd(arguments: &[&str], secret_key: Option<&str>) -> Output {
     command.output().expect("kaasd runs")
 }
 
+/// Workers here run in this machine's network namespace (pod bridge, nftables tables, agent port): one at a time.
+static ONE_WORKER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn worker_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_WORKER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> anyhow::Result<bool>) {
     let deadline = Instant::now() + timeout;
     let mut last = None;
@@ -113,6 +120,7 @@ fn two_hosted_replicas_on_mariadb_serve_one_cluster() {
 /// lands on that replica; node proxy through the other replica reaches the node too.
 #[test]
 fn a_worker_joins_a_hosted_cluster_and_every_replica_reaches_it() {
+    let _turn = worker_turn();
     let Some(database) = ServerDatabase::create("postgres") else { return };
     let hosted = Hosted { datastore: database.url.clone(), secret_key: Hosted::new_secret_key() };
     let first = Controller::start_hosted(hosted.clone(), Vec::new()).expect("the first hosted replica starts");
@@ -230,6 +238,7 @@ fn two_clusters_on_one_server_are_isolated_in_databases_they_create() {
 fn killing_a_replica_under_writes_loses_no_acknowledged_write_and_the_tunnel_moves() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
+    let _turn = worker_turn();
 
     let Some(database) = ServerDatabase::create("postgres") else { return };
     let hosted = Hosted { datastore: database.url.clone(), secret_key: Hosted::new_secret_key() };

@@ -106,10 +106,11 @@ impl WebhookServer {
         self.reviews.lock().unwrap().get(path).cloned().unwrap_or_default()
     }
 
-    /// Stops serving: every later call fails to connect.
+    /// Stops serving: the listener and every connection are gone when this returns, so later calls fail to
+    /// connect.
     fn stop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
@@ -248,20 +249,21 @@ fn validating_webhooks_deny_allow_and_see_deletes() {
     // Denied, with the webhook's message and code, once the configuration is in effect.
     let mut denied = None;
     eventually("the deny webhook to deny", |attempt| {
-        let output = create_configmap(&controller, "checked", &format!("deny-{attempt}"), &[]);
+        let name = format!("deny-{attempt}");
+        let output = create_configmap(&controller, "checked", &name, &[]);
         let failed = !output.status.success();
         if failed {
-            denied = Some(stderr(&output));
+            denied = Some((name, stderr(&output)));
         }
         failed
     });
-    let denied = denied.unwrap();
+    let (denied_name, denied) = denied.unwrap();
     assert!(
         denied.contains("admission webhook \"deny.webhooks.kaasd.test\" denied the request: the name deny-"),
         "{denied}"
     );
     assert!(denied.contains("is forbidden") || denied.contains("(Forbidden)"), "upstream's 403 as kubectl prints it: {denied}");
-    assert!(!configmap_exists(&controller, "checked", "deny-0"));
+    assert!(!configmap_exists(&controller, "checked", &denied_name));
 
     // Allowed: both webhooks saw a CREATE review of the object as stored, and the warning reaches kubectl.
     let allowed = create_configmap(&controller, "checked", "fine", &[]);

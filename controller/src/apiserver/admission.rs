@@ -18,7 +18,7 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: 
         return;
     }
     crate::apiserver::defaults::prepare_for_create(def, object);
-    default_webhook_configuration(def, object);
+    default_admission_kinds(def, object);
     if def.group.is_empty() && def.plural == "pods" {
         crate::apiserver::defaults::mount_service_account_token(object);
     }
@@ -30,7 +30,7 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, cu
         return;
     }
     crate::apiserver::defaults::apply_defaults(def, object);
-    default_webhook_configuration(def, object);
+    default_admission_kinds(def, object);
     if def.group.is_empty() && def.plural == "services" {
         crate::apiserver::defaults::carry_over_service_allocations(object, old);
     }
@@ -72,9 +72,13 @@ pub fn default_after_webhooks(def: &ResourceDef, object: &mut Value, custom_sche
     crate::apiserver::defaults::apply_defaults(def, object);
 }
 
-fn default_webhook_configuration(def: &ResourceDef, object: &mut Value) {
+/// Defaults of admission's own kinds: webhook configurations and LimitRanges.
+fn default_admission_kinds(def: &ResourceDef, object: &mut Value) {
     if crate::apiserver::admission_webhooks::config::is_webhook_configuration(&def.group, &def.kind) {
         crate::apiserver::admission_webhooks::config::apply_defaults(&def.kind, object);
+    }
+    if def.group.is_empty() && def.kind == "LimitRange" {
+        crate::apiserver::limit_ranges::default_limit_range(object);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod field_order;
+pub mod limit_ranges;
 pub mod gnostic;
 mod node_authorizer;
 mod node_proxy;

@@ -371,6 +371,8 @@ impl ApiServer {
             set_status(def, &mut object, None);
         }
         crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        let limit_ranges = self.pod_limit_ranges(def, namespace).await?;
+        crate::apiserver::limit_ranges::apply_pod_defaults(&mut object, &limit_ranges);
         if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
             record_requester(&mut object, &request.user);
         }
@@ -383,6 +385,7 @@ impl ApiServer {
             crate::apiserver::admission::default_after_webhooks(def, &mut object, custom.as_ref());
         }
         validate_object(def, custom.as_ref(), &object, None)?;
+        crate::apiserver::limit_ranges::admit_pod(def, &name, &object, &limit_ranges)?;
         self.admit_by_validating_webhooks(&admission, Some(&object), &mut warnings).await?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {

@@ -424,7 +424,7 @@ pub fn parse_configuration(configuration: &Value, mutating: bool) -> Vec<Webhook
             .clamp(1, MAX_TIMEOUT_SECONDS);
         let versions = list("admissionReviewVersions");
         let review_version =
-            versions.iter().find_map(|version| REVIEW_VERSIONS.iter().find(|known| *known == version)).copied();
+            versions.iter().find_map(|version| REVIEW_VERSIONS.iter().find(|known| **known == version.as_str())).copied();
         webhooks.push(Webhook {
             name: hook["name"].as_str().unwrap_or("").to_string(),
             configuration: configuration_name.clone(),

@@ -360,7 +360,8 @@ impl ApiServer {
                 self.namespace_labels(matcher, namespace).await?
             } else {
                 // Cluster-scoped objects other than Namespaces are never exempted by a namespace selector.
-                return Ok(check_dry_run(webhook, attributes).map(|()| Some(resource))?);
+                check_dry_run(webhook, attributes)?;
+                return Ok(Some(resource));
             };
             if !namespace_selector.matches(Some(&labels)) {
                 return Ok(None);
@@ -422,7 +423,7 @@ impl ApiServer {
         let identity = |value: &Value| {
             (value.pointer("/metadata/name").cloned(), value.pointer("/metadata/namespace").cloned())
         };
-        if identity(&patched) != identity(object) {
+        if identity(&patched) != identity(&*object) {
             return Err(ApiError::internal(format!(
                 "admission webhook {:?} changed the object's name or namespace, which a webhook may not do",
                 webhook.name
@@ -505,4 +506,45 @@ fn check_dry_run(webhook: &Webhook, attributes: &Attributes<'_>) -> ApiResult<()
 
 fn selector_error(webhook: &Webhook, error: &str) -> ApiError {
     ApiError::internal(format!("admission webhook {:?} has an invalid {error}", webhook.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(side_effects: &str) -> Webhook {
+        let configuration = json!({"metadata": {"name": "c"}, "webhooks": [{
+            "name": "w.example.com", "clientConfig": {"url": "https://127.0.0.1/"}, "sideEffects": side_effects,
+        }]});
+        config::parse_configuration(&configuration, false).remove(0)
+    }
+
+    #[test]
+    fn dry_runs_refuse_webhooks_with_side_effects() {
+        let registry = crate::apiserver::registry::Registry::new(crate::apiserver::registry::built_in_resources());
+        let def = registry.get("", "v1", "configmaps").unwrap();
+        let user = User::authenticated("admin".into(), String::new(), Vec::new());
+        let mut attributes = Attributes::new(def, Operation::Create, &user, "x");
+        assert!(check_dry_run(&webhook("Some"), &attributes).is_ok(), "not a dry run");
+        attributes.dry_run = true;
+        for allowed in ["None", "NoneOnDryRun"] {
+            assert!(check_dry_run(&webhook(allowed), &attributes).is_ok(), "{allowed}");
+        }
+        for refused in ["Some", "Unknown"] {
+            let error = check_dry_run(&webhook(refused), &attributes).unwrap_err();
+            assert_eq!((error.code, error.message.as_str()), (400, "admission webhook \"w.example.com\" does not support dry run"));
+        }
+    }
+
+    #[test]
+    fn configurations_are_exempt_and_versions_only_change_api_version() {
+        let registry = crate::apiserver::registry::Registry::new(crate::apiserver::registry::built_in_resources());
+        assert!(exempt(registry.get("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations").unwrap()));
+        assert!(!exempt(registry.get("", "v1", "pods").unwrap()));
+        let v2 = GroupVersionResource { group: "g.example.com".into(), version: "v2".into(), resource: "ws".into(), kind: "W".into() };
+        let converted = in_version(&json!({"apiVersion": "g.example.com/v1", "kind": "W", "spec": {"a": 1}}), &v2);
+        assert_eq!(converted, json!({"apiVersion": "g.example.com/v2", "kind": "W", "spec": {"a": 1}}));
+        let core = GroupVersionResource { group: String::new(), version: "v1".into(), resource: "pods".into(), kind: "Pod".into() };
+        assert_eq!(in_version(&json!({"kind": "Pod"}), &core)["apiVersion"], "v1");
+    }
 }

@@ -149,23 +149,9 @@ fn pod_totals(pod: &Value) -> (BTreeMap<String, (String, f64)>, BTreeMap<String,
                 *sum = sum.max(value);
             }
         }
-        sums.into_iter().map(|(name, value)| (name, (format_quantity(value), value))).collect::<BTreeMap<_, _>>()
+        sums.into_iter().map(|(name, value)| (name, (crate::apiserver::resource_quota::format_quantity(value), value))).collect::<BTreeMap<_, _>>()
     };
     (total("requests"), total("limits"))
-}
-
-/// A summed quantity in upstream's canonical form for the common cases (whole numbers, milli-units, binary sizes).
-fn format_quantity(value: f64) -> String {
-    if value.fract() == 0.0 {
-        let whole = value as i64;
-        for (suffix, size) in [("Ti", 1i64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-            if whole >= size && whole % size == 0 {
-                return format!("{}{suffix}", whole / size);
-            }
-        }
-        return whole.to_string();
-    }
-    format!("{}m", (value * 1000.0).round() as i64)
 }
 
 fn items_of<'a>(range: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {

@@ -32,6 +32,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod registry;
 pub mod request;
+pub mod resource_quota;
 pub mod schema;
 mod schema_facts;
 pub mod selector;

@@ -387,6 +387,7 @@ impl ApiServer {
         validate_object(def, custom.as_ref(), &object, None)?;
         crate::apiserver::limit_ranges::admit_pod(def, &name, &object, &limit_ranges)?;
         self.admit_by_validating_webhooks(&admission, Some(&object), &mut warnings).await?;
+        self.admit_quota(def, namespace, &name, &object).await?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {
             record_managed_fields(def, None, &mut object, &options.field_manager, None);

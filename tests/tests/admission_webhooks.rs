@@ -38,19 +38,19 @@ impl WebhookServer {
         let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
         let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), &ca_key).expect("the CA as issuer");
         let key = rcgen::KeyPair::generate().expect("a server key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "hooks.webhooks.svc".to_string()])
-                .expect("server names");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "hooks.webhooks.svc".to_string()])
+            .expect("server names");
         params.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         let certificate = params.signed_by(&key, &issuer).expect("a server certificate");
         let chain = vec![certificate.der().clone()];
         let private_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("a private key");
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, private_key)
-            .expect("a TLS server configuration");
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, private_key)
+                .expect("a TLS server configuration");
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -179,10 +179,16 @@ fn configuration(kind: &str, name: &str, webhooks: Vec<Value>) -> Value {
 }
 
 /// `kubectl create configmap NAME` in `namespace` with `labels`; the output whatever the exit status.
-fn create_configmap(controller: &Controller, namespace: &str, name: &str, labels: &[(&str, &str)]) -> std::process::Output {
+fn create_configmap(
+    controller: &Controller,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> std::process::Output {
     let mut metadata = json!({"name": name, "namespace": namespace});
     if !labels.is_empty() {
-        metadata["labels"] = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+        metadata["labels"] =
+            labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>().into();
     }
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"a": "b"}});
     let mut child = controller
@@ -239,9 +245,13 @@ fn validating_webhooks_deny_allow_and_see_deletes() {
                     }),
                 ),
                 configmap_webhook("allow.webhooks.kaasd.test", url_config(&server, "/allow"), json!({})),
-                configmap_webhook("no-delete.webhooks.kaasd.test", url_config(&server, "/no-delete"), json!({
-                    "objectSelector": {"matchLabels": {"protected": "yes"}},
-                })),
+                configmap_webhook(
+                    "no-delete.webhooks.kaasd.test",
+                    url_config(&server, "/no-delete"),
+                    json!({
+                        "objectSelector": {"matchLabels": {"protected": "yes"}},
+                    }),
+                ),
             ],
         ),
     );
@@ -262,14 +272,18 @@ fn validating_webhooks_deny_allow_and_see_deletes() {
         denied.contains("admission webhook \"deny.webhooks.kaasd.test\" denied the request: the name deny-"),
         "{denied}"
     );
-    assert!(denied.contains("is forbidden") || denied.contains("(Forbidden)"), "upstream's 403 as kubectl prints it: {denied}");
+    assert!(
+        denied.contains("is forbidden") || denied.contains("(Forbidden)"),
+        "upstream's 403 as kubectl prints it: {denied}"
+    );
     assert!(!configmap_exists(&controller, "checked", &denied_name));
 
     // Allowed: both webhooks saw a CREATE review of the object as stored, and the warning reaches kubectl.
     let allowed = create_configmap(&controller, "checked", "fine", &[]);
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     assert!(stderr(&allowed).contains("Warning: seen by /allow"), "{}", stderr(&allowed));
-    let review = server.reviews("/allow").into_iter().find(|r| r["request"]["name"] == "fine").expect("a review of fine");
+    let review =
+        server.reviews("/allow").into_iter().find(|r| r["request"]["name"] == "fine").expect("a review of fine");
     let request = &review["request"];
     assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(request["operation"], "CREATE");
@@ -314,7 +328,9 @@ fn validating_webhooks_deny_allow_and_see_deletes() {
     let refused = controller.kubectl_output(&["delete", "configmap", "keep", "-n", "checked"]).unwrap();
     assert!(!refused.status.success(), "the delete should be denied");
     assert!(
-        stderr(&refused).contains("admission webhook \"no-delete.webhooks.kaasd.test\" denied the request: deleting is switched off"),
+        stderr(&refused).contains(
+            "admission webhook \"no-delete.webhooks.kaasd.test\" denied the request: deleting is switched off"
+        ),
         "{}",
         stderr(&refused)
     );
@@ -337,9 +353,13 @@ fn mutating_webhooks_patch_before_validation() {
         &configuration(
             "MutatingWebhookConfiguration",
             "labeller",
-            vec![configmap_webhook("label.webhooks.kaasd.test", url_config(&server, "/mutate"), json!({
-                "reinvocationPolicy": "IfNeeded",
-            }))],
+            vec![configmap_webhook(
+                "label.webhooks.kaasd.test",
+                url_config(&server, "/mutate"),
+                json!({
+                    "reinvocationPolicy": "IfNeeded",
+                }),
+            )],
         ),
     );
     // Validating webhooks see the object as mutated.
@@ -356,7 +376,15 @@ fn mutating_webhooks_patch_before_validation() {
         let output = create_configmap(&controller, "mutated", &name, &[("team", "a")]);
         assert!(output.status.success(), "{}", stderr(&output));
         let label = controller
-            .kubectl(&["get", "configmap", &name, "-n", "mutated", "-o", &format!("jsonpath={{.metadata.labels.{}}}", MUTATED_LABEL.replace('.', "\\."))])
+            .kubectl(&[
+                "get",
+                "configmap",
+                &name,
+                "-n",
+                "mutated",
+                "-o",
+                &format!("jsonpath={{.metadata.labels.{}}}", MUTATED_LABEL.replace('.', "\\.")),
+            ])
             .unwrap();
         label == "yes" && server.reviews("/observe").iter().any(|r| r["request"]["name"] == name.as_str())
     });
@@ -364,7 +392,9 @@ fn mutating_webhooks_patch_before_validation() {
     let output = create_configmap(&controller, "mutated", "bare", &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let labels: Value = serde_json::from_str(
-        &controller.kubectl(&["get", "configmap", "bare", "-n", "mutated", "-o", "jsonpath={.metadata.labels}"]).unwrap(),
+        &controller
+            .kubectl(&["get", "configmap", "bare", "-n", "mutated", "-o", "jsonpath={.metadata.labels}"])
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(labels, json!({MUTATED_LABEL: "yes"}));
@@ -382,7 +412,8 @@ fn failure_policies_and_timeouts() {
     controller.kubectl(&["create", "namespace", "fail"]).unwrap();
     controller.kubectl(&["create", "namespace", "ignore"]).unwrap();
     controller.kubectl(&["create", "namespace", "slow"]).unwrap();
-    let in_namespace = |namespace: &str| json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}});
+    let in_namespace =
+        |namespace: &str| json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}});
     let mut slow = configmap_webhook("slow.webhooks.kaasd.test", url_config(&server, "/slow"), in_namespace("slow"));
     slow["timeoutSeconds"] = json!(1);
     apply(
@@ -391,9 +422,17 @@ fn failure_policies_and_timeouts() {
             "ValidatingWebhookConfiguration",
             "policies",
             vec![
-                configmap_webhook("closed.webhooks.kaasd.test", url_config(&server, "/allow-closed"), in_namespace("fail")),
+                configmap_webhook(
+                    "closed.webhooks.kaasd.test",
+                    url_config(&server, "/allow-closed"),
+                    in_namespace("fail"),
+                ),
                 {
-                    let mut open = configmap_webhook("open.webhooks.kaasd.test", url_config(&server, "/allow-open"), in_namespace("ignore"));
+                    let mut open = configmap_webhook(
+                        "open.webhooks.kaasd.test",
+                        url_config(&server, "/allow-open"),
+                        in_namespace("ignore"),
+                    );
                     open["failurePolicy"] = json!("Ignore");
                     open
                 },
@@ -455,8 +494,13 @@ fn service_webhooks_dry_runs_and_configuration_validation() {
                 "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
                 "ports": [{"name": "https", "port": server.address.port(), "protocol": "TCP"}]}),
     );
-    let service = json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/deny"}, "caBundle": server.ca_bundle});
-    let mut dry = configmap_webhook("dry.webhooks.kaasd.test", json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/dry"}, "caBundle": server.ca_bundle}), json!({}));
+    let service =
+        json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/deny"}, "caBundle": server.ca_bundle});
+    let mut dry = configmap_webhook(
+        "dry.webhooks.kaasd.test",
+        json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/dry"}, "caBundle": server.ca_bundle}),
+        json!({}),
+    );
     dry["sideEffects"] = json!("NoneOnDryRun");
     apply(
         &controller,
@@ -477,7 +521,8 @@ fn service_webhooks_dry_runs_and_configuration_validation() {
     assert_eq!(review["request"]["operation"], "CREATE");
 
     // A dry run reaches webhooks that declare NoneOnDryRun, with dryRun set, and stores nothing.
-    let dry_run = controller.kubectl_output(&["create", "configmap", "dry", "--dry-run=server", "--from-literal=a=b"]).unwrap();
+    let dry_run =
+        controller.kubectl_output(&["create", "configmap", "dry", "--dry-run=server", "--from-literal=a=b"]).unwrap();
     assert!(dry_run.status.success(), "{}", stderr(&dry_run));
     let seen = server.reviews("/dry").into_iter().find(|r| r["request"]["name"] == "dry").expect("the dry-run review");
     assert_eq!(seen["request"]["dryRun"], true);
@@ -506,7 +551,7 @@ fn service_webhooks_dry_runs_and_configuration_validation() {
     assert!(!invalid.status.success());
     let message = stderr(&invalid);
     for expected in [
-        "ValidatingWebhookConfiguration.admissionregistration.k8s.io \"invalid\" is invalid",
+        "The ValidatingWebhookConfiguration \"invalid\" is invalid",
         "webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\"",
         "webhooks[1].name: Invalid value: \"short.name\": should be a domain with at least three segments separated by dots",
         "webhooks[1].clientConfig.url: Invalid value: \"http\": 'https' is the only allowed URL scheme; desired format: https://host[/path]",

@@ -62,7 +62,8 @@ fn quotas_refuse_creates_beyond_them_and_count_usage() {
         "{}",
         stderr(&third)
     );
-    let deployment = controller.kubectl_output(&["create", "deployment", "web", "--image=busybox", "-n", "limited"]).unwrap();
+    let deployment =
+        controller.kubectl_output(&["create", "deployment", "web", "--image=busybox", "-n", "limited"]).unwrap();
     assert!(
         stderr(&deployment).contains("exceeded quota: small, requested: count/deployments.apps=1, used: count/deployments.apps=0, limited: count/deployments.apps=0"),
         "{}",

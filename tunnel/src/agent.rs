@@ -67,7 +67,8 @@ impl DialPolicy {
 
     /// Allows the node's pod range (`spec.podCIDR`) from now on, replacing a previous one.
     pub fn allow_pod_range(&self, network: Ipv4Addr, prefix_length: u8) {
-        *self.pod_range.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((network, prefix_length.min(32)));
+        *self.pod_range.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((network, prefix_length.min(32)));
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {

@@ -320,7 +320,9 @@ async fn keep_pod_network(
                     every = Duration::from_secs(30);
                     match cidr.parse::<ipnet::Ipv4Net>() {
                         Ok(range) => policy.allow_pod_range(range.network(), range.prefix_len()),
-                        Err(error) => tracing::warn!(pod.cidr = %cidr, error = %error, "the Node's pod CIDR is not IPv4"),
+                        Err(error) => {
+                            tracing::warn!(pod.cidr = %cidr, error = %error, "the Node's pod CIDR is not IPv4")
+                        }
                     }
                     match network::cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
                         Ok(true) => {

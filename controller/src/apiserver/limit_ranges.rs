@@ -134,8 +134,11 @@ pub fn pod_violations(pod: &Value, ranges: &[Value]) -> Vec<String> {
 fn pod_totals(pod: &Value) -> (BTreeMap<String, (String, f64)>, BTreeMap<String, (String, f64)>) {
     let containers: Vec<&Value> =
         pod.pointer("/spec/containers").and_then(Value::as_array).map(|list| list.iter().collect()).unwrap_or_default();
-    let init: Vec<&Value> =
-        pod.pointer("/spec/initContainers").and_then(Value::as_array).map(|list| list.iter().collect()).unwrap_or_default();
+    let init: Vec<&Value> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().collect())
+        .unwrap_or_default();
     let total = |field: &str| {
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         for container in &containers {
@@ -149,7 +152,9 @@ fn pod_totals(pod: &Value) -> (BTreeMap<String, (String, f64)>, BTreeMap<String,
                 *sum = sum.max(value);
             }
         }
-        sums.into_iter().map(|(name, value)| (name, (crate::apiserver::resource_quota::format_quantity(value), value))).collect::<BTreeMap<_, _>>()
+        sums.into_iter()
+            .map(|(name, value)| (name, (crate::apiserver::resource_quota::format_quantity(value), value)))
+            .collect::<BTreeMap<_, _>>()
     };
     (total("requests"), total("limits"))
 }
@@ -190,29 +195,29 @@ fn check(
 ) {
     for (resource, (enforced, minimum)) in quantities(item.get("min")) {
         match (requests.get(&resource), limits.get(&resource)) {
-            (None, _) => errors.push(format!(
-                "minimum {resource} usage per {kind} is {enforced}.  No request is specified"
-            )),
-            (Some((request, value)), _) if *value < minimum => errors.push(format!(
-                "minimum {resource} usage per {kind} is {enforced}, but request is {request}"
-            )),
-            (_, Some((limit, value))) if *value < minimum => errors.push(format!(
-                "minimum {resource} usage per {kind} is {enforced}, but limit is {limit}"
-            )),
+            (None, _) => {
+                errors.push(format!("minimum {resource} usage per {kind} is {enforced}.  No request is specified"))
+            }
+            (Some((request, value)), _) if *value < minimum => {
+                errors.push(format!("minimum {resource} usage per {kind} is {enforced}, but request is {request}"))
+            }
+            (_, Some((limit, value))) if *value < minimum => {
+                errors.push(format!("minimum {resource} usage per {kind} is {enforced}, but limit is {limit}"))
+            }
             _ => {}
         }
     }
     for (resource, (enforced, maximum)) in quantities(item.get("max")) {
         match (requests.get(&resource), limits.get(&resource)) {
-            (_, None) => errors.push(format!(
-                "maximum {resource} usage per {kind} is {enforced}.  No limit is specified"
-            )),
-            (_, Some((limit, value))) if *value > maximum => errors.push(format!(
-                "maximum {resource} usage per {kind} is {enforced}, but limit is {limit}"
-            )),
-            (Some((request, value)), _) if *value > maximum => errors.push(format!(
-                "maximum {resource} usage per {kind} is {enforced}, but request is {request}"
-            )),
+            (_, None) => {
+                errors.push(format!("maximum {resource} usage per {kind} is {enforced}.  No limit is specified"))
+            }
+            (_, Some((limit, value))) if *value > maximum => {
+                errors.push(format!("maximum {resource} usage per {kind} is {enforced}, but limit is {limit}"))
+            }
+            (Some((request, value)), _) if *value > maximum => {
+                errors.push(format!("maximum {resource} usage per {kind} is {enforced}, but request is {request}"))
+            }
             _ => {}
         }
     }
@@ -292,13 +297,18 @@ mod tests {
 
     #[test]
     fn containers_get_defaults_and_the_annotation_says_so() {
-        let ranges = [range(json!([{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}}]))];
+        let ranges = [range(
+            json!([{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}}]),
+        )];
         let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [
             {"name": "app", "resources": {"limits": {"memory": "1Gi"}}},
             {"name": "side"},
         ]}});
         apply_pod_defaults(&mut pod, &ranges);
-        assert_eq!(pod["spec"]["containers"][0]["resources"], json!({"limits": {"memory": "1Gi", "cpu": "500m"}, "requests": {"cpu": "100m", "memory": "256Mi"}}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"],
+            json!({"limits": {"memory": "1Gi", "cpu": "500m"}, "requests": {"cpu": "100m", "memory": "256Mi"}})
+        );
         assert_eq!(pod["spec"]["containers"][1]["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}));
         assert_eq!(
             pod["metadata"]["annotations"][ANNOTATION],

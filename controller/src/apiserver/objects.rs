@@ -2,8 +2,8 @@
 //! deletecollection for every resource in the registry, plus the status, scale and finalize subresources.
 //!
 //! Writes follow kube-apiserver's order: decode → prepare (identity, timestamps, generation, status/spec split)
-//! → defaults → mutating webhooks → validation → validating webhooks → admission (namespace lifecycle,
-//! allocations) → compare-and-swap in the store. Reads stamp the stored revision as
+//! → defaults (with LimitRange defaults) → mutating webhooks → validation (with LimitRange bounds) → validating
+//! webhooks → ResourceQuota → admission (namespace lifecycle, allocations) → compare-and-swap in the store. Reads stamp the stored revision as
 //! `metadata.resourceVersion`.
 
 use std::net::Ipv4Addr;

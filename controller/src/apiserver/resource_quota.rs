@@ -351,7 +351,8 @@ mod tests {
         let running = [pod(json!({"cpu": "750m", "memory": "512Mi"}), json!({}))];
         let refs: Vec<&Value> = running.iter().collect();
         assert_eq!(
-            check_create(&cpu, "", "pods", &pod(json!({"cpu": "500m", "memory": "256Mi"}), json!({})), &refs).unwrap_err(),
+            check_create(&cpu, "", "pods", &pod(json!({"cpu": "500m", "memory": "256Mi"}), json!({})), &refs)
+                .unwrap_err(),
             "exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=750m, limited: requests.cpu=1"
         );
         assert_eq!(

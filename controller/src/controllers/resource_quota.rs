@@ -84,16 +84,15 @@ async fn sync_one(
         return Ok(());
     }
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), namespace);
-    quotas
-        .patch_status(&quota.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-        .await?;
+    quotas.patch_status(&quota.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     Ok(())
 }
 
 /// Whether the stored `status.used` already says what `used` would write.
 fn same_used(current: Option<&Value>, used: &Map<String, Value>) -> bool {
     let current = current.and_then(Value::as_object).cloned().unwrap_or_default();
-    let wanted: Map<String, Value> = used.iter().filter(|(_, value)| !value.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let wanted: Map<String, Value> =
+        used.iter().filter(|(_, value)| !value.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
     current == wanted
 }
 

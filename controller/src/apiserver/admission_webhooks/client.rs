@@ -83,7 +83,10 @@ impl ApiServer {
                 let text = String::from_utf8_lossy(&answer);
                 let text = text.trim();
                 return Err(if text.is_empty() {
-                    format!("the server responded with the status code {} but did not return more information", status.as_u16())
+                    format!(
+                        "the server responded with the status code {} but did not return more information",
+                        status.as_u16()
+                    )
                 } else {
                     format!("the server responded with the status code {}: {}", status.as_u16(), truncate(text, 512))
                 });
@@ -133,10 +136,16 @@ impl ApiServer {
 
     /// One ready endpoint of the Service's `port`, from its EndpointSlices: `ip:targetPort`, with the node it runs
     /// on when that node's tunnel is connected here (a pod on a worker behind NAT is reachable only that way).
-    async fn service_endpoint(&self, namespace: &str, name: &str, port: u16) -> Result<(String, Option<String>), String> {
+    async fn service_endpoint(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> Result<(String, Option<String>), String> {
         let registry = self.registry();
         let services = registry.get("", "v1", "services").cloned().ok_or("services are not served")?;
-        let slices = registry.get("discovery.k8s.io", "v1", "endpointslices").cloned().ok_or("EndpointSlices are not served")?;
+        let slices =
+            registry.get("discovery.k8s.io", "v1", "endpointslices").cloned().ok_or("EndpointSlices are not served")?;
         let service = self
             .store
             .get(&ObjectStore::key(&services, Some(namespace), name), false)
@@ -157,11 +166,9 @@ impl ApiServer {
             .list(&ObjectStore::prefix(&slices, Some(namespace)), None, 0, 0)
             .await
             .map_err(|error| error.message)?;
-        let candidates = page
-            .items
-            .iter()
-            .map(|stored| &stored.object)
-            .filter(|slice| slice.pointer("/metadata/labels/kubernetes.io~1service-name").and_then(Value::as_str) == Some(name));
+        let candidates = page.items.iter().map(|stored| &stored.object).filter(|slice| {
+            slice.pointer("/metadata/labels/kubernetes.io~1service-name").and_then(Value::as_str) == Some(name)
+        });
         for slice in candidates {
             let Some(target_port) = slice
                 .get("ports")
@@ -178,8 +185,10 @@ impl ApiServer {
                     continue;
                 }
                 let Some(ip) = endpoint.pointer("/addresses/0").and_then(Value::as_str) else { continue };
-                let address = if ip.contains(':') { format!("[{ip}]:{target_port}") } else { format!("{ip}:{target_port}") };
-                let node = endpoint["nodeName"].as_str().filter(|node| self.tunnels.is_connected(node)).map(str::to_string);
+                let address =
+                    if ip.contains(':') { format!("[{ip}]:{target_port}") } else { format!("{ip}:{target_port}") };
+                let node =
+                    endpoint["nodeName"].as_str().filter(|node| self.tunnels.is_connected(node)).map(str::to_string);
                 return Ok((address, node));
             }
         }

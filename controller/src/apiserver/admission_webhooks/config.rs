@@ -80,7 +80,9 @@ pub fn validate(kind: &str, object: &Value, old: Option<&Value>) -> Vec<FieldErr
         one_of(&hook["matchPolicy"], &format!("{path}.matchPolicy"), &["Equivalent", "Exact"], &mut errors);
         let side_effects_field = format!("{path}.sideEffects");
         match &hook["sideEffects"] {
-            Value::Null => errors.push(FieldError::required(&side_effects_field, "must specify one of None, NoneOnDryRun")),
+            Value::Null => {
+                errors.push(FieldError::required(&side_effects_field, "must specify one of None, NoneOnDryRun"))
+            }
             value => {
                 let allowed: &[&str] = if old_side_effects_allowed {
                     &["None", "NoneOnDryRun", "Some", "Unknown"]
@@ -150,7 +152,11 @@ fn fully_qualified_name(field: &str, name: &str) -> Vec<FieldError> {
         return vec![FieldError::invalid(field, &json!(name), &messages.join(","))];
     }
     if name.split('.').count() < 3 {
-        return vec![FieldError::invalid(field, &json!(name), "should be a domain with at least three segments separated by dots")];
+        return vec![FieldError::invalid(
+            field,
+            &json!(name),
+            "should be a domain with at least three segments separated by dots",
+        )];
     }
     Vec::new()
 }
@@ -170,7 +176,11 @@ fn validate_rule(path: &str, rule: &Value, errors: &mut Vec<FieldError>) {
     }
     for (index, operation) in operations.iter().enumerate() {
         if !OPERATIONS.contains(&operation.as_str()) {
-            errors.push(FieldError::not_supported(format!("{path}.operations[{index}]"), &json!(operation), &OPERATIONS));
+            errors.push(FieldError::not_supported(
+                format!("{path}.operations[{index}]"),
+                &json!(operation),
+                &OPERATIONS,
+            ));
         }
     }
     let groups = list("apiGroups");
@@ -213,7 +223,11 @@ fn validate_rule(path: &str, rule: &Value, errors: &mut Vec<FieldError>) {
             continue;
         }
         if has_all_with_subresources && resource != "*/*" {
-            errors.push(FieldError::invalid(field, &json!(resource), "if '*/*' is present, must not specify other resources"));
+            errors.push(FieldError::invalid(
+                field,
+                &json!(resource),
+                "if '*/*' is present, must not specify other resources",
+            ));
             continue;
         }
         if has_all && resource != "*" && !resource.contains('/') {
@@ -265,7 +279,11 @@ fn validate_url(field: &str, text: &str, errors: &mut Vec<FieldError>) {
         }
     };
     if url.scheme() != "https" {
-        errors.push(FieldError::invalid(field, &json!(url.scheme()), &format!("'https' is the only allowed URL scheme{FORM}")));
+        errors.push(FieldError::invalid(
+            field,
+            &json!(url.scheme()),
+            &format!("'https' is the only allowed URL scheme{FORM}"),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         errors.push(FieldError::invalid(field, &json!(""), &format!("host must be specified{FORM}")));
@@ -418,13 +436,13 @@ pub fn parse_configuration(configuration: &Value, mutating: bool) -> Vec<Webhook
             None => Ok(LabelSelector::everything()),
             Some(value) => LabelSelector::from_label_selector(value).map_err(|error| format!("{key}: {error}")),
         };
-        let timeout_seconds = hook["timeoutSeconds"]
-            .as_i64()
-            .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
-            .clamp(1, MAX_TIMEOUT_SECONDS);
+        let timeout_seconds =
+            hook["timeoutSeconds"].as_i64().unwrap_or(DEFAULT_TIMEOUT_SECONDS).clamp(1, MAX_TIMEOUT_SECONDS);
         let versions = list("admissionReviewVersions");
-        let review_version =
-            versions.iter().find_map(|version| REVIEW_VERSIONS.iter().find(|known| **known == version.as_str())).copied();
+        let review_version = versions
+            .iter()
+            .find_map(|version| REVIEW_VERSIONS.iter().find(|known| **known == version.as_str()))
+            .copied();
         webhooks.push(Webhook {
             name: hook["name"].as_str().unwrap_or("").to_string(),
             configuration: configuration_name.clone(),
@@ -457,7 +475,10 @@ fn parse_endpoint(config: &Value) -> Result<Endpoint, String> {
             .map(Endpoint::Url)
             .map_err(|error| format!("clientConfig.url {text:?} is not a valid URL: {error}"));
     }
-    let service = config.get("service").filter(|service| service.is_object()).ok_or("clientConfig names neither a url nor a service")?;
+    let service = config
+        .get("service")
+        .filter(|service| service.is_object())
+        .ok_or("clientConfig names neither a url nor a service")?;
     let port = service["port"].as_i64().unwrap_or(443);
     Ok(Endpoint::Service {
         namespace: service["namespace"].as_str().unwrap_or("").to_string(),
@@ -470,9 +491,10 @@ fn parse_endpoint(config: &Value) -> Result<Endpoint, String> {
 /// A rustls client configuration that trusts exactly the webhook's caBundle (PEM, base64 in the JSON).
 fn tls_config(config: &Value) -> Result<Arc<rustls::ClientConfig>, String> {
     use base64::Engine;
-    let encoded = config["caBundle"].as_str().filter(|bundle| !bundle.is_empty()).ok_or(
-        "the webhook has no clientConfig.caBundle; kaasd verifies webhook servers only against the caBundle",
-    )?;
+    let encoded = config["caBundle"]
+        .as_str()
+        .filter(|bundle| !bundle.is_empty())
+        .ok_or("the webhook has no clientConfig.caBundle; kaasd verifies webhook servers only against the caBundle")?;
     let pem = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|error| format!("clientConfig.caBundle is not base64: {error}"))?;
@@ -533,7 +555,10 @@ mod tests {
 
     #[test]
     fn a_valid_configuration_has_no_errors() {
-        assert_eq!(messages("ValidatingWebhookConfiguration", &json!({"webhooks": [valid_hook()]})), Vec::<String>::new());
+        assert_eq!(
+            messages("ValidatingWebhookConfiguration", &json!({"webhooks": [valid_hook()]})),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -108,7 +108,12 @@ mod tests {
     }
 
     fn gvr(group: &str, version: &str, resource: &str) -> GroupVersionResource {
-        GroupVersionResource { group: group.into(), version: version.into(), resource: resource.into(), kind: "K".into() }
+        GroupVersionResource {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            kind: "K".into(),
+        }
     }
 
     fn facts<'a>(operation: &'a str, subresource: &'a str, namespace: &'a str) -> RequestFacts<'a> {
@@ -183,7 +188,10 @@ mod tests {
         assert!(object_selector_matches(&selector, None, Some(&a)));
         assert!(!object_selector_matches(&selector, Some(&none), None));
         assert!(object_selector_matches(&LabelSelector::everything(), Some(&none), None));
-        let absent = LabelSelector::from_label_selector(&json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]})).unwrap();
+        let absent = LabelSelector::from_label_selector(
+            &json!({"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}),
+        )
+        .unwrap();
         assert!(object_selector_matches(&absent, Some(&none), None));
     }
 }

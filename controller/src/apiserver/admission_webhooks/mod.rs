@@ -248,7 +248,8 @@ impl ApiServer {
         let mut to_reinvoke: Vec<usize> = Vec::new();
         for (index, webhook) in configurations.mutating.iter().enumerate() {
             let Some(resource) = self.should_call(webhook, &mut matcher, object.as_deref()).await? else { continue };
-            let changed = self.call_mutating(webhook, attributes, &matcher, &resource, object.as_deref_mut(), warnings).await?;
+            let changed =
+                self.call_mutating(webhook, attributes, &matcher, &resource, object.as_deref_mut(), warnings).await?;
             if changed {
                 changed_any = true;
                 to_reinvoke.append(&mut invoked_reinvocable);
@@ -411,8 +412,12 @@ impl ApiServer {
         let (Some(patch), Some(object), Some(converted)) = (patch, object, converted) else {
             return Ok(false);
         };
-        let mut patched = crate::apiserver::patch::json_patch(&converted, &patch)
-            .map_err(|error| ApiError::internal(format!("admission webhook {:?} sent a patch that does not apply: {error}", webhook.name)))?;
+        let mut patched = crate::apiserver::patch::json_patch(&converted, &patch).map_err(|error| {
+            ApiError::internal(format!(
+                "admission webhook {:?} sent a patch that does not apply: {error}",
+                webhook.name
+            ))
+        })?;
         if patched == converted {
             return Ok(false);
         }
@@ -420,9 +425,8 @@ impl ApiServer {
         if let Some(map) = patched.as_object_mut() {
             map.insert("apiVersion".into(), json!(attributes.def.api_version()));
         }
-        let identity = |value: &Value| {
-            (value.pointer("/metadata/name").cloned(), value.pointer("/metadata/namespace").cloned())
-        };
+        let identity =
+            |value: &Value| (value.pointer("/metadata/name").cloned(), value.pointer("/metadata/namespace").cloned());
         if identity(&patched) != identity(&*object) {
             return Err(ApiError::internal(format!(
                 "admission webhook {:?} changed the object's name or namespace, which a webhook may not do",
@@ -532,7 +536,10 @@ mod tests {
         }
         for refused in ["Some", "Unknown"] {
             let error = check_dry_run(&webhook(refused), &attributes).unwrap_err();
-            assert_eq!((error.code, error.message.as_str()), (400, "admission webhook \"w.example.com\" does not support dry run"));
+            assert_eq!(
+                (error.code, error.message.as_str()),
+                (400, "admission webhook \"w.example.com\" does not support dry run")
+            );
         }
     }
 
@@ -541,10 +548,20 @@ mod tests {
         let registry = crate::apiserver::registry::Registry::new(crate::apiserver::registry::built_in_resources());
         assert!(exempt(registry.get("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations").unwrap()));
         assert!(!exempt(registry.get("", "v1", "pods").unwrap()));
-        let v2 = GroupVersionResource { group: "g.example.com".into(), version: "v2".into(), resource: "ws".into(), kind: "W".into() };
+        let v2 = GroupVersionResource {
+            group: "g.example.com".into(),
+            version: "v2".into(),
+            resource: "ws".into(),
+            kind: "W".into(),
+        };
         let converted = in_version(&json!({"apiVersion": "g.example.com/v1", "kind": "W", "spec": {"a": 1}}), &v2);
         assert_eq!(converted, json!({"apiVersion": "g.example.com/v2", "kind": "W", "spec": {"a": 1}}));
-        let core = GroupVersionResource { group: String::new(), version: "v1".into(), resource: "pods".into(), kind: "Pod".into() };
+        let core = GroupVersionResource {
+            group: String::new(),
+            version: "v1".into(),
+            resource: "pods".into(),
+            kind: "Pod".into(),
+        };
         assert_eq!(in_version(&json!({"kind": "Pod"}), &core)["apiVersion"], "v1");
     }
 }

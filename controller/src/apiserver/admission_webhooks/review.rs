@@ -137,7 +137,8 @@ fn denial(webhook: &str, status: Option<&Value>) -> ApiError {
         (None, Some(reason)) => format!("{denied_by}: {reason}"),
         (None, None) => format!("{denied_by} without explanation"),
     };
-    let code = status["code"].as_u64().and_then(|code| u16::try_from(code).ok()).filter(|code| (400..600).contains(code));
+    let code =
+        status["code"].as_u64().and_then(|code| u16::try_from(code).ok()).filter(|code| (400..600).contains(code));
     let mut error = ApiError::new(code.unwrap_or(400), known_reason(reason.unwrap_or("")), message);
     if let Some(details) = status.get("details").filter(|details| details.is_object()) {
         error = error.with_details(Details {
@@ -195,13 +196,16 @@ mod tests {
     use super::*;
 
     fn answer(response: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
-            .unwrap()
+        serde_json::to_vec(
+            &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn the_request_names_both_versions() {
-        let v1 = GroupVersionResource { group: "g".into(), version: "v1".into(), resource: "ws".into(), kind: "W".into() };
+        let v1 =
+            GroupVersionResource { group: "g".into(), version: "v1".into(), resource: "ws".into(), kind: "W".into() };
         let v2 = GroupVersionResource { version: "v2".into(), ..v1.clone() };
         let object = json!({"metadata": {"name": "x"}});
         let body = review(
@@ -225,15 +229,21 @@ mod tests {
         let request = &body["request"];
         assert_eq!(request["kind"], json!({"group": "g", "version": "v1", "kind": "W"}));
         assert_eq!(request["requestResource"], json!({"group": "g", "version": "v2", "resource": "ws"}));
-        assert_eq!((request["subResource"].as_str(), request["requestSubResource"].as_str()), (Some("status"), Some("status")));
+        assert_eq!(
+            (request["subResource"].as_str(), request["requestSubResource"].as_str()),
+            (Some("status"), Some("status"))
+        );
         assert_eq!(request["oldObject"], Value::Null);
         assert_eq!(request["dryRun"], true);
     }
 
     #[test]
     fn allowed_with_a_patch() {
-        let patch = base64::engine::general_purpose::STANDARD.encode(br#"[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]"#);
-        let body = answer(json!({"uid": "u", "allowed": true, "patchType": "JSONPatch", "patch": patch, "warnings": ["careful"]}));
+        let patch = base64::engine::general_purpose::STANDARD
+            .encode(br#"[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]"#);
+        let body = answer(
+            json!({"uid": "u", "allowed": true, "patchType": "JSONPatch", "patch": patch, "warnings": ["careful"]}),
+        );
         match interpret("m.example.com", "u", "v1", true, &body).unwrap() {
             Verdict::Allowed { patch: Some(patch), warnings } => {
                 assert_eq!(patch[0]["op"], "add");
@@ -245,7 +255,9 @@ mod tests {
 
     #[test]
     fn denials_say_which_webhook_and_keep_the_code() {
-        let body = answer(json!({"uid": "u", "allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "no configmaps today"}}));
+        let body = answer(
+            json!({"uid": "u", "allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "no configmaps today"}}),
+        );
         let Verdict::Denied { error, .. } = interpret("deny.example.com", "u", "v1", false, &body).unwrap() else {
             panic!("not denied")
         };
@@ -271,20 +283,34 @@ mod tests {
             "webhook response was absent"
         );
         assert_eq!(
-            interpret("w", "u", "v1", false, &answer(json!({"uid": "u", "allowed": true, "patch": "W10=", "patchType": "JSONPatch"})))
-                .unwrap_err(),
+            interpret(
+                "w",
+                "u",
+                "v1",
+                false,
+                &answer(json!({"uid": "u", "allowed": true, "patch": "W10=", "patchType": "JSONPatch"}))
+            )
+            .unwrap_err(),
             "validating webhook may not return response.patch"
         );
         assert_eq!(
-            interpret("w", "u", "v1", true, &answer(json!({"uid": "u", "allowed": true, "patch": "W10="}))).unwrap_err(),
+            interpret("w", "u", "v1", true, &answer(json!({"uid": "u", "allowed": true, "patch": "W10="})))
+                .unwrap_err(),
             "webhook returned response.patch but not response.patchType"
         );
         assert_eq!(
-            interpret("w", "u", "v1", true, &answer(json!({"uid": "u", "allowed": true, "patch": "W10=", "patchType": "Merge"})))
-                .unwrap_err(),
+            interpret(
+                "w",
+                "u",
+                "v1",
+                true,
+                &answer(json!({"uid": "u", "allowed": true, "patch": "W10=", "patchType": "Merge"}))
+            )
+            .unwrap_err(),
             "unsupported patch type \"Merge\""
         );
-        let wrong_kind = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Status", "response": {"uid": "u"}})).unwrap();
+        let wrong_kind =
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Status", "response": {"uid": "u"}})).unwrap();
         assert_eq!(
             interpret("w", "u", "v1", false, &wrong_kind).unwrap_err(),
             "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got /v1, Kind=Status"

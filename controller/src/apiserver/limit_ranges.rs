@@ -129,9 +129,12 @@ pub fn pod_violations(pod: &Value, ranges: &[Value]) -> Vec<String> {
     errors
 }
 
+/// Resource quantities by name: (text as written or printed, value).
+type Quantities = BTreeMap<String, (String, f64)>;
+
 /// Requests and limits of a pod as upstream sums them: its containers added up, then at least as large as any
 /// one init container's.
-fn pod_totals(pod: &Value) -> (BTreeMap<String, (String, f64)>, BTreeMap<String, (String, f64)>) {
+fn pod_totals(pod: &Value) -> (Quantities, Quantities) {
     let containers: Vec<&Value> =
         pod.pointer("/spec/containers").and_then(Value::as_array).map(|list| list.iter().collect()).unwrap_or_default();
     let init: Vec<&Value> = pod
@@ -170,7 +173,7 @@ fn items_of<'a>(range: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Map
 }
 
 /// A resource list as (written text, value), by resource name; entries that are not quantities are left out.
-fn quantities(list: Option<&Value>) -> BTreeMap<String, (String, f64)> {
+fn quantities(list: Option<&Value>) -> Quantities {
     list.and_then(Value::as_object)
         .into_iter()
         .flatten()
@@ -186,13 +189,7 @@ fn quantities(list: Option<&Value>) -> BTreeMap<String, (String, f64)> {
 }
 
 /// Min, max and maxLimitRequestRatio of one item against one set of requests and limits.
-fn check(
-    item: &Map<String, Value>,
-    kind: &str,
-    requests: &BTreeMap<String, (String, f64)>,
-    limits: &BTreeMap<String, (String, f64)>,
-    errors: &mut Vec<String>,
-) {
+fn check(item: &Map<String, Value>, kind: &str, requests: &Quantities, limits: &Quantities, errors: &mut Vec<String>) {
     for (resource, (enforced, minimum)) in quantities(item.get("min")) {
         match (requests.get(&resource), limits.get(&resource)) {
             (None, _) => {

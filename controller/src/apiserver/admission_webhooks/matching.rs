@@ -171,7 +171,7 @@ mod tests {
         let request = facts("CREATE", "", "a");
         assert_eq!(matched_resource(&hook, &v2, &[v1.clone(), v2.clone()], &request), Some(v1.clone()));
         assert_eq!(matched_resource(&hook, &v1, &[v1.clone(), v2.clone()], &request), Some(v1.clone()));
-        assert_eq!(matched_resource(&hook, &v2, &[v2.clone()], &request), None);
+        assert_eq!(matched_resource(&hook, &v2, std::slice::from_ref(&v2), &request), None);
         let exact = Webhook { match_equivalent: false, ..hook };
         assert_eq!(matched_resource(&exact, &v2, &[v1, v2.clone()], &request), None);
     }

@@ -23,11 +23,14 @@ use tracing::{debug, info, Instrument};
 
 use crate::session::{keep_alive, Keepalive, TunnelError, TunnelStream, Windows, ALPN, ERROR_HEADER};
 
-/// What the agent may dial: loopback and the given addresses (its own node's), any port. Everything else is
+/// What the agent may dial: loopback, the given addresses (its own node's) and, once the node has one, its own pod
+/// range (so the controller reaches pods on this node, e.g. an admission webhook), any port. Everything else is
 /// refused with 403 before any connection attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DialPolicy {
     own_addresses: Vec<IpAddr>,
+    /// The node's pod range (network address, prefix length), learned after the node registered.
+    pod_range: std::sync::RwLock<Option<(Ipv4Addr, u8)>>,
 }
 
 /// How the agent behaves; [`Default`] is what production uses.
@@ -56,7 +59,16 @@ pub struct Backoff {
 
 impl DialPolicy {
     pub fn new(own_addresses: Vec<IpAddr>) -> Self {
-        DialPolicy { own_addresses: own_addresses.into_iter().map(|address| address.to_canonical()).collect() }
+        DialPolicy {
+            own_addresses: own_addresses.into_iter().map(|address| address.to_canonical()).collect(),
+            pod_range: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Allows the node's pod range (`spec.podCIDR`) from now on, replacing a previous one.
+    pub fn allow_pod_range(&self, network: Ipv4Addr, prefix_length: u8) {
+        *self.pod_range.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((network, prefix_length.min(32)));
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -65,7 +77,17 @@ impl DialPolicy {
         if ip.is_unspecified() || ip.is_multicast() {
             return false;
         }
-        ip.is_loopback() || self.own_addresses.contains(&ip)
+        ip.is_loopback() || self.own_addresses.contains(&ip) || self.in_pod_range(ip)
+    }
+
+    fn in_pod_range(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(ip) = ip else { return false };
+        let Some((network, prefix_length)) = *self.pod_range.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        else {
+            return false;
+        };
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_length)).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(network) & mask
     }
 }
 
@@ -410,6 +432,16 @@ mod tests {
         for refused in ["192.168.50.12", "10.0.1.1", "0.0.0.0", "::", "224.0.0.1", "fd00::12"] {
             assert!(!policy.allows(refused.parse().unwrap()), "{refused} should be refused");
         }
+    }
+
+    #[test]
+    fn policy_allows_the_pod_range_once_known() {
+        let policy = DialPolicy::new(Vec::new());
+        assert!(!policy.allows("10.42.3.7".parse().unwrap()));
+        policy.allow_pod_range(Ipv4Addr::new(10, 42, 3, 0), 24);
+        assert!(policy.allows("10.42.3.7".parse().unwrap()));
+        assert!(policy.allows("::ffff:10.42.3.200".parse().unwrap()));
+        assert!(!policy.allows("10.42.4.7".parse().unwrap()), "another node's pods stay out of reach");
     }
 
     #[test]

@@ -148,7 +148,15 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
             ))
         })?;
     let cni_dir = containerd::ContainerdPaths::new(&config.data_dir).cni_conf_dir();
-    tokio::spawn(keep_pod_network(client.clone(), name.clone(), cni_dir, config.data_dir.clone(), cancel.clone()));
+    let policy = Arc::new(DialPolicy::new(addresses.clone()));
+    tokio::spawn(keep_pod_network(
+        client.clone(),
+        name.clone(),
+        cni_dir,
+        config.data_dir.clone(),
+        policy.clone(),
+        cancel.clone(),
+    ));
     let network = network::start(client.clone(), &name, &config.resolv_conf, &cancel).await;
     let pods = pods::run(
         client.clone(),
@@ -165,7 +173,6 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
     .await;
     let state = Arc::new(agent::AgentState { pods: Some(pods), cri: Some(cri.clone()) });
     tokio::spawn(agent::serve(endpoint, state, cancel.clone()));
-    let policy = Arc::new(DialPolicy::new(addresses));
     let mut tunnel = start_tunnel(&identity, policy.clone(), &cancel)?;
     tracing::info!(node.name = %name, runtime = %containerd.version, "worker running");
     if let Some(ready) = &config.ready {
@@ -292,12 +299,14 @@ async fn start_runtime(config: &WorkerConfig) -> Result<containerd::Containerd, 
     Ok(runtime)
 }
 
-/// Writes the pod network's CNI configuration once the Node has a pod CIDR, and again if it changes.
+/// Writes the pod network's CNI configuration once the Node has a pod CIDR, and again if it changes; the tunnel
+/// may then dial this node's pods (the controller reaches admission webhooks served by pods that way).
 async fn keep_pod_network(
     client: kube::Client,
     name: String,
     conf_dir: PathBuf,
     data_dir: PathBuf,
+    policy: Arc<DialPolicy>,
     cancel: CancellationToken,
 ) {
     let nodes: kube::Api<Node> = kube::Api::all(client);
@@ -309,6 +318,12 @@ async fn keep_pod_network(
             Ok(Some(node)) => match node.spec.and_then(|spec| spec.pod_cidr) {
                 Some(cidr) => {
                     every = Duration::from_secs(30);
+                    match cidr.parse::<ipnet::Ipv4Net>() {
+                        Ok(range) => policy.allow_pod_range(range.network(), range.prefix_len()),
+                        Err(error) => {
+                            tracing::warn!(pod.cidr = %cidr, error = %error, "the Node's pod CIDR is not IPv4")
+                        }
+                    }
                     match network::cni::write_conflist(&conf_dir, &ipam_dir, &cidr) {
                         Ok(true) => {
                             network::cni::remove_stale_bridge(&cidr);

@@ -18,6 +18,7 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: 
         return;
     }
     crate::apiserver::defaults::prepare_for_create(def, object);
+    default_admission_kinds(def, object);
     if def.group.is_empty() && def.plural == "pods" {
         crate::apiserver::defaults::mount_service_account_token(object);
     }
@@ -29,6 +30,7 @@ pub fn prepare_for_update(def: &ResourceDef, object: &mut Value, old: &Value, cu
         return;
     }
     crate::apiserver::defaults::apply_defaults(def, object);
+    default_admission_kinds(def, object);
     if def.group.is_empty() && def.plural == "services" {
         crate::apiserver::defaults::carry_over_service_allocations(object, old);
     }
@@ -48,7 +50,11 @@ pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_s
             return causes;
         }
     }
-    crate::apiserver::validation::validate(def, object, old)
+    let mut errors = crate::apiserver::validation::validate(def, object, old);
+    if crate::apiserver::admission_webhooks::config::is_webhook_configuration(&def.group, &def.kind) {
+        errors.extend(crate::apiserver::admission_webhooks::config::validate(&def.kind, object, old));
+    }
+    errors
         .into_iter()
         .map(|error| Cause {
             reason: error.reason.as_status_reason().to_string(),
@@ -56,6 +62,24 @@ pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_s
             field: error.field,
         })
         .collect()
+}
+
+/// Defaults again after mutating webhooks changed an object, as upstream decodes and defaults a patched object.
+pub fn default_after_webhooks(def: &ResourceDef, object: &mut Value, custom_schema: Option<&Value>) {
+    if prepare_schema_defined(def, object, custom_schema) {
+        return;
+    }
+    crate::apiserver::defaults::apply_defaults(def, object);
+}
+
+/// Defaults of admission's own kinds: webhook configurations and LimitRanges.
+fn default_admission_kinds(def: &ResourceDef, object: &mut Value) {
+    if crate::apiserver::admission_webhooks::config::is_webhook_configuration(&def.group, &def.kind) {
+        crate::apiserver::admission_webhooks::config::apply_defaults(&def.kind, object);
+    }
+    if def.group.is_empty() && def.kind == "LimitRange" {
+        crate::apiserver::limit_ranges::default_limit_range(object);
+    }
 }
 
 /// Upstream's 422 message: `Deployment.apps "x" is invalid: <field>: <detail>` (bracketed when several).

@@ -4,13 +4,15 @@
 //! errors as Status bodies. Beside it:
 //! - the HTTP side: `request` (path → target), `objects` (the generic handlers and subresources), `watch`,
 //!   `discovery`, `node_proxy`, `custom_resources` (serving CRDs as they change);
-//! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens), `rbac`, `admission`;
+//! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens), `rbac`, `admission`,
+//!   `admission_webhooks` (calling MutatingWebhookConfigurations and ValidatingWebhookConfigurations);
 //! - what the kinds are: `registry` (every served resource), `crd`, `schema`, `schema_facts`, `defaults`,
 //!   `validation`, `selector`, `patch`;
 //! - what goes on the wire and to the datastore: `storage`, `error`, `field_order`, `table`, `protobuf`,
 //!   `openapi`, `openapi_v2`, `gnostic`.
 
 pub mod admission;
+pub mod admission_webhooks;
 pub mod auth;
 pub mod crd;
 mod custom_resources;
@@ -19,6 +21,7 @@ pub mod discovery;
 pub mod error;
 pub mod field_order;
 pub mod gnostic;
+pub mod limit_ranges;
 mod node_authorizer;
 mod node_proxy;
 mod objects;
@@ -29,6 +32,7 @@ pub mod protobuf;
 pub mod rbac;
 pub mod registry;
 pub mod request;
+pub mod resource_quota;
 pub mod schema;
 mod schema_facts;
 pub mod selector;
@@ -89,6 +93,8 @@ pub struct ApiServer {
     draining: tokio_util::sync::CancellationToken,
     /// Watch events encoded once for every watcher that sends them unchanged.
     watch_lines: Arc<watch::SharedLines>,
+    /// The admission webhook configurations, parsed, following the datastore.
+    webhooks: admission_webhooks::WebhookCache,
 }
 
 impl ApiServer {
@@ -114,6 +120,7 @@ impl ApiServer {
             replica_tls: std::sync::OnceLock::new(),
             draining: tokio_util::sync::CancellationToken::new(),
             watch_lines: Arc::default(),
+            webhooks: admission_webhooks::WebhookCache::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! deletecollection for every resource in the registry, plus the status, scale and finalize subresources.
 //!
 //! Writes follow kube-apiserver's order: decode → prepare (identity, timestamps, generation, status/spec split)
-//! → defaults → validation → admission → compare-and-swap in the store. Reads stamp the stored revision as
+//! → defaults (with LimitRange defaults) → mutating webhooks → validation (with LimitRange bounds) → validating
+//! webhooks → ResourceQuota → admission (namespace lifecycle, allocations) → compare-and-swap in the store. Reads stamp the stored revision as
 //! `metadata.resourceVersion`.
 
 use std::net::Ipv4Addr;
@@ -16,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::request::{Query, ResourcePath};
 use super::{json_bytes_response, ApiServer, Body};
+use crate::apiserver::admission_webhooks::{Attributes, Operation};
 use crate::apiserver::auth::User;
 use crate::apiserver::error::{success_status_json, ApiError, ApiResult, Cause, Details};
 use crate::apiserver::field_order::FieldOrder;
@@ -78,6 +80,12 @@ impl WriteOptions {
             return Err(ApiError::bad_request("fieldManager may be at most 128 characters"));
         }
         Ok(WriteOptions { dry_run, field_manager, field_validation })
+    }
+
+    /// CreateOptions or UpdateOptions as an admission review's `options`.
+    fn admission_options(&self, kind: &str) -> Value {
+        let fields = Map::from_iter([("fieldManager".to_string(), json!(self.field_manager))]);
+        Attributes::options(kind, self.dry_run, fields)
     }
 }
 
@@ -363,11 +371,23 @@ impl ApiServer {
             set_status(def, &mut object, None);
         }
         crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        let limit_ranges = self.pod_limit_ranges(def, namespace).await?;
+        crate::apiserver::limit_ranges::apply_pod_defaults(&mut object, &limit_ranges);
         if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
             record_requester(&mut object, &request.user);
         }
         node_restriction(&request.user, def, namespace, &name, &request.method)?;
+        let mut admission = Attributes::new(def, Operation::Create, &request.user, &name);
+        admission.namespace = namespace;
+        admission.dry_run = options.dry_run;
+        admission.options = options.admission_options("CreateOptions");
+        if self.admit_by_mutating_webhooks(&admission, Some(&mut object), &mut warnings).await? {
+            crate::apiserver::admission::default_after_webhooks(def, &mut object, custom.as_ref());
+        }
         validate_object(def, custom.as_ref(), &object, None)?;
+        crate::apiserver::limit_ranges::admit_pod(def, &name, &object, &limit_ranges)?;
+        self.admit_by_validating_webhooks(&admission, Some(&object), &mut warnings).await?;
+        self.admit_quota(def, namespace, &name, &object).await?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         if !applied {
             record_managed_fields(def, None, &mut object, &options.field_manager, None);
@@ -461,7 +481,17 @@ impl ApiServer {
             }
             let mut updated = prepare_update(def, &current.object, proposed, subresource, namespace, name)?;
             crate::apiserver::admission::prepare_for_update(def, &mut updated, &current.object, custom.as_ref());
+            let mut admission = Attributes::new(def, Operation::Update, &request.user, name);
+            admission.subresource = subresource;
+            admission.namespace = namespace;
+            admission.old_object = Some(&current.object);
+            admission.dry_run = options.dry_run;
+            admission.options = options.admission_options("UpdateOptions");
+            if self.admit_by_mutating_webhooks(&admission, Some(&mut updated), &mut warnings).await? {
+                crate::apiserver::admission::default_after_webhooks(def, &mut updated, custom.as_ref());
+            }
             validate_object(def, custom.as_ref(), &updated, Some(&current.object))?;
+            self.admit_by_validating_webhooks(&admission, Some(&updated), &mut warnings).await?;
             let manager_subresource = subresource.filter(|sub| *sub == "status");
             if !matches!(change, Change::Patch(PatchType::Apply, _)) {
                 record_managed_fields(
@@ -598,6 +628,15 @@ impl ApiServer {
                     )));
                 }
             }
+            // Webhooks see the delete before anything of it happens; their warnings have no way back yet.
+            let mut admission = Attributes::new(def, Operation::Delete, &options.user, name);
+            admission.namespace = namespace;
+            admission.old_object = Some(object);
+            admission.dry_run = options.dry_run;
+            admission.options = options.admission_options();
+            let mut warnings = Vec::new();
+            self.admit_by_mutating_webhooks(&admission, None, &mut warnings).await?;
+            self.admit_by_validating_webhooks(&admission, None, &mut warnings).await?;
             if def.group.is_empty() && def.plural == "nodes" && !options.dry_run && !node_revoked {
                 // A removed node's credentials and tunnel go with it; rejoining takes a new token.
                 self.revoke_node(name).await?;
@@ -1005,6 +1044,8 @@ pub(crate) struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// Who deletes, for admission webhooks.
+    pub user: User,
 }
 
 impl DeleteOptions {
@@ -1043,7 +1084,20 @@ impl DeleteOptions {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             dry_run,
+            user: request.user.clone(),
         })
+    }
+
+    /// DeleteOptions as an admission review's `options`.
+    fn admission_options(&self) -> Value {
+        let mut fields = Map::new();
+        if let Some(policy) = &self.propagation {
+            fields.insert("propagationPolicy".into(), json!(policy));
+        }
+        if let Some(grace) = self.grace_period_seconds {
+            fields.insert("gracePeriodSeconds".into(), json!(grace));
+        }
+        Attributes::options("DeleteOptions", self.dry_run, fields)
     }
 }
 

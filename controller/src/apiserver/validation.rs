@@ -303,7 +303,7 @@ fn dns1123_label(value: &str) -> Vec<String> {
     messages
 }
 
-fn dns1123_subdomain(value: &str) -> Vec<String> {
+pub(crate) fn dns1123_subdomain(value: &str) -> Vec<String> {
     let mut messages = Vec::new();
     if value.len() > 253 {
         messages.push(max_length_message(253));

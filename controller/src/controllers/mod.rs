@@ -25,6 +25,7 @@ mod node_lifecycle;
 mod pod_gc;
 pub(crate) mod queue;
 mod replicaset;
+mod resource_quota;
 mod revisions;
 mod service_accounts;
 mod statefulset;
@@ -108,6 +109,7 @@ fn controller_manager(
     tasks.spawn(supervise("service-account", cancel.clone(), service_accounts::run(client.clone(), ca_pem)));
     tasks.spawn(supervise("bootstrap-token-cleaner", cancel.clone(), bootstrap_tokens::run(client.clone())));
     tasks.spawn(supervise("node-certificates", cancel.clone(), certificates::run(client.clone(), pki)));
+    tasks.spawn(supervise("resourcequota", cancel.clone(), resource_quota::run(client.clone(), api.clone())));
 
     // One cache per kind for all the controllers of this group; handlers are registered before the caches start.
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());

@@ -1,0 +1,567 @@
+//! Admission webhooks: MutatingWebhookConfigurations and ValidatingWebhookConfigurations called as upstream's
+//! admission chain calls them.
+//!
+//! Order of a write (see `objects.rs`): built-in mutation (defaults, create-only steps) → mutating webhooks, in
+//! the order of their configurations' names and then as listed, each seeing the previous one's changes; webhooks
+//! with `reinvocationPolicy: IfNeeded` are called once more when a later webhook changed the object → built-in
+//! validation → validating webhooks, all at once → storage. DELETE calls both kinds with `oldObject` (a mutating
+//! webhook's patch on a delete is ignored: there is no object to patch).
+//!
+//! The configurations are kept parsed in memory ([`WebhookCache`]): loaded once, then reloaded whenever the
+//! datastore reports a write under `admissionregistration.k8s.io`. A write with no webhook configured costs a read
+//! lock and an `Arc` clone. Webhook configurations and admission policies themselves never go to webhooks, so a
+//! broken webhook cannot lock its own fix out.
+//!
+//! Not built yet: matchConditions (CEL) are stored but not evaluated — a webhook that has them is called whenever
+//! its rules and selectors match, as if every condition held; CONNECT requests (exec, attach, port-forward) and the
+//! `binding`, `token` and `scale` subresources are not sent to webhooks (scale writes go to the main resource's
+//! webhooks as an UPDATE of the object); connections to webhooks are not reused between calls.
+
+mod client;
+pub mod config;
+pub mod matching;
+pub mod review;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use self::config::{SideEffects, Webhook};
+use self::matching::{GroupVersionResource, RequestFacts};
+use self::review::{ReviewRequest, Verdict};
+use crate::apiserver::auth::User;
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::storage::ObjectStore;
+use crate::apiserver::ApiServer;
+
+/// Every webhook configuration is stored under this prefix (admission policies too; their writes only cause a
+/// reload).
+const CONFIGURATIONS_PREFIX: &str = "/registry/admissionregistration.k8s.io/";
+const MUTATING_PREFIX: &str = "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/";
+const VALIDATING_PREFIX: &str = "/registry/admissionregistration.k8s.io/validatingwebhookconfigurations/";
+
+/// The parsed webhooks of every configuration, ordered by configuration name, then as listed.
+#[derive(Default)]
+pub struct Configurations {
+    pub mutating: Vec<Arc<Webhook>>,
+    pub validating: Vec<Arc<Webhook>>,
+}
+
+/// The webhook configurations as last read from the datastore, followed by a task from the first request on.
+#[derive(Default)]
+pub struct WebhookCache {
+    current: Arc<RwLock<Arc<Configurations>>>,
+    following: tokio::sync::OnceCell<()>,
+}
+
+impl WebhookCache {
+    /// The current configurations. The first call loads them and starts following the datastore until `stop`.
+    async fn current(&self, store: &ObjectStore, stop: &CancellationToken) -> Arc<Configurations> {
+        self.following
+            .get_or_init(|| async {
+                let from = store.revision();
+                match load(store).await {
+                    Ok(configurations) => replace(&self.current, configurations),
+                    Err(error) => tracing::warn!(error = %error, "cannot load the admission webhook configurations"),
+                }
+                tokio::spawn(follow(store.clone(), self.current.clone(), from, stop.clone()));
+            })
+            .await;
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+fn replace(current: &RwLock<Arc<Configurations>>, configurations: Configurations) {
+    *current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(configurations);
+}
+
+async fn load(store: &ObjectStore) -> ApiResult<Configurations> {
+    let mut configurations = Configurations::default();
+    for (prefix, mutating) in [(MUTATING_PREFIX, true), (VALIDATING_PREFIX, false)] {
+        // Keys sort by name: upstream calls configurations in name order.
+        for stored in store.list(prefix, None, 0, 0).await?.items {
+            let hooks = config::parse_configuration(&stored.object, mutating).into_iter().map(Arc::new);
+            if mutating {
+                configurations.mutating.extend(hooks);
+            } else {
+                configurations.validating.extend(hooks);
+            }
+        }
+    }
+    Ok(configurations)
+}
+
+/// Reloads the configurations after every write under their prefix, until `stop`.
+async fn follow(store: ObjectStore, current: Arc<RwLock<Arc<Configurations>>>, mut from: i64, stop: CancellationToken) {
+    loop {
+        let watcher = tokio::select! {
+            () = stop.cancelled() => return,
+            watcher = store.watch(CONFIGURATIONS_PREFIX, from + 1) => watcher,
+        };
+        let mut watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot watch the admission webhook configurations; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                // Whatever changed meanwhile is read by the reload below.
+                from = store.revision();
+                reload(&store, &current).await;
+                continue;
+            }
+        };
+        loop {
+            let batch = tokio::select! {
+                () = stop.cancelled() => return,
+                batch = watcher.recv() => batch,
+            };
+            match batch {
+                Ok(batch) => {
+                    from = batch.revision;
+                    reload(&store, &current).await;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+async fn reload(store: &ObjectStore, current: &RwLock<Arc<Configurations>>) {
+    match load(store).await {
+        Ok(configurations) => replace(current, configurations),
+        Err(error) => tracing::warn!(error = %error, "cannot reload the admission webhook configurations"),
+    }
+}
+
+/// CREATE, UPDATE, DELETE (CONNECT is not sent yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+/// One write as admission sees it.
+pub struct Attributes<'a> {
+    pub def: &'a ResourceDef,
+    pub subresource: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub operation: Operation,
+    pub user: &'a User,
+    pub old_object: Option<&'a Value>,
+    pub dry_run: bool,
+    /// CreateOptions, UpdateOptions or DeleteOptions, as the review's `options`.
+    pub options: Value,
+    /// One uid for every webhook called for this request.
+    pub uid: String,
+}
+
+impl<'a> Attributes<'a> {
+    pub fn new(def: &'a ResourceDef, operation: Operation, user: &'a User, name: &'a str) -> Attributes<'a> {
+        Attributes {
+            def,
+            subresource: None,
+            namespace: None,
+            name,
+            operation,
+            user,
+            old_object: None,
+            dry_run: false,
+            options: Value::Null,
+            uid: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// The options object upstream sends: `kind` and `apiVersion` of meta.k8s.io/v1 plus the given fields.
+    pub fn options(kind: &str, dry_run: bool, fields: Map<String, Value>) -> Value {
+        let mut options = Map::new();
+        options.insert("kind".into(), json!(kind));
+        options.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+        if dry_run {
+            options.insert("dryRun".into(), json!(["All"]));
+        }
+        options.extend(fields);
+        Value::Object(options)
+    }
+}
+
+/// Webhooks never see these: a broken webhook must not be able to block its own repair.
+fn exempt(def: &ResourceDef) -> bool {
+    def.group == "admissionregistration.k8s.io"
+}
+
+/// The request's resource in the version the client used.
+fn requested_resource(def: &ResourceDef) -> GroupVersionResource {
+    GroupVersionResource {
+        group: def.group.clone(),
+        version: def.version.clone(),
+        resource: def.plural.clone(),
+        kind: def.kind.clone(),
+    }
+}
+
+/// Per-request state while deciding which webhooks to call: the namespace's labels are read at most once.
+struct Matcher<'a> {
+    attributes: &'a Attributes<'a>,
+    requested: GroupVersionResource,
+    equivalents: Vec<GroupVersionResource>,
+    namespace_labels: Option<Map<String, Value>>,
+}
+
+impl ApiServer {
+    /// Runs the mutating webhooks on `object` (`None` for a DELETE). Returns whether any changed it, so the caller
+    /// defaults it again.
+    pub(crate) async fn admit_by_mutating_webhooks(
+        &self,
+        attributes: &Attributes<'_>,
+        mut object: Option<&mut Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<bool> {
+        if exempt(attributes.def) {
+            return Ok(false);
+        }
+        let configurations = self.webhooks.current(&self.store, &self.draining).await;
+        if configurations.mutating.is_empty() {
+            return Ok(false);
+        }
+        let mut matcher = self.matcher(attributes);
+        let mut changed_any = false;
+        // Upstream's reinvocation: when a webhook changes the object, every IfNeeded webhook called before it is
+        // called once more after the first round.
+        let mut invoked_reinvocable: Vec<usize> = Vec::new();
+        let mut to_reinvoke: Vec<usize> = Vec::new();
+        for (index, webhook) in configurations.mutating.iter().enumerate() {
+            let Some(resource) = self.should_call(webhook, &mut matcher, object.as_deref()).await? else { continue };
+            let changed =
+                self.call_mutating(webhook, attributes, &matcher, &resource, object.as_deref_mut(), warnings).await?;
+            if changed {
+                changed_any = true;
+                to_reinvoke.append(&mut invoked_reinvocable);
+            }
+            if webhook.reinvoke_if_needed {
+                invoked_reinvocable.push(index);
+            }
+        }
+        to_reinvoke.sort_unstable();
+        for index in to_reinvoke {
+            let webhook = &configurations.mutating[index];
+            let Some(resource) = self.should_call(webhook, &mut matcher, object.as_deref()).await? else { continue };
+            changed_any |=
+                self.call_mutating(webhook, attributes, &matcher, &resource, object.as_deref_mut(), warnings).await?;
+        }
+        Ok(changed_any)
+    }
+
+    /// Runs the validating webhooks that match, all at once; the first denial (in webhook order) wins.
+    pub(crate) async fn admit_by_validating_webhooks(
+        &self,
+        attributes: &Attributes<'_>,
+        object: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        if exempt(attributes.def) {
+            return Ok(());
+        }
+        let configurations = self.webhooks.current(&self.store, &self.draining).await;
+        if configurations.validating.is_empty() {
+            return Ok(());
+        }
+        let mut matcher = self.matcher(attributes);
+        let mut calls = Vec::new();
+        for webhook in &configurations.validating {
+            if let Some(resource) = self.should_call(webhook, &mut matcher, object).await? {
+                calls.push((webhook.clone(), resource));
+            }
+        }
+        let matcher = &matcher;
+        let outcomes = futures::future::join_all(calls.iter().map(|(webhook, resource)| async move {
+            let converted = object.map(|object| in_version(object, resource));
+            let old = attributes.old_object.map(|old| in_version(old, resource));
+            self.call(webhook, attributes, matcher, resource, converted.as_ref(), old.as_ref()).await
+        }))
+        .await;
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(Some(Verdict::Allowed { warnings: more, .. })) => warnings.extend(more),
+                Ok(Some(Verdict::Denied { error, warnings: more })) => {
+                    warnings.extend(more);
+                    first_error.get_or_insert(error);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn matcher<'a>(&self, attributes: &'a Attributes<'a>) -> Matcher<'a> {
+        let def = attributes.def;
+        let registry = self.registry();
+        let equivalents = registry
+            .iter()
+            .filter(|other| other.group == def.group && other.plural == def.plural)
+            .map(|other| requested_resource(other))
+            .collect();
+        Matcher { attributes, requested: requested_resource(def), equivalents, namespace_labels: None }
+    }
+
+    /// Whether `webhook` is called for this request, and in which version: rules and matchPolicy, the object
+    /// selector, the namespace selector, then whether it may be called for a dry run.
+    async fn should_call(
+        &self,
+        webhook: &Webhook,
+        matcher: &mut Matcher<'_>,
+        object: Option<&Value>,
+    ) -> ApiResult<Option<GroupVersionResource>> {
+        let attributes = matcher.attributes;
+        let facts = RequestFacts {
+            operation: attributes.operation.as_str(),
+            subresource: attributes.subresource.unwrap_or(""),
+            namespace: attributes.namespace.unwrap_or(""),
+        };
+        let Some(resource) = matching::matched_resource(webhook, &matcher.requested, &matcher.equivalents, &facts)
+        else {
+            return Ok(None);
+        };
+        let object_selector = webhook.object_selector.as_ref().map_err(|error| selector_error(webhook, error))?;
+        if !matching::object_selector_matches(object_selector, object, attributes.old_object) {
+            return Ok(None);
+        }
+        let namespace_selector = webhook.namespace_selector.as_ref().map_err(|error| selector_error(webhook, error))?;
+        if !namespace_selector.is_empty() {
+            let is_namespace = attributes.def.group.is_empty() && attributes.def.plural == "namespaces";
+            let labels = if is_namespace && attributes.subresource.is_none() {
+                // A Namespace's own labels decide (the new ones on create and update).
+                object
+                    .or(attributes.old_object)
+                    .and_then(|namespace| namespace.pointer("/metadata/labels"))
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            } else if let Some(namespace) = attributes.namespace.or(is_namespace.then_some(attributes.name)) {
+                self.namespace_labels(matcher, namespace).await?
+            } else {
+                // Cluster-scoped objects other than Namespaces are never exempted by a namespace selector.
+                check_dry_run(webhook, attributes)?;
+                return Ok(Some(resource));
+            };
+            if !namespace_selector.matches(Some(&labels)) {
+                return Ok(None);
+            }
+        }
+        check_dry_run(webhook, attributes)?;
+        Ok(Some(resource))
+    }
+
+    async fn namespace_labels(&self, matcher: &mut Matcher<'_>, namespace: &str) -> ApiResult<Map<String, Value>> {
+        if let Some(labels) = &matcher.namespace_labels {
+            return Ok(labels.clone());
+        }
+        let registry = self.registry();
+        let namespaces = registry.get("", "v1", "namespaces").cloned().expect("namespaces are built in");
+        let stored = self.store.get(&ObjectStore::key(&namespaces, None, namespace), false).await?;
+        let Some(stored) = stored else {
+            return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
+        };
+        let labels = stored.object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+        matcher.namespace_labels = Some(labels.clone());
+        Ok(labels)
+    }
+
+    /// Calls one mutating webhook and applies its patch; true when the object changed.
+    async fn call_mutating(
+        &self,
+        webhook: &Webhook,
+        attributes: &Attributes<'_>,
+        matcher: &Matcher<'_>,
+        resource: &GroupVersionResource,
+        object: Option<&mut Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<bool> {
+        let converted = object.as_deref().map(|object| in_version(object, resource));
+        let old = attributes.old_object.map(|old| in_version(old, resource));
+        let verdict = self.call(webhook, attributes, matcher, resource, converted.as_ref(), old.as_ref()).await?;
+        let Some(verdict) = verdict else { return Ok(false) };
+        let (patch, more) = match verdict {
+            Verdict::Allowed { patch, warnings } => (patch, warnings),
+            Verdict::Denied { error, warnings: more } => {
+                warnings.extend(more);
+                return Err(error);
+            }
+        };
+        warnings.extend(more);
+        let (Some(patch), Some(object), Some(converted)) = (patch, object, converted) else {
+            return Ok(false);
+        };
+        let mut patched = crate::apiserver::patch::json_patch(&converted, &patch).map_err(|error| {
+            ApiError::internal(format!(
+                "admission webhook {:?} sent a patch that does not apply: {error}",
+                webhook.name
+            ))
+        })?;
+        if patched == converted {
+            return Ok(false);
+        }
+        // Back to the version the client used (kaasd stores every version alike).
+        if let Some(map) = patched.as_object_mut() {
+            map.insert("apiVersion".into(), json!(attributes.def.api_version()));
+        }
+        let identity =
+            |value: &Value| (value.pointer("/metadata/name").cloned(), value.pointer("/metadata/namespace").cloned());
+        if identity(&patched) != identity(&*object) {
+            return Err(ApiError::internal(format!(
+                "admission webhook {:?} changed the object's name or namespace, which a webhook may not do",
+                webhook.name
+            )));
+        }
+        *object = patched;
+        Ok(true)
+    }
+
+    /// Sends the review and reads the verdict. `Ok(None)`: calling failed and the failure policy ignores that.
+    async fn call(
+        &self,
+        webhook: &Webhook,
+        attributes: &Attributes<'_>,
+        matcher: &Matcher<'_>,
+        resource: &GroupVersionResource,
+        object: Option<&Value>,
+        old_object: Option<&Value>,
+    ) -> ApiResult<Option<Verdict>> {
+        let user_info = attributes.user.to_user_info();
+        let body = review::review(
+            webhook.review_version,
+            &ReviewRequest {
+                uid: &attributes.uid,
+                resource,
+                requested: &matcher.requested,
+                subresource: attributes.subresource.unwrap_or(""),
+                name: attributes.name,
+                namespace: attributes.namespace.unwrap_or(""),
+                operation: attributes.operation.as_str(),
+                user_info: &user_info,
+                object,
+                old_object,
+                dry_run: attributes.dry_run,
+                options: &attributes.options,
+            },
+        );
+        let outcome = match self.call_webhook(webhook, serde_json::to_vec(&body).unwrap_or_default()).await {
+            Ok(answer) => {
+                review::interpret(&webhook.name, &attributes.uid, webhook.review_version, webhook.mutating, &answer)
+            }
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(verdict) => Ok(Some(verdict)),
+            Err(reason) if webhook.fail_closed => {
+                tracing::warn!(webhook = %webhook.name, error = %reason, "failed calling webhook, failing closed");
+                Err(ApiError::internal(format!("failed calling webhook {:?}: {reason}", webhook.name)))
+            }
+            Err(reason) => {
+                tracing::warn!(webhook = %webhook.name, error = %reason, "failed calling webhook, failing open");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The object as the webhook's version shows it: only `apiVersion` differs, since every served version of a
+/// resource is stored alike.
+fn in_version(object: &Value, resource: &GroupVersionResource) -> Value {
+    let mut converted = object.clone();
+    if let Some(map) = converted.as_object_mut() {
+        let api_version = if resource.group.is_empty() {
+            resource.version.clone()
+        } else {
+            format!("{}/{}", resource.group, resource.version)
+        };
+        map.insert("apiVersion".into(), json!(api_version));
+    }
+    converted
+}
+
+/// Upstream refuses a dry run a webhook with side effects would see.
+fn check_dry_run(webhook: &Webhook, attributes: &Attributes<'_>) -> ApiResult<()> {
+    if attributes.dry_run && matches!(webhook.side_effects, SideEffects::Some | SideEffects::Unknown) {
+        return Err(ApiError::bad_request(format!("admission webhook {:?} does not support dry run", webhook.name)));
+    }
+    Ok(())
+}
+
+fn selector_error(webhook: &Webhook, error: &str) -> ApiError {
+    ApiError::internal(format!("admission webhook {:?} has an invalid {error}", webhook.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(side_effects: &str) -> Webhook {
+        let configuration = json!({"metadata": {"name": "c"}, "webhooks": [{
+            "name": "w.example.com", "clientConfig": {"url": "https://127.0.0.1/"}, "sideEffects": side_effects,
+        }]});
+        config::parse_configuration(&configuration, false).remove(0)
+    }
+
+    #[test]
+    fn dry_runs_refuse_webhooks_with_side_effects() {
+        let registry = crate::apiserver::registry::Registry::new(crate::apiserver::registry::built_in_resources());
+        let def = registry.get("", "v1", "configmaps").unwrap();
+        let user = User::authenticated("admin".into(), String::new(), Vec::new());
+        let mut attributes = Attributes::new(def, Operation::Create, &user, "x");
+        assert!(check_dry_run(&webhook("Some"), &attributes).is_ok(), "not a dry run");
+        attributes.dry_run = true;
+        for allowed in ["None", "NoneOnDryRun"] {
+            assert!(check_dry_run(&webhook(allowed), &attributes).is_ok(), "{allowed}");
+        }
+        for refused in ["Some", "Unknown"] {
+            let error = check_dry_run(&webhook(refused), &attributes).unwrap_err();
+            assert_eq!(
+                (error.code, error.message.as_str()),
+                (400, "admission webhook \"w.example.com\" does not support dry run")
+            );
+        }
+    }
+
+    #[test]
+    fn configurations_are_exempt_and_versions_only_change_api_version() {
+        let registry = crate::apiserver::registry::Registry::new(crate::apiserver::registry::built_in_resources());
+        assert!(exempt(registry.get("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations").unwrap()));
+        assert!(!exempt(registry.get("", "v1", "pods").unwrap()));
+        let v2 = GroupVersionResource {
+            group: "g.example.com".into(),
+            version: "v2".into(),
+            resource: "ws".into(),
+            kind: "W".into(),
+        };
+        let converted = in_version(&json!({"apiVersion": "g.example.com/v1", "kind": "W", "spec": {"a": 1}}), &v2);
+        assert_eq!(converted, json!({"apiVersion": "g.example.com/v2", "kind": "W", "spec": {"a": 1}}));
+        let core = GroupVersionResource {
+            group: String::new(),
+            version: "v1".into(),
+            resource: "pods".into(),
+            kind: "Pod".into(),
+        };
+        assert_eq!(in_version(&json!({"kind": "Pod"}), &core)["apiVersion"], "v1");
+    }
+}

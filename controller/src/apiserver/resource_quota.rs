@@ -1,0 +1,378 @@
+//! ResourceQuota: what an object counts against a quota (object counts and the compute resources of pods), the
+//! usage of a namespace, and the admission check on create with upstream's 403 messages. The quota controller
+//! (`controllers/resource_quota.rs`) writes `status.hard` and `status.used` from the same arithmetic.
+//!
+//! Admission computes the namespace's usage from the stored objects at the time of the request rather than from
+//! `status.used`, so a quota is enforced even before the controller has counted. Two creates racing for the last
+//! unit can both pass (upstream serializes them by updating `status.used` in admission; kaasd does not yet).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::apiserver::defaults::parse_quantity;
+use crate::apiserver::error::{ApiError, ApiResult, Details};
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::storage::ObjectStore;
+use crate::apiserver::ApiServer;
+
+/// Quota names that count objects of a core resource without the `count/` prefix (upstream's legacy names).
+const LEGACY_COUNTS: [&str; 7] =
+    ["pods", "services", "replicationcontrollers", "resourcequotas", "secrets", "configmaps", "persistentvolumeclaims"];
+
+/// The `count/<resource>[.<group>]` name of a resource.
+pub fn count_name(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        format!("count/{plural}")
+    } else {
+        format!("count/{plural}.{group}")
+    }
+}
+
+/// The (group, plural) whose objects a quota resource name counts, e.g. `requests.cpu` → pods.
+pub fn counted_resource(name: &str) -> Option<(String, String)> {
+    if let Some(rest) = name.strip_prefix("count/") {
+        return Some(match rest.split_once('.') {
+            Some((plural, group)) => (group.to_string(), plural.to_string()),
+            None => (String::new(), rest.to_string()),
+        });
+    }
+    if LEGACY_COUNTS.contains(&name) {
+        return Some((String::new(), name.to_string()));
+    }
+    match name {
+        "cpu" | "memory" | "ephemeral-storage" => Some((String::new(), "pods".into())),
+        _ if name.starts_with("requests.") && name != "requests.storage" => Some((String::new(), "pods".into())),
+        _ if name.starts_with("limits.") => Some((String::new(), "pods".into())),
+        "requests.storage" => Some((String::new(), "persistentvolumeclaims".into())),
+        "services.loadbalancers" | "services.nodeports" => Some((String::new(), "services".into())),
+        _ => None,
+    }
+}
+
+/// What one object of `group`/`plural` counts, by quota resource name (every name it may count under).
+pub fn usage_of(group: &str, plural: &str, object: &Value) -> BTreeMap<String, f64> {
+    let mut usage = BTreeMap::new();
+    if group.is_empty() && plural == "pods" && is_terminal_pod(object) {
+        return usage;
+    }
+    usage.insert(count_name(group, plural), 1.0);
+    if group.is_empty() && LEGACY_COUNTS.contains(&plural) {
+        usage.insert(plural.to_string(), 1.0);
+    }
+    match (group, plural) {
+        ("", "pods") => {
+            for (field, prefix) in [("requests", "requests."), ("limits", "limits.")] {
+                for (resource, value) in pod_resources(object, field) {
+                    if field == "requests" && matches!(resource.as_str(), "cpu" | "memory" | "ephemeral-storage") {
+                        usage.insert(resource.clone(), value);
+                    }
+                    usage.insert(format!("{prefix}{resource}"), value);
+                }
+            }
+        }
+        ("", "services") => {
+            let spec = object.get("spec");
+            let kind = spec.and_then(|spec| spec.get("type")).and_then(Value::as_str).unwrap_or("ClusterIP");
+            if kind == "LoadBalancer" {
+                usage.insert("services.loadbalancers".into(), 1.0);
+            }
+            let node_ports = spec
+                .and_then(|spec| spec.get("ports"))
+                .and_then(Value::as_array)
+                .map(|ports| ports.iter().filter(|port| port.get("nodePort").is_some_and(|p| !p.is_null())).count())
+                .unwrap_or(0);
+            if kind == "NodePort" || kind == "LoadBalancer" {
+                let ports = spec.and_then(|spec| spec.get("ports")).and_then(Value::as_array).map_or(0, Vec::len);
+                usage.insert("services.nodeports".into(), node_ports.max(ports) as f64);
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let storage = object
+                .pointer("/spec/resources/requests/storage")
+                .and_then(quantity_text)
+                .and_then(|text| parse_quantity(&text));
+            if let Some(storage) = storage {
+                usage.insert("requests.storage".into(), storage);
+            }
+        }
+        _ => {}
+    }
+    usage
+}
+
+fn is_terminal_pod(pod: &Value) -> bool {
+    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+}
+
+/// A pod's requests or limits as upstream sums them for quota: containers added up, at least any one init
+/// container's.
+fn pod_resources(pod: &Value, field: &str) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let list = |key: &str| pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array).cloned().unwrap_or_default();
+    for container in list("containers") {
+        for (resource, value) in resource_list(container.pointer(&format!("/resources/{field}"))) {
+            *sums.entry(resource).or_default() += value;
+        }
+    }
+    for container in list("initContainers") {
+        for (resource, value) in resource_list(container.pointer(&format!("/resources/{field}"))) {
+            let sum = sums.entry(resource).or_default();
+            *sum = sum.max(value);
+        }
+    }
+    sums
+}
+
+fn resource_list(list: Option<&Value>) -> Vec<(String, f64)> {
+    list.and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), parse_quantity(&quantity_text(value)?)?)))
+        .collect()
+}
+
+fn quantity_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A pod must name the compute resources a quota limits (upstream: "must specify").
+fn missing_compute_resources(group: &str, plural: &str, object: &Value, hard: &BTreeMap<String, f64>) -> Vec<String> {
+    if !(group.is_empty() && plural == "pods") {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    for name in hard.keys() {
+        let (field, resource) = match name.split_once('.') {
+            Some(("requests", resource)) => ("requests", resource),
+            Some(("limits", resource)) => ("limits", resource),
+            _ if matches!(name.as_str(), "cpu" | "memory") => ("requests", name.as_str()),
+            _ => continue,
+        };
+        if !matches!(resource, "cpu" | "memory") {
+            continue;
+        }
+        let every_container_names_it = ["containers"].iter().all(|key| {
+            object.pointer(&format!("/spec/{key}")).and_then(Value::as_array).into_iter().flatten().all(|container| {
+                container.pointer(&format!("/resources/{field}/{resource}")).is_some_and(|value| !value.is_null())
+            })
+        });
+        if !every_container_names_it {
+            missing.push(name.clone());
+        }
+    }
+    missing
+}
+
+/// The quota's `spec.hard` as numbers.
+pub fn hard_of(quota: &Value) -> BTreeMap<String, f64> {
+    resource_list(quota.pointer("/spec/hard")).into_iter().collect()
+}
+
+/// Sums the usage of `objects` (all of one group and resource) for the names in `names`.
+pub fn total_usage<'a>(
+    group: &str,
+    plural: &str,
+    objects: impl IntoIterator<Item = &'a Value>,
+    names: &[String],
+) -> BTreeMap<String, f64> {
+    let mut total: BTreeMap<String, f64> = names.iter().map(|name| (name.clone(), 0.0)).collect();
+    for object in objects {
+        for (name, value) in usage_of(group, plural, object) {
+            if let Some(sum) = total.get_mut(&name) {
+                *sum += value;
+            }
+        }
+    }
+    total
+}
+
+/// A quantity as upstream prints the common cases: whole numbers, milli-units, binary sizes.
+pub fn format_quantity(value: f64) -> String {
+    if value.fract() == 0.0 {
+        let whole = value as i64;
+        for (suffix, size) in [("Ti", 1i64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+            if whole >= size && whole % size == 0 {
+                return format!("{}{suffix}", whole / size);
+            }
+        }
+        return whole.to_string();
+    }
+    format!("{}m", (value * 1000.0).round() as i64)
+}
+
+/// `a=1,b=2`, sorted by name, as upstream's `prettyPrint`.
+fn pretty(list: &BTreeMap<String, f64>) -> String {
+    list.iter().map(|(name, value)| format!("{name}={}", format_quantity(*value))).collect::<Vec<_>>().join(",")
+}
+
+/// Checks one create against one quota, given the namespace's current objects of the same resource. `Err` is
+/// the reason, without the `<resource> "<name>" is forbidden: ` prefix.
+pub fn check_create(
+    quota: &Value,
+    group: &str,
+    plural: &str,
+    object: &Value,
+    existing: &[&Value],
+) -> Result<(), String> {
+    let quota_name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let hard = hard_of(quota);
+    let requested: BTreeMap<String, f64> =
+        usage_of(group, plural, object).into_iter().filter(|(name, _)| hard.contains_key(name)).collect();
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let missing = missing_compute_resources(group, plural, object, &hard);
+    if !missing.is_empty() {
+        return Err(format!("failed quota: {quota_name}: must specify {}", missing.join(",")));
+    }
+    let names: Vec<String> = requested.keys().cloned().collect();
+    let used = total_usage(group, plural, existing.iter().copied(), &names);
+    let mut failed_requested = BTreeMap::new();
+    let mut failed_used = BTreeMap::new();
+    let mut failed_hard = BTreeMap::new();
+    for (name, amount) in &requested {
+        let limit = hard[name];
+        let current = used.get(name).copied().unwrap_or(0.0);
+        if current + amount > limit {
+            failed_requested.insert(name.clone(), *amount);
+            failed_used.insert(name.clone(), current);
+            failed_hard.insert(name.clone(), limit);
+        }
+    }
+    if failed_requested.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "exceeded quota: {quota_name}, requested: {}, used: {}, limited: {}",
+        pretty(&failed_requested),
+        pretty(&failed_used),
+        pretty(&failed_hard)
+    ))
+}
+
+impl ApiServer {
+    /// Refuses a create that would exceed a ResourceQuota of its namespace (upstream's 403).
+    pub(crate) async fn admit_quota(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> ApiResult<()> {
+        let Some(namespace) = namespace else { return Ok(()) };
+        let registry = self.registry();
+        let quotas_def = registry.get("", "v1", "resourcequotas").cloned().expect("ResourceQuotas are built in");
+        let quotas = self.store.list(&ObjectStore::prefix(&quotas_def, Some(namespace)), None, 0, 0).await?.items;
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let mut existing = None;
+        for quota in &quotas {
+            let hard = hard_of(&quota.object);
+            if !usage_of(&def.group, &def.plural, object).keys().any(|name| hard.contains_key(name)) {
+                continue;
+            }
+            if existing.is_none() {
+                existing = Some(self.store.list(&ObjectStore::prefix(def, Some(namespace)), None, 0, 0).await?.items);
+            }
+            let objects: Vec<&Value> = existing.iter().flatten().map(|stored| &stored.object).collect();
+            if let Err(reason) = check_create(&quota.object, &def.group, &def.plural, object, &objects) {
+                return Err(ApiError::forbidden(
+                    format!("{} {name:?} is forbidden: {reason}", def.group_resource()),
+                    Details {
+                        name: name.to_string(),
+                        group: def.group.clone(),
+                        kind: def.plural.clone(),
+                        ..Details::default()
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn quota(hard: Value) -> Value {
+        json!({"metadata": {"name": "compute"}, "spec": {"hard": hard}})
+    }
+
+    fn pod(requests: Value, limits: Value) -> Value {
+        json!({"spec": {"containers": [{"name": "a", "resources": {"requests": requests, "limits": limits}}]}})
+    }
+
+    #[test]
+    fn names_map_to_the_resources_they_count() {
+        assert_eq!(counted_resource("pods"), Some((String::new(), "pods".into())));
+        assert_eq!(counted_resource("count/deployments.apps"), Some(("apps".into(), "deployments".into())));
+        assert_eq!(counted_resource("count/configmaps"), Some((String::new(), "configmaps".into())));
+        assert_eq!(counted_resource("requests.cpu"), Some((String::new(), "pods".into())));
+        assert_eq!(counted_resource("requests.storage"), Some((String::new(), "persistentvolumeclaims".into())));
+        assert_eq!(counted_resource("services.nodeports"), Some((String::new(), "services".into())));
+        assert_eq!(counted_resource("something.else"), None);
+    }
+
+    #[test]
+    fn pods_count_their_compute_resources() {
+        let usage = usage_of("", "pods", &pod(json!({"cpu": "250m", "memory": "64Mi"}), json!({"cpu": "1"})));
+        assert_eq!(usage["pods"], 1.0);
+        assert_eq!(usage["count/pods"], 1.0);
+        assert_eq!(usage["requests.cpu"], 0.25);
+        assert_eq!(usage["cpu"], 0.25);
+        assert_eq!(usage["requests.memory"], 64.0 * 1024.0 * 1024.0);
+        assert_eq!(usage["limits.cpu"], 1.0);
+        let mut finished = pod(json!({}), json!({}));
+        finished["status"] = json!({"phase": "Succeeded"});
+        assert!(usage_of("", "pods", &finished).is_empty(), "finished pods count for nothing");
+        let deployment = usage_of("apps", "deployments", &json!({}));
+        assert_eq!(deployment.into_iter().collect::<Vec<_>>(), vec![("count/deployments.apps".to_string(), 1.0)]);
+    }
+
+    #[test]
+    fn exceeding_a_quota_says_what_by_upstreams_words() {
+        let two_pods = quota(json!({"pods": "2"}));
+        let existing = [pod(json!({}), json!({})), pod(json!({}), json!({}))];
+        let refs: Vec<&Value> = existing.iter().collect();
+        assert_eq!(
+            check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs).unwrap_err(),
+            "exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
+        );
+        assert!(check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs[..1]).is_ok());
+        let cpu = quota(json!({"requests.cpu": "1", "requests.memory": "1Gi"}));
+        let running = [pod(json!({"cpu": "750m", "memory": "512Mi"}), json!({}))];
+        let refs: Vec<&Value> = running.iter().collect();
+        assert_eq!(
+            check_create(&cpu, "", "pods", &pod(json!({"cpu": "500m", "memory": "256Mi"}), json!({})), &refs)
+                .unwrap_err(),
+            "exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=750m, limited: requests.cpu=1"
+        );
+        assert_eq!(
+            check_create(&cpu, "", "pods", &pod(json!({"cpu": "100m"}), json!({})), &refs).unwrap_err(),
+            "failed quota: compute: must specify requests.memory"
+        );
+        // Quotas on other resources do not concern the object.
+        assert!(check_create(&quota(json!({"count/secrets": "0"})), "", "configmaps", &json!({}), &[]).is_ok());
+        assert_eq!(
+            check_create(&quota(json!({"configmaps": "0"})), "", "configmaps", &json!({}), &[]).unwrap_err(),
+            "exceeded quota: compute, requested: configmaps=1, used: configmaps=0, limited: configmaps=0"
+        );
+    }
+
+    #[test]
+    fn quantities_print_like_upstream_for_common_values() {
+        assert_eq!(format_quantity(2.0), "2");
+        assert_eq!(format_quantity(0.5), "500m");
+        assert_eq!(format_quantity(1024.0 * 1024.0 * 1024.0), "1Gi");
+        assert_eq!(format_quantity(1.5 * 1024.0 * 1024.0 * 1024.0), "1536Mi");
+        assert_eq!(format_quantity(0.0), "0");
+    }
+}

@@ -7,6 +7,7 @@
 //! image in dist/. Under CI=true a missing piece fails the test; elsewhere the test says what it did not check.
 
 #[path = "common/one_node.rs"]
+#[allow(dead_code)] // shared with the pod tests, which use all of it
 mod one_node;
 
 use std::io::{Read, Write};
@@ -66,6 +67,8 @@ fn forward_to_loopback(to: u16) -> u16 {
 /// what runs in it can dial out, as behind a NAT, and cannot be dialled.
 struct DialOutOnly {
     name: String,
+    /// This machine's end of the link: an address of this machine that pods on it reach too.
+    outside: String,
 }
 
 fn run(program: &str, arguments: &[&str]) {
@@ -81,7 +84,7 @@ impl DialOutOnly {
         let _ = Command::new("ip").args(["netns", "delete", &name]).output();
         let _ = Command::new("ip").args(["link", "delete", &outside]).output();
         run("ip", &["netns", "add", &name]);
-        let namespace = DialOutOnly { name };
+        let namespace = DialOutOnly { name, outside: format!("10.213.{id}.1") };
         let name = namespace.name.as_str();
         run("ip", &["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
         run("ip", &["link", "set", &inside, "netns", name]);
@@ -97,11 +100,14 @@ impl DialOutOnly {
             let arguments: Vec<&str> = ["netns", "exec", name, "ip"].into_iter().chain(command.split(' ')).collect();
             run("ip", &arguments);
         }
-        let rules = format!(
-            "table ip dial-out-only {{ chain input {{ type filter hook input priority -10; policy accept; \
-             iifname \"{inside}\" ct state new drop; }} }}"
-        );
-        run("ip", &["netns", "exec", name, "nft", &rules]);
+        let rules = [
+            "add table ip dial-out-only".to_string(),
+            "add chain ip dial-out-only input { type filter hook input priority -10; policy accept; }".to_string(),
+            format!("add rule ip dial-out-only input iifname {inside} ct state new drop"),
+        ];
+        for rule in rules {
+            run("ip", &["netns", "exec", name, "nft", &rule]);
+        }
         namespace
     }
 }
@@ -128,16 +134,10 @@ fn a_kaasd_cluster_hosts_a_control_plane_that_a_worker_behind_nat_joins() {
         .output()
         .unwrap();
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
-    let node_ip = mothership
-        .controller
-        .kubectl(&[
-            "get",
-            "node",
-            "mothership",
-            "-o",
-            r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
-        ])
-        .unwrap();
+    // The mothership's address for the hosted control plane's users, its worker and its database: this machine's
+    // end of the dial-out-only namespace's link (the node's own address here is loopback, which pods cannot use).
+    let namespace = DialOutOnly::create();
+    let node_ip = namespace.outside.clone();
     let port = forward_to_loopback(5432);
     let datastore_for_pods = database.url.replace("127.0.0.1:5432", &format!("{node_ip}:{port}"));
     let secret_key = Hosted::new_secret_key();
@@ -242,7 +242,6 @@ spec:
         .unwrap();
     assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
     let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
-    let namespace = DialOutOnly::create();
     let worker = Worker::start(Some(&namespace.name), &token, "tenant-node").expect("the worker starts");
     let ready = || {
         let output = tenant(&[

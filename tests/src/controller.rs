@@ -62,8 +62,14 @@ impl Controller {
     /// Starts a controller with extra command-line arguments (e.g. `--datastore postgres://...`).
     pub fn start_with(extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
         let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
-        let port = free_port()?;
-        let mut controller = Controller {
+        let mut controller = Controller::unstarted(data_dir, free_port()?, extra_arguments);
+        controller.spawn()?;
+        Ok(controller)
+    }
+
+    /// A controller not yet spawned, on this machine's network, not hosted.
+    fn unstarted(data_dir: tempfile::TempDir, port: u16, extra_arguments: Vec<String>) -> Controller {
+        Controller {
             child: None,
             data_dir,
             port,
@@ -71,9 +77,7 @@ impl Controller {
             started_in: Duration::ZERO,
             namespace: None,
             hosted: None,
-        };
-        controller.spawn()?;
-        Ok(controller)
+        }
     }
 
     /// Starts a hosted replica, `kaasd controller --hosted`, the way a pod runs it: as an unprivileged user (uid
@@ -81,16 +85,8 @@ impl Controller {
     /// admin kubeconfig with `kaasd kubeconfig admin --datastore …`, so kubectl works as with any controller.
     pub fn start_hosted(hosted: Hosted, extra_arguments: Vec<String>) -> anyhow::Result<Controller> {
         let data_dir = tempfile::tempdir().context("cannot create a directory for the test's files")?;
-        let port = free_port()?;
-        let mut controller = Controller {
-            child: None,
-            data_dir,
-            port,
-            extra_arguments,
-            started_in: Duration::ZERO,
-            namespace: None,
-            hosted: Some(hosted),
-        };
+        let mut controller = Controller::unstarted(data_dir, free_port()?, extra_arguments);
+        controller.hosted = Some(hosted);
         controller.spawn()?;
         let kubeconfig = controller.hosted_admin_kubeconfig(&controller.url())?;
         let path = controller.kubeconfig();
@@ -125,15 +121,8 @@ impl Controller {
     /// and advertising `address` (what workers dial). kubectl runs in that namespace too.
     pub fn start_in_namespace(namespace: &str, address: std::net::IpAddr) -> anyhow::Result<Controller> {
         let data_dir = tempfile::tempdir().context("cannot create a data directory")?;
-        let mut controller = Controller {
-            child: None,
-            data_dir,
-            port: 6443,
-            extra_arguments: Vec::new(),
-            started_in: Duration::ZERO,
-            namespace: Some((namespace.to_string(), address)),
-            hosted: None,
-        };
+        let mut controller = Controller::unstarted(data_dir, 6443, Vec::new());
+        controller.namespace = Some((namespace.to_string(), address));
         controller.spawn()?;
         Ok(controller)
     }
@@ -160,16 +149,7 @@ impl Controller {
             std::fs::copy(first.data_dir().join("pki").join(file), pki.join(file))
                 .with_context(|| format!("cannot copy {file}"))?;
         }
-        let port = free_port()?;
-        let mut controller = Controller {
-            child: None,
-            data_dir,
-            port,
-            extra_arguments,
-            started_in: Duration::ZERO,
-            namespace: None,
-            hosted: None,
-        };
+        let mut controller = Controller::unstarted(data_dir, free_port()?, extra_arguments);
         controller.spawn()?;
         Ok(controller)
     }

@@ -15,7 +15,9 @@ mod pod_network;
 mod pods;
 mod report;
 mod restart;
+mod scheduler;
 mod services;
+mod simulated_nodes;
 mod targets;
 mod tunnel;
 mod tunnel_load;
@@ -70,6 +72,12 @@ enum Mode {
     /// Hosted control planes per GiB: memory of N `kaasd controller --hosted` (one database each on PostgreSQL)
     /// idle and loaded, and a new replica's start against an existing database.
     Hosted(hosted::HostedArgs),
+    /// The scheduler and workload controllers on simulated nodes: pods bound per second against the API's own pod
+    /// create rate, Deployments of thousands to Running, and the controller's memory holding them.
+    Scheduler(scheduler::SchedulerArgs),
+    /// Registers simulated nodes (Ready, Leases renewed, pods reported Running without containers) in a cluster
+    /// until Ctrl-C; for scale work, never in place of a real worker.
+    SimulatedNodes(simulated_nodes::SimulatedNodesArgs),
     /// (Run by `pod-network` in pods and hosts.) A TCP sink for throughput and echo for latency.
     #[command(hide = true)]
     TcpSink(pod_network::SinkArgs),
@@ -218,6 +226,8 @@ fn main() -> Result<()> {
         Some(Mode::Dns(dns_args)) => runtime.block_on(dns::run(dns_args)),
         Some(Mode::Services(services_args)) => runtime.block_on(services::run(services_args)),
         Some(Mode::Tunnel(command)) => runtime.block_on(tunnel::run(command)),
+        Some(Mode::Scheduler(scheduler_args)) => runtime.block_on(scheduler::run(scheduler_args)),
+        Some(Mode::SimulatedNodes(nodes_args)) => runtime.block_on(simulated_nodes::run(nodes_args)),
         Some(Mode::PodNetwork(_) | Mode::Hosted(_) | Mode::TcpSink(_) | Mode::TcpSource(_)) => {
             unreachable!("handled above")
         }

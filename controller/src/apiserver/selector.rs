@@ -153,7 +153,18 @@ impl LabelSelector {
 
     /// Whether an object with these labels (`metadata.labels`, absent meaning none) is selected.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(labels))
+        let value = |key: &str| labels.and_then(|labels| labels.get(key)).and_then(Value::as_str);
+        !self.matches_nothing && self.requirements.iter().all(|r| r.matches_value(value(&r.key)))
+    }
+
+    /// [`LabelSelector::matches`] for typed labels (`metadata.labels` of a typed object), without building a
+    /// JSON map per object: controllers match every cached pod against a selector.
+    pub fn matches_labels(&self, labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+        !self.matches_nothing
+            && self
+                .requirements
+                .iter()
+                .all(|r| r.matches_value(labels.and_then(|labels| labels.get(&r.key)).map(String::as_str)))
     }
 
     /// True for the selector that selects everything: no requirements (and not the null selector).
@@ -240,8 +251,8 @@ impl Requirement {
         Ok(Requirement { key: key.to_string(), operator, values })
     }
 
-    pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let value = labels.and_then(|labels| labels.get(&self.key)).and_then(Value::as_str);
+    /// Whether an object whose label `self.key` has `value` (None: no such label) meets this requirement.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
         let contains = |v: &str| self.values.iter().any(|candidate| candidate == v);
         match self.operator {
             Operator::Equals | Operator::DoubleEquals | Operator::In => value.is_some_and(contains),

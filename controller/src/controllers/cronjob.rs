@@ -96,9 +96,8 @@ impl CronJobController {
         let uid = cron_job.uid().unwrap_or_default();
         let children: Vec<Arc<Job>> = self
             .jobs
-            .list()
+            .list_namespace(namespace)
             .into_iter()
-            .filter(|job| job.namespace().as_deref() == Some(namespace))
             .filter(|job| controller_of_job(job).is_some_and(|owner| owner.uid == uid))
             .collect();
         let old_status = cron_job.status.clone().unwrap_or_default();

@@ -148,9 +148,8 @@ impl DaemonSetController {
     fn matching_daemon_sets(&self, pod: &Pod) -> Vec<queue::Key> {
         let namespace = pod.namespace().unwrap_or_default();
         self.daemon_sets
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|ds| ds.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|ds| {
                 ds.spec
                     .as_ref()
@@ -274,7 +273,7 @@ impl DaemonSetController {
         let uid = ds.uid().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut owned = Vec::new();
-        for pod in self.pods.list().into_iter().filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str())) {
+        for pod in self.pods.list_namespace(&namespace) {
             let matches = labels_match(selector, pod.metadata.labels.as_ref());
             match controller_of(&pod) {
                 Some(owner) if owner.uid == uid => {

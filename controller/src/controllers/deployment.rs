@@ -104,9 +104,8 @@ impl DeploymentController {
             return if owner.kind == "Deployment" { vec![queue::key(Some(&namespace), &owner.name)] } else { vec![] };
         }
         self.deployments
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|deployment| deployment.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|deployment| {
                 deployment
                     .spec
@@ -160,9 +159,7 @@ impl DeploymentController {
         let uid = deployment.uid().unwrap_or_default();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
         let mut owned = Vec::new();
-        for rs in
-            self.replica_sets.list().into_iter().filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()))
-        {
+        for rs in self.replica_sets.list_namespace(&namespace).into_iter() {
             let controller = rs.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true));
             let matches = labels_match(selector, rs.metadata.labels.as_ref());
             match controller {
@@ -333,9 +330,8 @@ impl<'a> Rollout<'a> {
         // Then wait until their pods are gone (Recreate promises no overlap).
         let old_uids: Vec<String> = self.old.iter().filter_map(|rs| rs.uid()).collect();
         let namespace = self.namespace();
-        let old_pods_remain = self.controller.pods.list().iter().any(|pod| {
-            pod.namespace().as_deref() == Some(namespace.as_str())
-                && controller_of(pod).is_some_and(|owner| old_uids.contains(&owner.uid))
+        let old_pods_remain = self.controller.pods.list_namespace(&namespace).iter().any(|pod| {
+            controller_of(pod).is_some_and(|owner| old_uids.contains(&owner.uid))
                 && !matches!(
                     pod.status.as_ref().and_then(|status| status.phase.as_deref()),
                     Some("Succeeded" | "Failed")

@@ -93,9 +93,8 @@ impl EndpointsController {
         let namespace = pod.namespace().unwrap_or_default();
         let labels = pod.labels();
         self.services
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|service| service.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|service| {
                 selector_of(service)
                     .is_some_and(|selector| selector.iter().all(|(key, value)| labels.get(key) == Some(value)))
@@ -125,9 +124,8 @@ impl EndpointsController {
         }
         let pods: Vec<Arc<Pod>> = self
             .pods
-            .list()
+            .list_namespace(namespace)
             .into_iter()
-            .filter(|pod| pod.namespace().as_deref() == Some(namespace))
             .filter(|pod| {
                 let labels = pod.labels();
                 selector.iter().all(|(key, value)| labels.get(key) == Some(value))
@@ -160,9 +158,8 @@ impl EndpointsController {
         let service_uid = service.uid().unwrap_or_default();
         let mut existing: Vec<Arc<EndpointSlice>> = self
             .slices
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|slice| slice.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|slice| {
                 let labels = slice.labels();
                 labels.get(SERVICE_NAME_LABEL) == Some(&service.name_any())

@@ -14,6 +14,7 @@ use kube::Resource;
 use serde_json::json;
 
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// (object uid, reason, message).
 type SeriesKey = (String, String, String);
@@ -24,7 +25,19 @@ type Series = (String, String, i32, Instant);
 pub struct Recorder {
     client: kube::Client,
     component: &'static str,
-    series: Arc<Mutex<HashMap<SeriesKey, Series>>>,
+    series: Arc<Mutex<SeriesBook>>,
+}
+
+/// The series seen within the window, and when entries older than it were last dropped.
+struct SeriesBook {
+    entries: HashMap<SeriesKey, Series>,
+    pruned_at: Instant,
+}
+
+impl Default for SeriesBook {
+    fn default() -> Self {
+        SeriesBook { entries: HashMap::new(), pruned_at: Instant::now() }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,11 +87,18 @@ impl Recorder {
         let series_key = (reference.uid.clone().unwrap_or_default(), reason.clone(), message.clone());
         let repeat = {
             let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            series.retain(|_, (_, _, _, first)| first.elapsed() < SERIES_WINDOW);
-            series.get_mut(&series_key).map(|(namespace, name, count, _)| {
-                *count += 1;
-                (namespace.clone(), name.clone(), *count)
-            })
+            // Pruned at most every PRUNE_EVERY: a pass over every series on each write would cost O(n²) when a
+            // controller creates thousands of pods.
+            if series.pruned_at.elapsed() >= PRUNE_EVERY {
+                series.entries.retain(|_, (_, _, _, first)| first.elapsed() < SERIES_WINDOW);
+                series.pruned_at = Instant::now();
+            }
+            series.entries.get_mut(&series_key).filter(|series| series.3.elapsed() < SERIES_WINDOW).map(
+                |(namespace, name, count, _)| {
+                    *count += 1;
+                    (namespace.clone(), name.clone(), *count)
+                },
+            )
         };
         if let Some((event_namespace, name, count)) = repeat {
             let patch = json!({"count": count, "lastTimestamp": Time(now)});
@@ -107,6 +127,7 @@ impl Recorder {
         self.series
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entries
             .insert(series_key, (namespace, name, 1, Instant::now()));
         Ok(())
     }

@@ -4,7 +4,7 @@
 //!
 //! Handlers must be registered before `start`, and must be quick (they run on the watch task).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +39,9 @@ where
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    /// The store's objects by namespace and name, so that a controller reading one namespace (a ReplicaSet's pods)
+    /// does not walk every object of the kind on each reconcile.
+    by_namespace: Mutex<HashMap<String, HashMap<String, Arc<K>>>>,
     /// True once the first list is in the store. (Not the store's own `wait_until_ready`: it wakes only the last
     /// of several concurrent waiters, and several controllers wait on one cache.)
     synced: tokio::sync::watch::Sender<bool>,
@@ -56,6 +59,7 @@ where
             store,
             writer: Mutex::new(Some(writer)),
             handlers: Default::default(),
+            by_namespace: Default::default(),
             synced: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -74,6 +78,42 @@ where
 
     pub fn list(&self) -> Vec<Arc<K>> {
         self.store.state()
+    }
+
+    /// The cached objects of one namespace.
+    pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        let index = self.by_namespace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        index.get(namespace).map(|objects| objects.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Keeps `by_namespace` in step with the store after it applied a change to `object`.
+    fn index(&self, object: &K) {
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        let name = object.meta().name.clone().unwrap_or_default();
+        let stored = self.store.get(&ObjectRef::from_obj(object));
+        let mut index = self.by_namespace.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match stored {
+            Some(stored) => {
+                index.entry(namespace).or_default().insert(name, stored);
+            }
+            None => {
+                if let Some(objects) = index.get_mut(&namespace) {
+                    objects.remove(&name);
+                    if objects.is_empty() {
+                        index.remove(&namespace);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reindex(&self) {
+        let mut index: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+        for object in self.store.state() {
+            let namespace = object.meta().namespace.clone().unwrap_or_default();
+            index.entry(namespace).or_default().insert(object.meta().name.clone().unwrap_or_default(), object);
+        }
+        *self.by_namespace.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
     }
 
     /// Waits until the first list has been loaded.
@@ -118,10 +158,12 @@ where
                 watcher::Event::Apply(object) => {
                     let old = self.store.get(&ObjectRef::from_obj(&object));
                     writer.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+                    self.index(&object);
                     self.notify(&Change::Applied { old: old.as_deref(), new: &object });
                 }
                 watcher::Event::Delete(object) => {
                     writer.apply_watcher_event(&watcher::Event::Delete(object.clone()));
+                    self.index(&object);
                     self.notify(&Change::Deleted(&object));
                 }
                 watcher::Event::Init => {
@@ -143,6 +185,7 @@ where
                         .filter(|object| !kept.contains(&ObjectRef::from_obj(object.as_ref())))
                         .collect();
                     writer.apply_watcher_event(&watcher::Event::InitDone);
+                    self.reindex();
                     self.synced.send_replace(true);
                     for (old, object) in relisted.drain(..) {
                         self.notify(&Change::Applied { old: old.as_deref(), new: &object });

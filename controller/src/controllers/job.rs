@@ -109,9 +109,8 @@ impl JobController {
         let uid = job.uid().unwrap_or_default();
         let owned: Vec<Arc<Pod>> = self
             .pods
-            .list()
+            .list_namespace(namespace)
             .into_iter()
-            .filter(|pod| pod.namespace().as_deref() == Some(namespace))
             .filter(|pod| controller_of(pod).is_some_and(|owner| owner.uid == uid))
             .collect();
         let spec = job.spec.clone().unwrap_or_default();

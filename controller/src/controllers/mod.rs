@@ -193,12 +193,7 @@ fn labels_match(
     selector: &crate::apiserver::selector::LabelSelector,
     labels: Option<&std::collections::BTreeMap<String, String>>,
 ) -> bool {
-    let labels: serde_json::Map<String, serde_json::Value> = labels
-        .into_iter()
-        .flatten()
-        .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
-        .collect();
-    selector.matches(Some(&labels))
+    selector.matches_labels(labels)
 }
 
 /// kube-rs's view of a served resource.

@@ -105,9 +105,8 @@ impl ReplicaSetController {
     fn matching_replica_sets(&self, pod: &Pod) -> Vec<queue::Key> {
         let namespace = pod.namespace().unwrap_or_default();
         self.replica_sets
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|rs| {
                 rs.spec
                     .as_ref()
@@ -144,7 +143,7 @@ impl ReplicaSetController {
 
         // Claim: keep owned pods that still match, release those that do not, adopt matching orphans.
         let mut owned = Vec::new();
-        for pod in self.pods.list().into_iter().filter(|pod| pod.namespace().as_deref() == Some(namespace)) {
+        for pod in self.pods.list_namespace(namespace) {
             let controller_ref = controller_of(&pod);
             let matches = labels_match(&selector, pod.metadata.labels.as_ref());
             match controller_ref {

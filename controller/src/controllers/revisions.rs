@@ -70,9 +70,8 @@ pub fn owned_revisions<K: Resource>(
     let namespace = owner.meta().namespace.clone().unwrap_or_default();
     let uid = owner.meta().uid.clone().unwrap_or_default();
     let mut owned: Vec<Arc<ControllerRevision>> = revisions
-        .list()
+        .list_namespace(&namespace)
         .into_iter()
-        .filter(|revision| revision.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|revision| {
             revision.owner_references().iter().any(|owner| owner.controller == Some(true) && owner.uid == uid)
         })

@@ -96,9 +96,8 @@ impl StatefulSetController {
     fn matching_stateful_sets(&self, pod: &Pod) -> Vec<queue::Key> {
         let namespace = pod.namespace().unwrap_or_default();
         self.stateful_sets
-            .list()
+            .list_namespace(&namespace)
             .into_iter()
-            .filter(|set| set.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|set| {
                 set.spec
                     .as_ref()
@@ -199,7 +198,7 @@ impl StatefulSetController {
         let uid = set.uid().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut owned = Vec::new();
-        for pod in self.pods.list().into_iter().filter(|pod| pod.namespace().as_deref() == Some(namespace.as_str())) {
+        for pod in self.pods.list_namespace(&namespace) {
             let matches = labels_match(selector, pod.metadata.labels.as_ref());
             match controller_of(&pod) {
                 Some(owner) if owner.uid == uid => {

@@ -8,11 +8,16 @@
 //! A pod that fits nowhere gets `PodScheduled=False` (reason Unschedulable), a FailedScheduling event saying why
 //! for each node, and waits until a node or an assigned pod changes (or a minute passes), with a back-off of 1 s
 //! doubling to 10 s between attempts.
+//!
+//! As upstream, a decision does not filter every node of a large cluster: filtering stops once enough feasible
+//! nodes are found (`feasible_nodes_to_find`, upstream's adaptive percentageOfNodesToScore), and the next pod starts
+//! where this one stopped, so every node gets its turn.
 
 mod facts;
 pub(crate) mod plugins;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::controllers::events::{Kind, Recorder};
 use crate::controllers::informer::{Change, Informer};
 use crate::controllers::queue::{self, WorkQueue};
-use facts::{PodFacts, Usage};
+use facts::{NodeFacts, PodFacts, Usage};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings written at once.
@@ -42,6 +47,10 @@ struct Scheduler {
     client: kube::Client,
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
+    /// Each node's parsed allocatable room, by node name, kept in step with the node cache.
+    node_facts: Arc<Mutex<HashMap<String, NodeFacts>>>,
+    /// Where in the node list the next decision starts filtering.
+    next_start_node: AtomicUsize,
     usage: Arc<Mutex<Usage>>,
     queue: WorkQueue,
     /// Pods that fit nowhere, with how many attempts they have had.
@@ -59,6 +68,8 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         client: client.clone(),
         pods: pods.clone(),
         nodes: nodes.clone(),
+        node_facts: Default::default(),
+        next_start_node: AtomicUsize::new(0),
         usage: Default::default(),
         queue: WorkQueue::new(),
         waiting: Default::default(),
@@ -135,6 +146,17 @@ impl Scheduler {
         });
         let scheduler = self.clone();
         self.nodes.on_change(move |change| {
+            {
+                let mut node_facts = scheduler.node_facts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match change {
+                    Change::Applied { new, .. } => {
+                        node_facts.insert(new.metadata.name.clone().unwrap_or_default(), NodeFacts::of(new));
+                    }
+                    Change::Deleted(old) => {
+                        node_facts.remove(old.metadata.name.as_deref().unwrap_or_default());
+                    }
+                }
+            }
             let changed = match change {
                 Change::Applied { old: None, .. } => true,
                 Change::Applied { old: Some(old), new } => {
@@ -183,35 +205,44 @@ impl Scheduler {
         let facts = PodFacts::of(&pod);
         let nodes = self.nodes.list();
         let decision = {
+            let node_facts = self.node_facts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let wanted = feasible_nodes_to_find(nodes.len());
+            let start = self.next_start_node.load(Ordering::Relaxed) % nodes.len().max(1);
             let mut feasible = Vec::new();
             let mut unfit: BTreeMap<String, usize> = BTreeMap::new();
-            for node in &nodes {
+            let mut processed = 0;
+            for offset in 0..nodes.len() {
+                let node = &nodes[(start + offset) % nodes.len()];
+                processed += 1;
                 let node_name = node.metadata.name.as_deref().unwrap_or_default();
-                match plugins::filter(&pod, &facts, node, usage.node(node_name)) {
-                    Ok(()) => feasible.push(node.clone()),
+                let room = node_facts.get(node_name).copied().unwrap_or_else(|| NodeFacts::of(node));
+                match plugins::filter(&pod, &facts, node, &room, usage.node(node_name)) {
+                    Ok(()) => {
+                        feasible.push((node, room));
+                        if feasible.len() >= wanted {
+                            break;
+                        }
+                    }
                     Err(why) => *unfit.entry(why.reason()).or_insert(0) += 1,
                 }
             }
+            self.next_start_node.store((start + processed) % nodes.len().max(1), Ordering::Relaxed);
             if feasible.is_empty() {
                 Err(unschedulable_message(nodes.len(), &unfit))
             } else {
                 let raw: Vec<_> = feasible
                     .iter()
-                    .map(|node| {
-                        plugins::raw_scores(
-                            &pod,
-                            &facts,
-                            node,
-                            usage.node(node.metadata.name.as_deref().unwrap_or_default()),
-                        )
+                    .map(|(node, room)| {
+                        let node_name = node.metadata.name.as_deref().unwrap_or_default();
+                        plugins::raw_scores(&pod, &facts, node, room, usage.node(node_name))
                     })
                     .collect();
                 let totals = plugins::total_scores(&raw);
                 let best = totals.iter().copied().max().unwrap_or(0);
                 let candidates: Vec<usize> = (0..totals.len()).filter(|index| totals[*index] == best).collect();
                 let chosen = candidates[rand::random_range(0..candidates.len())];
-                Ok(feasible[chosen].metadata.name.clone().unwrap_or_default())
+                Ok(feasible[chosen].0.metadata.name.clone().unwrap_or_default())
             }
         };
         match decision {
@@ -299,6 +330,17 @@ fn allocatable(node: &Node) -> Option<&BTreeMap<String, k8s_openapi::apimachiner
     node.status.as_ref().and_then(|status| status.allocatable.as_ref())
 }
 
+/// How many feasible nodes a decision looks for before it stops filtering: every node up to 100, then upstream's
+/// adaptive percentageOfNodesToScore (50 % less 1 % per 125 nodes, at least 5 %), never fewer than 100.
+fn feasible_nodes_to_find(nodes: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if nodes <= MIN_FEASIBLE {
+        return nodes;
+    }
+    let percentage = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percentage / 100).max(MIN_FEASIBLE)
+}
+
 /// Upstream's FailedScheduling message: `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated
 /// taint {…}.`, reasons sorted.
 fn unschedulable_message(nodes: usize, unfit: &BTreeMap<String, usize>) -> String {
@@ -312,6 +354,15 @@ fn unschedulable_message(nodes: usize, unfit: &BTreeMap<String, usize>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_clusters_are_sampled_as_upstream() {
+        assert_eq!(feasible_nodes_to_find(3), 3);
+        assert_eq!(feasible_nodes_to_find(100), 100);
+        assert_eq!(feasible_nodes_to_find(500), 230);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        assert_eq!(feasible_nodes_to_find(100_000), 5000);
+    }
 
     #[test]
     fn failure_messages_read_as_upstream() {

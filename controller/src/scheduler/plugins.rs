@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
 
-use super::facts::{NodeUsage, PodFacts, Resources};
+use super::facts::{NodeFacts, NodeUsage, PodFacts};
 
 /// Why a node does not fit; the texts are upstream's, as `kubectl describe pod` shows them in FailedScheduling.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,7 +37,13 @@ impl Unfit {
 }
 
 /// The filters in upstream's order; the first that fails says why.
-pub fn filter(pod: &Pod, facts: &PodFacts, node: &Node, usage: Option<&NodeUsage>) -> Result<(), Unfit> {
+pub fn filter(
+    pod: &Pod,
+    facts: &PodFacts,
+    node: &Node,
+    node_facts: &NodeFacts,
+    usage: Option<&NodeUsage>,
+) -> Result<(), Unfit> {
     let spec = pod.spec.as_ref();
     let node_spec = node.spec.as_ref();
     let tolerations: &[Toleration] = spec.and_then(|spec| spec.tolerations.as_deref()).unwrap_or_default();
@@ -78,10 +84,8 @@ pub fn filter(pod: &Pod, facts: &PodFacts, node: &Node, usage: Option<&NodeUsage
             }
         }
     }
-    let allocatable = node.status.as_ref().and_then(|status| status.allocatable.as_ref());
-    let capacity = Resources::from_list(allocatable);
-    let max_pods =
-        allocatable.and_then(|list| list.get("pods")).and_then(|quantity| quantity.0.parse::<i64>().ok()).unwrap_or(0);
+    let capacity = node_facts.allocatable;
+    let max_pods = node_facts.max_pods;
     let in_use = usage.map(|usage| usage.requested).unwrap_or_default();
     let pods = usage.map_or(0, |usage| usage.pods);
     if pods + 1 > max_pods {
@@ -194,7 +198,7 @@ pub struct Raw {
     pub balanced: i64,
 }
 
-pub fn raw_scores(pod: &Pod, facts: &PodFacts, node: &Node, usage: Option<&NodeUsage>) -> Raw {
+pub fn raw_scores(pod: &Pod, facts: &PodFacts, node: &Node, node_facts: &NodeFacts, usage: Option<&NodeUsage>) -> Raw {
     let spec = pod.spec.as_ref();
     let tolerations: &[Toleration] = spec.and_then(|spec| spec.tolerations.as_deref()).unwrap_or_default();
     let intolerable_preferred_taints = node
@@ -219,7 +223,7 @@ pub fn raw_scores(pod: &Pod, facts: &PodFacts, node: &Node, usage: Option<&NodeU
         (Some(owner), Some(usage)) => i64::from(usage.owners.get(owner).copied().unwrap_or(0)),
         _ => 0,
     };
-    let capacity = Resources::from_list(node.status.as_ref().and_then(|status| status.allocatable.as_ref()));
+    let capacity = node_facts.allocatable;
     let mut requested = usage.map(|usage| usage.requested_for_scoring).unwrap_or_default();
     requested.add(&facts.requests_for_scoring);
     let fraction = |used: i64, total: i64| if total <= 0 { 1.0 } else { (used as f64 / total as f64).min(1.0) };
@@ -271,7 +275,7 @@ mod tests {
     }
 
     fn check(pod: &Pod, node: &Node) -> Result<(), Unfit> {
-        filter(pod, &PodFacts::of(pod), node, None)
+        filter(pod, &PodFacts::of(pod), node, &NodeFacts::of(node), None)
     }
 
     #[test]
@@ -314,9 +318,12 @@ mod tests {
         let port = pod(json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80}]}]}));
         let mut usage = super::super::facts::Usage::default();
         usage.assign("other", "n1", PodFacts::of(&port));
-        assert_eq!(filter(&port, &PodFacts::of(&port), &n, usage.node("n1")), Err(Unfit::Ports));
+        assert_eq!(filter(&port, &PodFacts::of(&port), &n, &NodeFacts::of(&n), usage.node("n1")), Err(Unfit::Ports));
         let full = node(json!({"status": {"allocatable": {"pods": "1"}}}));
-        assert_eq!(filter(&pod(json!({})), &PodFacts::default(), &full, usage.node("n1")), Err(Unfit::TooManyPods));
+        assert_eq!(
+            filter(&pod(json!({})), &PodFacts::default(), &full, &NodeFacts::of(&full), usage.node("n1")),
+            Err(Unfit::TooManyPods)
+        );
         let no_allocatable: Node = serde_json::from_value(json!({"metadata": {"name": "bare"}})).unwrap();
         assert_eq!(check(&pod(json!({})), &no_allocatable), Err(Unfit::TooManyPods));
     }
@@ -329,8 +336,8 @@ mod tests {
         let mut usage = super::super::facts::Usage::default();
         usage.assign("a", "busy", facts.clone());
         usage.assign("b", "busy", facts.clone());
-        let busy = raw_scores(&p, &facts, &n, usage.node("busy"));
-        let empty = raw_scores(&p, &facts, &n, None);
+        let busy = raw_scores(&p, &facts, &n, &NodeFacts::of(&n), usage.node("busy"));
+        let empty = raw_scores(&p, &facts, &n, &NodeFacts::of(&n), None);
         let totals = total_scores(&[busy, empty]);
         assert!(totals[1] > totals[0], "{totals:?}");
     }

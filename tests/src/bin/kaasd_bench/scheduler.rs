@@ -86,7 +86,11 @@ impl Drop for PodWatch {
 
 /// Pods are keyed `namespace/name`.
 fn key(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default())
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 impl PodWatch {
@@ -200,8 +204,11 @@ async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
 async fn delete_namespace(client: &kube::Client, name: &str) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), name);
     // Bound pods end through their simulated node; unbound ones go at once.
-    pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &ListParams::default())
-        .await?;
+    pods.delete_collection(
+        &DeleteParams { grace_period_seconds: Some(0), ..Default::default() },
+        &ListParams::default(),
+    )
+    .await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces.delete(name, &DeleteParams::default()).await?;
     let deadline = Instant::now() + CASE_TIMEOUT;
@@ -254,10 +261,9 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     let run_started = Instant::now();
     let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     crate::progress("starting a controller on SQLite");
-    let controller = tokio::task::spawn_blocking(|| {
-        Controller::start_with(vec!["--cluster-cidr".into(), CLUSTER_CIDR.into()])
-    })
-    .await??;
+    let controller =
+        tokio::task::spawn_blocking(|| Controller::start_with(vec!["--cluster-cidr".into(), CLUSTER_CIDR.into()]))
+            .await??;
     let kubeconfig = kube::config::Kubeconfig::read_from(controller.kubeconfig())?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(config)?;
@@ -332,7 +338,11 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     ));
     rows.push(row(
         format!("controller RSS with {} pods Running on {} nodes (goal < 256 MiB)", args.pods, args.nodes),
-        format!("{:.0} MiB (peak {:.0} MiB)", with_pods.resident_bytes as f64 / MIB, with_pods.peak_resident_bytes as f64 / MIB),
+        format!(
+            "{:.0} MiB (peak {:.0} MiB)",
+            with_pods.resident_bytes as f64 / MIB,
+            with_pods.peak_resident_bytes as f64 / MIB
+        ),
     ));
     delete_namespace(&client, "bench-deployment").await?;
 
@@ -373,7 +383,10 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
         format!("{:.1} s", secs(created, available)),
     ));
     let end = process_memory(pid)?;
-    rows.push(row("controller peak RSS over the whole run", format!("{:.0} MiB", end.peak_resident_bytes as f64 / MIB)));
+    rows.push(row(
+        "controller peak RSS over the whole run",
+        format!("{:.0} MiB", end.peak_resident_bytes as f64 / MIB),
+    ));
     drop(watch);
     drop(nodes);
     drop(controller);

@@ -265,6 +265,10 @@ async fn carry_out(client: &kube::Client, step: Step) -> Result<()> {
                        condition("ContainersReady"), condition("Ready"), condition("PodScheduled")],
         "containerStatuses": containers,
     }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status)).await?;
-    Ok(())
+    match pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status)).await {
+        // Deleted meanwhile: nothing left to run.
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }

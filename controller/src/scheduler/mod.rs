@@ -11,6 +11,7 @@
 
 mod facts;
 pub(crate) mod plugins;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,7 @@ struct Scheduler {
     waiting: Arc<Mutex<HashMap<queue::Key, u32>>>,
     bindings: Arc<Semaphore>,
     events: Recorder,
+    volumes: volumes::Volumes,
 }
 
 /// Runs the scheduler until `cancel`.
@@ -63,11 +65,13 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         queue: WorkQueue::new(),
         waiting: Default::default(),
         bindings: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
-        events: Recorder::new(client, SCHEDULER_NAME),
+        events: Recorder::new(client.clone(), SCHEDULER_NAME),
+        volumes: volumes::Volumes::new(&client),
     });
     scheduler.follow_changes();
     pods.start(cancel.clone(), &tasks);
     nodes.start(cancel.clone(), &tasks);
+    scheduler.volumes.start(cancel.clone(), &tasks);
     let retry_waiting = scheduler.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(UNSCHEDULABLE_RETRY);
@@ -134,6 +138,8 @@ impl Scheduler {
             }
         });
         let scheduler = self.clone();
+        self.volumes.on_change(move || scheduler.wake_waiting());
+        let scheduler = self.clone();
         self.nodes.on_change(move |change| {
             let changed = match change {
                 Change::Applied { old: None, .. } => true,
@@ -162,6 +168,7 @@ impl Scheduler {
     async fn schedule_loop(self: Arc<Self>) {
         self.pods.synced().await;
         self.nodes.synced().await;
+        self.volumes.synced().await;
         loop {
             let key = self.queue.next().await;
             self.schedule_one(&key).await;
@@ -182,13 +189,16 @@ impl Scheduler {
         }
         let facts = PodFacts::of(&pod);
         let nodes = self.nodes.list();
+        let claims = self.volumes.claims_of(&pod);
         let decision = {
             let usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut feasible = Vec::new();
             let mut unfit: BTreeMap<String, usize> = BTreeMap::new();
             for node in &nodes {
                 let node_name = node.metadata.name.as_deref().unwrap_or_default();
-                match plugins::filter(&pod, &facts, node, usage.node(node_name)) {
+                match plugins::filter(&pod, &facts, node, usage.node(node_name))
+                    .and_then(|()| volumes::filter(&claims, node))
+                {
                     Ok(()) => feasible.push(node.clone()),
                     Err(why) => *unfit.entry(why.reason()).or_insert(0) += 1,
                 }
@@ -214,7 +224,7 @@ impl Scheduler {
                 Ok(feasible[chosen].metadata.name.clone().unwrap_or_default())
             }
         };
-        match decision {
+        match volumes::prefilter(decision, &claims, nodes.len()) {
             Ok(node) => {
                 self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).assign(&uid, &node, facts);
                 self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
@@ -259,6 +269,7 @@ impl Scheduler {
             },
             target: ObjectReference { kind: Some("Node".into()), name: Some(node.to_string()), ..Default::default() },
         };
+        self.volumes.select_node(&self.client, pod, node).await?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         pods.create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
             .await?;

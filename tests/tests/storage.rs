@@ -195,7 +195,8 @@ fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
     });
     let user = |name: &str, claim: &str| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: main, image: 'busybox:1.36'}}]\n  \
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+             containers: [{{name: main, image: 'busybox:1.36', command: [sleep, '100000']}}]\n  \
              volumes: [{{name: d, persistentVolumeClaim: {{claimName: {claim}}}}}]\n"
         )
     };

@@ -57,26 +57,25 @@ fn text<'a>(value: &'a serde_json::Value, pointer: &str) -> &'a str {
 fn gone(node: &Node, kind_and_name: &[&str]) -> bool {
     let mut arguments = vec!["get"];
     arguments.extend(kind_and_name);
-    node.controller.kubectl_output(&arguments).is_ok_and(|output| {
-        !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("NotFound")
-    })
+    node.controller
+        .kubectl_output(&arguments)
+        .is_ok_and(|output| !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("NotFound"))
 }
 
 #[test]
 fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
     let storage = tempfile::tempdir().expect("a directory for the node's volumes");
     let root = storage.path().join("volumes");
-    let node = Node::start_configured(
-        NODE,
-        vec!["--local-path-dir".into(), root.display().to_string()],
-        Vec::new(),
-    );
+    let node = Node::start_configured(NODE, vec!["--local-path-dir".into(), root.display().to_string()], Vec::new());
 
     // The default class, as kubectl shows it.
     let classes = node.controller.kubectl(&["get", "storageclass"]).unwrap();
     let row = classes.lines().find(|line| line.starts_with("local-path")).unwrap_or_else(|| panic!("{classes}"));
     let columns: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(columns[..6], ["local-path", "(default)", "kaasd.io/local-path", "Delete", "WaitForFirstConsumer", "false"]);
+    assert_eq!(
+        columns[..6],
+        ["local-path", "(default)", "kaasd.io/local-path", "Delete", "WaitForFirstConsumer", "false"]
+    );
 
     // A StatefulSet's claim gets the default class, a volume on the node its pod went to, and the pod writes there.
     node.apply(STATEFUL_SET);
@@ -179,9 +178,13 @@ fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
     assert_eq!(text(&after, "/status/phase"), "Pending", "{after}");
     assert_eq!(text(&after, "/spec/volumeName"), "", "{after}");
     assert_eq!(text(&before, "/metadata/resourceVersion"), text(&after, "/metadata/resourceVersion"), "untouched");
-    let events = node.controller.kubectl(&["get", "events", "--field-selector", "involvedObject.name=too-big"]).unwrap();
+    let events =
+        node.controller.kubectl(&["get", "events", "--field-selector", "involvedObject.name=too-big"]).unwrap();
     assert!(events.contains(r#"storageclass.storage.k8s.io "manual" not found"#), "{events}");
-    assert_eq!(node.controller.kubectl(&["get", "pv", "manual-large", "-o", "jsonpath={.status.phase}"]).unwrap(), "Available");
+    assert_eq!(
+        node.controller.kubectl(&["get", "pv", "manual-large", "-o", "jsonpath={.status.phase}"]).unwrap(),
+        "Available"
+    );
 
     // Pods wait for a claim that does not exist, and fit no node their volume cannot be reached from.
     let elsewhere = "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: elsewhere}\nspec:\n  storageClassName: manual\n  \
@@ -231,9 +234,13 @@ fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
     assert!(manual_dir.join("hello").exists(), "a Retain volume keeps its data");
     node.controller.kubectl(&["delete", "pvc", "--all", "--wait=false"]).unwrap();
     node.wait("every local-path volume being gone", || {
-        Ok(node.controller.kubectl(&["get", "pv", "-l", &format!("kaasd.io/local-path-node={NODE}"), "-o", "name"])?.is_empty())
+        Ok(node
+            .controller
+            .kubectl(&["get", "pv", "-l", &format!("kaasd.io/local-path-node={NODE}"), "-o", "name"])?
+            .is_empty())
     });
-    let left: Vec<_> = std::fs::read_dir(&root).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&root).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "every provisioned directory is removed: {left:?}");
     assert!(Path::new(&root).exists(), "the root itself stays");
 }

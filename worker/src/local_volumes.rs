@@ -75,7 +75,10 @@ fn volume_source(volume: &PersistentVolume) -> Result<HostPathVolumeSource, Stri
         }
         return Ok(HostPathVolumeSource { path: local.path, type_: None });
     }
-    Err(format!("persistentvolume {:?} is neither hostPath nor local, the kinds of volume kaasd mounts", volume.name_any()))
+    Err(format!(
+        "persistentvolume {:?} is neither hostPath nor local, the kinds of volume kaasd mounts",
+        volume.name_any()
+    ))
 }
 
 fn provisioned_here(volume: &PersistentVolume) -> bool {
@@ -104,7 +107,9 @@ pub async fn remove_deleted_volumes(client: kube::Client, node: String, pods: St
             _ = retry.tick() => {}
         }
         for volume in store.state() {
-            if volume.metadata.deletion_timestamp.is_none() || !volume.finalizers().iter().any(|f| f == CLEANUP_FINALIZER) {
+            if volume.metadata.deletion_timestamp.is_none()
+                || !volume.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
+            {
                 continue;
             }
             if let Err(error) = finish_deletion(&api, &volume, &pods).await {
@@ -114,7 +119,11 @@ pub async fn remove_deleted_volumes(client: kube::Client, node: String, pods: St
     }
 }
 
-async fn finish_deletion(api: &Api<PersistentVolume>, volume: &PersistentVolume, pods: &Store<Pod>) -> Result<(), String> {
+async fn finish_deletion(
+    api: &Api<PersistentVolume>,
+    volume: &PersistentVolume,
+    pods: &Store<Pod>,
+) -> Result<(), String> {
     let name = volume.name_any();
     if volume.status.as_ref().and_then(|status| status.phase.as_deref()) == Some("Bound") {
         // Deleted while its claim still exists: it goes when the claim does (the controller releases it first).
@@ -166,9 +175,11 @@ fn claim_of(volume: &PersistentVolume) -> Option<(String, String)> {
 
 fn uses_claim(pod: &Pod, namespace: &str, claim: &str) -> bool {
     pod.metadata.namespace.as_deref() == Some(namespace)
-        && pod.spec.iter().flat_map(|spec| spec.volumes.iter().flatten()).any(|volume| {
-            volume.persistent_volume_claim.as_ref().is_some_and(|source| source.claim_name == claim)
-        })
+        && pod
+            .spec
+            .iter()
+            .flat_map(|spec| spec.volumes.iter().flatten())
+            .any(|volume| volume.persistent_volume_claim.as_ref().is_some_and(|source| source.claim_name == claim))
 }
 
 #[cfg(test)]

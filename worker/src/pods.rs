@@ -18,7 +18,8 @@ use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, HostPathVolumeSource, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, Service, ServiceAccount, Volume,
+    ContainerStatus, HostIP, HostPathVolumeSource, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, Service,
+    ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -1276,8 +1277,9 @@ async fn prepare_volumes(
 
 /// A hostPath volume's path, after the check or creation its type asks for.
 fn prepare_host_path(host: &HostPathVolumeSource) -> Result<PathBuf, String> {
-    let create =
-        |path: &Path| std::fs::create_dir_all(path).map_err(|error| format!("cannot create {}: {error}", path.display()));
+    let create = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|error| format!("cannot create {}: {error}", path.display()))
+    };
     let path = PathBuf::from(&host.path);
     match host.type_.as_deref() {
         Some("DirectoryOrCreate") => create(&path)?,

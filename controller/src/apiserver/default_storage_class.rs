@@ -25,7 +25,9 @@ impl ApiServer {
         let Some(classes) = registry.get("storage.k8s.io", "v1", "storageclasses").cloned() else { return Ok(()) };
         let page = self.store.list(&ObjectStore::prefix(&classes, None), None, 0, 0).await?;
         let classes: Vec<Value> = page.items.into_iter().map(|stored| stored.object).collect();
-        if let (Some(name), Some(spec)) = (default_class(&classes), claim.get_mut("spec").and_then(Value::as_object_mut)) {
+        if let (Some(name), Some(spec)) =
+            (default_class(&classes), claim.get_mut("spec").and_then(Value::as_object_mut))
+        {
             spec.insert("storageClassName".into(), json!(name));
         }
         Ok(())
@@ -42,7 +44,8 @@ fn wants_default(claim: &Value) -> bool {
 /// The default class's name: among the classes marked default, the newest, ties broken by name.
 fn default_class(classes: &[Value]) -> Option<String> {
     let is_default = |class: &&Value| {
-        let annotation = |key: &str| class.pointer("/metadata/annotations").and_then(|a| a.get(key)) == Some(&json!("true"));
+        let annotation =
+            |key: &str| class.pointer("/metadata/annotations").and_then(|a| a.get(key)) == Some(&json!("true"));
         annotation(DEFAULT_ANNOTATION) || annotation(BETA_DEFAULT_ANNOTATION)
     };
     let text = |class: &Value, field: &str| class["metadata"][field].as_str().unwrap_or_default().to_string();
@@ -51,7 +54,9 @@ fn default_class(classes: &[Value]) -> Option<String> {
         .filter(is_default)
         // RFC 3339 timestamps in UTC with the same precision order as text.
         .max_by(|a, b| {
-            text(a, "creationTimestamp").cmp(&text(b, "creationTimestamp")).then_with(|| text(b, "name").cmp(&text(a, "name")))
+            text(a, "creationTimestamp")
+                .cmp(&text(b, "creationTimestamp"))
+                .then_with(|| text(b, "name").cmp(&text(a, "name")))
         })
         .map(|class| text(class, "name"))
 }

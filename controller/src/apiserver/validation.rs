@@ -1841,8 +1841,12 @@ mod tests {
         mounts_claim["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
         assert!(create_errors("apps", "StatefulSet", mounts_claim.clone()).is_empty(), "a claim template is a volume");
         let errors = create_errors("apps", "Deployment", mounts_claim);
-        assert_single(&errors, "spec.template.spec.containers[0].volumeMounts[0].name", FieldErrorReason::NotFound,
-            "Not found: \"data\"");
+        assert_single(
+            &errors,
+            "spec.template.spec.containers[0].volumeMounts[0].name",
+            FieldErrorReason::NotFound,
+            "Not found: \"data\"",
+        );
         let mut negative = deployment(json!({"matchLabels": {"a": "b"}}), json!({"a": "b"}));
         negative["spec"]["replicas"] = json!(-1);
         negative["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");

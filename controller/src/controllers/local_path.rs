@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
+    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -72,7 +72,9 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::NoStorageRequest => formatter.write_str("the claim requests no storage size"),
-            Refusal::NotFilesystem => formatter.write_str("local-path volumes are directories: only volumeMode Filesystem"),
+            Refusal::NotFilesystem => {
+                formatter.write_str("local-path volumes are directories: only volumeMode Filesystem")
+            }
         }
     }
 }
@@ -212,7 +214,10 @@ mod tests {
     #[test]
     fn claims_it_cannot_serve_are_refused() {
         let no_size = claim(json!({"accessModes": ["ReadWriteOnce"]}));
-        assert_eq!(provisioned_volume(&no_size, &class(), "n", Path::new("/d")).unwrap_err(), Refusal::NoStorageRequest);
+        assert_eq!(
+            provisioned_volume(&no_size, &class(), "n", Path::new("/d")).unwrap_err(),
+            Refusal::NoStorageRequest
+        );
         let block = claim(json!({"volumeMode": "Block", "resources": {"requests": {"storage": "1Gi"}}}));
         assert_eq!(provisioned_volume(&block, &class(), "n", Path::new("/d")).unwrap_err(), Refusal::NotFilesystem);
     }

@@ -275,7 +275,9 @@ impl VolumeBinder {
             volumes.patch(&volume_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
         if phase_of_volume(volume) != "Bound" {
-            volumes.patch_status(&volume_name, &PatchParams::default(), &Patch::Merge(&volume_phase_patch("Bound"))).await?;
+            volumes
+                .patch_status(&volume_name, &PatchParams::default(), &Patch::Merge(&volume_phase_patch("Bound")))
+                .await?;
         }
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(self.client.clone(), &claim.namespace().unwrap_or_default());
@@ -545,8 +547,7 @@ mod tests {
     }
 
     fn node(name: &str) -> Node {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}))
-            .unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})).unwrap()
     }
 
     fn found(claim: &PersistentVolumeClaim, volumes: &[Arc<PersistentVolume>], node: Option<&Node>) -> Option<String> {
@@ -566,8 +567,12 @@ mod tests {
             volume("huge", json!({}), manual("10Gi", json!(["ReadWriteOnce", "ReadOnlyMany"]))),
             volume("right", json!({}), manual("2Gi", json!(["ReadWriteOnce"]))),
             volume("read-only", json!({}), manual("1Gi", json!(["ReadOnlyMany"]))),
-            volume("other-class", json!({}), json!({"storageClassName": "fast", "capacity": {"storage": "1Gi"},
-                                                     "accessModes": ["ReadWriteOnce"]})),
+            volume(
+                "other-class",
+                json!({}),
+                json!({"storageClassName": "fast", "capacity": {"storage": "1Gi"},
+                                                     "accessModes": ["ReadWriteOnce"]}),
+            ),
         ];
         assert_eq!(found(&wanted, &volumes, None).as_deref(), Some("right"));
     }
@@ -639,7 +644,8 @@ mod tests {
         assert_eq!(satisfies(&small, &filesystem).unwrap_err(), "requested PV is too small");
         let beta: PersistentVolumeClaim = serde_json::from_value(json!({
             "metadata": {"name": "b", "annotations": {BETA_CLASS_ANNOTATION: "manual"}},
-            "spec": {"storageClassName": "other"}})).unwrap();
+            "spec": {"storageClassName": "other"}}))
+        .unwrap();
         assert_eq!(claim_class(&beta), "manual", "the beta annotation wins");
     }
 }

@@ -122,7 +122,8 @@ impl Volumes {
         let Ok(claims) = self.claims_of(pod) else { return Ok(()) };
         for claim in claims {
             let PodClaim::Delayed { claim, selected_node: None } = claim else { continue };
-            let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
+            let api: Api<PersistentVolumeClaim> =
+                Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
             let patch = json!({"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node}}});
             api.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
@@ -166,8 +167,7 @@ mod tests {
     use super::*;
 
     fn node(name: &str) -> Node {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}))
-            .unwrap()
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})).unwrap()
     }
 
     fn pinned_volume(node: &str) -> Arc<PersistentVolume> {

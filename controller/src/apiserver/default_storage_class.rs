@@ -18,7 +18,8 @@ const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 impl ApiServer {
     /// Gives a new claim without a class the default class, if the cluster has one.
     pub(crate) async fn admit_default_storage_class(&self, def: &ResourceDef, claim: &mut Value) -> ApiResult<()> {
-        if !(def.group.is_empty() && def.kind == "PersistentVolumeClaim") || !wants_default(claim) {
+        let is_claim = def.group.is_empty() && def.kind == "PersistentVolumeClaim";
+        if !(is_claim && wants_default(claim)) {
             return Ok(());
         }
         let registry = self.registry();

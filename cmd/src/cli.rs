@@ -214,6 +214,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "KAASD_CLUSTER_NAME", default_value = "kaasd")]
     pub cluster_name: String,
 
+    /// Where volumes of the default StorageClass `local-path` live on the nodes: each is a directory
+    /// `pvc-<uid>_<namespace>_<claim>` below this path on the node its first pod ran on.
+    #[arg(long, env = "KAASD_LOCAL_PATH_DIR", default_value = kaasd_controller::LOCAL_PATH_DIR)]
+    pub local_path_dir: PathBuf,
+
     /// Run as a hosted control plane (e.g. a pod of another cluster): no data directory and nothing written to
     /// disk. The cluster PKI is kept in the --datastore (PostgreSQL or MySQL), sealed with the secret key; every
     /// replica started with the same datastore and key serves the same cluster. Logs are JSON unless

@@ -194,6 +194,7 @@ pub(crate) fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerCon
             Sync::Full => SyncMode::Full,
             Sync::Normal => SyncMode::Normal,
         },
+        local_path_dir: arguments.local_path_dir.clone(),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, the
-//! `kube-dns` Service, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
+//! `kube-dns` Service, the default StorageClass `local-path`, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
 //! database) changes nothing and user edits to them survive.
 
 use serde_json::{json, Value};
@@ -103,6 +103,11 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
     )
     .await?;
     }
+
+    // Storage that works with no cloud: the default class, served by the local-path provisioner. Like every
+    // bootstrap object it is created only when missing, so an administrator may take away its default mark.
+    create_missing(api, "storage.k8s.io", "storageclasses", None, crate::controllers::local_path::storage_class())
+        .await?;
 
     for role in cluster_roles() {
         create_missing(api, "rbac.authorization.k8s.io", "clusterroles", None, role).await?;
@@ -279,6 +284,8 @@ fn cluster_roles() -> Vec<Value> {
                     &["configmaps", "secrets", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes"],
                     &read,
                 ),
+                // Removing the local-path cleanup finalizer from its own volumes (the node authorizer narrows it).
+                rule(&[""], &["persistentvolumes"], &["patch", "update"]),
                 rule(&[""], &["events"], &["create", "patch", "update"]),
                 rule(&[""], &["serviceaccounts/token"], &["create"]),
                 rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update"]),

@@ -27,6 +27,9 @@ use tokio_util::task::TaskTracker;
 use crate::apiserver::storage::ObjectStore;
 use crate::apiserver::ApiServer;
 
+/// Where local-path volumes live on the nodes unless the controller is told otherwise.
+pub const LOCAL_PATH_DIR: &str = controllers::local_path::DEFAULT_DIR;
+
 /// How a controller is set up; the command line fills it in.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -50,6 +53,8 @@ pub struct ControllerConfig {
     /// The range pod addresses come from; each Node gets a /24 of it (`spec.podCIDR`).
     pub cluster_cidr: Ipv4Cidr,
     pub sqlite_sync: SyncMode,
+    /// Where the local-path provisioner puts volumes on the nodes (a path on each node, not on this machine).
+    pub local_path_dir: PathBuf,
 }
 
 /// Where a controller keeps its PKI (the API objects are in the datastore either way).
@@ -236,6 +241,7 @@ impl Controller {
         let settings = controllers::Settings {
             cluster_cidr: config.cluster_cidr,
             identity: replica_identity(&config, advertise_port),
+            local_path_dir: config.local_path_dir.clone(),
         };
         controllers::spawn_all(client, api.clone(), pki.clone(), settings, stop_background.clone(), &background);
         background.spawn(compact_history(store.clone(), stop_background.clone()));

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod join;
+pub mod local_volumes;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -171,6 +172,7 @@ pub async fn run(config: WorkerConfig, cancel: CancellationToken) -> Result<(), 
         cancel.clone(),
     )
     .await;
+    tokio::spawn(local_volumes::remove_deleted_volumes(client.clone(), name.clone(), pods.clone(), cancel.clone()));
     let state = Arc::new(agent::AgentState { pods: Some(pods), cri: Some(cri.clone()) });
     tokio::spawn(agent::serve(endpoint, state, cancel.clone()));
     let mut tunnel = start_tunnel(&identity, policy.clone(), &cancel)?;

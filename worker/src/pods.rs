@@ -18,7 +18,8 @@ use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, Service, ServiceAccount, Volume,
+    ContainerStatus, HostIP, HostPathVolumeSource, Pod, PodCondition, PodIP, PodSpec, PodStatus, Secret, Service,
+    ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -1274,6 +1275,27 @@ async fn prepare_volumes(
     Ok(paths)
 }
 
+/// A hostPath volume's path, after the check or creation its type asks for.
+fn prepare_host_path(host: &HostPathVolumeSource) -> Result<PathBuf, String> {
+    let create = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|error| format!("cannot create {}: {error}", path.display()))
+    };
+    let path = PathBuf::from(&host.path);
+    match host.type_.as_deref() {
+        Some("DirectoryOrCreate") => create(&path)?,
+        Some("FileOrCreate") if !path.exists() => {
+            if let Some(parent) = path.parent() {
+                create(parent)?;
+            }
+            std::fs::write(&path, b"").map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+        }
+        Some("Directory") if !path.is_dir() => return Err(format!("hostPath {} is not a directory", host.path)),
+        Some("File") if !path.is_file() => return Err(format!("hostPath {} is not a file", host.path)),
+        _ => {}
+    }
+    Ok(path)
+}
+
 async fn prepare_volume(
     context: &Context,
     pod: &Pod,
@@ -1292,20 +1314,12 @@ async fn prepare_volume(
         return Ok(Some(path));
     }
     if let Some(host) = &volume.host_path {
-        let path = PathBuf::from(&host.path);
-        match host.type_.as_deref() {
-            Some("DirectoryOrCreate") => create(&path)?,
-            Some("FileOrCreate") if !path.exists() => {
-                if let Some(parent) = path.parent() {
-                    create(parent)?;
-                }
-                std::fs::write(&path, b"").map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-            }
-            Some("Directory") if !path.is_dir() => return Err(format!("hostPath {} is not a directory", host.path)),
-            Some("File") if !path.is_file() => return Err(format!("hostPath {} is not a file", host.path)),
-            _ => {}
-        }
-        return Ok(Some(path));
+        return prepare_host_path(host).map(Some);
+    }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        // A claim's volume is a path on this node too (`local_volumes.rs`); until it is bound the pod waits.
+        let host = crate::local_volumes::claim_source(&context.client, namespace, &claim.claim_name).await?;
+        return prepare_host_path(&host).map(Some);
     }
     let mut files: Vec<(String, Vec<u8>, Option<i32>)> = Vec::new();
     let default_mode;

@@ -16,6 +16,7 @@ pub mod admission_webhooks;
 pub mod auth;
 pub mod crd;
 mod custom_resources;
+mod default_storage_class;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
@@ -264,7 +265,7 @@ impl ApiServer {
         } else if !user.in_group("system:masters") {
             let attributes = request_attributes(method, &target, query)?;
             if let Some(node) = crate::tunnels::node_of(user) {
-                if !node_authorizer::allows(self, node, &attributes).await? {
+                if !node_authorizer::allows(self, node, &attributes, query).await? {
                     let mut error = crate::apiserver::rbac::forbidden(user, &attributes);
                     error.message.push_str(&format!(": no relationship found between node '{node}' and this object"));
                     return Err(error);

@@ -1,6 +1,9 @@
 //! What a node's own identity (`system:node:<name>` in `system:nodes`) may touch, as upstream's Node authorizer
-//! decides it: a node reads only the Secrets, ConfigMaps and PersistentVolumeClaims that pods bound to it use, asks
-//! tokens only for their ServiceAccounts, and writes only the pods bound to it. A stolen edge device's certificate
+//! decides it: a node reads only the Secrets, ConfigMaps and PersistentVolumeClaims that pods bound to it use and
+//! the PersistentVolumes bound to those claims, asks tokens only for their ServiceAccounts, and writes only the
+//! pods bound to it. Beyond upstream, for the local-path provisioner: a node may list and watch the volumes
+//! labelled as being on its disk (`kaasd.io/local-path-node=<node>`, the selector must say exactly that), read
+//! them, and update them (to remove the cleanup finalizer once it has removed their directory). A stolen edge device's certificate
 //! so cannot read the cluster's Secrets or change other nodes' pods. (That it changes only its own Node and Lease
 //! is checked where the object's name is known, also on create: `objects.rs`, `node_restriction`.)
 //!
@@ -12,11 +15,13 @@ use serde_json::Value;
 
 use super::error::ApiResult;
 use super::rbac::Attributes;
+use super::request::Query;
 use super::storage::ObjectStore;
 use super::ApiServer;
+use crate::controllers::local_path::NODE_LABEL;
 
 /// Whether node `node` may make the request `attributes` describes (RBAC decides the rest).
-pub async fn allows(server: &ApiServer, node: &str, attributes: &Attributes) -> ApiResult<bool> {
+pub async fn allows(server: &ApiServer, node: &str, attributes: &Attributes, query: &Query) -> ApiResult<bool> {
     let namespace = attributes.namespace.as_str();
     let name = attributes.name.as_str();
     let verb = attributes.verb.as_str();
@@ -29,6 +34,23 @@ pub async fn allows(server: &ApiServer, node: &str, attributes: &Attributes) -> 
             }
             let kind = attributes.resource.as_str();
             Ok(node_pods(server, node, namespace).await?.iter().any(|pod| pod_uses(pod, kind, name)))
+        }
+        ("", "persistentvolumes", "") => {
+            let local_path = |volume: &Value| local_path_node(volume) == Some(node);
+            match verb {
+                "list" | "watch" => Ok(name.is_empty() && own_volumes_only(query.get("labelSelector"), node)),
+                "get" => match volume(server, name).await? {
+                    Some(volume) if local_path(&volume) => Ok(true),
+                    Some(volume) => {
+                        let Some((claim_namespace, claim)) = claim_of(&volume) else { return Ok(false) };
+                        let pods = node_pods(server, node, &claim_namespace).await?;
+                        Ok(pods.iter().any(|pod| pod_uses(pod, "persistentvolumeclaims", &claim)))
+                    }
+                    None => Ok(false),
+                },
+                "patch" | "update" => Ok(volume(server, name).await?.is_some_and(|volume| local_path(&volume))),
+                _ => Ok(false),
+            }
         }
         ("", "serviceaccounts", "token") => {
             let pods = node_pods(server, node, namespace).await?;
@@ -66,6 +88,35 @@ async fn pod_node(server: &ApiServer, namespace: &str, name: &str) -> ApiResult<
     let pods = registry.get("", "v1", "pods").cloned().expect("pods are built in");
     let stored = server.store.get(&ObjectStore::key(&pods, Some(namespace), name), false).await?;
     Ok(stored.and_then(|stored| stored.object.pointer("/spec/nodeName").and_then(Value::as_str).map(str::to_string)))
+}
+
+/// The stored PersistentVolume `name`.
+async fn volume(server: &ApiServer, name: &str) -> ApiResult<Option<Value>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let registry = server.registry();
+    let volumes = registry.get("", "v1", "persistentvolumes").cloned().expect("persistentvolumes are built in");
+    Ok(server.store.get(&ObjectStore::key(&volumes, None, name), false).await?.map(|stored| stored.object))
+}
+
+/// The node whose disk holds a local-path volume.
+fn local_path_node(volume: &Value) -> Option<&str> {
+    volume.pointer("/metadata/labels").and_then(|labels| labels.get(NODE_LABEL)).and_then(Value::as_str)
+}
+
+/// The claim (namespace, name) a volume is bound to.
+fn claim_of(volume: &Value) -> Option<(String, String)> {
+    let reference = volume.pointer("/spec/claimRef")?;
+    let text = |field: &str| reference.get(field).and_then(Value::as_str).map(str::to_string);
+    Some((text("namespace")?, text("name").filter(|name| !name.is_empty())?))
+}
+
+/// Whether a label selector asks for this node's local-path volumes and nothing else.
+fn own_volumes_only(selector: Option<&str>, node: &str) -> bool {
+    let Some(selector) = selector else { return false };
+    let selector = selector.replace(' ', "");
+    selector == format!("{NODE_LABEL}={node}") || selector == format!("{NODE_LABEL}=={node}")
 }
 
 fn service_account(pod: &Value) -> &str {
@@ -155,5 +206,19 @@ mod tests {
         assert!(pod_uses(&pod, "persistentvolumeclaims", "data"));
         assert!(!pod_uses(&pod, "secrets", "settings"), "a ConfigMap's name is not a Secret's");
         assert!(!pod_uses(&pod, "secrets", "other"));
+    }
+
+    #[test]
+    fn a_node_lists_only_its_own_local_path_volumes() {
+        assert!(own_volumes_only(Some("kaasd.io/local-path-node=edge-1"), "edge-1"));
+        assert!(own_volumes_only(Some("kaasd.io/local-path-node == edge-1"), "edge-1"));
+        assert!(!own_volumes_only(Some("kaasd.io/local-path-node=edge-2"), "edge-1"));
+        assert!(!own_volumes_only(Some("kaasd.io/local-path-node=edge-1,tier=db"), "edge-1"), "only that label");
+        assert!(!own_volumes_only(Some("kaasd.io/local-path-node"), "edge-1"), "existence is every node's");
+        assert!(!own_volumes_only(None, "edge-1"));
+        let volume = json!({"metadata": {"labels": {NODE_LABEL: "edge-1"}},
+                            "spec": {"claimRef": {"namespace": "shop", "name": "data"}}});
+        assert_eq!(local_path_node(&volume), Some("edge-1"));
+        assert_eq!(claim_of(&volume), Some(("shop".to_string(), "data".to_string())));
     }
 }

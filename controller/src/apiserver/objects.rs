@@ -373,6 +373,7 @@ impl ApiServer {
         crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
         let limit_ranges = self.pod_limit_ranges(def, namespace).await?;
         crate::apiserver::limit_ranges::apply_pod_defaults(&mut object, &limit_ranges);
+        self.admit_default_storage_class(def, &mut object).await?;
         if def.group == "certificates.k8s.io" && def.plural == "certificatesigningrequests" {
             record_requester(&mut object, &request.user);
         }

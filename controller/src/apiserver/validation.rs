@@ -862,7 +862,23 @@ fn validate_workload(
                     ));
                 }
             }
-            validate_pod_template(template, "spec.template", errors);
+            if kind == "StatefulSet" {
+                // The set's pods get a volume per claim template, which the template's containers mount by name.
+                let mut with_claims = template.clone();
+                let claims: Vec<Value> = array_at(spec, "volumeClaimTemplates")
+                    .iter()
+                    .filter_map(|claim| claim.pointer("/metadata/name").and_then(Value::as_str))
+                    .map(|name| serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": name}}))
+                    .collect();
+                if let Some(pod_spec) = with_claims.get_mut("spec").and_then(Value::as_object_mut) {
+                    let mut volumes = array_at(pod_spec, "volumes").to_vec();
+                    volumes.extend(claims);
+                    pod_spec.insert("volumes".into(), Value::Array(volumes));
+                }
+                validate_pod_template(&with_claims, "spec.template", errors);
+            } else {
+                validate_pod_template(template, "spec.template", errors);
+            }
             validate_template_restarts_always(template, "spec.template", errors);
         }
     }
@@ -1819,6 +1835,18 @@ mod tests {
             "Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment");
         let expressions = json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]});
         assert!(create_errors("apps", "DaemonSet", deployment(expressions, json!({"tier": "api"}))).is_empty());
+        let mut mounts_claim = deployment(json!({"matchLabels": {"a": "b"}}), json!({"a": "b"}));
+        mounts_claim["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}]);
+        mounts_claim["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        assert!(create_errors("apps", "StatefulSet", mounts_claim.clone()).is_empty(), "a claim template is a volume");
+        let errors = create_errors("apps", "Deployment", mounts_claim);
+        assert_single(
+            &errors,
+            "spec.template.spec.containers[0].volumeMounts[0].name",
+            FieldErrorReason::NotFound,
+            "Not found: \"data\"",
+        );
         let mut negative = deployment(json!({"matchLabels": {"a": "b"}}), json!({"a": "b"}));
         negative["spec"]["replicas"] = json!(-1);
         negative["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");

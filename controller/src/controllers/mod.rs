@@ -19,6 +19,7 @@ mod garbage_collector;
 pub(crate) mod informer;
 mod job;
 mod leader;
+pub(crate) mod local_path;
 mod namespaces;
 mod node_ipam;
 mod node_lifecycle;
@@ -29,14 +30,16 @@ mod resource_quota;
 mod revisions;
 mod service_accounts;
 mod statefulset;
+pub(crate) mod volume_binder;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::Api;
@@ -54,6 +57,8 @@ pub struct Settings {
     /// This replica's name in leader Leases: stable across restarts of one replica (so a restarted replica takes
     /// its Lease back at once instead of waiting for it to expire) and different between live replicas.
     pub identity: String,
+    /// Where local-path volumes live on the nodes.
+    pub local_path_dir: std::path::PathBuf,
 }
 
 /// A reconcile that did not finish; its key is retried with back-off.
@@ -126,6 +131,10 @@ fn controller_manager(
     let stateful_sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let revisions: Arc<Informer<ControllerRevision>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let claims: Arc<Informer<PersistentVolumeClaim>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let volumes: Arc<Informer<PersistentVolume>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let classes: Arc<Informer<StorageClass>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -158,6 +167,15 @@ fn controller_manager(
     tasks.spawn(supervise("pod-garbage-collector", cancel.clone(), pod_garbage_collector.run()));
     let cron_job_controller = cronjob::CronJobController::new(client.clone(), cron_jobs.clone(), jobs.clone());
     tasks.spawn(supervise("cronjob", cancel.clone(), cron_job_controller.run()));
+    let volume_binder = volume_binder::VolumeBinder::new(
+        client.clone(),
+        claims.clone(),
+        volumes.clone(),
+        classes.clone(),
+        nodes.clone(),
+        settings.local_path_dir.clone(),
+    );
+    tasks.spawn(supervise("persistentvolume-binder", cancel.clone(), volume_binder.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -170,7 +188,10 @@ fn controller_manager(
     stateful_sets.start(cancel.clone(), tasks);
     cron_jobs.start(cancel.clone(), tasks);
     node_leases.start(cancel.clone(), tasks);
-    revisions.start(cancel, tasks);
+    revisions.start(cancel.clone(), tasks);
+    claims.start(cancel.clone(), tasks);
+    volumes.start(cancel.clone(), tasks);
+    classes.start(cancel, tasks);
 }
 
 async fn supervise(name: &'static str, cancel: CancellationToken, task: impl std::future::Future<Output = ()>) {

@@ -15,6 +15,7 @@
 
 mod facts;
 pub(crate) mod plugins;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,6 +58,7 @@ struct Scheduler {
     waiting: Arc<Mutex<HashMap<queue::Key, u32>>>,
     bindings: Arc<Semaphore>,
     events: Recorder,
+    volumes: volumes::Volumes,
 }
 
 /// Runs the scheduler until `cancel`.
@@ -74,11 +76,13 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         queue: WorkQueue::new(),
         waiting: Default::default(),
         bindings: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
-        events: Recorder::new(client, SCHEDULER_NAME),
+        events: Recorder::new(client.clone(), SCHEDULER_NAME),
+        volumes: volumes::Volumes::new(&client),
     });
     scheduler.follow_changes();
     pods.start(cancel.clone(), &tasks);
     nodes.start(cancel.clone(), &tasks);
+    scheduler.volumes.start(cancel.clone(), &tasks);
     let retry_waiting = scheduler.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(UNSCHEDULABLE_RETRY);
@@ -145,6 +149,8 @@ impl Scheduler {
             }
         });
         let scheduler = self.clone();
+        self.volumes.on_change(move || scheduler.wake_waiting());
+        let scheduler = self.clone();
         self.nodes.on_change(move |change| {
             {
                 let mut node_facts = scheduler.node_facts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -184,6 +190,7 @@ impl Scheduler {
     async fn schedule_loop(self: Arc<Self>) {
         self.pods.synced().await;
         self.nodes.synced().await;
+        self.volumes.synced().await;
         loop {
             let key = self.queue.next().await;
             self.schedule_one(&key).await;
@@ -204,6 +211,7 @@ impl Scheduler {
         }
         let facts = PodFacts::of(&pod);
         let nodes = self.nodes.list();
+        let claims = self.volumes.claims_of(&pod);
         let decision = {
             let node_facts = self.node_facts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -217,7 +225,9 @@ impl Scheduler {
                 processed += 1;
                 let node_name = node.metadata.name.as_deref().unwrap_or_default();
                 let room = node_facts.get(node_name).copied().unwrap_or_else(|| NodeFacts::of(node));
-                match plugins::filter(&pod, &facts, node, &room, usage.node(node_name)) {
+                match plugins::filter(&pod, &facts, node, &room, usage.node(node_name))
+                    .and_then(|()| volumes::filter(&claims, node))
+                {
                     Ok(()) => {
                         feasible.push((node, room));
                         if feasible.len() >= wanted {
@@ -245,7 +255,7 @@ impl Scheduler {
                 Ok(feasible[chosen].0.metadata.name.clone().unwrap_or_default())
             }
         };
-        match decision {
+        match volumes::prefilter(decision, &claims, nodes.len()) {
             Ok(node) => {
                 self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).assign(&uid, &node, facts);
                 self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
@@ -290,6 +300,7 @@ impl Scheduler {
             },
             target: ObjectReference { kind: Some("Node".into()), name: Some(node.to_string()), ..Default::default() },
         };
+        self.volumes.select_node(&self.client, pod, node).await?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         pods.create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
             .await?;

@@ -20,6 +20,8 @@ pub enum Unfit {
     Ports,
     Insufficient(&'static str),
     TooManyPods,
+    /// A volume of the pod can only be reached from other nodes (`volumes.rs`).
+    VolumeNodeAffinity,
 }
 
 impl Unfit {
@@ -32,6 +34,7 @@ impl Unfit {
             Unfit::Ports => "node(s) didn't have free ports for the requested pod ports".into(),
             Unfit::Insufficient(resource) => format!("Insufficient {resource}"),
             Unfit::TooManyPods => "Too many pods".into(),
+            Unfit::VolumeNodeAffinity => "node(s) had volume node affinity conflict".into(),
         }
     }
 }
@@ -146,7 +149,7 @@ pub fn matches_node_selector_and_affinity(pod: &Pod, node: &Node) -> bool {
 
 /// A NodeSelectorTerm: its expressions (on labels) and fields (`metadata.name`) are ANDed; an empty term matches
 /// nothing.
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
+pub(crate) fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     let expressions = term.match_expressions.as_deref().unwrap_or_default();

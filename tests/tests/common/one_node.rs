@@ -30,10 +30,15 @@ impl Node {
 
     /// [`Node::start`] with more flags for the worker.
     pub fn start_with(node_name: &str, worker_arguments: Vec<String>) -> Node {
+        Node::start_configured(node_name, Vec::new(), worker_arguments)
+    }
+
+    /// [`Node::start`] with more flags for the controller and for the worker.
+    pub fn start_configured(node_name: &str, controller_arguments: Vec<String>, worker_arguments: Vec<String>) -> Node {
         let turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let pod_cidr = POD_CIDR;
         check_dependencies();
-        let controller = Controller::start().expect("controller starts");
+        let controller = Controller::start_with(controller_arguments).expect("controller starts");
         let token = kaasd(&controller, &["token", "create", "--data-dir"], Some(controller.data_dir()));
         let port = kaasd_e2e::free_port().expect("a free port");
         let worker = Worker::start_here_with(token.trim(), node_name, port, worker_arguments).expect("worker starts");

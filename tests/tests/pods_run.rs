@@ -586,19 +586,7 @@ fn a_node_reads_only_what_its_pods_use() {
     node.apply(&with_secret("elsewhere", "another-node", "theirs"));
     node.wait_phase("here", "Running");
 
-    let identity = node.worker.data_dir().join("worker");
-    let as_node = |arguments: &[&str]| {
-        let output = Command::new("/usr/bin/kubectl")
-            .arg(format!("--server={}", node.controller.url()))
-            .arg(format!("--certificate-authority={}", identity.join("ca.crt").display()))
-            .arg(format!("--client-certificate={}", identity.join("node.crt").display()))
-            .arg(format!("--client-key={}", identity.join("node.key").display()))
-            .args(arguments)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl runs");
-        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
-    };
+    let as_node = |arguments: &[&str]| node.kubectl_as_node(arguments);
     assert!(as_node(&["auth", "whoami"]).0, "the node is authenticated");
     let (allowed, stderr) = as_node(&["get", "secret", "mine"]);
     assert!(allowed, "its own pod's Secret: {stderr}");

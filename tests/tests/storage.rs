@@ -12,7 +12,6 @@
 mod one_node;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use one_node::Node;
@@ -112,19 +111,7 @@ fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
     assert_eq!(seen.trim(), first_uid, "the new pod reads what the first one wrote");
 
     // The node sees the volumes of its own pods and of its own disk, nothing else.
-    let identity = node.worker.data_dir().join("worker");
-    let as_node = |arguments: &[&str]| {
-        let output = Command::new(kaasd_e2e::controller::KUBECTL)
-            .arg(format!("--server={}", node.controller.url()))
-            .arg(format!("--certificate-authority={}", identity.join("ca.crt").display()))
-            .arg(format!("--client-certificate={}", identity.join("node.crt").display()))
-            .arg(format!("--client-key={}", identity.join("node.key").display()))
-            .args(arguments)
-            .env_remove("KUBECONFIG")
-            .output()
-            .expect("kubectl runs");
-        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
-    };
+    let as_node = |arguments: &[&str]| node.kubectl_as_node(arguments);
     let (allowed, stderr) = as_node(&["get", "pv", &volume_name]);
     assert!(allowed, "the volume of its pod's claim: {stderr}");
     let (allowed, stderr) = as_node(&["get", "pvc", "data-db-0"]);

@@ -110,6 +110,23 @@ impl Node {
         self.wait(&format!("pod {pod} reaching {phase}"), || Ok(self.field(pod, ".status.phase") == phase));
     }
 
+    /// kubectl with the worker's own node certificate (`system:node:<name>`), as the node authorizer sees it:
+    /// whether it succeeded, and its stderr.
+    #[allow(dead_code)] // not every test file that includes this module uses it
+    pub fn kubectl_as_node(&self, arguments: &[&str]) -> (bool, String) {
+        let identity = self.worker.data_dir().join("worker");
+        let output = Command::new(kaasd_e2e::controller::KUBECTL)
+            .arg(format!("--server={}", self.controller.url()))
+            .arg(format!("--certificate-authority={}", identity.join("ca.crt").display()))
+            .arg(format!("--client-certificate={}", identity.join("node.crt").display()))
+            .arg(format!("--client-key={}", identity.join("node.key").display()))
+            .args(arguments)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl runs");
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
     pub fn containerd_socket(&self) -> std::path::PathBuf {
         self.worker.data_dir().join("containerd/containerd.sock")
     }

@@ -78,6 +78,9 @@ impl NodeAgentStandIn {
                     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
                     let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
                         {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+                    // Recorded before the patch is sent: once the API has it, `kubectl rollout status` may return
+                    // (and the test read the order) before this kubectl process has even exited.
+                    self.ready_order.lock().unwrap().push(name.to_string());
                     let patched = controller.kubectl_output(&[
                         "patch",
                         "pod",
@@ -87,8 +90,11 @@ impl NodeAgentStandIn {
                         "-p",
                         &status.to_string(),
                     ]);
-                    if patched.is_ok_and(|output| output.status.success()) {
-                        self.ready_order.lock().unwrap().push(name.to_string());
+                    if !patched.is_ok_and(|output| output.status.success()) {
+                        let mut order = self.ready_order.lock().unwrap();
+                        if order.last().is_some_and(|last| last == name) {
+                            order.pop();
+                        }
                     }
                 }
             }

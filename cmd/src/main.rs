@@ -21,6 +21,13 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, DatastoreCommand, KubeconfigCommand};
 
+/// mimalloc instead of the C library's allocator. The API server allocates and frees many small JSON values per
+/// request on every thread; glibc's per-thread arenas kept the peak of a burst long after it, and musl's
+/// allocator (the static builds) is slow under that load. docs/benchmarks.md (scheduler section) has the
+/// measurements.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What `kaasd --version` prints after the name: the version, the commit it was built from and the target it was
 /// built for (build.rs), so a report about a binary says exactly which one it is.
 pub const VERSION: &str =

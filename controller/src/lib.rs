@@ -7,6 +7,7 @@
 pub mod apiserver;
 mod bootstrap;
 mod controllers;
+mod kubernetes_endpoints;
 mod scheduler;
 mod server;
 pub mod stored_pki;
@@ -238,9 +239,17 @@ impl Controller {
             &replica.cert_pem,
             &replica.key_pem,
         )?);
+        let identity = replica_identity(&config, advertise_port);
+        background.spawn(kubernetes_endpoints::run(
+            store.clone(),
+            client.clone(),
+            identity.clone(),
+            kubernetes_endpoints::Advertised { address: config.advertise_address, port: advertise_port },
+            stop_background.clone(),
+        ));
         let settings = controllers::Settings {
             cluster_cidr: config.cluster_cidr,
-            identity: replica_identity(&config, advertise_port),
+            identity,
             local_path_dir: config.local_path_dir.clone(),
         };
         controllers::spawn_all(client, api.clone(), pki.clone(), settings, stop_background.clone(), &background);

@@ -12,7 +12,7 @@ fn two_controllers_share_one_cluster(kind: &str) {
     let Some(database) = ServerDatabase::create(kind) else { return };
     let arguments = vec!["--datastore".to_string(), database.url.clone()];
     let first = Controller::start_with(arguments.clone()).expect("the first controller starts");
-    let second = Controller::start_replica_of(&first, arguments).expect("the second controller starts");
+    let mut second = Controller::start_replica_of(&first, arguments).expect("the second controller starts");
 
     // A watch through the second controller, then a write through the first.
     let mut watch = second
@@ -55,6 +55,49 @@ fn two_controllers_share_one_cluster(kind: &str) {
     // One set of bootstrap objects, one kubernetes Service address.
     let services = first.kubectl(&["get", "services", "-A", "-o", "name"]).unwrap();
     assert_eq!(services.lines().filter(|line| *line == "service/kubernetes").count(), 1, "{services}");
+
+    // The kubernetes Service's endpoints list both replicas, then only the first once the second has stopped.
+    let both = {
+        let mut ports = vec![first.address().port(), second.address().port()];
+        ports.sort();
+        ports
+    };
+    wait_for_api_ports(&first, &both);
+    second.stop().expect("the second controller stops");
+    wait_for_api_ports(&first, &[first.address().port()]);
+}
+
+/// Waits until the `kubernetes` Endpoints and EndpointSlices list exactly these ports, all on 127.0.0.1.
+fn wait_for_api_ports(controller: &Controller, ports: &[u16]) {
+    let listed = |what: &[&str], path: &str| -> Vec<String> {
+        let jsonpath = format!("jsonpath={path}");
+        let arguments: Vec<&str> = ["get"].iter().chain(what).chain(&["-o", jsonpath.as_str()]).copied().collect();
+        let text = controller.kubectl(&arguments).unwrap_or_default();
+        let mut words: Vec<String> = text.split_whitespace().map(String::from).collect();
+        words.sort();
+        words
+    };
+    let wanted: Vec<String> = {
+        let mut wanted: Vec<String> = ports.iter().map(|port| port.to_string()).collect();
+        wanted.sort();
+        wanted
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let endpoint_ports = listed(&["endpoints/kubernetes"], "{.subsets[*].ports[*].port}");
+        let slice_ports =
+            listed(&["endpointslices", "-l", "kubernetes.io/service-name=kubernetes"], "{.items[*].ports[*].port}");
+        let addresses = listed(&["endpoints/kubernetes"], "{.subsets[*].addresses[*].ip}");
+        if endpoint_ports == wanted && slice_ports == wanted && addresses.iter().all(|ip| ip == "127.0.0.1") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kubernetes endpoints list ports {endpoint_ports:?} (slices {slice_ports:?}, addresses {addresses:?}), \
+             not {wanted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -2,19 +2,32 @@
 //! `kubectl get events` list). Repeats of one reason and message for one object within ten minutes update the
 //! first Event's count and lastTimestamp instead of writing a new one, as client-go's event correlator does, so
 //! a pod that cannot be scheduled does not fill the datastore.
+//!
+//! Events are written behind the work they describe, as client-go's broadcaster does: each recorder queues them
+//! (up to `QUEUED_EVENTS`, dropping what comes beyond, with a warning) and writes a few at a time. A burst of
+//! thousands of pods scheduled or created then costs the API server its bindings and creates first, and the Events
+//! trail them, instead of every Event competing with them for the same writes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Resource;
 use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// Events a recorder holds before it drops new ones (client-go's broadcaster queues 1,000 too).
+const QUEUED_EVENTS: usize = 1000;
+/// Event writes a recorder has in flight at once.
+const WRITES_IN_FLIGHT: usize = 4;
 
 /// (object uid, reason, message).
 type SeriesKey = (String, String, String);
@@ -23,9 +36,24 @@ type Series = (String, String, i32, Instant);
 
 #[derive(Clone)]
 pub struct Recorder {
+    queue: mpsc::Sender<Pending>,
+    dropped: Arc<AtomicU64>,
+    component: &'static str,
+}
+
+/// An Event waiting in a recorder's queue.
+struct Pending {
+    reference: ObjectReference,
+    kind: Kind,
+    reason: String,
+    message: String,
+}
+
+/// What writes a recorder's Events: the task behind the queue.
+struct Writer {
     client: kube::Client,
     component: &'static str,
-    series: Arc<Mutex<SeriesBook>>,
+    series: Mutex<SeriesBook>,
 }
 
 /// The series seen within the window, and when entries older than it were last dropped.
@@ -47,12 +75,24 @@ pub enum Kind {
 }
 
 impl Recorder {
+    /// A recorder and its writer task, which ends when the last clone of the recorder is dropped.
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
-        Recorder { client, component, series: Default::default() }
+        let (queue, pending) = mpsc::channel(QUEUED_EVENTS);
+        let writer = Arc::new(Writer { client, component, series: Default::default() });
+        tokio::spawn(ReceiverStream::new(pending).for_each_concurrent(WRITES_IN_FLIGHT, move |pending: Pending| {
+            let writer = writer.clone();
+            async move {
+                if let Err(error) = writer.write(pending.reference, pending.kind, pending.reason, pending.message).await
+                {
+                    tracing::debug!(error = %error, "cannot record an event");
+                }
+            }
+        }));
+        Recorder { queue, dropped: Default::default(), component }
     }
 
     /// Records an event about `object` without waiting for the write; failures are only logged (an Event is never
-    /// worth failing a reconcile for).
+    /// worth failing a reconcile for), and so is an Event dropped because the queue is full.
     pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, kind: Kind, reason: &str, message: String) {
         let meta = object.meta();
         let reference = ObjectReference {
@@ -64,15 +104,23 @@ impl Recorder {
             resource_version: meta.resource_version.clone(),
             ..Default::default()
         };
-        let recorder = self.clone();
-        let reason = reason.to_string();
-        tokio::spawn(async move {
-            if let Err(error) = recorder.write(reference, kind, reason, message).await {
-                tracing::debug!(error = %error, "cannot record an event");
+        let pending = Pending { reference, kind, reason: reason.to_string(), message };
+        if let Err(mpsc::error::TrySendError::Full(pending)) = self.queue.try_send(pending) {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // One line per thousand, not one per Event, when a burst overflows the queue.
+            if dropped % 1000 == 1 {
+                tracing::warn!(
+                    component = self.component,
+                    reason = %pending.reason,
+                    dropped,
+                    "events are written slower than they come; dropping some (the objects themselves are unaffected)"
+                );
             }
-        });
+        }
     }
+}
 
+impl Writer {
     async fn write(
         &self,
         reference: ObjectReference,

@@ -140,7 +140,7 @@ where
         // so handlers hear of it then, when the store they query already holds it.
         let mut relisted: Vec<(Option<Arc<K>>, K)> = Vec::new();
         while let Some(event) = events.next().await {
-            let event = match event {
+            let mut event = match event {
                 Ok(event) => event,
                 Err(error) => {
                     tracing::debug!(error = %error, kind = %K::kind(&()), "watch restarts");
@@ -148,6 +148,14 @@ where
                     continue;
                 }
             };
+            if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) =
+                &mut event
+            {
+                // No controller reads managedFields, and they are often the larger part of an object: not keeping
+                // them roughly halves the cache (kube-controller-manager and kube-scheduler drop them from their
+                // informers too).
+                object.meta_mut().managed_fields = None;
+            }
             match &event {
                 watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) => {
                     tracing::trace!(kind = %K::kind(&()), name = ?object.meta().name, event = ?std::mem::discriminant(&event), "informer event");

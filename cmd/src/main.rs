@@ -25,6 +25,7 @@ use crate::cli::{Cli, Command, DatastoreCommand, KubeconfigCommand};
 /// request on every thread; glibc's per-thread arenas kept the peak of a burst long after it, and musl's
 /// allocator (the static builds) is slow under that load. docs/benchmarks.md (scheduler section) has the
 /// measurements.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,12 +1,13 @@
 //! The control-plane half of workloads, driven with kubectl against a real `kaasd controller`: the scheduler
-//! places pods on Nodes the test registers, the ReplicaSet and Deployment controllers create, scale, roll out and
-//! roll back, and two controllers on one database act once.
+//! places pods on Nodes the test registers (honouring topology spread constraints and inter-pod affinity), the
+//! ReplicaSet and Deployment controllers create, scale, roll out and roll back, and two controllers on one
+//! database act once.
 //!
 //! No worker runs pods here. Where a rollout needs pods to become Ready, the test answers for the nodes through
 //! the API, as their node agent would (`NodeAgentStandIn`: pod status Running and Ready, and the final delete of a
 //! terminating pod); the pods issue's end-to-end tests run the same flows with real workers and containers.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -271,6 +272,136 @@ fn a_pod_that_fits_no_node_stays_pending_with_a_reason() {
             .collect();
         nodes == ["roomy", "roomy"]
     });
+}
+
+/// Three nodes in zone-a, one in zone-b: spreading over nodes alone would put three of four pods in zone-a, and
+/// a pod placed without regard to its affinity would rarely land on the one node of zone-b.
+const ZONES: [(&str, &str); 4] = [("a1", "zone-a"), ("a2", "zone-a"), ("a3", "zone-a"), ("b1", "zone-b")];
+
+const ZONE_SPREAD: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: spread}}}
+      containers: [{name: c, image: 'busybox:1.36'}]
+";
+
+const ONE_PER_NODE: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: solo}
+spec:
+  replicas: 5
+  selector: {matchLabels: {app: solo}}
+  template:
+    metadata: {labels: {app: solo}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: solo}}, topologyKey: kubernetes.io/hostname}
+      containers: [{name: c, image: 'busybox:1.36'}]
+";
+
+const FOLLOWERS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: follower}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: follower}}
+  template:
+    metadata: {labels: {app: follower}}
+    spec:
+      affinity:
+        podAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: leader}}, topologyKey: topology.kubernetes.io/zone}
+      containers: [{name: c, image: 'busybox:1.36'}]
+";
+
+/// The nodes the pods labelled `app=APP` are bound to, and how many of those pods are not bound.
+fn placement(controller: &Controller, app: &str) -> (Vec<String>, usize) {
+    let pods = json(controller, &["get", "pods", "-l", &format!("app={app}")]);
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    let nodes: Vec<String> =
+        items.iter().filter_map(|pod| pod["spec"]["nodeName"].as_str().map(str::to_string)).collect();
+    let pending = items.len() - nodes.len();
+    (nodes, pending)
+}
+
+#[test]
+fn pods_spread_over_zones_and_keep_or_seek_each_others_company() {
+    let controller = Controller::start().expect("controller starts");
+    let names: Vec<&str> = ZONES.iter().map(|(node, _)| *node).collect();
+    register_nodes(&controller, &names);
+    for (node, zone) in ZONES {
+        controller.kubectl(&["label", "node", node, &format!("topology.kubernetes.io/zone={zone}")]).unwrap();
+    }
+    let zone_of: BTreeMap<&str, &str> = ZONES.into_iter().collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A zone spread constraint with maxSkew 1 puts two pods in each zone.
+        controller.kubectl_stdin(&["apply", "-f", "-"], ZONE_SPREAD).unwrap();
+        wait_for("4 spread pods bound", Duration::from_secs(30), || {
+            let (nodes, pending) = placement(&controller, "spread");
+            nodes.len() == 4 && pending == 0
+        });
+        let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in placement(&controller, "spread").0 {
+            *per_zone.entry(zone_of[node.as_str()]).or_insert(0) += 1;
+        }
+        assert_eq!(per_zone, BTreeMap::from([("zone-a", 2), ("zone-b", 2)]));
+
+        // Required anti-affinity against its own pods on hostnames: one pod per node, the fifth waits, saying why.
+        controller.kubectl_stdin(&["apply", "-f", "-"], ONE_PER_NODE).unwrap();
+        wait_for("4 solo pods bound and 1 pending", Duration::from_secs(30), || {
+            let (nodes, pending) = placement(&controller, "solo");
+            nodes.len() == 4 && pending == 1
+        });
+        wait_for("the FailedScheduling event", Duration::from_secs(20), || {
+            let events = controller.kubectl(&["get", "events", "--field-selector", "reason=FailedScheduling"]).unwrap();
+            events.contains("0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules.")
+        });
+        let nodes: HashSet<String> = placement(&controller, "solo").0.into_iter().collect();
+        assert_eq!(nodes.len(), 4, "one solo pod per node: {nodes:?}");
+        let pods = json(&controller, &["get", "pods", "-l", "app=solo"]);
+        let waiting = pods["items"].as_array().unwrap().iter().find(|pod| pod["spec"]["nodeName"].is_null()).unwrap();
+        let scheduled =
+            waiting["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled");
+        assert_eq!(scheduled.map(|c| c["reason"].clone()), Some("Unschedulable".into()), "{waiting}");
+
+        // Required affinity to a pod in zone-b brings every follower to zone-b's one node.
+        controller
+            .kubectl(&[
+                "run",
+                "leader",
+                "--image=busybox:1.36",
+                "--labels=app=leader",
+                "--overrides",
+                r#"{"spec":{"nodeSelector":{"topology.kubernetes.io/zone":"zone-b"}}}"#,
+            ])
+            .unwrap();
+        wait_for("the leader bound", Duration::from_secs(30), || placement(&controller, "leader").0 == ["b1"]);
+        controller.kubectl_stdin(&["apply", "-f", "-"], FOLLOWERS).unwrap();
+        wait_for("3 followers bound", Duration::from_secs(30), || {
+            let (nodes, pending) = placement(&controller, "follower");
+            nodes.len() == 3 && pending == 0
+        });
+        assert_eq!(placement(&controller, "follower").0, ["b1", "b1", "b1"]);
+    }));
+    if let Err(panic) = result {
+        let state = controller.kubectl(&["get", "pods,events", "-o", "wide"]).unwrap_or_default();
+        eprintln!("cluster:\n{state}\ncontroller log:\n{}", controller.log());
+        std::panic::resume_unwind(panic);
+    }
 }
 
 fn two_controllers_act_once(kind: &str) {

@@ -1,12 +1,14 @@
 //! What the scheduler reads off a pod and a node, computed once: resource requests in whole units, host ports,
-//! and what a node has in use (the pods assigned to it, including those this scheduler has bound but the watch
-//! has not shown yet).
+//! inter-pod affinity terms, and what a node has in use (the pods assigned to it, including those this scheduler
+//! has bound but the watch has not shown yet).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use super::affinity::PodTerms;
 use crate::apiserver::defaults::parse_quantity;
 
 /// Requests in millicores and bytes (and a pod count), as the scheduler adds them up.
@@ -63,6 +65,9 @@ pub struct PodFacts {
     pub host_ports: Vec<HostPort>,
     /// The uid of the pod's controlling owner, to spread replicas of one workload.
     pub owner: Option<String>,
+    /// The pod's podAffinity and podAntiAffinity terms, parsed; `None` for the (usual) pod without any, so that
+    /// such pods cost the inter-pod affinity plugin nothing.
+    pub pod_affinity: Option<Arc<PodTerms>>,
 }
 
 impl PodFacts {
@@ -107,7 +112,7 @@ impl PodFacts {
             .flatten()
             .find(|owner| owner.controller == Some(true))
             .map(|owner| owner.uid.clone());
-        PodFacts { requests, requests_for_scoring: for_scoring, host_ports, owner }
+        PodFacts { requests, requests_for_scoring: for_scoring, host_ports, owner, pod_affinity: PodTerms::of(pod) }
     }
 }
 
@@ -176,6 +181,9 @@ pub struct Usage {
     /// pod uid → (node, what it requests).
     pods: HashMap<String, (String, PodFacts)>,
     nodes: HashMap<String, NodeUsage>,
+    /// The uids of the counted pods that have inter-pod affinity terms: an incoming pod must respect their
+    /// required anti-affinity even if it has no terms itself, and only these need looking at for that.
+    with_pod_affinity: HashSet<String>,
 }
 
 impl Usage {
@@ -183,11 +191,17 @@ impl Usage {
     pub fn assign(&mut self, uid: &str, node: &str, facts: PodFacts) {
         self.release(uid);
         self.nodes.entry(node.to_string()).or_default().add(&facts);
+        if facts.pod_affinity.is_some() {
+            self.with_pod_affinity.insert(uid.to_string());
+        }
         self.pods.insert(uid.to_string(), (node.to_string(), facts));
     }
 
     pub fn release(&mut self, uid: &str) {
         if let Some((node, facts)) = self.pods.remove(uid) {
+            if facts.pod_affinity.is_some() {
+                self.with_pod_affinity.remove(uid);
+            }
             if let Some(usage) = self.nodes.get_mut(&node) {
                 usage.remove(&facts);
             }
@@ -200,6 +214,23 @@ impl Usage {
 
     pub fn node(&self, node: &str) -> Option<&NodeUsage> {
         self.nodes.get(node)
+    }
+
+    /// The node `uid` counts against: the one it is bound to, or was just bound to by this scheduler.
+    pub fn node_of(&self, uid: &str) -> Option<&str> {
+        self.pods.get(uid).map(|(node, _)| node.as_str())
+    }
+
+    /// The counted pods with inter-pod affinity terms, as (node, terms).
+    pub fn pods_with_pod_affinity(&self) -> impl Iterator<Item = (&str, &PodTerms)> {
+        self.with_pod_affinity.iter().filter_map(|uid| {
+            let (node, facts) = self.pods.get(uid)?;
+            Some((node.as_str(), facts.pod_affinity.as_deref()?))
+        })
+    }
+
+    pub fn has_pods_with_pod_affinity(&self) -> bool {
+        !self.with_pod_affinity.is_empty()
     }
 }
 

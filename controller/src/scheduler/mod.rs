@@ -12,9 +12,17 @@
 //! As upstream, a decision does not filter every node of a large cluster: filtering stops once enough feasible
 //! nodes are found (`feasible_nodes_to_find`, upstream's adaptive percentageOfNodesToScore), and the next pod starts
 //! where this one stopped, so every node gets its turn.
+//!
+//! The plugins: `plugins.rs` (node by node: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity,
+//! NodePorts, NodeResourcesFit, and their scores), `volumes.rs` (VolumeBinding), `topology.rs`
+//! (PodTopologySpread) and `affinity.rs` (InterPodAffinity), the last two computing, once per decision and only
+//! for a pod they concern, which pods are in which topology domain (`domains.rs`).
 
+mod affinity;
+mod domains;
 mod facts;
 pub(crate) mod plugins;
+mod topology;
 mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -48,6 +56,8 @@ struct Scheduler {
     client: kube::Client,
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
+    /// For the namespace selectors of inter-pod affinity terms.
+    namespaces: Arc<Informer<Namespace>>,
     /// Each node's parsed allocatable room, by node name, kept in step with the node cache.
     node_facts: Arc<Mutex<HashMap<String, NodeFacts>>>,
     /// Where in the node list the next decision starts filtering.
@@ -66,10 +76,12 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
     let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let namespaces: Arc<Informer<Namespace>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let scheduler = Arc::new(Scheduler {
         client: client.clone(),
         pods: pods.clone(),
         nodes: nodes.clone(),
+        namespaces: namespaces.clone(),
         node_facts: Default::default(),
         next_start_node: AtomicUsize::new(0),
         usage: Default::default(),
@@ -82,6 +94,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
     scheduler.follow_changes();
     pods.start(cancel.clone(), &tasks);
     nodes.start(cancel.clone(), &tasks);
+    namespaces.start(cancel.clone(), &tasks);
     scheduler.volumes.start(cancel.clone(), &tasks);
     let retry_waiting = scheduler.clone();
     tasks.spawn(async move {
@@ -190,6 +203,7 @@ impl Scheduler {
     async fn schedule_loop(self: Arc<Self>) {
         self.pods.synced().await;
         self.nodes.synced().await;
+        self.namespaces.synced().await;
         self.volumes.synced().await;
         loop {
             let key = self.queue.next().await;
@@ -215,6 +229,7 @@ impl Scheduler {
         let decision = {
             let node_facts = self.node_facts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let usage = self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let topology = domains::PreFilter::new(&pod, &facts, &nodes, &usage, &self.pods, &self.namespaces);
             let wanted = feasible_nodes_to_find(nodes.len());
             let start = self.next_start_node.load(Ordering::Relaxed) % nodes.len().max(1);
             let mut feasible = Vec::new();
@@ -227,6 +242,7 @@ impl Scheduler {
                 let room = node_facts.get(node_name).copied().unwrap_or_else(|| NodeFacts::of(node));
                 match plugins::filter(&pod, &facts, node, &room, usage.node(node_name))
                     .and_then(|()| volumes::filter(&claims, node))
+                    .and_then(|()| topology.filter(node))
                 {
                     Ok(()) => {
                         feasible.push((node, room));
@@ -248,7 +264,8 @@ impl Scheduler {
                         plugins::raw_scores(&pod, &facts, node, room, usage.node(node_name))
                     })
                     .collect();
-                let totals = plugins::total_scores(&raw);
+                let topology_scores = topology.scores(feasible.iter().map(|(node, _)| node.as_ref()));
+                let totals = plugins::total_scores(&raw, &topology_scores);
                 let best = totals.iter().copied().max().unwrap_or(0);
                 let candidates: Vec<usize> = (0..totals.len()).filter(|index| totals[*index] == best).collect();
                 let chosen = candidates[rand::random_range(0..candidates.len())];

@@ -1,13 +1,17 @@
 //! The scheduler's filters and scores, as pure functions of a pod, a node and what the node has in use, in
 //! upstream's default plugin order: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity (with
-//! nodeSelector), NodePorts, NodeResourcesFit; scores TaintToleration (weight 3), NodeAffinity (2), spreading of
-//! one workload's pods (2, what the default PodTopologySpread constraint on hostnames does), NodeResourcesFit's
-//! least-allocated (1) and NodeResourcesBalancedAllocation (1).
+//! nodeSelector), NodePorts, NodeResourcesFit; scores TaintToleration (weight 3), NodeAffinity (2),
+//! PodTopologySpread (2: the pod's ScheduleAnyway constraints, `topology.rs`, or for a pod without constraints
+//! spreading of one workload's pods over nodes, standing in for upstream's system default constraints),
+//! InterPodAffinity (2, `affinity.rs`), NodeResourcesFit's least-allocated (1) and
+//! NodeResourcesBalancedAllocation (1). The filters of VolumeBinding (`volumes.rs`), PodTopologySpread and
+//! InterPodAffinity (`domains.rs`) follow these, as upstream orders them.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
 
+use super::domains::Scores;
 use super::facts::{NodeFacts, NodeUsage, PodFacts};
 
 /// Why a node does not fit; the texts are upstream's, as `kubectl describe pod` shows them in FailedScheduling.
@@ -22,6 +26,16 @@ pub enum Unfit {
     TooManyPods,
     /// A volume of the pod can only be reached from other nodes (`volumes.rs`).
     VolumeNodeAffinity,
+    /// Placing the pod on the node would break a DoNotSchedule spread constraint (`topology.rs`).
+    TopologySpread,
+    /// The node lacks the topology key of a DoNotSchedule spread constraint.
+    TopologySpreadMissingLabel,
+    /// The pod's required podAffinity finds no matching pod in the node's domain (`affinity.rs`).
+    PodAffinity,
+    /// The pod's required podAntiAffinity finds a matching pod in the node's domain.
+    PodAntiAffinity,
+    /// A pod in the node's domain has a required podAntiAffinity that matches the pod.
+    ExistingPodsAntiAffinity,
 }
 
 impl Unfit {
@@ -35,6 +49,13 @@ impl Unfit {
             Unfit::Insufficient(resource) => format!("Insufficient {resource}"),
             Unfit::TooManyPods => "Too many pods".into(),
             Unfit::VolumeNodeAffinity => "node(s) had volume node affinity conflict".into(),
+            Unfit::TopologySpread => "node(s) didn't match pod topology spread constraints".into(),
+            Unfit::TopologySpreadMissingLabel => {
+                "node(s) didn't match pod topology spread constraints (missing required label)".into()
+            }
+            Unfit::PodAffinity => "node(s) didn't match pod affinity rules".into(),
+            Unfit::PodAntiAffinity => "node(s) didn't match pod anti-affinity rules".into(),
+            Unfit::ExistingPodsAntiAffinity => "node(s) didn't satisfy existing pods anti-affinity rules".into(),
         }
     }
 }
@@ -238,19 +259,25 @@ pub fn raw_scores(pod: &Pod, facts: &PodFacts, node: &Node, node_facts: &NodeFac
     Raw { intolerable_preferred_taints, affinity_weight, same_owner, least_allocated, balanced }
 }
 
-/// Normalizes the raw scores across the feasible nodes and weights them; the index of the best node is chosen
-/// by the caller (ties broken at random there).
-pub fn total_scores(raw: &[Raw]) -> Vec<i64> {
+/// Normalizes the raw scores across the feasible nodes and weights them, with the PodTopologySpread and
+/// InterPodAffinity scores (0–100 per feasible node, `None`: see `domains::Scores`); the index of the best node is
+/// chosen by the caller (ties broken at random there).
+pub fn total_scores(raw: &[Raw], topology: &Scores) -> Vec<i64> {
     let max_taints = raw.iter().map(|raw| raw.intolerable_preferred_taints).max().unwrap_or(0);
     let max_affinity = raw.iter().map(|raw| raw.affinity_weight).max().unwrap_or(0);
     let max_owner = raw.iter().map(|raw| raw.same_owner).max().unwrap_or(0);
     let fewer_is_better = |value: i64, max: i64| if max == 0 { 100 } else { 100 - value * 100 / max };
     raw.iter()
-        .map(|raw| {
+        .enumerate()
+        .map(|(index, raw)| {
             let taints = fewer_is_better(raw.intolerable_preferred_taints, max_taints);
             let affinity = if max_affinity == 0 { 0 } else { raw.affinity_weight * 100 / max_affinity };
-            let spread = fewer_is_better(raw.same_owner, max_owner);
-            3 * taints + 2 * affinity + 2 * spread + raw.least_allocated + raw.balanced
+            let spread = match &topology.spread {
+                Some(scores) => scores[index],
+                None => fewer_is_better(raw.same_owner, max_owner),
+            };
+            let inter_pod_affinity = topology.inter_pod_affinity.as_ref().map_or(0, |scores| scores[index]);
+            3 * taints + 2 * affinity + 2 * spread + 2 * inter_pod_affinity + raw.least_allocated + raw.balanced
         })
         .collect()
 }
@@ -341,7 +368,7 @@ mod tests {
         usage.assign("b", "busy", facts.clone());
         let busy = raw_scores(&p, &facts, &n, &NodeFacts::of(&n), usage.node("busy"));
         let empty = raw_scores(&p, &facts, &n, &NodeFacts::of(&n), None);
-        let totals = total_scores(&[busy, empty]);
+        let totals = total_scores(&[busy, empty], &Scores { spread: None, inter_pod_affinity: None });
         assert!(totals[1] > totals[0], "{totals:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! The control-plane half of workloads, driven with kubectl against a real `kaasd controller`: the scheduler
 //! places pods on Nodes the test registers (honouring topology spread constraints and inter-pod affinity), the
-//! ReplicaSet and Deployment controllers create, scale, roll out and roll back, and two controllers on one
-//! database act once.
+//! ReplicaSet, ReplicationController and Deployment controllers create, scale, roll out and roll back, and two
+//! controllers on one database act once.
 //!
 //! No worker runs pods here. Where a rollout needs pods to become Ready, the test answers for the nodes through
 //! the API, as their node agent would (`NodeAgentStandIn`: pod status Running and Ready, and the final delete of a
@@ -237,6 +237,88 @@ fn deployments_roll_out_scale_and_roll_back_on_scheduled_pods() {
 fn live_pods(controller: &Controller) -> usize {
     let pods = json(controller, &["get", "pods", "-l", "app=web"]);
     pods["items"].as_array().unwrap().iter().filter(|pod| pod["metadata"]["deletionTimestamp"].is_null()).count()
+}
+
+const REPLICATION_CONTROLLER: &str = "\
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: web}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: 'busybox:1.36'}]}
+";
+
+/// The live `app=web` pods, by name, with the kind of their controller ("" for none).
+fn web_pod_owners(controller: &Controller) -> BTreeMap<String, String> {
+    let pods = json(controller, &["get", "pods", "-l", "app=web"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .map(|pod| {
+            let owner = pod["metadata"]["ownerReferences"]
+                .as_array()
+                .and_then(|owners| owners.iter().find(|owner| owner["controller"] == true))
+                .map_or("", |owner| owner["kind"].as_str().unwrap_or_default());
+            (pod["metadata"]["name"].as_str().unwrap().to_string(), owner.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn replication_controllers_adopt_create_scale_and_release_pods() {
+    let controller = Controller::start().expect("controller starts");
+    register_nodes(&controller, &["node-a"]);
+    let stand_in = NodeAgentStandIn::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| stand_in.run(&controller));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // A bare pod with the template's labels is adopted: two more make three.
+            controller.kubectl(&["run", "orphan", "--image=busybox:1.36", "--labels=app=web"]).unwrap();
+            controller.kubectl_stdin(&["apply", "-f", "-"], REPLICATION_CONTROLLER).unwrap();
+            wait_for("three ready replicas", Duration::from_secs(60), || {
+                json(&controller, &["get", "rc", "web"])["status"]["readyReplicas"] == 3
+            });
+            let owners = web_pod_owners(&controller);
+            assert_eq!(owners.len(), 3, "{owners:?}");
+            assert_eq!(owners.get("orphan").map(String::as_str), Some("ReplicationController"), "{owners:?}");
+            assert!(owners.values().all(|kind| kind == "ReplicationController"), "{owners:?}");
+            let rc = json(&controller, &["get", "rc", "web"]);
+            assert_eq!(rc["status"]["availableReplicas"], 3, "{rc}");
+            assert_eq!(rc["status"]["fullyLabeledReplicas"], 3, "{rc}");
+            assert_eq!(rc["status"]["observedGeneration"], rc["metadata"]["generation"], "{rc}");
+            let table = controller.kubectl(&["get", "rc", "web", "--no-headers"]).unwrap();
+            assert!(table.split_whitespace().take(4).eq(["web", "3", "3", "3"]), "{table}");
+
+            // Scale through the scale subresource, as kubectl does.
+            controller.kubectl(&["scale", "rc", "web", "--replicas=1"]).unwrap();
+            wait_for("one replica", Duration::from_secs(30), || web_pod_owners(&controller).len() == 1);
+
+            // A pod relabelled out of the selector is released, and a new one takes its place.
+            let kept = web_pod_owners(&controller).into_keys().next().unwrap();
+            controller.kubectl(&["label", "pod", &kept, "app=elsewhere", "--overwrite"]).unwrap();
+            wait_for("the released pod without a controller", Duration::from_secs(30), || {
+                json(&controller, &["get", "pod", &kept])["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|owners| owners.is_empty())
+            });
+            wait_for("a replacement", Duration::from_secs(30), || {
+                let owners = web_pod_owners(&controller);
+                owners.len() == 1 && !owners.contains_key(&kept)
+            });
+            let described = controller.kubectl(&["describe", "rc", "web"]).unwrap();
+            assert!(described.contains("SuccessfulCreate") && described.contains("SuccessfulDelete"), "{described}");
+        }));
+        stand_in.running.store(false, Ordering::Relaxed);
+        if let Err(panic) = result {
+            let state = controller.kubectl(&["get", "rc,pods", "-o", "wide"]).unwrap_or_default();
+            eprintln!("cluster:\n{state}\ncontroller log:\n{}", controller.log());
+            std::panic::resume_unwind(panic);
+        }
+    });
 }
 
 #[test]

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject};
@@ -120,6 +120,8 @@ fn controller_manager(
     let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let replication_controllers: Arc<Informer<ReplicationController>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
     let deployments: Arc<Informer<Deployment>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let jobs: Arc<Informer<Job>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let services: Arc<Informer<Service>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
@@ -141,6 +143,9 @@ fn controller_manager(
     let replica_set_controller =
         replicaset::ReplicaSetController::new(client.clone(), replica_sets.clone(), pods.clone());
     tasks.spawn(supervise("replicaset", cancel.clone(), replica_set_controller.run()));
+    let replication_controller =
+        replicaset::ReplicaSetController::new(client.clone(), replication_controllers.clone(), pods.clone());
+    tasks.spawn(supervise("replicationcontroller", cancel.clone(), replication_controller.run()));
     let deployment_controller =
         deployment::DeploymentController::new(client.clone(), deployments.clone(), replica_sets.clone(), pods.clone());
     tasks.spawn(supervise("deployment", cancel.clone(), deployment_controller.run()));
@@ -180,6 +185,7 @@ fn controller_manager(
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
     replica_sets.start(cancel.clone(), tasks);
+    replication_controllers.start(cancel.clone(), tasks);
     deployments.start(cancel.clone(), tasks);
     jobs.start(cancel.clone(), tasks);
     services.start(cancel.clone(), tasks);

@@ -3,20 +3,27 @@
 //! fullyLabeledReplicas, readyReplicas, availableReplicas after minReadySeconds, observedGeneration, and a
 //! ReplicaFailure condition while pods cannot be created or deleted).
 //!
+//! The same code runs the older ReplicationControllers, as upstream does: it sees each one as a ReplicaSet whose
+//! selector is the equality map as `matchLabels` ([`Replicated`]); pods, events and status go to the object itself.
+//!
 //! Pods are created in batches that double (1, 2, 4, …) and stop at the first error, as upstream's slow start,
 //! so a quota or admission error costs one failed request instead of hundreds. Surplus pods are deleted in
 //! upstream's order: unscheduled before scheduled, pending before running, not ready before ready, the most
 //! recently ready, most restarted and newest first.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::events::{Kind, Recorder};
@@ -29,23 +36,58 @@ use super::{label_selector, labels_match, ReconcileError};
 const BURST: usize = 500;
 const WORKERS: usize = 5;
 
-pub struct ReplicaSetController {
+/// A kind whose objects keep a number of pods from a template: ReplicaSet, and ReplicationController seen as one.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+    /// The controller's name in the events it records (upstream's).
+    const COMPONENT: &'static str;
+    /// The work queue's name in logs.
+    const QUEUE: &'static str;
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet>;
+}
+
+impl Replicated for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+    const QUEUE: &'static str = "replicaset";
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const COMPONENT: &'static str = "replication-controller";
+    const QUEUE: &'static str = "replicationcontroller";
+    fn as_replica_set(&self) -> Cow<'_, ReplicaSet> {
+        let spec = self.spec.as_ref().map(|spec| ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            // Defaulting fills an empty selector from the template's labels, and validation refuses one still empty.
+            selector: LabelSelector { match_labels: spec.selector.clone(), match_expressions: None },
+            template: spec.template.clone(),
+        });
+        // The two statuses have the same fields (a ReplicaSet's has one more, left empty).
+        let status = self
+            .status
+            .as_ref()
+            .and_then(|status| serde_json::to_value(status).ok().and_then(|value| serde_json::from_value(value).ok()));
+        Cow::Owned(ReplicaSet { metadata: self.metadata.clone(), spec, status })
+    }
+}
+
+pub struct ReplicaSetController<K: Replicated> {
     client: kube::Client,
-    replica_sets: Arc<Informer<ReplicaSet>>,
+    replica_sets: Arc<Informer<K>>,
     pods: Arc<Informer<Pod>>,
     expectations: Arc<Expectations>,
     queue: WorkQueue,
     events: Recorder,
 }
 
-impl ReplicaSetController {
-    pub fn new(
-        client: kube::Client,
-        replica_sets: Arc<Informer<ReplicaSet>>,
-        pods: Arc<Informer<Pod>>,
-    ) -> Arc<ReplicaSetController> {
+impl<K: Replicated> ReplicaSetController<K> {
+    pub fn new(client: kube::Client, replica_sets: Arc<Informer<K>>, pods: Arc<Informer<Pod>>) -> Arc<Self> {
         let controller = Arc::new(ReplicaSetController {
-            events: Recorder::new(client.clone(), "replicaset-controller"),
+            events: Recorder::new(client.clone(), K::COMPONENT),
             client,
             replica_sets: replica_sets.clone(),
             pods: pods.clone(),
@@ -69,7 +111,7 @@ impl ReplicaSetController {
     fn pod_changed(&self, change: &Change<'_, Pod>) {
         match change {
             Change::Applied { old, new } => {
-                let owner = owning_replica_set(new);
+                let owner = owner_key::<K>(new);
                 if let Some(key) = &owner {
                     if old.is_none() {
                         self.expectations.creation_observed(key);
@@ -85,14 +127,14 @@ impl ReplicaSetController {
                         self.queue.add(key);
                     }
                 }
-                if let Some(old_owner) = old.and_then(owning_replica_set) {
+                if let Some(old_owner) = old.and_then(owner_key::<K>) {
                     if Some(&old_owner) != owner.as_ref() {
                         self.queue.add(old_owner);
                     }
                 }
             }
             Change::Deleted(old) => {
-                if let Some(key) = owning_replica_set(old) {
+                if let Some(key) = owner_key::<K>(old) {
                     if old.metadata.deletion_timestamp.is_none() {
                         self.expectations.deletion_observed(&key);
                     }
@@ -107,13 +149,15 @@ impl ReplicaSetController {
         self.replica_sets
             .list_namespace(&namespace)
             .into_iter()
-            .filter(|rs| {
-                rs.spec
+            .filter(|object| {
+                object
+                    .as_replica_set()
+                    .spec
                     .as_ref()
                     .and_then(|spec| label_selector(&spec.selector))
                     .is_some_and(|selector| labels_match(&selector, pod.metadata.labels.as_ref()))
             })
-            .map(|rs| object_key(rs.as_ref()))
+            .map(|object| object_key(object.as_ref()))
             .collect()
     }
 
@@ -121,7 +165,7 @@ impl ReplicaSetController {
         self.replica_sets.synced().await;
         self.pods.synced().await;
         let controller = self.clone();
-        queue::run_workers("replicaset", self.queue.clone(), WORKERS, move |key| {
+        queue::run_workers(K::QUEUE, self.queue.clone(), WORKERS, move |key| {
             let controller = controller.clone();
             async move { controller.reconcile(&key).await }
         })
@@ -130,10 +174,11 @@ impl ReplicaSetController {
 
     async fn reconcile(&self, key: &str) -> Result<(), ReconcileError> {
         let (namespace, name) = queue::split(key);
-        let Some(rs) = self.replica_sets.get(namespace, name) else {
+        let Some(object) = self.replica_sets.get(namespace, name) else {
             self.expectations.forget(key);
             return Ok(());
         };
+        let rs = object.as_replica_set();
         let Some(selector) = rs.spec.as_ref().and_then(|spec| label_selector(&spec.selector)) else {
             // Validation rejects such selectors; an object stored before that cannot be acted on.
             return Ok(());
@@ -157,7 +202,7 @@ impl ReplicaSetController {
                 None if matches
                     && pod.metadata.deletion_timestamp.is_none()
                     && rs.metadata.deletion_timestamp.is_none()
-                    && adopt(&pods, &pod, &controller_reference(rs.as_ref())).await =>
+                    && adopt(&pods, &pod, &controller_reference(object.as_ref())).await =>
                 {
                     owned.push(pod);
                 }
@@ -171,16 +216,16 @@ impl ReplicaSetController {
             let wanted = rs.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1).max(0) as usize;
             if active.len() < wanted {
                 let missing = (wanted - active.len()).min(BURST);
-                failure = self.create_pods(key, &rs, missing).await;
+                failure = self.create_pods(key, &object, &rs, missing).await;
             } else if active.len() > wanted {
                 let surplus = (active.len() - wanted).min(BURST);
-                failure = self.delete_pods(key, &rs, &active, surplus).await;
+                failure = self.delete_pods(key, &object, &active, surplus).await;
             }
         }
         let min_ready_seconds = rs.spec.as_ref().and_then(|spec| spec.min_ready_seconds).unwrap_or(0);
         let status = compute_status(&rs, &active, failure.as_ref(), min_ready_seconds);
         if rs.status.as_ref() != Some(&status) {
-            let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
+            let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
             let patch = json!({"status": with_nulls(&status)});
             api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
@@ -195,10 +240,10 @@ impl ReplicaSetController {
     }
 
     /// Creates `count` pods in doubling batches; the error message of the first failure, if any.
-    async fn create_pods(&self, key: &str, rs: &ReplicaSet, count: usize) -> Option<String> {
+    async fn create_pods(&self, key: &str, owner: &K, rs: &ReplicaSet, count: usize) -> Option<String> {
         let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let pod = pod_from_template(rs);
+        let pod = pod_from_template(rs, controller_reference(owner));
         let create = PostParams::default();
         self.expectations.expect(key, count as i64, 0);
         let mut created = 0;
@@ -210,7 +255,7 @@ impl ReplicaSetController {
             for result in results {
                 match result {
                     Ok(pod) => self.events.publish(
-                        rs,
+                        owner,
                         Kind::Normal,
                         "SuccessfulCreate",
                         format!("Created pod: {}", pod.name_any()),
@@ -228,7 +273,7 @@ impl ReplicaSetController {
                 for _ in created..count {
                     self.expectations.creation_observed(key);
                 }
-                self.events.publish(rs, Kind::Warning, "FailedCreate", format!("Error creating: {message}"));
+                self.events.publish(owner, Kind::Warning, "FailedCreate", format!("Error creating: {message}"));
                 return Some(message);
             }
             batch *= 2;
@@ -236,11 +281,11 @@ impl ReplicaSetController {
         None
     }
 
-    async fn delete_pods(&self, key: &str, rs: &ReplicaSet, active: &[Arc<Pod>], count: usize) -> Option<String> {
+    async fn delete_pods(&self, key: &str, owner: &K, active: &[Arc<Pod>], count: usize) -> Option<String> {
         let mut ranked: Vec<&Arc<Pod>> = active.iter().collect();
         ranked.sort_by_key(|pod| deletion_rank(pod));
         let victims = &ranked[..count];
-        let namespace = rs.namespace().unwrap_or_default();
+        let namespace = owner.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         self.expectations.expect(key, 0, count as i64);
         let delete = DeleteParams::default();
@@ -252,7 +297,7 @@ impl ReplicaSetController {
         for (pod, result) in victims.iter().zip(results) {
             match result {
                 Ok(_) => self.events.publish(
-                    rs,
+                    owner,
                     Kind::Normal,
                     "SuccessfulDelete",
                     format!("Deleted pod: {}", pod.name_any()),
@@ -265,7 +310,7 @@ impl ReplicaSetController {
             }
         }
         if let Some(message) = &error {
-            self.events.publish(rs, Kind::Warning, "FailedDelete", format!("Error deleting: {message}"));
+            self.events.publish(owner, Kind::Warning, "FailedDelete", format!("Error deleting: {message}"));
         }
         error
     }
@@ -280,9 +325,10 @@ pub(super) fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
     pod.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true))
 }
 
-fn owning_replica_set(pod: &Pod) -> Option<queue::Key> {
+/// The key of the pod's controller when that is an object of kind `K`.
+fn owner_key<K: Resource<DynamicType = ()>>(pod: &Pod) -> Option<queue::Key> {
     let owner = controller_of(pod)?;
-    (owner.kind == "ReplicaSet" && owner.api_version == "apps/v1")
+    (owner.kind == K::kind(&()) && owner.api_version == K::api_version(&()))
         .then(|| queue::key(pod.metadata.namespace.as_deref(), &owner.name))
 }
 
@@ -369,7 +415,7 @@ fn deletion_rank(
     )
 }
 
-fn pod_from_template(rs: &ReplicaSet) -> Pod {
+fn pod_from_template(rs: &ReplicaSet, owner: OwnerReference) -> Pod {
     let template = rs.spec.as_ref().and_then(|spec| spec.template.clone()).unwrap_or_default();
     let template_meta = template.metadata.unwrap_or_default();
     Pod {
@@ -379,7 +425,7 @@ fn pod_from_template(rs: &ReplicaSet) -> Pod {
             labels: template_meta.labels,
             annotations: template_meta.annotations,
             finalizers: template_meta.finalizers,
-            owner_references: Some(vec![controller_reference(rs)]),
+            owner_references: Some(vec![owner]),
             ..Default::default()
         },
         spec: template.spec,
@@ -473,6 +519,28 @@ mod tests {
         pods.sort_by_key(|pod| deletion_rank(pod));
         let order: Vec<_> = pods.iter().map(|pod| pod.name_any()).collect();
         assert_eq!(order, ["a", "d", "c", "b"]);
+    }
+
+    #[test]
+    fn a_replication_controller_is_seen_as_a_replica_set_with_match_labels() {
+        let rc: ReplicationController = serde_json::from_value(json!({"metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 3, "minReadySeconds": 5, "selector": {"app": "web"},
+                     "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"replicas": 2, "readyReplicas": 1, "conditions": [{"type": "ReplicaFailure", "status": "True"}]}}))
+        .unwrap();
+        let rs = rc.as_replica_set();
+        let spec = rs.spec.as_ref().unwrap();
+        assert_eq!((spec.replicas, spec.min_ready_seconds), (Some(3), Some(5)));
+        assert_eq!(spec.selector.match_labels, Some(BTreeMap::from([("app".into(), "web".into())])));
+        assert_eq!(spec.selector.match_expressions, None);
+        let status = rs.status.as_ref().unwrap();
+        assert_eq!((status.replicas, status.ready_replicas), (2, Some(1)));
+        assert_eq!(status.conditions.as_ref().unwrap()[0].type_, "ReplicaFailure");
+        assert_eq!(
+            owner_key::<ReplicationController>(&pod_from_template(&rs, controller_reference(&rc))),
+            Some(queue::key(None, "web"))
+        );
+        assert_eq!(owner_key::<ReplicaSet>(&pod_from_template(&rs, controller_reference(&rc))), None);
     }
 
     #[test]

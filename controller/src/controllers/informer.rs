@@ -3,6 +3,11 @@
 //! the object to the keys of a work queue).
 //!
 //! Handlers must be registered before `start`, and must be quick (they run on the watch task).
+//!
+//! A cache can have several readers ([`Informer::reader`]): groups that start and stop on their own (the scheduler
+//! and the controller manager each follow their own Lease) read one copy of the pods and nodes instead of one each.
+//! A reader started after the cache has listed hears every cached object as created, as a client-go handler added
+//! late does, and stops hearing at its own cancel.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
@@ -29,6 +34,15 @@ pub enum Change<'a, K> {
 }
 
 type Handler<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
+type Handlers<K> = Arc<Mutex<Vec<Handler<K>>>>;
+/// Namespace → name → object.
+type NamespaceIndex<K> = HashMap<String, HashMap<String, Arc<K>>>;
+
+/// The handlers of one started reader, until its cancel.
+struct Audience<K> {
+    handlers: Handlers<K>,
+    until: CancellationToken,
+}
 
 pub struct Informer<K>
 where
@@ -37,11 +51,15 @@ where
     api: Api<K>,
     config: watcher::Config,
     store: Store<K>,
+    /// Only the cache's first reader has it: that one's `start` lists and watches; the others' join.
     writer: Mutex<Option<reflector::store::Writer<K>>>,
-    handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    /// This reader's handlers.
+    handlers: Handlers<K>,
+    /// The handlers of every started reader of the cache (shared between its readers).
+    audience: Arc<Mutex<Vec<Audience<K>>>>,
     /// The store's objects by namespace and name, so that a controller reading one namespace (a ReplicaSet's pods)
     /// does not walk every object of the kind on each reconcile.
-    by_namespace: Mutex<HashMap<String, HashMap<String, Arc<K>>>>,
+    by_namespace: Arc<Mutex<NamespaceIndex<K>>>,
     /// True once the first list is in the store. (Not the store's own `wait_until_ready`: it wakes only the last
     /// of several concurrent waiters, and several controllers wait on one cache.)
     synced: tokio::sync::watch::Sender<bool>,
@@ -59,8 +77,23 @@ where
             store,
             writer: Mutex::new(Some(writer)),
             handlers: Default::default(),
+            audience: Default::default(),
             by_namespace: Default::default(),
             synced: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Another reader of the same cache, with handlers of its own: register them, then `start` it.
+    pub fn reader(&self) -> Arc<Informer<K>> {
+        Arc::new(Informer {
+            api: self.api.clone(),
+            config: self.config.clone(),
+            store: self.store.clone(),
+            writer: Mutex::new(None),
+            handlers: Default::default(),
+            audience: self.audience.clone(),
+            by_namespace: self.by_namespace.clone(),
+            synced: self.synced.clone(),
         })
     }
 
@@ -108,7 +141,7 @@ where
     }
 
     fn reindex(&self) {
-        let mut index: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+        let mut index: NamespaceIndex<K> = HashMap::new();
         for object in self.store.state() {
             let namespace = object.meta().namespace.clone().unwrap_or_default();
             index.entry(namespace).or_default().insert(object.meta().name.clone().unwrap_or_default(), object);
@@ -122,8 +155,25 @@ where
         let _ = synced.wait_for(|synced| *synced).await;
     }
 
-    /// Starts the list+watch; it ends at `cancel`.
+    /// Starts the list+watch, or for a later reader joins it; either ends at `cancel` (the list+watch also for
+    /// the other readers).
     pub fn start(self: &Arc<Self>, cancel: CancellationToken, tasks: &TaskTracker) {
+        {
+            let mut audience = self.audience.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *self.synced.borrow() {
+                // What the cache already holds, as created. Under the audience lock, so no change is heard in
+                // between; one applied to the store but not yet announced may be heard twice, which handlers
+                // (that map objects to work-queue keys) take in their stride.
+                let handlers = self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for object in self.store.state() {
+                    let change = Change::Applied { old: None, new: object.as_ref() };
+                    for handler in handlers.iter() {
+                        handler(&change);
+                    }
+                }
+            }
+            audience.push(Audience { handlers: self.handlers.clone(), until: cancel.clone() });
+        }
         let Some(writer) = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else { return };
         let informer = self.clone();
         tasks.spawn(async move {
@@ -207,8 +257,12 @@ where
     }
 
     fn notify(&self, change: &Change<'_, K>) {
-        for handler in self.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
-            handler(change);
+        let mut audience = self.audience.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        audience.retain(|reader| !reader.until.is_cancelled());
+        for reader in audience.iter() {
+            for handler in reader.handlers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+                handler(change);
+            }
         }
     }
 }

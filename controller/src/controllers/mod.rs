@@ -61,6 +61,15 @@ pub struct Settings {
     pub local_path_dir: std::path::PathBuf,
 }
 
+/// The caches both the scheduler and the controller manager read. They are listed and watched for the life of the
+/// process, leader or not (as kube-scheduler's are), so a replica that leads both groups holds one copy of each
+/// pod and node, and a replica that takes over starts with them warm. Each group reads them through its own
+/// [`Informer::reader`].
+pub(crate) struct SharedCaches {
+    pub pods: Arc<Informer<Pod>>,
+    pub nodes: Arc<Informer<Node>>,
+}
+
 /// A reconcile that did not finish; its key is retried with back-off.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -82,16 +91,25 @@ pub fn spawn_all(
     tasks: &TaskTracker,
 ) {
     tasks.spawn(supervise("node-revocations", cancel.clone(), crate::tunnels::follow_revocations(api.clone())));
+    let caches = Arc::new(SharedCaches {
+        pods: Informer::new(Api::all(client.clone()), watcher::Config::default()),
+        nodes: Informer::new(Api::all(client.clone()), watcher::Config::default()),
+    });
+    caches.pods.start(cancel.clone(), tasks);
+    caches.nodes.start(cancel.clone(), tasks);
     let election = leader::Election::new(client.clone(), "kube-scheduler", settings.identity.clone());
-    let scheduler_client = client.clone();
-    tasks.spawn(election.run(cancel.clone(), move |leading| crate::scheduler::run(scheduler_client.clone(), leading)));
+    let (scheduler_client, scheduler_caches) = (client.clone(), caches.clone());
+    tasks.spawn(election.run(cancel.clone(), move |leading| {
+        crate::scheduler::run(scheduler_client.clone(), scheduler_caches.clone(), leading)
+    }));
     let election = leader::Election::new(client.clone(), "kube-controller-manager", settings.identity.clone());
     let settings = Arc::new(settings);
     tasks.spawn(election.run(cancel, move |leading| {
-        let (client, api, pki, settings) = (client.clone(), api.clone(), pki.clone(), settings.clone());
+        let (client, api, pki, settings, caches) =
+            (client.clone(), api.clone(), pki.clone(), settings.clone(), caches.clone());
         async move {
             let group = TaskTracker::new();
-            controller_manager(client, api, pki, &settings, leading.clone(), &group);
+            controller_manager(client, api, pki, &settings, &caches, leading.clone(), &group);
             group.close();
             leading.cancelled().await;
             group.wait().await;
@@ -105,6 +123,7 @@ fn controller_manager(
     api: Arc<ApiServer>,
     pki: kaasd_tunnel::pki::ClusterPki,
     settings: &Settings,
+    caches: &SharedCaches,
     cancel: CancellationToken,
     tasks: &TaskTracker,
 ) {
@@ -117,8 +136,8 @@ fn controller_manager(
     tasks.spawn(supervise("resourcequota", cancel.clone(), resource_quota::run(client.clone(), api.clone())));
 
     // One cache per kind for all the controllers of this group; handlers are registered before the caches start.
-    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
-    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let nodes = caches.nodes.reader();
+    let pods = caches.pods.reader();
     let replica_sets: Arc<Informer<ReplicaSet>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let replication_controllers: Arc<Informer<ReplicationController>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());

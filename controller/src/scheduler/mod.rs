@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::controllers::events::{Kind, Recorder};
 use crate::controllers::informer::{Change, Informer};
 use crate::controllers::queue::{self, WorkQueue};
+use crate::controllers::SharedCaches;
 use facts::{NodeFacts, PodFacts, Usage};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -72,10 +73,10 @@ struct Scheduler {
 }
 
 /// Runs the scheduler until `cancel`.
-pub async fn run(client: kube::Client, cancel: CancellationToken) {
+pub(crate) async fn run(client: kube::Client, caches: Arc<SharedCaches>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
-    let pods: Arc<Informer<Pod>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
-    let nodes: Arc<Informer<Node>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let pods = caches.pods.reader();
+    let nodes = caches.nodes.reader();
     let namespaces: Arc<Informer<Namespace>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let scheduler = Arc::new(Scheduler {
         client: client.clone(),

@@ -1,6 +1,7 @@
 //! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, the
-//! `kube-dns` Service, the default StorageClass `local-path`, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second controller on the same
-//! database) changes nothing and user edits to them survive.
+//! `kube-dns` Service, the default StorageClass `local-path`, the PriorityClasses `system-cluster-critical` and
+//! `system-node-critical`, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second
+//! controller on the same database) changes nothing and user edits to them survive.
 
 use serde_json::{json, Value};
 
@@ -108,6 +109,10 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
     // bootstrap object it is created only when missing, so an administrator may take away its default mark.
     create_missing(api, "storage.k8s.io", "storageclasses", None, crate::controllers::local_path::storage_class())
         .await?;
+
+    for class in crate::apiserver::priority_classes() {
+        create_missing(api, "scheduling.k8s.io", "priorityclasses", None, class).await?;
+    }
 
     for role in cluster_roles() {
         create_missing(api, "rbac.authorization.k8s.io", "clusterroles", None, role).await?;

@@ -321,6 +321,50 @@ fn replication_controllers_adopt_create_scale_and_release_pods() {
     });
 }
 
+/// A pod naming `class` (none when empty): the error kubectl printed, or the pod's priority fields.
+fn create_pod_of_class(controller: &Controller, name: &str, class: &str) -> Result<Value, String> {
+    let class_line = if class.is_empty() { String::new() } else { format!("  priorityClassName: {class}\n") };
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{class_line}  \
+         containers: [{{name: c, image: 'busybox:1.36'}}]\n"
+    );
+    controller.kubectl_stdin(&["create", "-f", "-"], &pod).map_err(|error| error.to_string())?;
+    let spec = json(controller, &["get", "pod", name])["spec"].clone();
+    Ok(serde_json::json!({"priority": spec["priority"], "preemptionPolicy": spec["preemptionPolicy"],
+        "priorityClassName": spec["priorityClassName"]}))
+}
+
+#[test]
+fn pods_take_their_priority_from_priority_classes() {
+    let controller = Controller::start().expect("controller starts");
+    let classes = controller.kubectl(&["get", "priorityclasses", "--no-headers"]).unwrap();
+    assert!(classes.contains("system-cluster-critical") && classes.contains("2000000000"), "{classes}");
+    assert!(classes.contains("system-node-critical") && classes.contains("2000001000"), "{classes}");
+
+    controller.kubectl(&["create", "priorityclass", "high", "--value=1000", "--preemption-policy=Never"]).unwrap();
+    assert_eq!(
+        create_pod_of_class(&controller, "important", "high").unwrap(),
+        serde_json::json!({"priority": 1000, "preemptionPolicy": "Never", "priorityClassName": "high"})
+    );
+    assert_eq!(
+        create_pod_of_class(&controller, "critical", "system-node-critical").unwrap()["priority"],
+        2_000_001_000
+    );
+    assert_eq!(create_pod_of_class(&controller, "plain", "").unwrap()["priority"], 0);
+    let refused = create_pod_of_class(&controller, "lost", "nope").unwrap_err();
+    assert!(refused.contains(r#"pods "lost" is forbidden: no PriorityClass with name nope was found"#), "{refused}");
+
+    // A default class is given to pods that name none; there can be only one.
+    controller.kubectl(&["create", "priorityclass", "low", "--value=10", "--global-default"]).unwrap();
+    assert_eq!(
+        create_pod_of_class(&controller, "defaulted", "").unwrap(),
+        serde_json::json!({"priority": 10, "preemptionPolicy": "PreemptLowerPriority", "priorityClassName": "low"})
+    );
+    let second = controller.kubectl(&["create", "priorityclass", "lower", "--value=5", "--global-default"]);
+    let second = second.unwrap_err().to_string();
+    assert!(second.contains("PriorityClass low is already marked as default. Only one default can exist"), "{second}");
+}
+
 #[test]
 fn a_pod_that_fits_no_node_stays_pending_with_a_reason() {
     let controller = Controller::start().expect("controller starts");

@@ -89,9 +89,8 @@ pub fn apply_defaults(def: &ResourceDef, object: &mut Value) {
 /// What it does beyond the defaults:
 /// - Pod: `status` becomes `{phase: Pending, qosClass}` (upstream's pod strategy); ServiceAccount admission's
 ///   `serviceAccountName`/`serviceAccount: default`; DefaultTolerationSeconds' `not-ready`/`unreachable` NoExecute
-///   tolerations for 300 s; Priority admission's `priority` (0 without a class, the fixed values of
-///   `system-cluster-critical` and `system-node-critical`; any other class is the caller's lookup) and
-///   `preemptionPolicy: PreemptLowerPriority`. The service account token volume is [`mount_service_account_token`].
+///   tolerations for 300 s; `priority` 0 for a pod without a PriorityClass (a class, or the default class, is
+///   resolved before, by Priority admission in `priority.rs`) and `preemptionPolicy: PreemptLowerPriority`. The service account token volume is [`mount_service_account_token`].
 /// - Namespace: `status` becomes `{phase: Active}`, and `spec.finalizers` gains `kubernetes`.
 /// - Job without `manualSelector: true`: the generated selector and pod template labels from the uid, then the
 ///   Job's own labels from the template when it has none.
@@ -380,15 +379,9 @@ fn prepare_pod(root: &mut Map<String, Value>) {
             push_to_list(spec, "tolerations", toleration);
         }
     }
-    let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
-    let priority = match class {
-        "" => Some(0),
-        "system-cluster-critical" => Some(2_000_000_000),
-        "system-node-critical" => Some(2_000_001_000),
-        _ => None,
-    };
-    if let Some(priority) = priority {
-        set_default(spec, "priority", json!(priority));
+    // A named class is Priority admission's to resolve (`priority.rs`, which runs first); without one, 0.
+    if spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("").is_empty() {
+        set_default(spec, "priority", json!(0));
     }
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
@@ -1173,7 +1166,7 @@ mod tests {
         assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "Burstable"}));
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
         assert_eq!(pod["spec"]["serviceAccount"], "default");
-        assert_eq!(pod["spec"]["priority"], 2_000_001_000);
+        assert!(pod["spec"].get("priority").is_none(), "a named class is Priority admission's to resolve");
         assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
         let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(tolerations.len(), 2, "the unreachable toleration exists already: {tolerations:?}");

@@ -29,6 +29,7 @@ mod objects;
 pub mod openapi;
 pub mod openapi_v2;
 pub mod patch;
+mod priority;
 pub mod protobuf;
 pub mod rbac;
 pub mod registry;
@@ -45,6 +46,7 @@ mod watch;
 
 pub use custom_resources::follow_custom_resources;
 pub use objects::now;
+pub use priority::system_classes as priority_classes;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

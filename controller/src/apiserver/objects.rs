@@ -370,6 +370,7 @@ impl ApiServer {
         if def.status && !keeps_status_on_create(def) {
             set_status(def, &mut object, None);
         }
+        self.admit_priority(def, &name, &mut object).await?;
         crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
         let limit_ranges = self.pod_limit_ranges(def, namespace).await?;
         crate::apiserver::limit_ranges::apply_pod_defaults(&mut object, &limit_ranges);

@@ -77,7 +77,12 @@ impl JobController {
         let (queue, expectations) = (controller.queue.clone(), controller.expectations.clone());
         jobs.on_change(move |change| match change {
             Change::Applied { new, .. } => queue.add(object_key(*new)),
-            Change::Deleted(old) => expectations.forget(&object_key(*old)),
+            Change::Deleted(old) => {
+                let key = object_key(*old);
+                expectations.forget(&key);
+                // Its pods may still hold the tracking finalizer.
+                queue.add(key);
+            }
         });
         let (queue, expectations, released) =
             (controller.queue.clone(), controller.expectations.clone(), controller.released.clone());
@@ -115,14 +120,16 @@ impl JobController {
 
     async fn reconcile(&self, key: &str) -> Result<(), ReconcileError> {
         let (namespace, name) = queue::split(key);
-        if self.jobs.get(namespace, name).is_none() {
-            return Ok(());
-        }
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let jobs_api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
         // The counters are read fresh, not from the cache: a status this controller wrote a moment ago and the
         // cache does not show yet would make it count the same pods again.
-        let Some(job) = jobs_api.get_opt(name).await? else { return Ok(()) };
+        let job = match self.jobs.get(namespace, name) {
+            Some(_) => jobs_api.get_opt(name).await?,
+            None => None,
+        };
+        self.release_orphans(&pods_api, namespace, name, job.as_ref().and_then(|job| job.uid())).await?;
+        let Some(job) = job else { return Ok(()) };
         let job = Arc::new(job);
         let uid = job.uid().unwrap_or_default();
         let all_owned: Vec<Arc<Pod>> = self
@@ -213,24 +220,7 @@ impl JobController {
             self.write_status(&jobs_api, &job, &status).await?;
         }
         for pod in &to_release {
-            let finalizers: Vec<&String> = pod.finalizers().iter().filter(|f| *f != TRACKING_FINALIZER).collect();
-            let patch =
-                json!({"metadata": {"finalizers": finalizers, "resourceVersion": pod.metadata.resource_version}});
-            match pods_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(updated) => {
-                    if updated.finalizers().iter().all(|finalizer| finalizer != TRACKING_FINALIZER) {
-                        if let Some(uid) = pod.uid() {
-                            self.released.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(uid);
-                        }
-                    }
-                }
-                Err(kube::Error::Api(response)) if response.code == 404 => {
-                    if let Some(uid) = pod.uid() {
-                        self.released.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(uid);
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
+            self.release(&pods_api, pod).await?;
         }
         // Pods whose finalizer is gone (or that are gone) move from uncounted into the counters.
         let still_tracked: BTreeSet<String> = owned
@@ -264,7 +254,9 @@ impl JobController {
             .iter()
             .filter(|pod| pod.metadata.deletion_timestamp.is_none() && !matches!(phase(pod), "Succeeded" | "Failed"))
             .collect();
-        let terminating = owned.iter().filter(|pod| pod.metadata.deletion_timestamp.is_some()).count() as i32;
+        let terminating_pods: Vec<&Arc<Pod>> =
+            all_owned.iter().filter(|pod| pod.metadata.deletion_timestamp.is_some()).collect();
+        let terminating = terminating_pods.len() as i32;
         let succeeded = status.succeeded.unwrap_or(0) + uncounted_succeeded.len() as i32;
         let failed = status.failed.unwrap_or(0) + uncounted_failed.len() as i32;
         let finished = has_condition(&status, "Complete") || has_condition(&status, "Failed");
@@ -343,10 +335,15 @@ impl JobController {
                     all_owned.iter().filter(|pod| phase(pod) == "Failed").filter_map(|pod| finished_at(pod)).max();
                 let job_wait = backoff_wait(failed, last_failure, now);
                 let mut new_pods = Vec::new();
+                let terminating_hold_places = spec.pod_replacement_policy.as_deref() == Some("Failed");
                 if indexed {
-                    let free = (parallelism as usize).saturating_sub(running_indexes.len());
+                    let mut occupied = running_indexes.clone();
+                    if terminating_hold_places {
+                        occupied.extend(terminating_pods.iter().filter_map(|pod| indexes::of_pod(pod, completions)));
+                    }
+                    let free = (parallelism as usize).saturating_sub(occupied.len());
                     let done: BTreeSet<i32> = completed.union(&failed_indexes).copied().collect();
-                    for index in indexes::to_start(completions, &done, &running_indexes, free) {
+                    for index in indexes::to_start(completions, &done, &occupied, free) {
                         let previous: Vec<&Arc<Pod>> = all_owned
                             .iter()
                             .filter(|pod| phase(pod) == "Failed" || pod.metadata.deletion_timestamp.is_some())
@@ -375,12 +372,8 @@ impl JobController {
                         }
                     }
                 } else {
-                    let wanted = match spec.completions {
-                        Some(completions) => (completions - succeeded).clamp(0, parallelism),
-                        None if succeeded > 0 => 0,
-                        None => parallelism,
-                    };
-                    let missing = (wanted - active.len() as i32).max(0) as usize;
+                    let held = active.len() + if terminating_hold_places { terminating_pods.len() } else { 0 };
+                    let missing = missing_pods(&spec, succeeded, held);
                     match job_wait.filter(|_| missing > 0) {
                         Some(wait) => requeue_after = Some(wait),
                         None => new_pods = vec![template_pod(&job); missing],
@@ -419,6 +412,41 @@ impl JobController {
         }
         if let Some(delay) = requeue_after {
             self.queue.add_after(key.to_string(), delay);
+        }
+        Ok(())
+    }
+
+    /// Takes the tracking finalizer off a pod whose outcome is recorded (or that no Job counts any more).
+    async fn release(&self, api: &Api<Pod>, pod: &Pod) -> Result<(), ReconcileError> {
+        let finalizers: Vec<&String> = pod.finalizers().iter().filter(|f| *f != TRACKING_FINALIZER).collect();
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": pod.metadata.resource_version}});
+        let released = match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(updated) => updated.finalizers().iter().all(|finalizer| finalizer != TRACKING_FINALIZER),
+            Err(kube::Error::Api(response)) if response.code == 404 => true,
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(uid) = pod.uid().filter(|_| released) {
+            self.released.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(uid);
+        }
+        Ok(())
+    }
+
+    /// Pods of a Job that is gone (or replaced by a new one of the same name) have nobody left to count them:
+    /// their tracking finalizer comes off, or they could never be deleted.
+    async fn release_orphans(
+        &self,
+        api: &Api<Pod>,
+        namespace: &str,
+        job_name: &str,
+        live_uid: Option<String>,
+    ) -> Result<(), ReconcileError> {
+        let orphans = self.pods.list_namespace(namespace).into_iter().filter(|pod| {
+            controller_of(pod).is_some_and(|owner| {
+                owner.kind == "Job" && owner.name == job_name && live_uid.as_deref() != Some(owner.uid.as_str())
+            }) && pod.finalizers().iter().any(|finalizer| finalizer == TRACKING_FINALIZER)
+        });
+        for pod in orphans {
+            self.release(api, &pod).await?;
         }
         Ok(())
     }
@@ -537,6 +565,19 @@ fn indexed_generate_name(job_name: &str, index: i32) -> String {
     let suffix = format!("-{index}-");
     let keep = job_name.len().min(MAX_GENERATE_NAME_PREFIX.saturating_sub(suffix.len()));
     format!("{}{suffix}", &job_name[..keep])
+}
+
+/// How many more pods a NonIndexed Job runs beside the `held` places: up to `parallelism`, and no more than the
+/// completions still missing. With `podReplacementPolicy: Failed` a terminating pod still holds its place, so its
+/// replacement waits until it is gone; with `TerminatingOrFailed` (the default) it starts at once.
+fn missing_pods(spec: &JobSpec, succeeded: i32, held: usize) -> usize {
+    let parallelism = spec.parallelism.unwrap_or(1).max(0);
+    let wanted = match spec.completions {
+        Some(completions) => (completions - succeeded).clamp(0, parallelism),
+        None if succeeded > 0 => 0,
+        None => parallelism,
+    };
+    (wanted as usize).saturating_sub(held)
 }
 
 /// The counters the Job's fate depends on.
@@ -743,6 +784,23 @@ mod tests {
         assert_eq!(pod.spec.unwrap().hostname.as_deref(), Some("fixed"));
         let annotations = pod.metadata.annotations.unwrap();
         assert_eq!(annotations.get(indexes::INDEX_FAILURE_COUNT).map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn non_indexed_jobs_fill_up_to_parallelism_and_the_completions_left() {
+        let spec = |completions: Option<i32>| {
+            let mut spec = json!({"parallelism": 3, "template": {}});
+            if let Some(completions) = completions {
+                spec["completions"] = json!(completions);
+            }
+            job(spec).spec.unwrap()
+        };
+        assert_eq!(missing_pods(&spec(Some(10)), 0, 1), 2);
+        assert_eq!(missing_pods(&spec(Some(10)), 8, 1), 1, "two completions left, one running");
+        assert_eq!(missing_pods(&spec(Some(10)), 10, 0), 0);
+        assert_eq!(missing_pods(&spec(Some(10)), 0, 4), 0, "more held than wanted");
+        assert_eq!(missing_pods(&spec(None), 0, 0), 3);
+        assert_eq!(missing_pods(&spec(None), 1, 0), 0, "without completions one success is enough");
     }
 
     #[test]

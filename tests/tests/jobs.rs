@@ -188,3 +188,51 @@ fn indexed_jobs_failure_policies_and_success_policies_run_real_pods() {
     assert_eq!(failed_index["status"]["completedIndexes"], "0,1", "{failed_index}");
     assert_eq!(pods_of(&node, "failed-index").len(), 3, "a failed index is not retried");
 }
+
+#[test]
+fn terminating_pods_are_replaced_at_once_or_once_gone_as_the_replacement_policy_says() {
+    let node = Node::start(NODE);
+    // `sh` as the container's first process ignores SIGTERM: a deleted pod stays Terminating for its whole grace
+    // period, long enough to see whether its replacement starts before it is gone.
+    let slow_to_stop = |name: &str, policy: &str| {
+        job(name, &format!("  podReplacementPolicy: {policy}\n"), "sleep 100000")
+            .replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 30")
+    };
+    node.apply(&slow_to_stop("at-once", "TerminatingOrFailed"));
+    node.apply(&slow_to_stop("once-gone", "Failed"));
+    let running = |job: &str| -> Vec<String> {
+        pods_of(&node, job)
+            .iter()
+            .filter(|pod| pod["status"]["phase"] == "Running" && pod["metadata"]["deletionTimestamp"].is_null())
+            .filter_map(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    for job in ["at-once", "once-gone"] {
+        node.wait(&format!("{job} running its pod"), || Ok(running(job).len() == 1));
+        let first = running(job).remove(0);
+        node.controller.kubectl(&["delete", "pod", &first, "--wait=false"]).expect("kubectl delete");
+    }
+
+    // TerminatingOrFailed: the replacement runs while the first pod is still terminating.
+    node.wait("a replacement beside the terminating pod of at-once", || {
+        let pods = pods_of(&node, "at-once");
+        let terminating = pods.iter().filter(|pod| !pod["metadata"]["deletionTimestamp"].is_null()).count();
+        Ok(terminating == 1 && pods.len() == 2)
+    });
+
+    // Failed: nothing new while the first pod terminates (the Job says it is terminating), then the replacement.
+    let mut saw_terminating = false;
+    node.wait("the terminating pod of once-gone being gone", || {
+        let pods = pods_of(&node, "once-gone");
+        let terminating = pods.iter().filter(|pod| !pod["metadata"]["deletionTimestamp"].is_null()).count();
+        assert!(terminating == 0 || pods.len() == terminating, "replaced before the pod was gone: {pods:?}");
+        if terminating > 0 {
+            let status = json(&node, &["get", "job", "once-gone"])["status"].clone();
+            saw_terminating |= status["terminating"] == 1;
+            return Ok(false);
+        }
+        Ok(true)
+    });
+    assert!(saw_terminating, "status.terminating counted the terminating pod");
+    node.wait("the replacement of once-gone running", || Ok(running("once-gone").len() == 1));
+}

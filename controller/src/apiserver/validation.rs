@@ -951,16 +951,260 @@ fn validate_deployment_strategy(spec: &Map<String, Value>, errors: &mut Vec<Fiel
 }
 
 fn validate_job_spec_common(spec: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
-    for field in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit"] {
+    for field in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
         validate_non_negative(spec, field, path, errors);
+    }
+    let set = |field: &str| spec.get(field).filter(|value| !value.is_null());
+    if set("maxFailedIndexes").is_some() && set("backoffLimitPerIndex").is_none() {
+        errors.push(FieldError::required(format!("{path}.backoffLimitPerIndex"), "when maxFailedIndexes is specified"));
+    }
+    let mode = set("completionMode").cloned().unwrap_or(Value::from("NonIndexed"));
+    let indexed = mode == "Indexed";
+    if mode != "NonIndexed" && !indexed {
+        errors.push(FieldError::not_supported(format!("{path}.completionMode"), &mode, &["NonIndexed", "Indexed"]));
+    }
+    if indexed {
+        if set("completions").is_none() {
+            errors.push(FieldError::required(format!("{path}.completions"), "when completion mode is Indexed"));
+        }
+        let completions = spec.get("completions").and_then(Value::as_i64);
+        if let (Some(completions), Some(max)) = (completions, spec.get("maxFailedIndexes").and_then(Value::as_i64)) {
+            if max > completions {
+                let detail = "must be less than or equal to completions";
+                errors.push(FieldError::invalid(format!("{path}.maxFailedIndexes"), &Value::from(max), detail));
+            }
+        }
+    } else {
+        for field in ["backoffLimitPerIndex", "maxFailedIndexes"] {
+            if let Some(value) = set(field) {
+                errors.push(FieldError::invalid(format!("{path}.{field}"), value, "requires indexed completion mode"));
+            }
+        }
+    }
+    let failure_policy = set("podFailurePolicy");
+    if let Some(policy) = failure_policy {
+        validate_pod_failure_policy(spec, policy, &format!("{path}.podFailurePolicy"), errors);
+    }
+    if let Some(policy) = set("successPolicy") {
+        if indexed {
+            validate_success_policy(spec, policy, &format!("{path}.successPolicy"), errors);
+        } else {
+            errors.push(FieldError::invalid(
+                format!("{path}.successPolicy"),
+                policy,
+                "requires indexed completion mode",
+            ));
+        }
+    }
+    if let Some(replacement) = set("podReplacementPolicy") {
+        let supported: &[&str] =
+            if failure_policy.is_some() { &["Failed"] } else { &["Failed", "TerminatingOrFailed"] };
+        if !supported.iter().any(|value| replacement == value) {
+            errors.push(FieldError::not_supported(format!("{path}.podReplacementPolicy"), replacement, supported));
+        }
     }
     let template = object_at(spec, "template");
     validate_pod_template(template, &format!("{path}.template"), errors);
     let policy = str_at(object_at(template, "spec"), "restartPolicy");
+    let field = format!("{path}.template.spec.restartPolicy");
     if policy.is_empty() || policy == "Always" {
-        let field = format!("{path}.template.spec.restartPolicy");
         errors.push(FieldError::required(field, "valid values: \"OnFailure\", \"Never\""));
+    } else if failure_policy.is_some() && policy != "Never" {
+        let detail = "only \"Never\" is supported when podFailurePolicy is specified";
+        errors.push(FieldError::invalid(field, &Value::from(policy), detail));
     }
+}
+
+fn validate_pod_failure_policy(spec: &Map<String, Value>, policy: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let rules = policy.get("rules").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    if rules.len() > 20 {
+        errors.push(FieldError::too_many(format!("{path}.rules"), rules.len(), 20));
+    }
+    let pod_spec = object_at(object_at(spec, "template"), "spec");
+    let container_names: BTreeSet<&str> = array_at(pod_spec, "containers")
+        .iter()
+        .chain(array_at(pod_spec, "initContainers"))
+        .filter_map(|container| container.get("name").and_then(Value::as_str))
+        .collect();
+    let per_index = spec.get("backoffLimitPerIndex").is_some_and(|value| !value.is_null());
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_path = format!("{path}.rules[{i}]");
+        let action = rule.get("action").cloned().unwrap_or(Value::from(""));
+        const ACTIONS: [&str; 4] = ["Count", "FailIndex", "FailJob", "Ignore"];
+        match action.as_str().unwrap_or("") {
+            "" => errors.push(FieldError::required(
+                format!("{rule_path}.action"),
+                "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]",
+            )),
+            "FailIndex" if !per_index => errors.push(FieldError::invalid(
+                format!("{rule_path}.action"),
+                &action,
+                "requires the backoffLimitPerIndex to be set",
+            )),
+            known if ACTIONS.contains(&known) => {}
+            _ => errors.push(FieldError::not_supported(format!("{rule_path}.action"), &action, &ACTIONS)),
+        }
+        let exit_codes = rule.get("onExitCodes").filter(|value| !value.is_null());
+        let conditions = rule.get("onPodConditions").and_then(Value::as_array).filter(|list| !list.is_empty());
+        if let Some(requirement) = exit_codes {
+            validate_on_exit_codes(requirement, &container_names, &format!("{rule_path}.onExitCodes"), errors);
+        }
+        for (j, pattern) in conditions.into_iter().flatten().enumerate() {
+            let pattern_path = format!("{rule_path}.onPodConditions[{j}]");
+            let type_ = pattern.get("type").and_then(Value::as_str).unwrap_or("");
+            for message in qualified_name(type_) {
+                errors.push(FieldError::invalid(format!("{pattern_path}.type"), &Value::from(type_), &message));
+            }
+            let status = pattern.get("status").cloned().unwrap_or(Value::from(""));
+            if !["True", "False", "Unknown"].iter().any(|known| status == *known) {
+                let field = format!("{pattern_path}.status");
+                errors.push(FieldError::not_supported(field, &status, &["False", "True", "Unknown"]));
+            }
+        }
+        let detail = match (exit_codes.is_some(), conditions.is_some()) {
+            (true, true) => "specifying both OnExitCodes and OnPodConditions is not supported",
+            (false, false) => "specifying one of OnExitCodes and OnPodConditions is required",
+            _ => continue,
+        };
+        errors.push(FieldError::new(FieldErrorReason::Invalid, rule_path, None, detail));
+    }
+}
+
+fn validate_on_exit_codes(
+    requirement: &Value,
+    container_names: &BTreeSet<&str>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let operator = requirement.get("operator").cloned().unwrap_or(Value::from(""));
+    match operator.as_str().unwrap_or("") {
+        "In" | "NotIn" => {}
+        "" => errors.push(FieldError::required(format!("{path}.operator"), "valid values: [\"In\" \"NotIn\"]")),
+        _ => errors.push(FieldError::not_supported(format!("{path}.operator"), &operator, &["In", "NotIn"])),
+    }
+    if let Some(name) = requirement.get("containerName").and_then(Value::as_str) {
+        if !container_names.contains(name) {
+            let detail = "must be one of the container or initContainer names in the pod template";
+            errors.push(FieldError::invalid(format!("{path}.containerName"), &Value::from(name), detail));
+        }
+    }
+    let values: Vec<i64> =
+        requirement.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_i64).collect();
+    if values.is_empty() {
+        errors.push(FieldError::invalid_rendered(
+            format!("{path}.values"),
+            "[]int32(nil)".into(),
+            "at least one value is required",
+        ));
+    } else if values.len() > 255 {
+        errors.push(FieldError::too_many(format!("{path}.values"), values.len(), 255));
+    }
+    let mut seen = BTreeSet::new();
+    for (j, value) in values.iter().enumerate() {
+        if operator == "In" && *value == 0 {
+            let detail = "must not be 0 for the In operator";
+            errors.push(FieldError::invalid(format!("{path}.values[{j}]"), &Value::from(*value), detail));
+        }
+        if !seen.insert(*value) {
+            errors.push(FieldError::duplicate(format!("{path}.values[{j}]"), &Value::from(*value)));
+        }
+    }
+    if values.windows(2).any(|pair| pair[0] > pair[1]) {
+        let rendered = format!("[]int32{{{}}}", values.iter().map(i64::to_string).collect::<Vec<_>>().join(", "));
+        errors.push(FieldError::invalid_rendered(format!("{path}.values"), rendered, "must be ordered"));
+    }
+}
+
+fn validate_success_policy(spec: &Map<String, Value>, policy: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let rules = policy.get("rules").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    if rules.is_empty() {
+        let detail = "at least one rules must be specified when the successPolicy is specified";
+        errors.push(FieldError::required(format!("{path}.rules"), detail));
+    } else if rules.len() > 20 {
+        errors.push(FieldError::too_many(format!("{path}.rules"), rules.len(), 20));
+    }
+    let completions = spec.get("completions").and_then(Value::as_i64).unwrap_or(0);
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_path = format!("{path}.rules[{i}]");
+        let indexes = rule.get("succeededIndexes").and_then(Value::as_str);
+        let count = rule.get("succeededCount").and_then(Value::as_i64);
+        if indexes.is_none() && count.is_none() {
+            let detail = "at least one of succeededCount or succeededIndexes must be specified";
+            errors.push(FieldError::required(rule_path.clone(), detail));
+        }
+        let mut total = 0;
+        if let Some(indexes) = indexes {
+            let field = format!("{rule_path}.succeededIndexes");
+            if indexes.len() > 65536 {
+                errors.push(FieldError::too_long(field.clone(), 65536));
+            }
+            match count_indexes(indexes, completions) {
+                Ok(count) => total = count,
+                Err(error) => errors.push(FieldError::invalid(
+                    field,
+                    &Value::from(indexes),
+                    &format!("error parsing succeededIndexes: {error}"),
+                )),
+            }
+        }
+        if let Some(count) = count {
+            let field = format!("{rule_path}.succeededCount");
+            if count < 0 {
+                errors.push(FieldError::invalid(field, &Value::from(count), NON_NEGATIVE));
+            } else if count > completions {
+                let detail =
+                    format!("must be less than or equal to {completions} (the number of specified completions)");
+                errors.push(FieldError::invalid(field, &Value::from(count), &detail));
+            } else if indexes.is_some() && count > total {
+                let detail = format!(
+                    "must be less than or equal to {total} (the number of indexes in the specified succeededIndexes field)"
+                );
+                errors.push(FieldError::invalid(field, &Value::from(count), &detail));
+            }
+        }
+    }
+}
+
+/// How many indexes an interval string such as "0-2,4" names, or why it is not one: ascending, below `completions`.
+fn count_indexes(intervals: &str, completions: i64) -> Result<i64, String> {
+    let mut total = 0;
+    let mut last: Option<i64> = None;
+    for interval in intervals.split(',').filter(|_| !intervals.is_empty()) {
+        let limits: Vec<&str> = interval.split('-').collect();
+        if limits.len() > 2 {
+            return Err(format!(
+                "the fragment {} violates the requirement that an index interval can have at most two parts separated by '-'",
+                go_quote(interval)
+            ));
+        }
+        let mut parsed = Vec::new();
+        for limit in &limits {
+            let value: i64 = limit
+                .parse()
+                .map_err(|_| format!("cannot convert string to integer for index: {}", go_quote(limit)))?;
+            if value >= completions {
+                return Err(format!("too large index: {}", go_quote(limit)));
+            }
+            parsed.push(value);
+        }
+        let (first, end) = (parsed[0], *parsed.last().unwrap_or(&parsed[0]));
+        if parsed.len() == 2 && first >= end {
+            return Err(format!("non-increasing order, previous: {first}, current: {end}"));
+        }
+        if let Some(previous) = last.filter(|previous| *previous >= first) {
+            return Err(format!("non-increasing order, previous: {previous}, current: {first}"));
+        }
+        total += end - first + 1;
+        last = Some(end);
+    }
+    Ok(total)
 }
 
 fn validate_job(root: &Map<String, Value>, old: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) {
@@ -1920,6 +2164,149 @@ mod tests {
         );
         let errors = update_errors("batch", "Job", old, |new| new["spec"]["completions"] = json!(3));
         assert_single(&errors, "spec.completions", FieldErrorReason::Invalid, "Invalid value: 3: field is immutable");
+    }
+
+    #[test]
+    fn indexed_job_rules() {
+        let job = |spec: Value| {
+            let mut spec = spec;
+            spec["template"] =
+                json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "i"}]}});
+            json!({"metadata": {"name": "j"}, "spec": spec})
+        };
+        let errors = create_errors("batch", "Job", job(json!({"completionMode": "Indexed", "parallelism": 2})));
+        assert_single(
+            &errors,
+            "spec.completions",
+            FieldErrorReason::Required,
+            "Required value: when completion mode is Indexed",
+        );
+        let errors = create_errors("batch", "Job", job(json!({"completionMode": "Sometimes"})));
+        assert_single(
+            &errors,
+            "spec.completionMode",
+            FieldErrorReason::NotSupported,
+            "Unsupported value: \"Sometimes\": supported values: \"NonIndexed\", \"Indexed\"",
+        );
+        let errors = create_errors("batch", "Job", job(json!({"backoffLimitPerIndex": 1})));
+        assert_single(
+            &errors,
+            "spec.backoffLimitPerIndex",
+            FieldErrorReason::Invalid,
+            "Invalid value: 1: requires indexed completion mode",
+        );
+        let errors = create_errors(
+            "batch",
+            "Job",
+            job(json!({"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 3})),
+        );
+        assert_eq!(
+            summary(&errors),
+            vec![
+                (
+                    "spec.backoffLimitPerIndex".to_string(),
+                    "FieldValueRequired",
+                    "Required value: when maxFailedIndexes is specified".to_string()
+                ),
+                (
+                    "spec.maxFailedIndexes".to_string(),
+                    "FieldValueInvalid",
+                    "Invalid value: 3: must be less than or equal to completions".to_string()
+                ),
+            ]
+        );
+        let valid = json!({"completionMode": "Indexed", "completions": 3, "backoffLimitPerIndex": 1, "maxFailedIndexes": 1,
+            "successPolicy": {"rules": [{"succeededIndexes": "0-1", "succeededCount": 1}]}});
+        assert_eq!(summary(&create_errors("batch", "Job", job(valid))), vec![]);
+    }
+
+    #[test]
+    fn pod_failure_policy_rules() {
+        let job = |restart: &str, rules: Value| {
+            json!({"metadata": {"name": "j"}, "spec": {"podFailurePolicy": {"rules": rules}, "template": {"spec": {
+                "restartPolicy": restart, "containers": [{"name": "main", "image": "i"}]}}}})
+        };
+        let fail_on_42 = json!([{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]);
+        assert_eq!(summary(&create_errors("batch", "Job", job("Never", fail_on_42.clone()))), vec![]);
+        let errors = create_errors("batch", "Job", job("OnFailure", fail_on_42));
+        assert_single(
+            &errors,
+            "spec.template.spec.restartPolicy",
+            FieldErrorReason::Invalid,
+            "Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+        );
+        let errors = create_errors(
+            "batch",
+            "Job",
+            job(
+                "Never",
+                json!([
+                    {"action": "FailIndex", "onExitCodes": {"containerName": "other", "operator": "In", "values": [0, 3, 3, 1]}},
+                    {"action": "Ignore"},
+                    {"action": "Restart", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]),
+            ),
+        );
+        let fields: Vec<(String, String)> = errors.iter().map(|e| (e.field.clone(), e.message.clone())).collect();
+        let expected = [
+            (
+                "spec.podFailurePolicy.rules[0].action",
+                "Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+            ),
+            (
+                "spec.podFailurePolicy.rules[0].onExitCodes.containerName",
+                "Invalid value: \"other\": must be one of the container or initContainer names in the pod template",
+            ),
+            (
+                "spec.podFailurePolicy.rules[0].onExitCodes.values[0]",
+                "Invalid value: 0: must not be 0 for the In operator",
+            ),
+            ("spec.podFailurePolicy.rules[0].onExitCodes.values[2]", "Duplicate value: 3"),
+            (
+                "spec.podFailurePolicy.rules[0].onExitCodes.values",
+                "Invalid value: []int32{0, 3, 3, 1}: must be ordered",
+            ),
+            (
+                "spec.podFailurePolicy.rules[1]",
+                "Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+            ),
+            (
+                "spec.podFailurePolicy.rules[2].action",
+                "Unsupported value: \"Restart\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\"",
+            ),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(f, m)| (f.to_string(), m.to_string())).collect();
+        assert_eq!(fields, expected);
+    }
+
+    #[test]
+    fn success_policy_rules() {
+        let job = |mode: &str, rules: Value| {
+            json!({"metadata": {"name": "j"}, "spec": {"completionMode": mode, "completions": 5,
+                "successPolicy": {"rules": rules}, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "main", "image": "i"}]}}}})
+        };
+        let errors = create_errors("batch", "Job", job("NonIndexed", json!([{"succeededCount": 1}])));
+        assert_eq!(errors.len(), 1, "{:#?}", summary(&errors));
+        assert_eq!(errors[0].field, "spec.successPolicy");
+        assert!(errors[0].message.ends_with(": requires indexed completion mode"), "{}", errors[0].message);
+        let errors = create_errors(
+            "batch",
+            "Job",
+            job(
+                "Indexed",
+                json!([{}, {"succeededIndexes": "1-3,2"}, {"succeededIndexes": "0,7"}, {"succeededIndexes": "0-1", "succeededCount": 3}]),
+            ),
+        );
+        let fields: Vec<(String, String)> = errors.iter().map(|e| (e.field.clone(), e.message.clone())).collect();
+        let expected = [
+            ("spec.successPolicy.rules[0]", "Required value: at least one of succeededCount or succeededIndexes must be specified"),
+            ("spec.successPolicy.rules[1].succeededIndexes", "Invalid value: \"1-3,2\": error parsing succeededIndexes: non-increasing order, previous: 3, current: 2"),
+            ("spec.successPolicy.rules[2].succeededIndexes", "Invalid value: \"0,7\": error parsing succeededIndexes: too large index: \"7\""),
+            ("spec.successPolicy.rules[3].succeededCount", "Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(f, m)| (f.to_string(), m.to_string())).collect();
+        assert_eq!(fields, expected);
     }
 
     #[test]

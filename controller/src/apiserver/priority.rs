@@ -42,7 +42,8 @@ impl ApiServer {
     pub(crate) async fn admit_priority(&self, def: &ResourceDef, name: &str, object: &mut Value) -> ApiResult<()> {
         let is_pod = def.group.is_empty() && def.kind == "Pod";
         let is_class = def.group == "scheduling.k8s.io" && def.kind == "PriorityClass";
-        if !is_pod && !(is_class && object["globalDefault"] == json!(true)) {
+        let new_default_class = is_class && object["globalDefault"] == json!(true);
+        if !(is_pod || new_default_class) {
             return Ok(());
         }
         let classes = self.priority_classes().await?;

@@ -600,3 +600,81 @@ fn a_node_reads_only_what_its_pods_use() {
     let (allowed, stderr) = as_node(&["label", "node", "pods-h", "--overwrite", "checked=yes"]);
     assert!(allowed, "its own Node: {stderr}");
 }
+
+/// A pod that asks for `cpu_millis` of the node's CPU, of PriorityClass `class`, placed by the scheduler.
+fn pod_of_class(name: &str, class: &str, cpu_millis: u64) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  priorityClassName: {class}\n  \
+         terminationGracePeriodSeconds: 5\n  containers:\n  - name: main\n    image: busybox:1.36\n    \
+         command: [\"sleep\", \"3600\"]\n    resources:\n      requests:\n        cpu: {cpu_millis}m\n"
+    )
+}
+
+#[test]
+fn a_pod_of_higher_priority_preempts_pods_of_lower_priority() {
+    let node = Node::start("preempt-a");
+    let kubectl = |arguments: &[&str]| node.controller.kubectl(arguments).expect("kubectl");
+    kubectl(&["create", "priorityclass", "low", "--value=10"]);
+    kubectl(&["create", "priorityclass", "high", "--value=1000"]);
+    kubectl(&["create", "priorityclass", "polite", "--value=2000", "--preemption-policy=Never"]);
+    let allocatable =
+        node.controller.kubectl(&["get", "node", "preempt-a", "-o", "jsonpath={.status.allocatable.cpu}"]);
+    let allocatable = allocatable.expect("the node's CPU");
+    let cpu_millis: u64 = match allocatable.trim().strip_suffix('m') {
+        Some(millis) => millis.parse().expect("millicores"),
+        None => allocatable.trim().parse::<u64>().expect("cores") * 1000,
+    };
+    // Each big pod takes 60 % of the node: two never fit together. The small one fits beside either.
+    let big = cpu_millis * 6 / 10;
+    node.apply(&pod_of_class("victim", "low", big));
+    node.apply(&pod_of_class("bystander", "low", cpu_millis / 10));
+    node.wait_phase("victim", "Running");
+    node.wait_phase("bystander", "Running");
+
+    // The preemptor fits only if the victim goes; the bystander can stay, so it does. A watch records every
+    // version of the pods on the way (the victim may be gone before a poll would see it terminating).
+    let mut watch = node
+        .controller
+        .kubectl_command(&["get", "pods", "--watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get --watch starts");
+    std::thread::sleep(Duration::from_secs(1));
+    node.apply(&pod_of_class("preemptor", "high", big));
+    node.wait_phase("preemptor", "Running");
+    let _ = watch.kill();
+    let output = watch.wait_with_output().expect("the watch's output");
+    let versions: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter::<serde_json::Value>()
+        .collect::<Result<_, _>>()
+        .expect("JSON objects from the watch");
+    let versions_of = |name: &'static str| versions.iter().filter(move |pod| pod["metadata"]["name"] == name);
+    let marked = versions_of("victim").any(|victim| {
+        victim["metadata"]["deletionTimestamp"].is_string()
+            && victim["status"]["conditions"].as_array().into_iter().flatten().any(|condition| {
+                condition["type"] == "DisruptionTarget"
+                    && condition["status"] == "True"
+                    && condition["reason"] == "PreemptionByScheduler"
+                    && condition["message"] == "default-scheduler: preempting to accommodate a higher priority pod"
+            })
+    });
+    assert!(marked, "the victim was marked DisruptionTarget and deleted: {versions:?}");
+    let nominated = versions_of("preemptor").any(|pod| pod["status"]["nominatedNodeName"] == "preempt-a");
+    assert!(nominated, "the preemptor was nominated to the node first: {versions:?}");
+    assert_eq!(node.field("preemptor", ".spec.nodeName"), "preempt-a");
+    assert!(node.controller.kubectl(&["get", "pod", "victim"]).is_err(), "the victim is gone");
+    assert_eq!(node.field("bystander", ".status.phase"), "Running", "only as many victims as needed");
+    let preemptor_uid = node.field("preemptor", ".metadata.uid");
+    let events = kubectl(&["get", "events", "--field-selector", "reason=Preempted"]);
+    assert!(events.contains(&format!("Preempted by pod {preemptor_uid} on node preempt-a")), "{events}");
+
+    // A pod whose class says Never waits instead, however high its priority, and says why.
+    node.apply(&pod_of_class("polite", "polite", big));
+    node.wait("polite's FailedScheduling event", || {
+        let events =
+            kubectl(&["get", "events", "--field-selector", "reason=FailedScheduling,involvedObject.name=polite"]);
+        Ok(events.contains("1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."))
+    });
+    assert_eq!(node.field("preemptor", ".status.phase"), "Running");
+    assert_eq!(node.field("polite", ".spec.nodeName"), "");
+}

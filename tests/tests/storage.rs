@@ -197,7 +197,9 @@ fn local_path_volumes_follow_their_claims_and_pre_created_volumes_bind() {
         Ok(scheduling("no-claim") == r#"0/1 nodes are available: persistentvolumeclaim "nope" not found."#)
     });
     node.wait("far-away fitting no node", || {
-        Ok(scheduling("far-away") == "0/1 nodes are available: 1 node(s) had volume node affinity conflict.")
+        Ok(scheduling("far-away")
+            == "0/1 nodes are available: 1 node(s) had volume node affinity conflict. preemption: 0/1 nodes are \
+                available: 1 Preemption is not helpful for scheduling..")
     });
     let (allowed, stderr) = as_node(&["get", "pv", "elsewhere"]);
     assert!(!allowed, "a volume none of its pods use: {stderr}");

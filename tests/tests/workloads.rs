@@ -363,6 +363,37 @@ fn pods_take_their_priority_from_priority_classes() {
     let second = controller.kubectl(&["create", "priorityclass", "lower", "--value=5", "--global-default"]);
     let second = second.unwrap_err().to_string();
     assert!(second.contains("PriorityClass low is already marked as default. Only one default can exist"), "{second}");
+    controller.kubectl(&["create", "priorityclass", "lower", "--value=5"]).unwrap();
+    let second = controller.kubectl(&["patch", "priorityclass", "lower", "-p", r#"{"globalDefault":true}"#]);
+    let second = second.unwrap_err().to_string();
+    assert!(second.contains("PriorityClass low is already marked as default. Only one default can exist"), "{second}");
+
+    // The `system-` names are the built-in classes'; values above 10^9 are theirs too; a value never changes.
+    let reserved = controller.kubectl(&["create", "priorityclass", "system-mine", "--value=10"]).unwrap_err();
+    assert!(
+        reserved.to_string().contains(
+            "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. \
+             error: system-mine is not a known system priority class"
+        ),
+        "{reserved}"
+    );
+    let too_high = controller.kubectl(&["create", "priorityclass", "huge", "--value=1000000001"]).unwrap_err();
+    assert!(
+        too_high
+            .to_string()
+            .contains("value: Forbidden: maximum allowed value of a user defined priority is 1000000000"),
+        "{too_high}"
+    );
+    let changed = controller.kubectl(&["patch", "priorityclass", "high", "-p", r#"{"value":5}"#]).unwrap_err();
+    assert!(changed.to_string().contains("value: Forbidden: may not be changed in an update."), "{changed}");
+    let policy =
+        controller.kubectl(&["patch", "priorityclass", "high", "-p", r#"{"preemptionPolicy":"PreemptLowerPriority"}"#]);
+    assert!(policy
+        .unwrap_err()
+        .to_string()
+        .contains("preemptionPolicy: Invalid value: \"PreemptLowerPriority\": field is immutable"));
+    let description = controller.kubectl(&["patch", "priorityclass", "high", "-p", r#"{"description":"for the few"}"#]);
+    assert!(description.is_ok(), "other fields may change: {description:?}");
 }
 
 #[test]

@@ -522,7 +522,7 @@ fn lost_nodes_are_marked_unknown_tainted_and_their_pods_evicted() {
                 .unwrap();
         }
 
-        // After the grace period (40 s) without a Lease renewal, the node is Unknown and tainted.
+        // After the grace period (50 s) without a Lease renewal, the node is Unknown and tainted.
         wait_for("the lost node to be unknown", Duration::from_secs(90), || {
             ready_condition(&controller, "node", "lost")["status"] == "Unknown"
         });

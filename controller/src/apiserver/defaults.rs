@@ -49,6 +49,7 @@ pub fn apply_defaults(def: &ResourceDef, object: &mut Value) {
             }
         }
         ("", "PersistentVolume") => default_persistent_volume(root),
+        ("scheduling.k8s.io", "PriorityClass") => set_default(root, "preemptionPolicy", json!("PreemptLowerPriority")),
         ("", "Node") => {
             if let Some(status) = existing_child(root, "status") {
                 if !is_set(status.get("allocatable")) {

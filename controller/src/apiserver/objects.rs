@@ -493,6 +493,7 @@ impl ApiServer {
                 crate::apiserver::admission::default_after_webhooks(def, &mut updated, custom.as_ref());
             }
             validate_object(def, custom.as_ref(), &updated, Some(&current.object))?;
+            self.admit_default_priority_class(def, name, &updated).await?;
             self.admit_by_validating_webhooks(&admission, Some(&updated), &mut warnings).await?;
             let manager_subresource = subresource.filter(|sub| *sub == "status");
             if !matches!(change, Change::Patch(PatchType::Apply, _)) {

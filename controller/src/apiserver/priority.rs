@@ -2,7 +2,7 @@
 //! `spec.preemptionPolicy`, from that PriorityClass. A pod that names no class gets the class marked
 //! `globalDefault` (the lowest, if several are), or priority 0 when there is none. A class that does not exist, or
 //! a priority or policy in the pod that is not its class's, is upstream's 403. Of PriorityClasses it refuses a
-//! second `globalDefault` one. The two `system-` classes are created at bootstrap ([`system_classes`]).
+//! second `globalDefault` one, on create and on update. The two `system-` classes are created at bootstrap ([`system_classes`]).
 
 use serde_json::{json, Value};
 
@@ -12,7 +12,7 @@ use crate::apiserver::storage::ObjectStore;
 use crate::apiserver::ApiServer;
 
 /// Upstream's built-in classes: name, value, description.
-const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
+pub(crate) const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
     (
         "system-cluster-critical",
         2_000_000_000,
@@ -40,39 +40,47 @@ impl ApiServer {
     /// Resolves a new pod's priority, or refuses a second default PriorityClass. Runs before the defaults, which
     /// would otherwise give a pod without a class priority 0 before the default class could be looked up.
     pub(crate) async fn admit_priority(&self, def: &ResourceDef, name: &str, object: &mut Value) -> ApiResult<()> {
-        let is_pod = def.group.is_empty() && def.kind == "Pod";
+        if !(def.group.is_empty() && def.kind == "Pod") {
+            return self.admit_default_priority_class(def, name, object).await;
+        }
+        let classes = self.priority_classes().await?;
+        resolve_pod_priority(object, &classes).map_err(|message| {
+            ApiError::forbidden(
+                format!("pods {name:?} is forbidden: {message}"),
+                Details { name: name.to_string(), kind: "pods".into(), ..Details::default() },
+            )
+        })
+    }
+
+    /// Refuses a PriorityClass created or updated to be `globalDefault` while another one is.
+    pub(crate) async fn admit_default_priority_class(
+        &self,
+        def: &ResourceDef,
+        name: &str,
+        object: &Value,
+    ) -> ApiResult<()> {
         let is_class = def.group == "scheduling.k8s.io" && def.kind == "PriorityClass";
-        let new_default_class = is_class && object["globalDefault"] == json!(true);
-        if !(is_pod || new_default_class) {
+        if !(is_class && object["globalDefault"] == json!(true)) {
             return Ok(());
         }
         let classes = self.priority_classes().await?;
-        if is_pod {
-            resolve_pod_priority(object, &classes).map_err(|message| {
-                ApiError::forbidden(
-                    format!("pods {name:?} is forbidden: {message}"),
-                    Details { name: name.to_string(), kind: "pods".into(), ..Details::default() },
-                )
-            })
-        } else {
-            let other_default =
-                classes.iter().find(|class| class["globalDefault"] == json!(true) && class["metadata"]["name"] != name);
-            match other_default {
-                Some(other) => Err(ApiError::forbidden(
-                    format!(
-                        "priorityclasses.scheduling.k8s.io {name:?} is forbidden: PriorityClass {} is already marked \
-                         as default. Only one default can exist",
-                        other["metadata"]["name"].as_str().unwrap_or_default()
-                    ),
-                    Details {
-                        name: name.to_string(),
-                        group: "scheduling.k8s.io".into(),
-                        kind: "priorityclasses".into(),
-                        ..Details::default()
-                    },
-                )),
-                None => Ok(()),
-            }
+        let other_default =
+            classes.iter().find(|class| class["globalDefault"] == json!(true) && class["metadata"]["name"] != name);
+        match other_default {
+            Some(other) => Err(ApiError::forbidden(
+                format!(
+                    "priorityclasses.scheduling.k8s.io {name:?} is forbidden: PriorityClass {} is already marked as \
+                     default. Only one default can exist",
+                    other["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+                Details {
+                    name: name.to_string(),
+                    group: "scheduling.k8s.io".into(),
+                    kind: "priorityclasses".into(),
+                    ..Details::default()
+                },
+            )),
+            None => Ok(()),
         }
     }
 

@@ -192,6 +192,7 @@ pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>) -> Vec<F
             validate_role_binding(def, root, old_root, &mut errors)
         }
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => validate_role_rules(def, root, &mut errors),
+        ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(root, old_root, &mut errors),
         _ => {}
     }
     errors
@@ -1235,6 +1236,54 @@ fn validate_job(root: &Map<String, Value>, old: Option<&Map<String, Value>>, err
         let rendered =
             format!("core.PodTemplateSpec{}", spec.get("template").map(Value::to_string).unwrap_or_default());
         errors.push(FieldError::invalid_rendered("spec.template", rendered, IMMUTABLE));
+    }
+}
+
+/// Upstream's PriorityClass rules: `system-` names are the built-in classes' only, and only with their values;
+/// other classes stay at or below 1,000,000,000; value and preemptionPolicy never change.
+fn validate_priority_class(root: &Map<String, Value>, old: Option<&Map<String, Value>>, errors: &mut Vec<FieldError>) {
+    const HIGHEST_USER_DEFINABLE: i64 = 1_000_000_000;
+    let name = root.get("metadata").and_then(|meta| meta.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let value = root.get("value").and_then(Value::as_i64).unwrap_or(0);
+    let global_default = root.get("globalDefault").and_then(Value::as_bool).unwrap_or(false);
+    if name.starts_with("system-") {
+        let known = crate::apiserver::priority::SYSTEM_CLASSES.iter().find(|(known, ..)| *known == name);
+        let why = match known {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some((_, known_value, _)) if *known_value != value => {
+                Some(format!("value of {name} PriorityClass must be {known_value}"))
+            }
+            Some(_) if global_default => Some(format!("globalDefault of {name} PriorityClass must be false")),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            errors.push(FieldError::forbidden(
+                "metadata.name",
+                &format!("priority class names with 'system-' prefix are reserved for system use only. error: {why}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE {
+        errors.push(FieldError::forbidden(
+            "value",
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE}"),
+        ));
+    }
+    match root.get("preemptionPolicy") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(policy)) if policy.is_empty() => errors.push(FieldError::required("preemptionPolicy", "")),
+        Some(policy) if policy == "PreemptLowerPriority" || policy == "Never" => {}
+        Some(policy) => {
+            errors.push(FieldError::not_supported("preemptionPolicy", policy, &["PreemptLowerPriority", "Never"]))
+        }
+    }
+    if let Some(old) = old {
+        if old.get("value").and_then(Value::as_i64).unwrap_or(0) != value {
+            errors.push(FieldError::forbidden("value", "may not be changed in an update."));
+        }
+        if old.get("preemptionPolicy") != root.get("preemptionPolicy") {
+            let policy = root.get("preemptionPolicy").cloned().unwrap_or(Value::Null);
+            errors.push(FieldError::invalid("preemptionPolicy", &policy, IMMUTABLE));
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! - Health: a node is heard from when its Lease in `kube-node-lease` is renewed or its Ready condition's heartbeat
 //!   moves, timed by this controller's own clock (so skew between machines does not matter). Silent for longer
-//!   than the grace period (40 s; 60 s for a node that never posted a Ready condition), its Ready, MemoryPressure,
-//!   DiskPressure and PIDPressure conditions become Unknown ("Kubelet stopped posting node status."), and the pods
-//!   on it are marked not Ready, so Services stop sending them traffic.
+//!   than the grace period (50 s, upstream's default since v1.32; 60 s for a node that never posted a Ready
+//!   condition), its Ready, MemoryPressure, DiskPressure and PIDPressure conditions become Unknown ("Kubelet
+//!   stopped posting node status."), and the pods on it are marked not Ready, so Services stop sending them
+//!   traffic.
 //! - Taints from conditions: `not-ready` (Ready False) and `unreachable` (Ready Unknown), each NoSchedule and
 //!   NoExecute; NoSchedule `memory-pressure`, `disk-pressure`, `pid-pressure`, `network-unavailable` and
 //!   `unschedulable` (a cordoned node). They are removed when the condition clears.
@@ -37,7 +38,7 @@ use crate::scheduler::plugins::tolerates;
 
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// node-monitor-grace-period: how long a node may be silent before it counts as lost.
-const GRACE_PERIOD: Duration = Duration::from_secs(40);
+const GRACE_PERIOD: Duration = Duration::from_secs(50);
 /// node-startup-grace-period: the same, for a node that never posted its Ready condition.
 const STARTUP_GRACE_PERIOD: Duration = Duration::from_secs(60);
 /// node-monitor-period.

@@ -1,8 +1,12 @@
 //! A work queue of object keys, as client-go's: a key waits at most once however often it is added, a key being
 //! worked on is never handed to a second worker, and a key added while it is worked on is handed out again after
 //! `done`. Controllers are level-triggered: a key says "look at this object again", never what changed.
+//!
+//! Keys are handed out first in, first out; a queue made `with_priority` hands out the key of highest priority
+//! first, and first in, first out among equals (the scheduler's active queue, ordered as upstream's PrioritySort).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +27,31 @@ pub fn split(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+/// A key in line: higher `priority` first, then lower `arrival`.
+#[derive(PartialEq, Eq)]
+struct InLine {
+    priority: i32,
+    arrival: u64,
+    key: Key,
+}
+
+impl Ord for InLine {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority.cmp(&other.priority).then_with(|| other.arrival.cmp(&self.arrival))
+    }
+}
+
+impl PartialOrd for InLine {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[derive(Default)]
 struct State {
-    waiting: VecDeque<Key>,
+    waiting: BinaryHeap<InLine>,
+    /// Counts keys put in line, for first in, first out among equal priorities.
+    arrivals: u64,
     /// Keys in `waiting`.
     queued: HashSet<Key>,
     /// Keys a worker holds.
@@ -36,10 +62,14 @@ struct State {
     failures: HashMap<Key, u32>,
 }
 
+/// A key's priority in the queue, looked up whenever the key is put in line.
+type PriorityOf = Arc<dyn Fn(&str) -> i32 + Send + Sync>;
+
 #[derive(Clone, Default)]
 pub struct WorkQueue {
     state: Arc<Mutex<State>>,
     ready: Arc<Notify>,
+    priority_of: Option<PriorityOf>,
 }
 
 impl WorkQueue {
@@ -47,18 +77,28 @@ impl WorkQueue {
         WorkQueue::default()
     }
 
+    /// A queue that hands out keys by `priority_of` (highest first), first in, first out among equals.
+    /// `priority_of` must not add to this queue.
+    pub fn with_priority(priority_of: impl Fn(&str) -> i32 + Send + Sync + 'static) -> WorkQueue {
+        WorkQueue { priority_of: Some(Arc::new(priority_of)), ..WorkQueue::default() }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn add(&self, key: Key) {
+        // Looked up before taking the lock: the lookup may take locks of its own.
+        let priority = self.priority_of.as_ref().map_or(0, |priority_of| priority_of(&key));
         let mut state = self.lock();
         if state.processing.contains(&key) {
             state.again.insert(key);
             return;
         }
         if state.queued.insert(key.clone()) {
-            state.waiting.push_back(key);
+            state.arrivals += 1;
+            let arrival = state.arrivals;
+            state.waiting.push(InLine { priority, arrival, key });
             drop(state);
             self.ready.notify_one();
         }
@@ -97,7 +137,7 @@ impl WorkQueue {
             let notified = self.ready.notified();
             {
                 let mut state = self.lock();
-                if let Some(key) = state.waiting.pop_front() {
+                if let Some(InLine { key, .. }) = state.waiting.pop() {
                     state.queued.remove(&key);
                     state.processing.insert(key.clone());
                     // Another worker may be waiting too and another key be ready.
@@ -112,12 +152,13 @@ impl WorkQueue {
     }
 
     pub fn done(&self, key: &str) {
-        let mut state = self.lock();
-        state.processing.remove(key);
-        if state.again.remove(key) && state.queued.insert(key.to_string()) {
-            state.waiting.push_back(key.to_string());
-            drop(state);
-            self.ready.notify_one();
+        let again = {
+            let mut state = self.lock();
+            state.processing.remove(key);
+            state.again.remove(key)
+        };
+        if again {
+            self.add(key.to_string());
         }
     }
 
@@ -174,6 +215,22 @@ mod tests {
         assert_eq!(queue.len(), 0);
         queue.done("a");
         assert_eq!(queue.next().await, "a");
+    }
+
+    #[tokio::test]
+    async fn a_queue_with_priorities_hands_out_the_highest_first_and_equals_in_order() {
+        let priorities: HashMap<&str, i32> = [("low", -5), ("high", 1000), ("high-later", 1000)].into();
+        let queue = WorkQueue::with_priority(move |key| priorities.get(key).copied().unwrap_or(0));
+        for key in ["plain", "low", "high", "plain-later", "high-later"] {
+            queue.add(key.into());
+        }
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            let key = queue.next().await;
+            queue.done(&key);
+            order.push(key);
+        }
+        assert_eq!(order, ["high", "high-later", "plain", "plain-later", "low"]);
     }
 
     #[test]

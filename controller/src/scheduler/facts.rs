@@ -68,6 +68,10 @@ pub struct PodFacts {
     /// The pod's podAffinity and podAntiAffinity terms, parsed; `None` for the (usual) pod without any, so that
     /// such pods cost the inter-pod affinity plugin nothing.
     pub pod_affinity: Option<Arc<PodTerms>>,
+    /// `spec.priority` (0 if unset), for preemption.
+    pub priority: i32,
+    /// `namespace/name`, to find the pod again when preemption picks it as a victim.
+    pub key: crate::controllers::queue::Key,
 }
 
 impl PodFacts {
@@ -112,7 +116,15 @@ impl PodFacts {
             .flatten()
             .find(|owner| owner.controller == Some(true))
             .map(|owner| owner.uid.clone());
-        PodFacts { requests, requests_for_scoring: for_scoring, host_ports, owner, pod_affinity: PodTerms::of(pod) }
+        PodFacts {
+            requests,
+            requests_for_scoring: for_scoring,
+            host_ports,
+            owner,
+            pod_affinity: PodTerms::of(pod),
+            priority: spec.priority.unwrap_or(0),
+            key: super::pod_key(pod),
+        }
     }
 }
 
@@ -147,7 +159,7 @@ pub struct NodeUsage {
 }
 
 impl NodeUsage {
-    fn add(&mut self, facts: &PodFacts) {
+    pub fn add(&mut self, facts: &PodFacts) {
         self.requested.add(&facts.requests);
         self.requested_for_scoring.add(&facts.requests_for_scoring);
         self.pods += 1;
@@ -157,7 +169,7 @@ impl NodeUsage {
         }
     }
 
-    fn remove(&mut self, facts: &PodFacts) {
+    pub fn remove(&mut self, facts: &PodFacts) {
         self.requested.subtract(&facts.requests);
         self.requested_for_scoring.subtract(&facts.requests_for_scoring);
         self.pods -= 1;
@@ -227,6 +239,11 @@ impl Usage {
             let (node, facts) = self.pods.get(uid)?;
             Some((node.as_str(), facts.pod_affinity.as_deref()?))
         })
+    }
+
+    /// Every counted pod, as (uid, node, facts).
+    pub fn pods(&self) -> impl Iterator<Item = (&str, &str, &PodFacts)> {
+        self.pods.iter().map(|(uid, (node, facts))| (uid.as_str(), node.as_str(), facts))
     }
 
     pub fn has_pods_with_pod_affinity(&self) -> bool {

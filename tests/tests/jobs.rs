@@ -235,4 +235,23 @@ fn terminating_pods_are_replaced_at_once_or_once_gone_as_the_replacement_policy_
     });
     assert!(saw_terminating, "status.terminating counted the terminating pod");
     node.wait("the replacement of once-gone running", || Ok(running("once-gone").len() == 1));
+
+    // Lowering parallelism stops the pods beyond it; raising it starts more.
+    node.apply(&job(
+        "wide",
+        "  parallelism: 3
+  completions: 10
+",
+        "sleep 100000",
+    ));
+    node.wait("wide running 3 pods", || Ok(running("wide").len() == 3));
+    let patch = r#"{"spec":{"parallelism":1}}"#;
+    node.controller.kubectl(&["patch", "job", "wide", "--type=merge", "-p", patch]).expect("kubectl patch");
+    node.wait("wide down to 1 running pod", || {
+        let status = json(&node, &["get", "job", "wide"])["status"].clone();
+        Ok(running("wide").len() == 1 && status["active"] == 1)
+    });
+    let patch = r#"{"spec":{"parallelism":2}}"#;
+    node.controller.kubectl(&["patch", "job", "wide", "--type=merge", "-p", patch]).expect("kubectl patch");
+    node.wait("wide back up to 2 running pods", || Ok(running("wide").len() == 2));
 }

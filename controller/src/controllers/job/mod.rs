@@ -325,7 +325,18 @@ impl JobController {
                 if status.start_time.is_none() {
                     status.start_time = Some(Time(now));
                 }
-                for pod in &surplus {
+                // Beyond the surplus, more pods may run than parallelism allows now (it was lowered): the
+                // excess goes, least advanced first.
+                let kept: Vec<&Arc<Pod>> =
+                    active.iter().filter(|pod| !surplus.iter().any(|other| Arc::ptr_eq(pod, other))).copied().collect();
+                let limit = if indexed {
+                    let parallelism = spec.parallelism.unwrap_or(1).max(0) as usize;
+                    let left = (completions.max(0) as usize).saturating_sub(completed.union(&failed_indexes).count());
+                    parallelism.min(left)
+                } else {
+                    missing_pods(&spec, succeeded, 0)
+                };
+                for pod in surplus.iter().chain(&excess_pods(&kept, limit)) {
                     let _ = pods_api.delete(&pod.name_any(), &DeleteParams::default()).await;
                 }
                 let parallelism = spec.parallelism.unwrap_or(1).max(0);
@@ -580,6 +591,28 @@ fn missing_pods(spec: &JobSpec, succeeded: i32, held: usize) -> usize {
     (wanted as usize).saturating_sub(held)
 }
 
+/// The pods to delete so that at most `limit` of `active` run, in upstream's order of least advanced first: not
+/// yet on a node, then Pending before Running, not Ready before Ready, then the newest.
+fn excess_pods<'a>(active: &[&'a Arc<Pod>], limit: usize) -> Vec<&'a Arc<Pod>> {
+    if active.len() <= limit {
+        return Vec::new();
+    }
+    let mut ordered = active.to_vec();
+    ordered.sort_by_key(|pod| {
+        let assigned =
+            pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()).is_some_and(|node| !node.is_empty());
+        let phase_rank = match phase(pod) {
+            "Pending" => 0,
+            "Running" => 2,
+            _ => 1,
+        };
+        let created = pod.metadata.creation_timestamp.as_ref().map(|time| time.0);
+        (assigned, phase_rank, ready_since(pod).is_some(), std::cmp::Reverse(created))
+    });
+    ordered.truncate(active.len() - limit);
+    ordered
+}
+
 /// The counters the Job's fate depends on.
 struct Counts<'a> {
     succeeded: i32,
@@ -784,6 +817,31 @@ mod tests {
         assert_eq!(pod.spec.unwrap().hostname.as_deref(), Some("fixed"));
         let annotations = pod.metadata.annotations.unwrap();
         assert_eq!(annotations.get(indexes::INDEX_FAILURE_COUNT).map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn lowered_parallelism_removes_the_least_advanced_pods() {
+        let pod = |name: &str, node: Option<&str>, phase: &str, ready: bool, created: &str| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({
+                    "metadata": {"name": name, "creationTimestamp": created},
+                    "spec": {"nodeName": node, "containers": []},
+                    "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                        "lastTransitionTime": created}]},
+                }))
+                .unwrap(),
+            )
+        };
+        let ready_old = pod("ready-old", Some("n1"), "Running", true, "2026-01-01T00:00:00Z");
+        let ready_new = pod("ready-new", Some("n1"), "Running", true, "2026-01-02T00:00:00Z");
+        let starting = pod("starting", Some("n1"), "Running", false, "2026-01-01T00:00:00Z");
+        let pending = pod("pending", Some("n1"), "Pending", false, "2026-01-01T00:00:00Z");
+        let unscheduled = pod("unscheduled", None, "Pending", false, "2026-01-01T00:00:00Z");
+        let active = [&ready_old, &ready_new, &starting, &pending, &unscheduled];
+        let names = |limit| excess_pods(&active, limit).iter().map(|pod| pod.name_any()).collect::<Vec<_>>();
+        assert_eq!(names(5), Vec::<String>::new());
+        assert_eq!(names(2), ["unscheduled", "pending", "starting"]);
+        assert_eq!(names(1), ["unscheduled", "pending", "starting", "ready-new"]);
     }
 
     #[test]

@@ -317,6 +317,10 @@ impl Index {
             };
             if let Some(prev) = &prev_kv {
                 detach_lease(&mut self.lease_keys, prev.lease, &kv.key);
+                // The ring keeps the previous value alive too (for a key written again and again, one that would
+                // otherwise be freed), so it counts against the ring's bound like the new one. A value both the
+                // new value of one event and the previous of the next counts twice: the bound stays an upper one.
+                value_bytes += prev.value.len() + prev.key.len();
             }
             if kind == EventKind::Put && kv.lease != 0 {
                 self.lease_keys.entry(kv.lease).or_default().insert(kv.key.clone());

@@ -26,6 +26,15 @@ pub fn write_json(out: &mut Vec<u8>, value: &Value, order: FieldOrder) {
     }
 }
 
+/// Appends one item of a list of the kind as [`to_json`] writes it inside the list's `items` (a built-in kind's
+/// items without TypeMeta, which the caller removes).
+pub fn write_list_item(out: &mut Vec<u8>, item: &Value, order: FieldOrder) {
+    match order {
+        FieldOrder::Sorted => write_like_go(out, item),
+        FieldOrder::BuiltIn => write_like_go(out, &Ordered { value: item, fields: ITEM }),
+    }
+}
+
 /// Encodes as Go's encoding/json does, which kube-apiserver's JSON serializer uses: like serde_json, except that
 /// `<`, `>`, `&`, U+2028 and U+2029 inside strings are written as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`.
 pub fn write_like_go(out: &mut Vec<u8>, value: &impl Serialize) {

@@ -24,7 +24,7 @@ use crate::apiserver::field_order::FieldOrder;
 use crate::apiserver::patch::{self, PatchType};
 use crate::apiserver::registry::{ResourceDef, SchemaSource};
 use crate::apiserver::selector::{FieldSelector, LabelSelector};
-use crate::apiserver::storage::{ObjectStore, Stored, Written};
+use crate::apiserver::storage::{decode, ObjectStore, Stored, Written};
 
 /// Everything a handler needs from the HTTP request.
 pub struct ObjectRequest {
@@ -231,12 +231,18 @@ impl ApiServer {
                 .and_then(|rv| rv.parse().ok())
                 .ok_or_else(|| ApiError::bad_request("resourceVersionMatch=Exact needs a resourceVersion"))?;
         }
-        let mut items = Vec::new();
+        // Objects are decoded one at a time and, unless a Table is asked for, encoded into the answer at once: a
+        // list of thousands of objects held whole as `serde_json::Value`s (several times their encoded size) was
+        // the API server's largest transient use of memory.
+        let table = wants_table(&request.accept);
+        let mut values = Vec::new();
+        let mut encoded = EncodedItems::new(def);
+        let mut matched = 0i64;
         let mut next_start: Option<String>;
         let mut remaining: Option<i64> = None;
         loop {
-            let chunk = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
-            let page = self.store.list(&prefix, start.as_deref(), revision, chunk).await.map_err(|error| {
+            let chunk = if limit > 0 { (limit - matched).max(1) } else { 0 };
+            let page = self.store.list_raw(&prefix, start.as_deref(), revision, chunk).await.map_err(|error| {
                 if error.code == 410 && request.query.get("continue").is_some() {
                     ApiError::expired(
                         "The provided continue parameter is too old to display a consistent list result. You can \
@@ -253,20 +259,23 @@ impl ApiServer {
             if revision == 0 {
                 revision = page.revision;
             }
-            let read = page.items.len() as i64;
-            let last_key = page.items.last().map(|stored| stored.key.clone());
-            for stored in page.items {
+            let read = page.kvs.len() as i64;
+            for kv in &page.kvs {
+                let stored = decode(kv)?;
                 if selection.matches(def, &stored.object)? {
-                    items.push(stored.object);
+                    matched += 1;
+                    if table {
+                        values.push(stored.object);
+                    } else {
+                        encoded.push(stored.object);
+                    }
                 }
             }
-            if !page.more {
-                next_start = None;
+            next_start = page.next_start();
+            if next_start.is_none() {
                 break;
             }
-            let last_key = last_key.expect("a page with more has items");
-            next_start = Some(format!("{last_key}\u{0}"));
-            if limit > 0 && items.len() as i64 >= limit {
+            if limit > 0 && matched >= limit {
                 if selection.is_empty() {
                     remaining = Some(page.count - read);
                 }
@@ -281,24 +290,13 @@ impl ApiServer {
                 metadata["remainingItemCount"] = json!(remaining);
             }
         }
-        if wants_table(&request.accept) {
-            let refs: Vec<&Value> = items.iter().collect();
+        if table {
+            let refs: Vec<&Value> = values.iter().collect();
             let mut table = super::watch::table_for(def, self.printer_columns(def).as_ref(), &refs, &request.query)?;
             table["metadata"] = metadata;
             return Ok(object_response(200, &table, FieldOrder::BuiltIn));
         }
-        remove_type_meta(def, &mut items);
-        Ok(object_response(
-            200,
-            // Built by moving the items in: json! would copy every one of them.
-            &Value::Object(Map::from_iter([
-                ("kind".to_string(), Value::String(def.list_kind())),
-                ("apiVersion".to_string(), Value::String(def.api_version())),
-                ("metadata".to_string(), metadata),
-                ("items".to_string(), Value::Array(items)),
-            ])),
-            FieldOrder::of(def),
-        ))
+        Ok(encoded.response(def, metadata))
     }
 
     async fn create(
@@ -720,27 +718,37 @@ impl ApiServer {
         }
         let selection = Selection::from_query(&request.query, def)?;
         let options = DeleteOptions::from_request(request)?;
-        let page = self.store.list(&ObjectStore::prefix(def, namespace), None, 0, 0).await?;
-        let mut deleted = Vec::new();
-        for stored in page.items {
-            if !selection.matches(def, &stored.object)? {
-                continue;
+        // The collection as of one revision (objects created meanwhile are not deleted), read a page at a time
+        // and each object decoded only while it is deleted; the answer's items are kept encoded. Decoding a
+        // namespace's thousands of pods whole into values was the API server's largest peak of memory.
+        let prefix = ObjectStore::prefix(def, namespace);
+        let mut deleted = EncodedItems::new(def);
+        let (mut revision, mut start) = (0, None::<String>);
+        loop {
+            let page = self.store.list_raw(&prefix, start.as_deref(), revision, DELETE_COLLECTION_PAGE).await?;
+            if revision == 0 {
+                revision = page.revision;
             }
-            let name = stored.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-            let item_namespace =
-                stored.object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
-            match self.delete_one(def, item_namespace.as_deref(), &name, &options).await {
-                Ok((_, remaining, _)) => deleted.push(remaining.unwrap_or(stored.object)),
-                Err(error) if error.code == 404 => {}
-                Err(error) => return Err(error),
+            for kv in &page.kvs {
+                let stored = decode(kv)?;
+                if !selection.matches(def, &stored.object)? {
+                    continue;
+                }
+                let name = stored.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+                let item_namespace =
+                    stored.object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                match self.delete_one(def, item_namespace.as_deref(), &name, &options).await {
+                    Ok((_, remaining, _)) => deleted.push(remaining.unwrap_or(stored.object)),
+                    Err(error) if error.code == 404 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            start = page.next_start();
+            if start.is_none() {
+                break;
             }
         }
-        remove_type_meta(def, &mut deleted);
-        Ok(object_response(
-            200,
-            &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {"resourceVersion": self.store.revision().to_string()}, "items": deleted}),
-            FieldOrder::of(def),
-        ))
+        Ok(deleted.response(def, json!({"resourceVersion": self.store.revision().to_string()})))
     }
 
     /// The scale subresource: an autoscaling/v1 Scale view of the object's replicas.
@@ -1368,11 +1376,55 @@ fn scale_of(def: &ResourceDef, object: &Value, paths: &crate::apiserver::registr
 
 /// Upstream's lists of built-in kinds carry apiVersion and kind only on the list; custom resources, being maps,
 /// keep theirs on every item.
-fn remove_type_meta(def: &ResourceDef, items: &mut [Value]) {
-    if FieldOrder::of(def) == FieldOrder::Sorted {
-        return;
+/// Objects a delete collection reads and deletes at a time.
+const DELETE_COLLECTION_PAGE: i64 = 500;
+
+/// The items of a list answer, encoded as they come instead of kept as values until the end.
+struct EncodedItems {
+    bytes: Vec<u8>,
+    order: FieldOrder,
+}
+
+impl EncodedItems {
+    fn new(def: &ResourceDef) -> Self {
+        EncodedItems { bytes: Vec::new(), order: FieldOrder::of(def) }
     }
-    for item in items {
+
+    fn push(&mut self, mut item: Value) {
+        remove_type_meta(self.order, &mut item);
+        if !self.bytes.is_empty() {
+            self.bytes.push(b',');
+        }
+        crate::apiserver::field_order::write_list_item(&mut self.bytes, &item, self.order);
+    }
+
+    /// The list object with these items, encoded exactly as the list written whole as one value would be.
+    fn response(self, def: &ResourceDef, metadata: Value) -> Response<Body> {
+        json_bytes_response(200, self.into_list(def, metadata), "application/json")
+    }
+
+    fn into_list(self, def: &ResourceDef, metadata: Value) -> Vec<u8> {
+        let envelope = Value::Object(Map::from_iter([
+            ("kind".to_string(), Value::String(def.list_kind())),
+            ("apiVersion".to_string(), Value::String(def.api_version())),
+            ("metadata".to_string(), metadata),
+            ("items".to_string(), Value::Array(Vec::new())),
+        ]));
+        let mut out = crate::apiserver::field_order::to_json(&envelope, self.order);
+        // The items go between the brackets of `"items":[]`. Those bytes occur only as the envelope's key: inside
+        // a JSON string a quote is escaped, and the other fields (kind, apiVersion, ListMeta) hold no `items`.
+        let marker = b"\"items\":[]";
+        let at = out.windows(marker.len()).position(|window| window == marker).expect("the envelope has items")
+            + marker.len()
+            - 1;
+        out.splice(at..at, self.bytes);
+        out
+    }
+}
+
+/// A built-in kind's list items go without TypeMeta, as upstream writes them.
+fn remove_type_meta(order: FieldOrder, item: &mut Value) {
+    if order == FieldOrder::BuiltIn {
         if let Some(object) = item.as_object_mut() {
             object.remove("kind");
             object.remove("apiVersion");
@@ -1901,6 +1953,37 @@ mod tests {
         assert!(decode_continue("not base64!", "/p/").is_err());
         let escaping = base64::engine::general_purpose::URL_SAFE.encode(r#"{"rv":1,"start":"../secrets/x"}"#);
         assert!(decode_continue(&escaping, "/p/").is_err());
+    }
+
+    #[test]
+    fn items_encoded_one_by_one_make_the_list_encoded_whole() {
+        let mut def =
+            crate::apiserver::registry::built_in_resources().into_iter().find(|def| def.kind == "Pod").unwrap();
+        let items = [
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"b": 1, "a": "<&>"}, "metadata": {"uid": "u1", "name": "items\":[]"}}),
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "b", "labels": {"items": "[]"}}, "status": {}}),
+        ];
+        let metadata = json!({"resourceVersion": "7", "continue": "abc", "remainingItemCount": 3});
+        for custom in [false, true] {
+            if custom {
+                def.schema = SchemaSource::CustomResource("widgets.example.com".into());
+            }
+            for count in 0..=items.len() {
+                let mut encoded = EncodedItems::new(&def);
+                let mut whole = Vec::new();
+                for item in &items[..count] {
+                    encoded.push(item.clone());
+                    let mut item = item.clone();
+                    remove_type_meta(FieldOrder::of(&def), &mut item);
+                    whole.push(item);
+                }
+                let list = json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": whole});
+                assert_eq!(
+                    String::from_utf8(encoded.into_list(&def, metadata.clone())).unwrap(),
+                    String::from_utf8(crate::apiserver::field_order::to_json(&list, FieldOrder::of(&def))).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

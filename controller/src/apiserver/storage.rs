@@ -37,6 +37,27 @@ pub struct Page {
     pub count: i64,
 }
 
+/// A page of a list as the datastore holds it: each value is decoded ([`decode`]) only when it is used, so a
+/// caller going through thousands of objects holds one decoded object at a time, not all of them.
+#[derive(Debug, Clone)]
+pub struct RawPage {
+    pub kvs: Vec<Arc<KeyValue>>,
+    /// The revision the whole list (every page of it) is read at.
+    pub revision: i64,
+    /// More keys follow the last one returned.
+    pub more: bool,
+    /// Keys in the range at or after the page's start, regardless of the limit.
+    pub count: i64,
+}
+
+impl RawPage {
+    /// Where the page after this one starts (just after its last key); `None` when no more follow.
+    pub fn next_start(&self) -> Option<String> {
+        let last = self.kvs.last().filter(|_| self.more)?;
+        Some(format!("{}\u{0}", String::from_utf8_lossy(&last.key)))
+    }
+}
+
 /// Outcome of a compare-and-swap write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -90,14 +111,20 @@ impl ObjectStore {
     /// Up to `limit` objects (0 for all) under `prefix`, from `start` (a full key; `None` for the beginning), at
     /// `revision` (0 for the current one).
     pub async fn list(&self, prefix: &str, start: Option<&str>, revision: i64, limit: i64) -> ApiResult<Page> {
+        let page = self.list_raw(prefix, start, revision, limit).await?;
+        let items = page.kvs.iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page { items, revision: page.revision, more: page.more, count: page.count })
+    }
+
+    /// [`ObjectStore::list`] without decoding the values.
+    pub async fn list_raw(&self, prefix: &str, start: Option<&str>, revision: i64, limit: i64) -> ApiResult<RawPage> {
         let prefix_range = KeyRange::prefix(Bytes::copy_from_slice(prefix.as_bytes()));
         let range = match start {
             Some(start) => KeyRange::between(Bytes::copy_from_slice(start.as_bytes()), prefix_range.end.clone()),
             None => prefix_range,
         };
         let response = self.store.range(RangeRequest { range, revision, limit, ..RangeRequest::default() }).await?;
-        let items = response.kvs.iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
-        Ok(Page { items, revision: response.revision, more: response.more, count: response.count })
+        Ok(RawPage { kvs: response.kvs, revision: response.revision, more: response.more, count: response.count })
     }
 
     /// Creates `key` if it does not exist.

@@ -8,7 +8,8 @@
 //! thousands of pods scheduled or created then costs the API server its bindings and creates first, and the Events
 //! trail them, instead of every Event competing with them for the same writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +30,16 @@ const QUEUED_EVENTS: usize = 1000;
 /// Event writes a recorder has in flight at once.
 const WRITES_IN_FLIGHT: usize = 4;
 
+/// Different messages for one object and reason within the window before further ones are combined into one
+/// Event, as client-go's EventAggregator (`maxEvents` 10, `maxIntervalInSeconds` 600).
+const SIMILAR_MESSAGES: usize = 10;
+/// What a combined Event's message starts with (upstream's text).
+const COMBINED: &str = "(combined from similar events): ";
+
 /// (object uid, reason, message).
 type SeriesKey = (String, String, String);
+/// (object uid, reason) → (the hashes of the different messages seen, when the last one was seen).
+type Similar = HashMap<(String, String), (HashSet<u64>, Instant)>;
 /// (event namespace, event name, count, first seen).
 type Series = (String, String, i32, Instant);
 
@@ -59,12 +68,34 @@ struct Writer {
 /// The series seen within the window, and when entries older than it were last dropped.
 struct SeriesBook {
     entries: HashMap<SeriesKey, Series>,
+    similar: Similar,
     pruned_at: Instant,
 }
 
 impl Default for SeriesBook {
     fn default() -> Self {
-        SeriesBook { entries: HashMap::new(), pruned_at: Instant::now() }
+        SeriesBook { entries: HashMap::new(), similar: HashMap::new(), pruned_at: Instant::now() }
+    }
+}
+
+impl SeriesBook {
+    /// Whether an Event goes into its object's combined Event for `reason` rather than one of its own: once
+    /// [`SIMILAR_MESSAGES`] different messages came within the window (each seen resets it), as client-go's
+    /// EventAggregator does. A ReplicaSet creating 5,000 pods says "Created pod: NAME" 5,000 times: that is ten
+    /// Events and one combined one counting the rest, not 5,000 Events in the datastore.
+    fn combines(&mut self, uid: &str, reason: &str, message: &str) -> bool {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        message.hash(&mut hasher);
+        let record = self
+            .similar
+            .entry((uid.to_string(), reason.to_string()))
+            .or_insert_with(|| (HashSet::new(), Instant::now()));
+        if record.1.elapsed() >= SERIES_WINDOW {
+            record.0.clear();
+        }
+        record.1 = Instant::now();
+        record.0.insert(hasher.finish());
+        record.0.len() >= SIMILAR_MESSAGES
     }
 }
 
@@ -132,24 +163,33 @@ impl Writer {
         let namespace = namespace.unwrap_or_else(|| "default".to_string());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = jiff::Timestamp::now();
-        let series_key = (reference.uid.clone().unwrap_or_default(), reason.clone(), message.clone());
-        let repeat = {
+        let uid = reference.uid.clone().unwrap_or_default();
+        let (series_key, message, repeat) = {
             let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             // Pruned at most every PRUNE_EVERY: a pass over every series on each write would cost O(n²) when a
             // controller creates thousands of pods.
             if series.pruned_at.elapsed() >= PRUNE_EVERY {
                 series.entries.retain(|_, (_, _, _, first)| first.elapsed() < SERIES_WINDOW);
+                series.similar.retain(|_, (_, last)| last.elapsed() < SERIES_WINDOW);
                 series.pruned_at = Instant::now();
             }
-            series.entries.get_mut(&series_key).filter(|series| series.3.elapsed() < SERIES_WINDOW).map(
+            // A combined Event is one series whatever its latest message.
+            let (series_key, message) = if series.combines(&uid, &reason, &message) {
+                ((uid, reason.clone(), COMBINED.to_string()), format!("{COMBINED}{message}"))
+            } else {
+                ((uid, reason.clone(), message.clone()), message)
+            };
+            let repeat = series.entries.get_mut(&series_key).filter(|series| series.3.elapsed() < SERIES_WINDOW).map(
                 |(namespace, name, count, _)| {
                     *count += 1;
                     (namespace.clone(), name.clone(), *count)
                 },
-            )
+            );
+            (series_key, message, repeat)
         };
         if let Some((event_namespace, name, count)) = repeat {
-            let patch = json!({"count": count, "lastTimestamp": Time(now)});
+            // The message too: a combined Event shows the latest one, as upstream's does.
+            let patch = json!({"count": count, "lastTimestamp": Time(now), "message": message});
             let events: Api<Event> = Api::namespaced(self.client.clone(), &event_namespace);
             if events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
                 return Ok(());
@@ -178,5 +218,23 @@ impl Writer {
             .entries
             .insert(series_key, (namespace, name, 1, Instant::now()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenth_different_message_for_one_object_and_reason_is_combined() {
+        let mut book = SeriesBook::default();
+        for pod in 1..SIMILAR_MESSAGES {
+            assert!(!book.combines("rs", "SuccessfulCreate", &format!("Created pod: web-{pod}")));
+            assert!(!book.combines("rs", "SuccessfulCreate", "Created pod: web-1"), "a repeat is not a new message");
+        }
+        assert!(book.combines("rs", "SuccessfulCreate", "Created pod: web-10"));
+        assert!(book.combines("rs", "SuccessfulCreate", "Created pod: web-11"));
+        assert!(!book.combines("rs", "SuccessfulDelete", "Deleted pod: web-1"), "another reason");
+        assert!(!book.combines("other", "SuccessfulCreate", "Created pod: web-12"), "another object");
     }
 }

@@ -63,6 +63,8 @@ where
     /// True once the first list is in the store. (Not the store's own `wait_until_ready`: it wakes only the last
     /// of several concurrent waiters, and several controllers wait on one cache.)
     synced: tokio::sync::watch::Sender<bool>,
+    /// Drops what no reader of this cache uses from each object before it is cached (see [`Informer::slimmed`]).
+    slim: Option<fn(&mut K)>,
 }
 
 impl<K> Informer<K>
@@ -70,6 +72,17 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(api: Api<K>, config: watcher::Config) -> Arc<Informer<K>> {
+        Self::build(api, config, None)
+    }
+
+    /// A cache whose objects go through `slim` before they are cached and handlers hear them: for a kind whose
+    /// objects hold much that no reader of the cache uses. Only for caches whose readers never write an object
+    /// back whole (a replace would lose what was dropped); they patch what they change.
+    pub fn slimmed(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> Arc<Informer<K>> {
+        Self::build(api, config, Some(slim))
+    }
+
+    fn build(api: Api<K>, config: watcher::Config, slim: Option<fn(&mut K)>) -> Arc<Informer<K>> {
         let (store, writer) = reflector::store();
         Arc::new(Informer {
             api,
@@ -80,6 +93,7 @@ where
             audience: Default::default(),
             by_namespace: Default::default(),
             synced: tokio::sync::watch::Sender::new(false),
+            slim,
         })
     }
 
@@ -94,6 +108,7 @@ where
             audience: self.audience.clone(),
             by_namespace: self.by_namespace.clone(),
             synced: self.synced.clone(),
+            slim: self.slim,
         })
     }
 
@@ -205,6 +220,9 @@ where
                 // them roughly halves the cache (kube-controller-manager and kube-scheduler drop them from their
                 // informers too).
                 object.meta_mut().managed_fields = None;
+                if let Some(slim) = self.slim {
+                    slim(object);
+                }
             }
             match &event {
                 watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object) => {

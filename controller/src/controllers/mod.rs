@@ -70,6 +70,22 @@ pub(crate) struct SharedCaches {
     pub nodes: Arc<Informer<Node>>,
 }
 
+/// What the shared pod cache keeps of a pod's volumes: only those backed by claims, `persistentVolumeClaim` (which
+/// the scheduler's VolumeBinding reads) and `ephemeral`; nothing in the controllers or the scheduler reads the others. The rest is
+/// most of a cached pod: k8s-openapi's `Volume` holds every volume source inline (about 3.2 KB each, before what
+/// the source itself allocates), and nearly every pod has the projected `kube-api-access` volume. No reader
+/// writes a pod back whole from the cache (pods are patched, bound and deleted), so nothing dropped here is lost.
+fn slim_pod(pod: &mut Pod) {
+    let Some(spec) = pod.spec.as_mut() else { return };
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|volume| volume.persistent_volume_claim.is_some() || volume.ephemeral.is_some());
+        volumes.shrink_to_fit();
+    }
+    if spec.volumes.as_ref().is_some_and(Vec::is_empty) {
+        spec.volumes = None;
+    }
+}
+
 /// A reconcile that did not finish; its key is retried with back-off.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -92,7 +108,7 @@ pub fn spawn_all(
 ) {
     tasks.spawn(supervise("node-revocations", cancel.clone(), crate::tunnels::follow_revocations(api.clone())));
     let caches = Arc::new(SharedCaches {
-        pods: Informer::new(Api::all(client.clone()), watcher::Config::default()),
+        pods: Informer::slimmed(Api::all(client.clone()), watcher::Config::default(), slim_pod),
         nodes: Informer::new(Api::all(client.clone()), watcher::Config::default()),
     });
     caches.pods.start(cancel.clone(), tasks);

@@ -5,7 +5,7 @@
 #   packaging/build-static.sh --arch aarch64  # one (repeat --arch for several)
 #
 # Output in dist/: kaasd-<version>-linux-<arch> (the binary), kaasd-<version>-linux-<arch>.tar.gz (binary, systemd
-# units, OpenRC scripts, a README per role, the LICENSE when the repository has one) and SHA256SUMS.
+# units, OpenRC scripts, a README per role, the LICENSE) and SHA256SUMS.
 #
 # What it needs it installs: the rustup targets, and zig (PyPI's `ziglang`) with cargo-zigbuild (also from PyPI,
 # prebuilt), which cross-compile the C parts (ring, SQLite) and link them with musl for both
@@ -106,11 +106,7 @@ for arch in "${arches[@]}"; do
   install -m 0644 packaging/systemd/*.service "$stage/$name/systemd/"
   install -m 0755 packaging/openrc/kaasd-* "$stage/$name/openrc/"
   install -m 0644 packaging/README-controller.md packaging/README-worker.md "$stage/$name/"
-  if [ -f LICENSE ]; then
-    install -m 0644 LICENSE "$stage/$name/"
-  else
-    echo "warning: the repository has no LICENSE file, so the tarball carries none" >&2
-  fi
+  install -m 0644 LICENSE "$stage/$name/"
   tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
     -C "$stage" -cf - "$name" | gzip -n -9 >"dist/$name.tar.gz"
   rm -rf "$stage"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs kaasd's whole test suite on a Debian machine, installing and starting what the tests need first:
 # protoc (only for the `etcd-client` crate the tests use as an independent etcd client; kaasd itself builds without
-# it, which the first step checks), etcd's etcdctl (the etcd-compatibility tests), PostgreSQL and MariaDB (the
+# it, which the static build checks), etcd's etcdctl (the etcd-compatibility tests), PostgreSQL and MariaDB (the
 # shared-database tests), the Python kubernetes client and pytest (the Python client tests), iproute2 and nftables
 # (the NAT lab of the join-and-tunnel tests). Needs root, for the installs and the network namespaces; the Rust
 # toolchain itself must already be there.
@@ -14,15 +14,6 @@ if ! command -v cargo >/dev/null; then
   echo "error: cargo not found: install a Rust toolchain (rustup) first" >&2
   exit 1
 fi
-
-# The README's first command must work on a machine with nothing but the Rust toolchain, so nothing in kaasd's own
-# build may run protoc. PROTOC pointing nowhere makes any build script that tries fail here, even where protoc is
-# installed; on a clean checkout this builds everything from scratch. (The tests' build after it reuses most of it.)
-say "building kaasd as the README does, with no protoc"
-PROTOC=/nonexistent/protoc cargo build --release --quiet
-# The end-to-end tests run this very binary. (Left to themselves they build it with a nested `cargo build`, which
-# inherits the test runner's environment and can rebuild dependencies that the workspace build just made.)
-export KAASD_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/release/kaasd"
 
 missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
@@ -116,17 +107,29 @@ if ! mariadb_ready; then
 fi
 mariadb_ready || { echo "error: MariaDB on 127.0.0.1:3306 (root, no password) is not reachable" >&2; exit 1; }
 
+say "checking formatting"
+cargo fmt --all -- --check
+
+# One build of every crate and test, in the profile and with the features `cargo test` below uses, so nothing is
+# compiled twice. The end-to-end tests run the kaasd binary it makes. (Left to themselves they build it with a
+# nested `cargo build -p kaasd`, whose features differ and which would compile the controller once more.)
+say "building the workspace and its tests"
+cargo build --workspace --all-targets --release --quiet
+export KAASD_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/release/kaasd"
+
 # The release artifacts (static musl binaries for x86_64 and aarch64, tarballs, SHA256SUMS, kaasd's OCI image),
 # built as a release is, for the packaging tests to check and run (the aarch64 one under qemu-user, the image in
-# a private containerd).
-say "building the static release binaries (packaging/build-static.sh)"
-packaging/build-static.sh
+# a private containerd). The README's first command must work on a machine with nothing but the Rust toolchain, so
+# nothing in kaasd's own build may run protoc: PROTOC pointing nowhere makes any build script that tries fail here,
+# even where protoc is installed. This build compiles kaasd alone, with its own features, from scratch, as the
+# README's `cargo run --release` does.
+say "building the static release binaries (packaging/build-static.sh), with no protoc"
+PROTOC=/nonexistent/protoc packaging/build-static.sh
 say "building kaasd's image (packaging/build-image.sh)"
 packaging/build-image.sh
 export KAASD_DIST_DIR="$PWD/dist"
 
-say "checking formatting and lints"
-cargo fmt --all -- --check
+say "checking lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "running the tests"

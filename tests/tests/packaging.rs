@@ -272,6 +272,7 @@ fn static_binaries_are_static_small_and_checksummed() {
             "openrc/kaasd-worker",
             "README-controller.md",
             "README-worker.md",
+            "LICENSE",
         ] {
             assert!(listing.lines().any(|line| line == format!("{name}/{member}")), "{member} not in {listing}");
         }

@@ -45,6 +45,8 @@ command -v readelf >/dev/null || missing+=(binutils)
 command -v file >/dev/null || missing+=(file)
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# OpenRC runs the installed OpenRC service in a private mount namespace; installing it does not make it the init.
+[ -x /sbin/openrc-run ] || missing+=(openrc)
 command -v setpriv >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"

@@ -1,10 +1,11 @@
 //! Packaging, end to end: the static release binaries (packaging/build-static.sh), the aarch64 one under
-//! qemu-user, `kaasd install` (systemd units checked by `systemd-analyze verify`, OpenRC scripts by the shell,
-//! and the exact command line and environment they run started and serving), install's refusals, `kaasd status`,
+//! qemu-user, `kaasd install` (systemd units checked by `systemd-analyze verify` and their exact command line and
+//! environment started and serving; the OpenRC service run by OpenRC itself, in a private mount namespace, from
+//! install through `kaasd stop|start` to uninstall), install's refusals, `kaasd status`,
 //! and `kaasd reset` leaving no container, mount, network device, nftables table or data behind after a pod ran;
 //! kaasd's own OCI image (packaging/build-image.sh) imported into a private containerd and run.
 //!
-//! Needs root, containerd, runc, the CNI plugins, busybox-static, kubectl, systemd-analyze, readelf, file,
+//! Needs root, containerd, runc, the CNI plugins, busybox-static, kubectl, systemd-analyze, openrc, readelf, file,
 //! qemu-user-static and the dist/ artifacts (tests/run.sh provides them all). In CI (CI=true) anything missing
 //! fails the test; elsewhere a test whose tools or artifacts are missing says so and does nothing.
 
@@ -520,8 +521,8 @@ fn openrc_scripts_are_shell_and_read_the_environment_file() {
     assert!(content.starts_with("#!/sbin/openrc-run\n"));
     assert!(content.contains(&format!("command=\"{}\"", kaasd().display())), "{content}");
     assert!(content.contains("command_args=\"controller\""), "{content}");
-    // Debian has no openrc-run to check it with; the shell checks its syntax, and reading the environment file
-    // as the script does gives kaasd its flags.
+    // The shell checks its syntax, and reading the environment file as the script does gives kaasd its flags
+    // (`openrc_runs_the_installed_service_until_uninstall` runs it under OpenRC).
     let syntax = output(Command::new("sh").arg("-n").arg(&script));
     assert!(syntax.status.success(), "{}", text(&syntax.stderr));
     let environment = root.path().join("etc/kaasd/controller.env");
@@ -716,4 +717,255 @@ fn installed_services_serve_and_reset_leaves_nothing_behind() {
     let reset = output(Command::new(kaasd()).args(["reset", "--yes", "--data-dir"]).arg(&controller_dir));
     assert!(reset.status.success(), "{}", text(&reset.stderr));
     assert!(!controller_dir.exists(), "the controller's data directory is gone");
+}
+
+/// A machine booted by an init system, in namespaces of the test's own, where `kaasd install`, `start`, `stop`,
+/// `status` and `uninstall` run as on a real one:
+/// - /etc is an overlay: what install, the init system and uninstall write lands in the test's directory;
+/// - /run is empty but for what the init system puts there;
+/// - OpenRC: a mount namespace, OpenRC's state as after reaching the default runlevel, /var/log the test's
+///   directory. Debian's OpenRC has no service providing `net`, which the kaasd scripts need (Alpine's networking
+///   service provides it); the machine's network is up, so a service that only provides `net` stands in.
+/// - systemd: also a PID namespace, where Debian's systemd runs as PID 1 (as in a container) with a default target
+///   of its own that starts nothing, so none of this machine's installed services start in it.
+///
+/// Every process in the machine is killed when it is dropped.
+struct InitMachine {
+    init: &'static str,
+    holder: Child,
+    /// A process in the machine's namespaces (for nsenter): OpenRC's holder itself, or systemd.
+    target: u32,
+    dir: tempfile::TempDir,
+}
+
+impl InitMachine {
+    fn boot(init: &'static str) -> InitMachine {
+        let dir = tempfile::tempdir().expect("machine directory");
+        for sub in ["upper", "work", "log"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("machine directory");
+        }
+        let path = dir.path().display();
+        let common = format!(
+            "set -e
+             mount --make-rprivate /
+             mount -t overlay overlay -o lowerdir=/etc,upperdir={path}/upper,workdir={path}/work /etc
+             mount -t tmpfs tmpfs /run
+             mount --bind {path}/log /var/log
+             echo booting"
+        );
+        let (arguments, setup) = if init == "openrc" {
+            let setup = format!(
+                "{common}
+                 for state in daemons exclusive failed hotplugged inactive options scheduled started starting \
+                     stopping tmp wasinactive; do mkdir -p /run/openrc/$state; done
+                 echo default >/run/openrc/softlevel
+                 printf '#!/sbin/openrc-run\\ndepend() {{ provide net; }}\\nstart() {{ return 0; }}\\n' \
+                     >/etc/init.d/net-up
+                 chmod 755 /etc/init.d/net-up
+                 exec sleep infinity"
+            );
+            (vec!["--mount"], setup)
+        } else {
+            let setup = format!(
+                "{common}
+                 mount -t proc proc /proc
+                 printf '[Unit]\\nDescription=the test machine\\nDefaultDependencies=no\\n' \
+                     >/etc/systemd/system/kaasd-test.target
+                 exec env container=kaasd-test /lib/systemd/systemd --system --unit=kaasd-test.target"
+            );
+            (vec!["--mount", "--pid", "--fork"], setup)
+        };
+        let mut holder = Command::new("unshare")
+            .args(arguments)
+            .args(["sh", "-c", &setup])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut line)
+            .expect("setup output");
+        assert_eq!(line.trim(), "booting", "the {init} machine was not set up");
+        let mut machine = InitMachine { init, target: holder.id(), holder, dir };
+        if init == "systemd" {
+            // unshare --fork: systemd is unshare's child.
+            let children = format!("/proc/{0}/task/{0}/children", machine.holder.id());
+            wait_for(
+                "systemd starting",
+                TIMEOUT,
+                || {
+                    let pid = std::fs::read_to_string(&children).ok().and_then(|text| text.trim().parse().ok());
+                    pid.inspect(|pid| machine.target = *pid).is_some()
+                },
+                String::new,
+            );
+            wait_for(
+                "systemd reaching its target",
+                TIMEOUT,
+                || {
+                    matches!(
+                        text(&machine.run(Path::new("systemctl"), &["is-system-running"]).stdout).trim(),
+                        "running" | "degraded"
+                    )
+                },
+                || text(&machine.run(Path::new("systemctl"), &["list-units", "--failed", "--no-pager"]).stdout),
+            );
+        }
+        machine
+    }
+
+    /// Runs a command inside the machine.
+    fn run(&self, program: &Path, arguments: &[&str]) -> Output {
+        let namespaces: &[&str] = if self.init == "openrc" { &["--mount"] } else { &["--mount", "--pid"] };
+        output(
+            Command::new("nsenter")
+                .args(["--target", &self.target.to_string()])
+                .args(namespaces)
+                .arg("--")
+                .arg(program)
+                .args(arguments)
+                .env_remove("KAASD_DATA_DIR"),
+        )
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.run(Path::new("test"), &["-e", path]).status.success()
+    }
+
+    /// What the service printed, for a failure's message.
+    fn log(&self) -> String {
+        if self.init == "openrc" {
+            std::fs::read_to_string(self.dir.path().join("log/kaasd-controller.log")).unwrap_or_default()
+        } else {
+            let status = self.run(Path::new("systemctl"), &["status", "--no-pager", "--lines=50", "kaasd-controller"]);
+            text(&status.stdout)
+        }
+    }
+
+    /// The kaasd processes running in the machine (pids as this test sees them).
+    fn kaasd_pids(&self) -> Vec<u32> {
+        let binary = std::fs::canonicalize(kaasd()).expect("the kaasd binary");
+        let is_kaasd = |pid: &u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary);
+        self.processes().into_iter().filter(is_kaasd).collect()
+    }
+
+    /// Every process in the machine's mount namespace but the holder.
+    fn processes(&self) -> Vec<u32> {
+        let namespace = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+        let ours = namespace(self.target);
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+            .filter(|pid| *pid != self.holder.id() && ours.is_some() && namespace(*pid) == ours)
+            .collect()
+    }
+}
+
+impl Drop for InitMachine {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// `kaasd install controller` on a machine the init system runs: the service is enabled and started by the init
+/// system (the unit or script, the environment file, readiness), serves, is started again when killed (systemd's
+/// Restart=always, OpenRC's supervise-daemon), stops and starts with `kaasd stop|start`, and `kaasd uninstall`
+/// stops it and removes its files but keeps the data directory.
+fn installed_service_runs_until_uninstall(init: &'static str) {
+    let tools: &[&str] = if init == "openrc" {
+        &["/sbin/openrc-run", "/sbin/rc-service", "/sbin/supervise-daemon"]
+    } else {
+        &["/lib/systemd/systemd", "/bin/systemctl"]
+    };
+    let needed = tools.iter().chain(&["/usr/bin/nsenter", "/usr/bin/unshare", KUBECTL]);
+    if !present(&format!("{init}, util-linux and kubectl"), needed.clone().all(|tool| Path::new(tool).exists())) {
+        return;
+    }
+    let machine = InitMachine::boot(init);
+    let data = tempfile::tempdir().expect("data directory");
+    let data_dir = data.path().join("kaasd");
+    let port = free_port().to_string();
+    let kubeconfig = data_dir.join("pki/admin.conf");
+    let kaasd_in = |arguments: &[&str]| {
+        let result = machine.run(kaasd(), arguments);
+        (result.status.success(), format!("{}{}", text(&result.stdout), text(&result.stderr)))
+    };
+    let (unit, enabled, init_name) = if init == "openrc" {
+        ("/etc/init.d/kaasd-controller", "/etc/runlevels/default/kaasd-controller", "OpenRC")
+    } else {
+        (
+            "/etc/systemd/system/kaasd-controller.service",
+            "/etc/systemd/system/multi-user.target.wants/kaasd-controller.service",
+            "systemd",
+        )
+    };
+
+    let data_flag = data_dir.to_str().expect("utf-8");
+    let (ok, said) = kaasd_in(&[
+        "install",
+        "controller",
+        "--bind-address",
+        "127.0.0.1",
+        "--api-port",
+        &port,
+        "--data-dir",
+        data_flag,
+    ]);
+    assert!(ok && said.contains("started kaasd-controller"), "{said}\n{}", machine.log());
+    assert!(machine.exists(unit), "{unit} was not written");
+    assert!(machine.exists(enabled), "{enabled}: the service was not enabled");
+    wait_for("the service answering /readyz", TIMEOUT, || readyz(&kubeconfig), || machine.log());
+    let (ok, status) = kaasd_in(&["status"]);
+    assert!(ok, "{status}");
+    let installed_as = format!("role: controller (installed as {init_name} service kaasd-controller ({unit}))");
+    for expected in [installed_as.as_str(), "api: reachable", "process: pid"] {
+        assert!(status.contains(expected), "{expected:?} not in:\n{status}");
+    }
+    assert!(status.contains(&format!("data directory: {}", data_dir.display())), "{status}");
+
+    // The init system brings a killed kaasd back.
+    let first = machine.kaasd_pids();
+    assert_eq!(first.len(), 1, "one kaasd runs: {first:?}");
+    let _ = Command::new("kill").args(["-KILL", &first[0].to_string()]).status();
+    wait_for(
+        "the init system starting kaasd again",
+        TIMEOUT,
+        || machine.kaasd_pids().iter().any(|pid| !first.contains(pid)) && readyz(&kubeconfig),
+        || machine.log(),
+    );
+
+    let (ok, said) = kaasd_in(&["stop"]);
+    assert!(ok && said.contains("stop: kaasd-controller"), "{said}");
+    assert!(machine.kaasd_pids().is_empty(), "kaasd still runs after `kaasd stop`");
+    let (ok, status) = kaasd_in(&["status"]);
+    assert!(!ok && status.contains("process: not running"), "{status}");
+    let (ok, said) = kaasd_in(&["start"]);
+    assert!(ok, "{said}");
+    wait_for("kaasd answering after `kaasd start`", TIMEOUT, || readyz(&kubeconfig), || machine.log());
+
+    let (ok, said) = kaasd_in(&["uninstall"]);
+    assert!(ok, "{said}");
+    assert!(said.contains(&format!("removed {unit}")), "{said}");
+    assert!(machine.kaasd_pids().is_empty(), "kaasd still runs after uninstall");
+    for gone in [unit, enabled, "/etc/kaasd/controller.env"] {
+        assert!(!machine.exists(gone), "{gone} is left after uninstall");
+    }
+    assert!(kubeconfig.exists(), "uninstall keeps the data directory");
+    let (ok, said) = kaasd_in(&["start"]);
+    assert!(!ok && said.contains("kaasd is not installed here"), "{said}");
+}
+
+#[test]
+fn openrc_runs_the_installed_service_until_uninstall() {
+    installed_service_runs_until_uninstall("openrc");
+}
+
+#[test]
+fn systemd_runs_the_installed_service_until_uninstall() {
+    installed_service_runs_until_uninstall("systemd");
 }

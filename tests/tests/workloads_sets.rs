@@ -430,6 +430,8 @@ fn cron_jobs_start_jobs_on_schedule_and_by_hand() {
     register_nodes(&controller, &["node-a"]);
     with_stand_in(&controller, |_| {
         controller.kubectl_stdin(&["apply", "-f", "-"], CRON_JOB).unwrap();
+        let every = CRON_JOB.replace("name: tick", "name: every").replace("'*/1 * * * *'", "'@every 5s'");
+        controller.kubectl_stdin(&["apply", "-f", "-"], &every.replace("app: tick", "app: every")).unwrap();
 
         // kubectl makes a Job from the CronJob's template itself; the Job controller runs it.
         controller.kubectl(&["create", "job", "by-hand", "--from=cronjob/tick"]).unwrap();
@@ -471,6 +473,29 @@ fn cron_jobs_start_jobs_on_schedule_and_by_hand() {
             .unwrap();
         let cron_job = json(&controller, &["get", "cronjob", "tick"]);
         assert_eq!(cron_job["spec"]["suspend"], true);
+
+        // `@every 5s` counts from the CronJob's creation, then from its last scheduled time.
+        let created: jiff::Timestamp = json(&controller, &["get", "cronjob", "every"])["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut stamps = Vec::new();
+        wait_for("jobs of the @every CronJob", Duration::from_secs(30), || {
+            let jobs = items(&controller, &["get", "jobs", "-l", "app=every"]);
+            stamps = jobs
+                .iter()
+                .filter_map(|job| {
+                    job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str()
+                })
+                .map(|stamp| stamp.parse::<jiff::Timestamp>().unwrap().as_second())
+                .collect();
+            !stamps.is_empty()
+        });
+        for stamp in stamps {
+            let since = stamp - created.as_second();
+            assert!(since > 0 && since % 5 == 0, "scheduled at {stamp}, {since} s after its creation at {created}");
+        }
     });
 }
 

@@ -2,8 +2,9 @@
 //!
 //! This file routes a request to discovery, OpenAPI, health endpoints or the generic object handlers, and answers
 //! errors as Status bodies. Beside it:
-//! - the HTTP side: `request` (path → target), `objects` (the generic handlers and subresources), `watch`,
-//!   `discovery`, `node_proxy`, `custom_resources` (serving CRDs as they change);
+//! - the HTTP side: `request` (path → target), `objects` (the generic handlers and subresources), `eviction`
+//!   (pods/eviction against PodDisruptionBudgets), `watch`, `discovery`, `node_proxy`, `custom_resources`
+//!   (serving CRDs as they change);
 //! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens), `rbac`, `admission`,
 //!   `admission_webhooks` (calling MutatingWebhookConfigurations and ValidatingWebhookConfigurations);
 //! - what the kinds are: `registry` (every served resource), `crd`, `schema`, `schema_facts`, `defaults`,
@@ -20,6 +21,7 @@ mod default_storage_class;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+mod eviction;
 pub mod field_order;
 pub mod gnostic;
 pub mod limit_ranges;

@@ -180,6 +180,9 @@ impl ApiServer {
             (&Method::POST, Some(name), Some("binding")) if def.plural == "pods" && def.group.is_empty() => {
                 self.bind_pod(&def, namespace.as_deref(), &name, &request).await
             }
+            (&Method::POST, Some(name), Some("eviction")) if def.plural == "pods" && def.group.is_empty() => {
+                self.evict_pod(&def, namespace.as_deref(), &name, &request).await
+            }
             (&Method::POST, Some(name), Some("token")) if def.group.is_empty() && def.plural == "serviceaccounts" => {
                 self.token_request(&def, namespace.as_deref(), &name, &request).await
             }
@@ -1049,6 +1052,7 @@ enum Change {
 }
 
 /// DeleteOptions from the body and the query.
+#[derive(Clone)]
 pub(crate) struct DeleteOptions {
     pub propagation: Option<String>,
     pub grace_period_seconds: Option<i64>,
@@ -1066,6 +1070,11 @@ impl DeleteOptions {
         } else {
             decode_body(&request.body, &request.content_type)?
         };
+        DeleteOptions::from_body(&body, request)
+    }
+
+    /// DeleteOptions from a body (a DELETE's, or an Eviction's `deleteOptions`) and the request's query.
+    pub(super) fn from_body(body: &Value, request: &ObjectRequest) -> ApiResult<DeleteOptions> {
         let propagation = body["propagationPolicy"]
             .as_str()
             .map(str::to_string)
@@ -1613,7 +1622,7 @@ fn record_managed_fields(
     );
 }
 
-fn decode_object(request: &ObjectRequest) -> ApiResult<Value> {
+pub(super) fn decode_object(request: &ObjectRequest) -> ApiResult<Value> {
     decode_body(&request.body, &request.content_type)
 }
 
@@ -1646,7 +1655,7 @@ pub(super) fn wants_table(accept: &str) -> bool {
     accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
-fn not_found(def: &ResourceDef, name: &str) -> ApiError {
+pub(super) fn not_found(def: &ResourceDef, name: &str) -> ApiError {
     ApiError::not_found(&def.group_resource(), &def.group, &def.plural, name)
 }
 

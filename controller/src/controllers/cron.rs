@@ -1,15 +1,17 @@
 //! Cron schedules as CronJobs read them (upstream parses with robfig/cron v3's standard parser): five fields
 //! (minute, hour, day of month, month, day of week) of `*`, `?`, numbers, names (`jan`, `mon`), ranges, steps
-//! and lists; the descriptors `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`; an
-//! optional `CRON_TZ=<zone>` or `TZ=<zone>` prefix. When both day fields are restricted a day matches if either
-//! does (Vixie cron's OR, which robfig keeps); a step other than 1 makes `*` count as restricted, as in robfig.
+//! and lists; the descriptors `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`;
+//! `@every <duration>` (Go's duration syntax: `90s`, `1h30m`); an optional `CRON_TZ=<zone>` or `TZ=<zone>`
+//! prefix. When both day fields are restricted a day matches if either does (Vixie cron's OR, which robfig
+//! keeps); a step other than 1 makes `*` count as restricted, as in robfig.
 //!
 //! Times are matched in the schedule's zone as wall-clock times, via jiff, so `0 9 * * *` in Europe/Berlin is
-//! 09:00 there on both sides of a daylight-saving change.
+//! 09:00 there on both sides of a daylight-saving change. `@every` counts from the time it is asked about (the
+//! CronJob's last scheduled time, or its creation) in whole seconds, at least one, as robfig's constant delay does.
 
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
+use jiff::{SignedDuration, Timestamp, ToSpan};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
@@ -21,10 +23,20 @@ pub enum ScheduleError {
     Field { field: &'static str, text: String, reason: String },
     #[error("unknown time zone {0}")]
     TimeZone(String),
+    #[error("failed to parse duration {0}: {1}")]
+    Every(String, String),
 }
 
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub enum Schedule {
+    Fields(Fields),
+    /// `@every`: a constant delay, whole seconds.
+    Every(SignedDuration),
+}
+
+/// The five fields, as bit sets of the values they allow, and the zone they are matched in.
+#[derive(Debug, Clone)]
+pub struct Fields {
     minutes: u64,
     hours: u64,
     days_of_month: u64,
@@ -66,6 +78,11 @@ impl Schedule {
             zone = TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(name.to_string()))?;
             text = schedule.trim();
         }
+        if let Some(duration) = text.strip_prefix("@every ") {
+            return parse_duration(duration.trim())
+                .map(|delay| Schedule::Every(every(delay)))
+                .map_err(|reason| ScheduleError::Every(duration.trim().to_string(), reason));
+        }
         let expanded = match text {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -87,9 +104,35 @@ impl Schedule {
         if days_of_week & (1 << 7) != 0 {
             days_of_week |= 1;
         }
-        Ok(Schedule { minutes, hours, days_of_month, months, days_of_week, days_either: !dom_star && !dow_star, zone })
+        let days_either = !dom_star && !dow_star;
+        Ok(Schedule::Fields(Fields { minutes, hours, days_of_month, months, days_of_week, days_either, zone }))
     }
 
+    /// The first scheduled time strictly after `after` (within five years).
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Fields(fields) => fields.next_after(after),
+            Schedule::Every(delay) => whole_seconds(after).checked_add(*delay).ok(),
+        }
+    }
+
+    /// The latest scheduled time at or before `until` and strictly after `since`.
+    pub fn latest_between(&self, since: Timestamp, until: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Fields(fields) => fields.latest_between(since, until),
+            Schedule::Every(delay) => {
+                let first = whole_seconds(since).checked_add(*delay).ok()?;
+                if first > until {
+                    return None;
+                }
+                let periods = until.duration_since(first).as_secs() / delay.as_secs();
+                first.checked_add(SignedDuration::from_secs(periods * delay.as_secs())).ok()
+            }
+        }
+    }
+}
+
+impl Fields {
     fn day_matches(&self, date: Date) -> bool {
         let dom = self.days_of_month & (1 << date.day()) != 0;
         let dow = self.days_of_week & (1 << date.weekday().to_sunday_zero_offset()) != 0;
@@ -116,8 +159,7 @@ impl Schedule {
         time.to_zoned(self.zone.clone()).ok().map(|zoned| zoned.timestamp())
     }
 
-    /// The first scheduled time strictly after `after`, within five years.
-    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+    fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let local = after.to_zoned(self.zone.clone()).datetime();
         let mut time = local.with().second(0).subsec_nanosecond(0).build().ok()?.checked_add(1.minute()).ok()?;
         let limit = local.checked_add(5.years()).ok()?;
@@ -141,8 +183,7 @@ impl Schedule {
         None
     }
 
-    /// The latest scheduled time at or before `until` and strictly after `since`.
-    pub fn latest_between(&self, since: Timestamp, until: Timestamp) -> Option<Timestamp> {
+    fn latest_between(&self, since: Timestamp, until: Timestamp) -> Option<Timestamp> {
         let local_since = since.to_zoned(self.zone.clone()).datetime();
         let mut time =
             until.to_zoned(self.zone.clone()).datetime().with().second(0).subsec_nanosecond(0).build().ok()?;
@@ -167,6 +208,65 @@ impl Schedule {
         }
         None
     }
+}
+
+/// `time` without its fraction of a second.
+fn whole_seconds(time: Timestamp) -> Timestamp {
+    Timestamp::from_second(time.as_second()).unwrap_or(time)
+}
+
+/// robfig's `Every`: under a second counts as one; the rest is cut to whole seconds.
+fn every(delay: SignedDuration) -> SignedDuration {
+    SignedDuration::from_secs(delay.as_secs().max(1))
+}
+
+/// A duration in Go's syntax (time.ParseDuration): an optional sign, then one or more decimal numbers, each with
+/// a unit of ns, us (or µs), ms, s, m or h, as `1h30m` or `1.5s`; a plain `0` is zero.
+fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let invalid = || format!("time: invalid duration \"{text}\"");
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Ok(SignedDuration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut nanoseconds: i128 = 0;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_end);
+        let unit_end = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("time: missing unit in duration \"{text}\"")),
+            other => return Err(format!("time: unknown unit \"{other}\" in duration \"{text}\"")),
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(invalid());
+        }
+        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| invalid())? };
+        let mut part = whole.checked_mul(scale).ok_or_else(invalid)?;
+        let mut divisor = 1i128;
+        for digit in fraction.bytes().take(18) {
+            divisor *= 10;
+            part += i128::from(digit - b'0') * scale / divisor;
+        }
+        nanoseconds =
+            nanoseconds.checked_add(part).filter(|total| *total <= i128::from(i64::MAX)).ok_or_else(invalid)?;
+        rest = after;
+    }
+    let nanoseconds = if negative { -nanoseconds } else { nanoseconds };
+    Ok(SignedDuration::from_nanos(nanoseconds as i64))
 }
 
 /// A field as a bit set of the values it allows, and whether it is an unrestricted `*` or `?`.
@@ -251,7 +351,25 @@ mod tests {
         assert_eq!(utc("@daily").next_after(at("2026-03-01T10:00:00Z")), Some(at("2026-03-02T00:00:00Z")));
         assert_eq!(utc("@yearly").next_after(at("2026-03-01T10:00:00Z")), Some(at("2027-01-01T00:00:00Z")));
         assert_eq!(utc("@weekly").next_after(at("2026-03-06T10:00:00Z")), Some(at("2026-03-08T00:00:00Z")));
-        assert!(Schedule::parse("@every 5m", TimeZone::UTC).is_err());
+    }
+
+    #[test]
+    fn every_counts_whole_seconds_from_the_time_asked_about() {
+        let schedule = utc("@every 1h30m");
+        assert_eq!(schedule.next_after(at("2026-03-01T10:07:30.25Z")), Some(at("2026-03-01T11:37:30Z")));
+        let created = at("2026-03-01T10:00:00Z");
+        assert_eq!(schedule.latest_between(created, at("2026-03-01T11:29:59Z")), None);
+        assert_eq!(schedule.latest_between(created, at("2026-03-01T11:30:00Z")), Some(at("2026-03-01T11:30:00Z")));
+        assert_eq!(schedule.latest_between(created, at("2026-03-01T15:00:00Z")), Some(at("2026-03-01T14:30:00Z")));
+        // Under a second is a second; fractions of a second are cut.
+        assert_eq!(utc("@every 300ms").next_after(created), Some(at("2026-03-01T10:00:01Z")));
+        assert_eq!(utc("@every 1.9s").next_after(created), Some(at("2026-03-01T10:00:01Z")));
+        assert_eq!(utc("TZ=Europe/Berlin @every 90s").next_after(created), Some(at("2026-03-01T10:01:30Z")));
+        for bad in ["@every", "@every 5", "@every 5x", "@every m", "@every 1.2.3s", "@every 1h 30m"] {
+            assert!(Schedule::parse(bad, TimeZone::UTC).is_err(), "{bad}");
+        }
+        let error = Schedule::parse("@every 5", TimeZone::UTC).unwrap_err().to_string();
+        assert_eq!(error, "failed to parse duration 5: time: missing unit in duration \"5\"");
     }
 
     #[test]

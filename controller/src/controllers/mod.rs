@@ -12,6 +12,7 @@ mod cron;
 mod cronjob;
 mod daemonset;
 mod deployment;
+pub(crate) mod disruption;
 mod endpoints;
 pub(crate) mod events;
 mod expectations;
@@ -39,6 +40,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
@@ -172,6 +174,8 @@ fn controller_manager(
         Informer::new(Api::all(client.clone()), watcher::Config::default());
     let volumes: Arc<Informer<PersistentVolume>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
     let classes: Arc<Informer<StorageClass>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let budgets: Arc<Informer<PodDisruptionBudget>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
 
     let ipam = node_ipam::NodeIpam::new(client.clone(), nodes.clone(), settings.cluster_cidr);
     tasks.spawn(supervise("node-ipam", cancel.clone(), ipam.run()));
@@ -216,6 +220,15 @@ fn controller_manager(
         settings.local_path_dir.clone(),
     );
     tasks.spawn(supervise("persistentvolume-binder", cancel.clone(), volume_binder.run()));
+    let owners = disruption::Owners {
+        replica_sets: replica_sets.clone(),
+        deployments: deployments.clone(),
+        stateful_sets: stateful_sets.clone(),
+        replication_controllers: replication_controllers.clone(),
+    };
+    let disruption_controller =
+        disruption::DisruptionController::new(client.clone(), budgets.clone(), pods.clone(), owners);
+    tasks.spawn(supervise("disruption", cancel.clone(), disruption_controller.run()));
 
     nodes.start(cancel.clone(), tasks);
     pods.start(cancel.clone(), tasks);
@@ -232,6 +245,7 @@ fn controller_manager(
     revisions.start(cancel.clone(), tasks);
     claims.start(cancel.clone(), tasks);
     volumes.start(cancel.clone(), tasks);
+    budgets.start(cancel.clone(), tasks);
     classes.start(cancel, tasks);
 }
 

@@ -720,14 +720,16 @@ fn installed_services_serve_and_reset_leaves_nothing_behind() {
 }
 
 /// A machine booted by an init system, in namespaces of the test's own, where `kaasd install`, `start`, `stop`,
-/// `status` and `uninstall` run as on a real one:
-/// - /etc is an overlay: what install, the init system and uninstall write lands in the test's directory;
-/// - /run is empty but for what the init system puts there;
-/// - OpenRC: a mount namespace, OpenRC's state as after reaching the default runlevel, /var/log the test's
-///   directory. Debian's OpenRC has no service providing `net`, which the kaasd scripts need (Alpine's networking
-///   service provides it); the machine's network is up, so a service that only provides `net` stands in.
-/// - systemd: also a PID namespace, where Debian's systemd runs as PID 1 (as in a container) with a default target
-///   of its own that starts nothing, so none of this machine's installed services start in it.
+/// `status` and `uninstall` run as on a real one. /etc is an overlay (what install, the init system and uninstall
+/// write lands in the test's directory), /run is empty, /var/log is the test's directory, and the init system
+/// knows no service of this machine's, only the few it needs and kaasd's:
+/// - OpenRC: a mount namespace, /etc/init.d and the runlevels emptied, OpenRC's state as after reaching the
+///   default runlevel. Alpine's networking service provides the `net` the kaasd scripts need; the network here is
+///   up already, so a service that only provides `net` stands in for it.
+/// - systemd: also PID and UTS namespaces, where Debian's systemd runs as PID 1 (as in a container) with its unit
+///   path set to /etc/systemd/system alone, holding empty stand-ins for the targets and the slice a service's
+///   default dependencies name. (With the machine's own units, starting a service would start sysinit.target,
+///   whose systemd-tmpfiles-setup empties the /tmp this machine shares.)
 ///
 /// Every process in the machine is killed when it is dropped.
 struct InitMachine {
@@ -750,18 +752,19 @@ impl InitMachine {
              mount --make-rprivate /
              mount -t overlay overlay -o lowerdir=/etc,upperdir={path}/upper,workdir={path}/work /etc
              mount -t tmpfs tmpfs /run
-             mount --bind {path}/log /var/log
-             echo booting"
+             mount --bind {path}/log /var/log"
         );
         let (arguments, setup) = if init == "openrc" {
             let setup = format!(
                 "{common}
+                 rm -rf /etc/init.d/* /etc/runlevels/*/*
                  for state in daemons exclusive failed hotplugged inactive options scheduled started starting \
                      stopping tmp wasinactive; do mkdir -p /run/openrc/$state; done
                  echo default >/run/openrc/softlevel
                  printf '#!/sbin/openrc-run\\ndepend() {{ provide net; }}\\nstart() {{ return 0; }}\\n' \
                      >/etc/init.d/net-up
                  chmod 755 /etc/init.d/net-up
+                 echo booting
                  exec sleep infinity"
             );
             (vec!["--mount"], setup)
@@ -769,11 +772,18 @@ impl InitMachine {
             let setup = format!(
                 "{common}
                  mount -t proc proc /proc
-                 printf '[Unit]\\nDescription=the test machine\\nDefaultDependencies=no\\n' \
-                     >/etc/systemd/system/kaasd-test.target
-                 exec env container=kaasd-test /lib/systemd/systemd --system --unit=kaasd-test.target"
+                 rm -rf /etc/systemd/system
+                 mkdir -p /etc/systemd/system
+                 for unit in kaasd-test.target sysinit.target basic.target multi-user.target \
+                     network-online.target shutdown.target system.slice; do
+                     printf '[Unit]\\nDescription=%s of the test machine\\nDefaultDependencies=no\\n' $unit \
+                         >/etc/systemd/system/$unit
+                 done
+                 echo booting
+                 exec env container=kaasd-test SYSTEMD_UNIT_PATH=/etc/systemd/system /lib/systemd/systemd \
+                     --system --unit=kaasd-test.target"
             );
-            (vec!["--mount", "--pid", "--fork"], setup)
+            (vec!["--mount", "--pid", "--uts", "--fork"], setup)
         };
         let mut holder = Command::new("unshare")
             .args(arguments)
@@ -816,7 +826,7 @@ impl InitMachine {
 
     /// Runs a command inside the machine.
     fn run(&self, program: &Path, arguments: &[&str]) -> Output {
-        let namespaces: &[&str] = if self.init == "openrc" { &["--mount"] } else { &["--mount", "--pid"] };
+        let namespaces: &[&str] = if self.init == "openrc" { &["--mount"] } else { &["--mount", "--pid", "--uts"] };
         output(
             Command::new("nsenter")
                 .args(["--target", &self.target.to_string()])

@@ -102,10 +102,12 @@ impl Node {
         self.controller.kubectl_stdin(&["apply", "-f", "-"], manifest).expect("kubectl apply");
     }
 
+    #[allow(dead_code)] // not every test file that includes this module uses it
     pub fn field(&self, pod: &str, path: &str) -> String {
         self.controller.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")]).unwrap_or_default()
     }
 
+    #[allow(dead_code)] // not every test file that includes this module uses it
     pub fn wait_phase(&self, pod: &str, phase: &str) {
         self.wait(&format!("pod {pod} reaching {phase}"), || Ok(self.field(pod, ".status.phase") == phase));
     }

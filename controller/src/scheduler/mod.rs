@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
@@ -66,6 +67,8 @@ struct Scheduler {
     nodes: Arc<Informer<Node>>,
     /// For the namespace selectors of inter-pod affinity terms.
     namespaces: Arc<Informer<Namespace>>,
+    /// For preemption, which spares pods these protect where it can.
+    budgets: Arc<Informer<PodDisruptionBudget>>,
     /// Each node's parsed allocatable room, by node name, kept in step with the node cache.
     node_facts: Arc<Mutex<HashMap<String, NodeFacts>>>,
     /// Where in the node list the next decision starts filtering.
@@ -89,12 +92,15 @@ pub(crate) async fn run(client: kube::Client, caches: Arc<SharedCaches>, cancel:
     let pods = caches.pods.reader();
     let nodes = caches.nodes.reader();
     let namespaces: Arc<Informer<Namespace>> = Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let budgets: Arc<Informer<PodDisruptionBudget>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
     let priority_pods = pods.clone();
     let scheduler = Arc::new(Scheduler {
         client: client.clone(),
         pods: pods.clone(),
         nodes: nodes.clone(),
         namespaces: namespaces.clone(),
+        budgets: budgets.clone(),
         node_facts: Default::default(),
         next_start_node: AtomicUsize::new(0),
         usage: Default::default(),
@@ -113,6 +119,7 @@ pub(crate) async fn run(client: kube::Client, caches: Arc<SharedCaches>, cancel:
     pods.start(cancel.clone(), &tasks);
     nodes.start(cancel.clone(), &tasks);
     namespaces.start(cancel.clone(), &tasks);
+    budgets.start(cancel.clone(), &tasks);
     scheduler.volumes.start(cancel.clone(), &tasks);
     let retry_waiting = scheduler.clone();
     tasks.spawn(async move {
@@ -472,13 +479,37 @@ impl Scheduler {
                 pods.push((uid, other));
             }
         }
+        let budgets = preemption::Budgets::new(self.budgets.list().iter().map(|budget| budget.as_ref()));
+        let violations = |victims: &[&PodFacts]| {
+            let pods: Vec<Option<Arc<Pod>>> = victims
+                .iter()
+                .map(|victim| {
+                    let (namespace, name) = queue::split(&victim.key);
+                    self.pods.get(namespace, name)
+                })
+                .collect();
+            let covered: Vec<preemption::Covered<'_>> = victims
+                .iter()
+                .zip(&pods)
+                .map(|(victim, pod)| {
+                    let (namespace, name) = queue::split(&victim.key);
+                    preemption::Covered {
+                        namespace,
+                        name,
+                        labels: pod.as_ref().and_then(|pod| pod.metadata.labels.as_ref()),
+                    }
+                })
+                .collect();
+            budgets.violations(&covered)
+        };
         curable
             .iter()
             .filter_map(|(node, room)| {
                 let node_name = node.metadata.name.as_deref().unwrap_or_default();
                 let pods = on_node.get(node_name).map(Vec::as_slice).unwrap_or_default();
-                let victims = preemption::select_victims(pod, facts, node, room, node_usage(node_name), pods)?;
-                Some(Candidate { node: node_name.to_string(), victims })
+                let (victims, violations) =
+                    preemption::select_victims(pod, facts, node, room, node_usage(node_name), pods, &violations)?;
+                Some(Candidate { node: node_name.to_string(), victims, violations })
             })
             .collect()
     }

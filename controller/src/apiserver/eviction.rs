@@ -139,19 +139,7 @@ impl ApiServer {
         let key = ObjectStore::key(def, namespace, name);
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
-            if let Some(expected) = &options.precondition_resource_version {
-                if *expected != current.revision.to_string() {
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in \
-                             object meta: {}",
-                            current.revision
-                        ),
-                    ));
-                }
-            }
+            options.check_resource_version(current.revision)?;
             if is_terminal(&current.object) || current.object.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(false);
             }

@@ -624,14 +624,7 @@ impl ApiServer {
                     ));
                 }
             }
-            if let Some(rv) = &options.precondition_resource_version {
-                if *rv != current.revision.to_string() {
-                    return Err(ApiError::new(409, "Conflict", format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        current.revision
-                    )));
-                }
-            }
+            options.check_resource_version(current.revision)?;
             // Webhooks see the delete before anything of it happens; their warnings have no way back yet.
             let mut admission = Attributes::new(def, Operation::Delete, &options.user, name);
             admission.namespace = namespace;
@@ -1106,6 +1099,21 @@ impl DeleteOptions {
             dry_run,
             user: request.user.clone(),
         })
+    }
+
+    /// The resourceVersion precondition, if any, against the stored revision.
+    pub(super) fn check_resource_version(&self, revision: i64) -> ApiResult<()> {
+        match &self.precondition_resource_version {
+            Some(expected) if *expected != revision.to_string() => Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object \
+                     meta: {revision}"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// DeleteOptions as an admission review's `options`.

@@ -32,8 +32,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the serving line starts with; the listening address follows.
 const SERVING_PREFIX: &str = "kaasd datastore serving etcd v3 on ";
 
-/// The kaasd binary under test: `$KAASD_BINARY` when set (`tests/run.sh` builds it once, as the README does, and
-/// sets it), else this workspace's, built on first use (once per test binary; later calls reuse it).
+/// The kaasd binary under test: `$KAASD_BINARY` when set (`tests/run.sh` sets it to the one its workspace build
+/// made), else this workspace's, built on first use (once per test binary; later calls reuse it).
 pub fn kaasd_binary() -> anyhow::Result<&'static Path> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = BINARY.get_or_init(|| match std::env::var_os("KAASD_BINARY") {

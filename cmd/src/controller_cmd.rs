@@ -105,7 +105,9 @@ async fn local_worker_config(arguments: &ControllerArgs, port: u16) -> anyhow::R
     };
     let advertise = config(arguments)?.advertise_address;
     Ok(kaasd_worker::WorkerConfig {
-        data_dir: arguments.data_dir.clone(),
+        // Absolute: containerd's shims and the CNI plugins run in other directories than this process.
+        data_dir: std::path::absolute(&arguments.data_dir)
+            .with_context(|| format!("cannot make {} an absolute path", arguments.data_dir.display()))?,
         node_name: None,
         token,
         agent_port: arguments.agent_port,

@@ -19,8 +19,11 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let ready = std::sync::Arc::new(tokio::sync::Notify::new());
+    // Absolute: containerd's shims and the CNI plugins run in other directories than this process.
+    let data_dir = std::path::absolute(&arguments.data_dir)
+        .with_context(|| format!("cannot make {} an absolute path", arguments.data_dir.display()))?;
     let config = kaasd_worker::WorkerConfig {
-        data_dir: arguments.data_dir,
+        data_dir,
         node_name: arguments.node_name,
         token,
         agent_port: arguments.agent_port,

@@ -309,6 +309,19 @@ pub enum ImagesCommand {
         #[arg(long, env = "KAASD_CONTAINERD_BIN")]
         containerd_bin: Option<PathBuf>,
     },
+    /// Write an image archive of this machine's static busybox (Debian: `apt install busybox-static`), to import
+    /// with `kaasd images import`: a first image to run pods with when no registry is reachable.
+    Busybox {
+        /// Where to write the archive (OCI image layout in a tar file).
+        #[arg(long, short, default_value = "busybox.tar")]
+        output: PathBuf,
+        /// The image's name; short names are Docker Hub's (`busybox:1.36` is `docker.io/library/busybox:1.36`).
+        #[arg(long, default_value = "busybox:1.36")]
+        tag: String,
+        /// The busybox binary; it must be statically linked.
+        #[arg(long, default_value = kaasd_worker::images::BUSYBOX_BINARY)]
+        busybox: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,9 +52,19 @@ pub async fn run(arguments: WorkerArgs) -> anyhow::Result<()> {
     worker.await.context("the worker task failed")?.map_err(Into::into)
 }
 
-/// `kaasd images import FILE...`: one line per imported image.
+/// `kaasd images import FILE...`: one line per imported image. `kaasd images busybox`: one line naming the archive.
 pub async fn images(command: ImagesCommand) -> anyhow::Result<()> {
     match command {
+        ImagesCommand::Busybox { output, tag, busybox } => {
+            let image = kaasd_worker::images::busybox_image(&busybox, &tag).map_err(anyhow::Error::msg)?;
+            // Written beside its destination and renamed, so an interrupted run leaves no half archive to import.
+            let partial = output.with_extension("partial");
+            std::fs::write(&partial, image.build())
+                .and_then(|()| std::fs::rename(&partial, &output))
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!("wrote {} ({}) from {}", output.display(), image.reference, busybox.display());
+            Ok(())
+        }
         ImagesCommand::Import { files, data_dir, containerd_socket, containerd_bin } => {
             let socket =
                 containerd_socket.unwrap_or_else(|| kaasd_worker::containerd::ContainerdPaths::new(&data_dir).socket());

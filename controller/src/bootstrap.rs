@@ -1,7 +1,10 @@
 //! Objects every cluster starts with: the four system namespaces, the `kubernetes` Service and its endpoints, the
 //! `kube-dns` Service, the default StorageClass `local-path`, the PriorityClasses `system-cluster-critical` and
-//! `system-node-critical`, and the bootstrap RBAC policy. Created only when missing, so a restart (or a second
-//! controller on the same database) changes nothing and user edits to them survive.
+//! `system-node-critical`, the bootstrap RBAC policy and the API Priority and Fairness objects (`flow_control`).
+//! Created only when missing, so a restart (or a second controller on the same database) changes nothing and user
+//! edits to them survive.
+
+mod flow_control;
 
 use serde_json::{json, Value};
 
@@ -114,6 +117,13 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
         create_missing(api, "scheduling.k8s.io", "priorityclasses", None, class).await?;
     }
 
+    for level in flow_control::priority_level_configurations() {
+        create_missing(api, "flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", None, level).await?;
+    }
+    for schema in flow_control::flow_schemas() {
+        create_missing(api, "flowcontrol.apiserver.k8s.io", "flowschemas", None, schema).await?;
+    }
+
     for role in cluster_roles() {
         create_missing(api, "rbac.authorization.k8s.io", "clusterroles", None, role).await?;
     }
@@ -127,6 +137,12 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
             vec![group("system:authenticated"), group("system:unauthenticated")],
         ),
         ("system:node", "system:node", vec![group("system:nodes")]),
+        // Pods may read the issuer discovery documents to verify each other's tokens (upstream's default binding).
+        (
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            vec![group("system:serviceaccounts")],
+        ),
         // Join tokens may ask for a node certificate (and follow their request); kaasd decides what to sign.
         ("system:node-bootstrapper", "system:node-bootstrapper", vec![group("system:bootstrappers")]),
     ] {
@@ -255,6 +271,18 @@ fn cluster_roles() -> Vec<Value> {
             vec![
                 json!({"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}),
             ],
+        ),
+        role(
+            "system:service-account-issuer-discovery",
+            vec![json!({
+                "nonResourceURLs": [
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+                "verbs": ["get"],
+            })],
         ),
         role(
             "system:basic-user",

@@ -569,3 +569,65 @@ fn service_webhooks_dry_runs_and_configuration_validation() {
     assert_eq!(hook["clientConfig"]["service"]["port"], 443);
     assert_eq!(hook["rules"][0]["scope"], "*");
 }
+
+/// matchConditions, as the conformance entries "should reject mutating/validating webhook configurations with
+/// invalid match conditions" use them, and what they decide: a condition that does not compile refuses the configuration; a webhook is called only
+/// for requests every condition holds for; a condition that fails to evaluate follows the failure policy.
+#[test]
+fn match_conditions_choose_which_requests_reach_a_webhook() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let server = WebhookServer::start();
+    controller.kubectl(&["create", "namespace", "conditions"]).unwrap();
+    let in_namespace = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "conditions"}}});
+
+    let mut broken =
+        configmap_webhook("broken.webhooks.kaasd.test", url_config(&server, "/deny"), in_namespace.clone());
+    broken["matchConditions"] = json!([{"name": "broken", "expression": "object.metadata.name =="}]);
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        let refused = controller
+            .kubectl_stdin(&["create", "-f", "-"], &configuration(kind, "broken", vec![broken.clone()]).to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name ==\": compilation failed"),
+            "{kind}: {refused}"
+        );
+    }
+
+    // Only CREATEs of objects labelled `checked: "yes"` go to the deny webhook; its own rule denies `deny-` names.
+    let mut deny = configmap_webhook("deny.webhooks.kaasd.test", url_config(&server, "/deny"), in_namespace.clone());
+    deny["matchConditions"] = json!([
+        {"name": "creates-only", "expression": "request.operation == 'CREATE'"},
+        {"name": "labelled", "expression": "has(object.metadata.labels) && object.metadata.labels['checked'] == 'yes'"},
+    ]);
+    // For `strict-` names, a condition that cannot be evaluated (no such key) with failurePolicy Fail refuses the
+    // request; for other names the first condition is false, which skips the webhook whatever the second does.
+    let mut strict =
+        configmap_webhook("strict.webhooks.kaasd.test", url_config(&server, "/allow-strict"), in_namespace);
+    strict["matchConditions"] = json!([
+        {"name": "strict-names", "expression": "object.metadata.name.startsWith('strict-')"},
+        {"name": "needs-data", "expression": "object.data['required'] == 'x'"},
+    ]);
+    apply(&controller, &configuration("ValidatingWebhookConfiguration", "conditions", vec![deny, strict]));
+    eventually("the conditions to apply", |attempt| {
+        let output =
+            create_configmap(&controller, "conditions", &format!("deny-probe-{attempt}"), &[("checked", "yes")]);
+        stderr(&output).contains("the name deny-probe")
+    });
+    let unlabelled = create_configmap(&controller, "conditions", "deny-unlabelled", &[]);
+    assert!(unlabelled.status.success(), "no webhook was asked: {}", stderr(&unlabelled));
+    let strict = create_configmap(&controller, "conditions", "strict-one", &[]);
+    assert!(
+        stderr(&strict).contains(
+            "failed calling webhook \"strict.webhooks.kaasd.test\": matchCondition \"needs-data\" cannot be evaluated"
+        ),
+        "{}",
+        stderr(&strict)
+    );
+    assert!(!configmap_exists(&controller, "conditions", "strict-one"));
+    assert!(server.reviews("/allow-strict").is_empty(), "a condition that cannot be evaluated calls nothing");
+    let reviews_before = server.reviews("/deny").len();
+    let labelled = create_configmap(&controller, "conditions", "deny-labelled", &[("checked", "yes")]);
+    assert!(stderr(&labelled).contains("the name deny-labelled is not allowed here"), "{}", stderr(&labelled));
+    assert_eq!(server.reviews("/deny").len(), reviews_before + 1);
+}

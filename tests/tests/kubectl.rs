@@ -578,3 +578,88 @@ fn describe_replace_wait_and_cluster_wide_gets() {
     let all = controller.kubectl(&["get", "all"]).unwrap();
     assert!(all.contains("deployment.apps/web") && all.contains("service/kubernetes"), "{all}");
 }
+
+/// A CustomResourceDefinition with CEL rules (`x-kubernetes-validations`), as operators' CRDs carry them: a rule
+/// that does not compile refuses the CRD; objects that break a rule are refused with the rule's message at its
+/// field; a transition rule (`oldSelf`) guards updates only.
+#[test]
+fn custom_resource_validation_rules_are_enforced() {
+    const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scalers.rules.example.com}
+spec:
+  group: rules.example.com
+  scope: Namespaced
+  names: {kind: Scaler, plural: scalers, singular: scaler}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.minReplicas <= self.maxReplicas"
+              message: "minReplicas must not exceed maxReplicas"
+            - rule: "self.storageClass == oldSelf.storageClass"
+              message: "storageClass is immutable"
+              fieldPath: ".storageClass"
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              storageClass: {type: string}
+              owner:
+                type: string
+                x-kubernetes-validations:
+                - rule: "self.matches('^[a-z]+@example[.]com$')"
+                  messageExpression: "'owner ' + self + ' is not an example.com address'"
+"#;
+    let controller = Controller::start().expect("kaasd controller starts");
+    let broken = CRD
+        .replace("self.minReplicas <= self.maxReplicas", "self.minReplicas <=")
+        .replace("scalers.rules", "brokens.rules")
+        .replace("plural: scalers", "plural: brokens")
+        .replace("kind: Scaler", "kind: Broken")
+        .replace("singular: scaler", "singular: broken");
+    let refused = controller.kubectl_stdin(&["apply", "-f", "-"], &broken).unwrap_err().to_string();
+    assert!(
+        refused.contains("spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: \"self.minReplicas <=\": compilation failed")
+            || refused.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: \"self.minReplicas <=\": compilation failed"),
+        "{refused}"
+    );
+
+    controller.kubectl_stdin(&["apply", "-f", "-"], CRD).unwrap();
+    controller
+        .kubectl(&["wait", "--for", "condition=established", "--timeout=20s", "crd/scalers.rules.example.com"])
+        .unwrap();
+    let scaler = |min: i64, max: i64, class: &str, owner: &str| {
+        format!("apiVersion: rules.example.com/v1\nkind: Scaler\nmetadata: {{name: web}}\nspec: {{minReplicas: {min}, maxReplicas: {max}, storageClass: {class}, owner: {owner}}}\n")
+    };
+    let refused = controller
+        .kubectl_stdin(&["apply", "-f", "-"], &scaler(5, 3, "fast", "Ops@elsewhere.org"))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas"), "{refused}");
+    assert!(
+        refused
+            .contains("spec.owner: Invalid value: \"string\": owner Ops@elsewhere.org is not an example.com address"),
+        "{refused}"
+    );
+    controller.kubectl_stdin(&["apply", "-f", "-"], &scaler(1, 3, "fast", "ops@example.com")).unwrap();
+
+    // Updates: the transition rule now has an oldSelf to compare with.
+    controller.kubectl_stdin(&["apply", "-f", "-"], &scaler(2, 4, "fast", "ops@example.com")).unwrap();
+    let refused = controller
+        .kubectl_stdin(&["apply", "-f", "-"], &scaler(2, 4, "slow", "ops@example.com"))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("spec.storageClass: Invalid value: \"object\": storageClass is immutable"), "{refused}");
+    let stored = controller
+        .kubectl(&["get", "scaler", "web", "-o", "jsonpath={.spec.storageClass}/{.spec.maxReplicas}"])
+        .unwrap();
+    assert_eq!(stored, "fast/4");
+}

@@ -127,6 +127,58 @@ impl ImageArchive {
     }
 }
 
+/// Where Debian's and Alpine's static busybox (`busybox-static`, `busybox`) is installed.
+pub const BUSYBOX_BINARY: &str = "/bin/busybox";
+
+/// An image of a statically linked busybox from this machine: the binary and a link per applet, `sh` as its
+/// command. With no registry, this is how to get a first image for `kubectl run` (`kaasd images busybox`); the
+/// tests use it too.
+pub fn busybox_image(binary: &Path, reference: &str) -> Result<ImageArchive, String> {
+    let contents = std::fs::read(binary).map_err(|error| {
+        format!("cannot read {}: {error} (on Debian, `apt install busybox-static` installs it)", binary.display())
+    })?;
+    // A dynamically linked busybox would need its libraries in the image, which this one does not carry.
+    if names_a_loader(&contents) {
+        return Err(format!(
+            "{} is dynamically linked; the image needs a static busybox (Debian: `apt install busybox-static`)",
+            binary.display()
+        ));
+    }
+    let applets = std::process::Command::new(binary)
+        .arg("--list")
+        .output()
+        .map_err(|error| format!("cannot run {} --list: {error}", binary.display()))?;
+    if !applets.status.success() {
+        return Err(format!("{} --list failed: is it busybox?", binary.display()));
+    }
+    let mut image = ImageArchive::new(reference);
+    for dir in ["bin", "tmp", "etc", "root"] {
+        image.entries.push(Entry::Directory { path: dir.into() });
+    }
+    image.entries.push(Entry::File { path: "bin/busybox".into(), mode: 0o755, contents });
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|name| *name != "busybox") {
+        image.entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+    }
+    image.cmd = vec!["sh".into()];
+    Ok(image)
+}
+
+/// Whether a 64-bit little-endian ELF program has a `PT_INTERP` program header: it names the dynamic loader, which
+/// only dynamically linked programs need.
+fn names_a_loader(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let read = |at: usize, len: usize| elf.get(at..at + len);
+    let (Some(b"\x7fELF"), Some([2]), Some([1])) = (read(0, 4), read(4, 1), read(5, 1)) else {
+        return false;
+    };
+    let u16_at = |at| read(at, 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize).unwrap_or(0);
+    let table = read(0x20, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).unwrap_or(0);
+    let (entry_size, entries) = (u16_at(0x36), u16_at(0x38));
+    (0..entries).any(|index| {
+        read(table + index * entry_size, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())) == Some(PT_INTERP)
+    })
+}
+
 /// The pause image: one static executable, `/pause`, that keeps the pod's namespaces alive and reaps children.
 pub fn pause_image() -> Result<ImageArchive, String> {
     let program = pause_program()?;
@@ -355,6 +407,17 @@ pub fn ctr_binary(containerd: Option<&Path>) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_dynamically_linked_programs_name_a_loader() {
+        // This test's own executable is dynamically linked (the gnu target); the pause program is static.
+        let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(super::names_a_loader(&own));
+        if std::env::consts::ARCH == "x86_64" {
+            assert!(!super::names_a_loader(&super::pause_program().unwrap()));
+        }
+        assert!(!super::names_a_loader(b"#!/bin/sh\n"));
+    }
+
     use super::*;
 
     #[test]

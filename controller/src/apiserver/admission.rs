@@ -54,6 +54,9 @@ pub fn validate(def: &ResourceDef, object: &Value, old: Option<&Value>, custom_s
     if crate::apiserver::admission_webhooks::config::is_webhook_configuration(&def.group, &def.kind) {
         errors.extend(crate::apiserver::admission_webhooks::config::validate(&def.kind, object, old));
     }
+    if crate::apiserver::admission_webhooks::policies::is_policy_kind(&def.group, &def.kind) {
+        errors.extend(crate::apiserver::admission_webhooks::policies::validate(&def.kind, object));
+    }
     errors
         .into_iter()
         .map(|error| Cause {

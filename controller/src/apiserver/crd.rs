@@ -12,8 +12,8 @@
 //!   range beyond int64 is checked; a failed integer range check and failed `anyOf`/`oneOf`/`allOf`/`not` report
 //!   the field `<nil>`, as upstream does.
 //!
-//! Not covered: CEL rules (`x-kubernetes-validations`) are ignored, list-type uniqueness (`x-kubernetes-list-type`
-//! set/map) is not enforced, defaults in a CRD are not checked against their schema, and conversion is always the
+//! CEL rules (`x-kubernetes-validations`) are compiled and run by `cel.rs`. Not covered: list-type uniqueness
+//! (`x-kubernetes-list-type` set/map) is not enforced, defaults in a CRD are not checked against their schema, and conversion is always the
 //! `None` strategy: every served version shares one storage key and only `apiVersion` is rewritten.
 
 use std::collections::BTreeSet;
@@ -328,8 +328,14 @@ pub fn apply_defaults(schema: &Value, object: &mut Value) {
 /// upstream's, e.g. `FieldValueRequired` `spec.prop2` `Required value`, or `FieldValueTypeInvalid` `spec.prop2`
 /// `Invalid value: "boolean": spec.prop2 in body must be of type array: "boolean"`.
 pub fn validate(schema: &Value, object: &Value) -> Vec<Cause> {
+    validate_against(schema, object, None)
+}
+
+/// The schema's checks, then its CEL rules (`x-kubernetes-validations`; transition rules only when `old` is given).
+fn validate_against(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut errors = Vec::new();
     validate_node(schema, object, "", &mut errors);
+    crate::apiserver::cel::validate(schema, object, old, &mut errors);
     errors
 }
 
@@ -342,7 +348,7 @@ pub fn validate_update(schema: &Value, object: &Value, old: &Value) -> Vec<Cause
         let top = field.split(['.', '[']).next().unwrap_or_default();
         !META_FIELDS.contains(&top) && object.get(top).is_some_and(|value| old.get(top) == Some(value))
     };
-    validate(schema, object).into_iter().filter(|cause| !unchanged(&cause.field)).collect()
+    validate_against(schema, object, Some(old)).into_iter().filter(|cause| !unchanged(&cause.field)).collect()
 }
 
 const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -694,6 +700,7 @@ fn validate_schema_definition(schema: &Value, status_enabled: bool, path: &str, 
     structural.sort_by_key(|c| format!("{}: {}", c.field, c.message));
     errors.extend(structural);
     openapi_schema_checks(schema, &root_path, true, false, errors);
+    crate::apiserver::cel::check_schema(schema, &root_path, errors);
 }
 
 fn is_zero(value: &Value) -> bool {

@@ -5,21 +5,24 @@
 //! - the HTTP side: `request` (path → target), `objects` (the generic handlers and subresources), `eviction`
 //!   (pods/eviction against PodDisruptionBudgets), `watch`, `discovery`, `node_proxy`, `custom_resources`
 //!   (serving CRDs as they change);
-//! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens), `rbac`, `admission`,
-//!   `admission_webhooks` (calling MutatingWebhookConfigurations and ValidatingWebhookConfigurations);
-//! - what the kinds are: `registry` (every served resource), `crd`, `schema`, `schema_facts`, `defaults`,
-//!   `validation`, `selector`, `patch`;
+//! - who may do what: `auth` (authentication, TokenReview), `tokens` (ServiceAccount tokens and their issuer
+//!   discovery documents), `rbac`, `admission`, `admission_webhooks` (calling MutatingWebhookConfigurations and
+//!   ValidatingWebhookConfigurations);
+//! - what the kinds are: `registry` (every served resource), `crd` (with `cel` for its validation rules),
+//!   `schema`, `schema_facts`, `defaults`, `validation`, `duplicate_fields`, `selector`, `patch`;
 //! - what goes on the wire and to the datastore: `storage`, `error`, `field_order`, `table`, `protobuf`,
 //!   `openapi`, `openapi_v2`, `gnostic`.
 
 pub mod admission;
 pub mod admission_webhooks;
 pub mod auth;
+mod cel;
 pub mod crd;
 mod custom_resources;
 mod default_storage_class;
 pub mod defaults;
 pub mod discovery;
+mod duplicate_fields;
 pub mod error;
 mod eviction;
 pub mod field_order;
@@ -359,6 +362,15 @@ impl ApiServer {
                 }
             }
             "/metrics" => Ok(text_response(200, &self.metrics())),
+            // ServiceAccount issuer discovery. Upstream answers both with and without a trailing slash, and lets
+            // caches keep the answers an hour.
+            tokens::OPENID_CONFIGURATION_PATH | "/.well-known/openid-configuration/" => {
+                let document = self.tokens.openid_configuration(&self.server_address);
+                Ok(cacheable(json_response(200, &document)))
+            }
+            tokens::JWKS_PATH | "/openid/v1/jwks/" => {
+                Ok(cacheable(json_response_typed(200, self.tokens.jwks(), "application/jwk-set+json")))
+            }
             "/openapi/v3" | "/openapi/v3/" => {
                 let registry = self.registry();
                 let custom = |def: &crate::apiserver::registry::ResourceDef| {
@@ -614,6 +626,12 @@ pub fn json_response_typed(code: u16, value: &Value, content_type: &'static str)
     json_bytes_response(code, bytes, content_type)
 }
 
+/// Lets clients and proxies keep an answer for an hour, as upstream marks its issuer discovery answers.
+fn cacheable(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}
+
 /// Every JSON body ends with a newline, as kube-apiserver's encoder writes it.
 pub fn json_bytes_response(code: u16, mut bytes: Vec<u8>, content_type: &'static str) -> Response<Body> {
     bytes.push(b'\n');
@@ -630,13 +648,27 @@ pub fn text_response(code: u16, text: &str) -> Response<Body> {
     response
 }
 
+/// A Status body; a retry delay in its details is also sent as `Retry-After`, the header client-go's retry loop
+/// reads (upstream does the same).
 pub fn error_response(error: &ApiError) -> Response<Body> {
-    json_bytes_response(error.code, error.status_json(), "application/json")
+    let mut response = json_bytes_response(error.code, error.status_json(), "application/json");
+    if let Some(seconds) = error.details.as_ref().and_then(|details| details.retry_after_seconds).filter(|s| *s > 0) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_go_in_a_header_too() {
+        let busy = ApiError::new(429, "TooManyRequests", "slow down")
+            .with_details(crate::apiserver::error::Details { retry_after_seconds: Some(10), ..Default::default() });
+        assert_eq!(error_response(&busy).headers()[header::RETRY_AFTER], "10");
+        assert!(error_response(&ApiError::bad_request("no")).headers().get(header::RETRY_AFTER).is_none());
+    }
 
     #[test]
     fn accept_headers_kaasd_can_answer() {

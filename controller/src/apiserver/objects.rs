@@ -308,7 +308,7 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
-        self.create_object(def, namespace, request, false).await
+        self.create_object(def, namespace, request, false, duplicate_fields(request)).await
     }
 
     /// Creates the object in the request body. `applied` objects come from server-side apply, which has recorded
@@ -319,6 +319,7 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
         applied: bool,
+        duplicates: Vec<String>,
     ) -> ApiResult<Response<Body>> {
         if !def.has_verb("create") {
             return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
@@ -331,7 +332,19 @@ impl ApiServer {
         }
         let mut warnings = Vec::new();
         check_type(def, &mut object)?;
-        check_unknown_fields(def, custom.as_ref(), &object, options.field_validation, &mut warnings)?;
+        let applied_as = applied.then(|| {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            typed_patch_object(def, namespace, name)
+        });
+        check_unknown_fields(
+            def,
+            custom.as_ref(),
+            &object,
+            &duplicates,
+            applied_as.as_deref(),
+            options.field_validation,
+            &mut warnings,
+        )?;
         set_namespace(def, namespace, &mut object)?;
         let metadata = metadata_mut(&mut object)?;
         if metadata.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
@@ -471,7 +484,22 @@ impl ApiServer {
                 )?,
             };
             check_type(def, &mut proposed)?;
-            check_unknown_fields(def, custom.as_ref(), &proposed, options.field_validation, &mut warnings)?;
+            // A whole object or an apply configuration is checked; other patches only name what to change.
+            let duplicates = match &change {
+                Change::Replace(_) | Change::Patch(PatchType::Apply, _) => duplicate_fields(request),
+                Change::Patch(..) => Vec::new(),
+            };
+            let applied_as =
+                matches!(change, Change::Patch(PatchType::Apply, _)).then(|| typed_patch_object(def, namespace, name));
+            check_unknown_fields(
+                def,
+                custom.as_ref(),
+                &proposed,
+                &duplicates,
+                applied_as.as_deref(),
+                options.field_validation,
+                &mut warnings,
+            )?;
             let pinned = proposed
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -569,7 +597,8 @@ impl ApiServer {
             user_agent: request.user_agent.clone(),
             body,
         };
-        Box::pin(self.create_object(def, namespace, &create, true)).await
+        // The configuration as sent, not the object made from it, holds any repeated keys.
+        Box::pin(self.create_object(def, namespace, &create, true, duplicate_fields(request))).await
     }
 
     async fn delete(
@@ -968,6 +997,13 @@ impl ApiServer {
                 answer["status"] = crate::apiserver::auth::token_review(self, &object["spec"]).await?;
             }
             _ => return Ok(None),
+        }
+        // A review is not stored and has no Table form: a client that accepts nothing else gets upstream's 406.
+        if accepts_only_tables(&request.accept) {
+            return Err(ApiError::not_acceptable(format!(
+                "the resource {} does not support being converted to a Table",
+                def.group_resource()
+            )));
         }
         answer["apiVersion"] = json!(def.api_version());
         answer["kind"] = json!(def.kind);
@@ -1533,10 +1569,33 @@ fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
 }
 
 /// Strict field validation: unknown fields are an error (kubectl's default), Warn adds a warning header.
+/// Repeated keys of a JSON or YAML request body (a whole object, or a server-side apply configuration).
+fn duplicate_fields(request: &ObjectRequest) -> Vec<String> {
+    match request.content_type.split(';').next().unwrap_or("").trim() {
+        "" | "application/json" | "*/*" => crate::apiserver::duplicate_fields::in_json(&request.body),
+        "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
+            crate::apiserver::duplicate_fields::in_yaml(&request.body)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// How server-side apply names the object whose configuration it could not type: `(NAMESPACE/NAME; GROUP/VERSION,
+/// Kind=KIND)`.
+fn typed_patch_object(def: &ResourceDef, namespace: Option<&str>, name: &str) -> String {
+    format!("({}/{name}; {}, Kind={})", namespace.unwrap_or_default(), def.api_version(), def.kind)
+}
+
+/// Unknown and repeated fields, reported as upstream's strict decoder does: unknown ones first, each as
+/// `unknown field "PATH"`, then `duplicate field "PATH"`. A server-side apply configuration (`applied_as` names
+/// its object) is typed against the schema instead, and its unknown fields are reported as structured-merge-diff
+/// does: `.PATH: field not declared in schema` (list items by index, where upstream names them by their keys).
 fn check_unknown_fields(
     def: &ResourceDef,
     custom: Option<&Value>,
     object: &Value,
+    duplicates: &[String],
+    applied_as: Option<&str>,
     mode: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> ApiResult<()> {
@@ -1544,13 +1603,26 @@ fn check_unknown_fields(
         return Ok(());
     }
     let unknown = crate::apiserver::admission::unknown_fields(def, object, custom);
-    if unknown.is_empty() {
+    if let (Some(applied_as), FieldValidation::Strict, false) = (applied_as, mode, unknown.is_empty()) {
+        let errors: Vec<String> =
+            unknown.iter().map(|field| format!(".{field}: field not declared in schema")).collect();
+        let errors = match errors.as_slice() {
+            [one] => one.clone(),
+            many => format!("errors:\n  {}", many.join("\n  ")),
+        };
+        return Err(ApiError::bad_request(format!("failed to create typed patch object {applied_as}: {errors}")));
+    }
+    let problems: Vec<String> = unknown
+        .iter()
+        .map(|field| format!("unknown field \"{field}\""))
+        .chain(duplicates.iter().map(|field| format!("duplicate field \"{field}\"")))
+        .collect();
+    if problems.is_empty() {
         return Ok(());
     }
     match mode {
         FieldValidation::Strict => {
-            let details =
-                unknown.iter().map(|field| format!("unknown field \"{field}\"")).collect::<Vec<_>>().join(", ");
+            let details = problems.join(", ");
             Err(ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {details}",
                 def.kind,
@@ -1559,7 +1631,7 @@ fn check_unknown_fields(
             )))
         }
         _ => {
-            warnings.extend(unknown.iter().map(|field| format!("unknown field \"{field}\"")));
+            warnings.extend(problems);
             Ok(())
         }
     }
@@ -1657,6 +1729,11 @@ pub(super) fn decode_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
             .map_err(|error| ApiError::bad_request(format!("the protobuf request body cannot be decoded: {error}"))),
         _ => Err(ApiError::unsupported_media_type(content_type)),
     }
+}
+
+/// Whether every media type an Accept header offers is a Table (no plain JSON to fall back to).
+fn accepts_only_tables(accept: &str) -> bool {
+    !accept.trim().is_empty() && accept.split(',').all(|part| part.contains("as=Table"))
 }
 
 pub(super) fn wants_table(accept: &str) -> bool {

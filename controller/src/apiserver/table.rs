@@ -663,6 +663,23 @@ fn built_in_printer(group: &str, kind: &str) -> Option<(&'static [ColumnSpec], P
         AGE_COLUMN,
         column("PreemptionPolicy", "string", 0, "preemptionPolicy is the Policy for preempting pods with lower priority."),
     ];
+    const FLOW_SCHEMA: &[ColumnSpec] = &[
+        NAME_COLUMN,
+        column("PriorityLevel", "string", 0, "`name` is the name of the priority level configuration being referenced Required."),
+        column("MatchingPrecedence", "string", 0, "`matchingPrecedence` is used to choose among the FlowSchemas that match a given request. The chosen FlowSchema is among those with the numerically lowest (which we take to be logically highest) MatchingPrecedence.  Each MatchingPrecedence value must be ranged in [1,10000]. Note that if the precedence is not specified, it will be set to 1000 as default."),
+        column("DistinguisherMethod", "string", 0, "`distinguisherMethod` defines how to compute the flow distinguisher for requests that match this schema. `nil` specifies that the distinguisher is disabled and thus will always be the empty string."),
+        AGE_COLUMN,
+        column("MissingPL", "string", 0, "references a broken or non-existent PriorityLevelConfiguration"),
+    ];
+    const PRIORITY_LEVEL_CONFIGURATION: &[ColumnSpec] = &[
+        NAME_COLUMN,
+        column("Type", "string", 0, "`type` indicates whether this priority level is subject to limitation on request execution.  A value of `\"Exempt\"` means that requests of this priority level are not subject to a limit (and thus are never queued) and do not detract from the capacity made available to other priority levels.  A value of `\"Limited\"` means that (a) requests of this priority level _are_ subject to limits and (b) some of the server's limited capacity is made available exclusively to this priority level. Required."),
+        column("NominalConcurrencyShares", "string", 0, "`nominalConcurrencyShares` (NCS) contributes to the computation of the NominalConcurrencyLimit (NominalCL) of this level."),
+        column("Queues", "string", 0, "`queues` is the number of queues for this priority level."),
+        column("HandSize", "string", 0, "`handSize` is a small positive number that configures the shuffle sharding of requests into queues."),
+        column("QueueLengthLimit", "string", 0, "`queueLengthLimit` is the maximum number of requests allowed to be waiting in a given queue of this priority level at a time; excess requests are rejected."),
+        AGE_COLUMN,
+    ];
     const POD_DISRUPTION_BUDGET: &[ColumnSpec] = &[
         NAME_COLUMN,
         column("Min Available", "string", 0, "The minimum number of pods that must be available."),
@@ -735,6 +752,10 @@ fn built_in_printer(group: &str, kind: &str) -> Option<(&'static [ColumnSpec], P
         ("storage.k8s.io", "StorageClass") => (STORAGE_CLASS, print_storage_class),
         ("scheduling.k8s.io", "PriorityClass") => (PRIORITY_CLASS, print_priority_class),
         ("policy", "PodDisruptionBudget") => (POD_DISRUPTION_BUDGET, print_pod_disruption_budget),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => (FLOW_SCHEMA, print_flow_schema),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            (PRIORITY_LEVEL_CONFIGURATION, print_priority_level_configuration)
+        }
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
             (WEBHOOK_CONFIGURATION, print_webhook_configuration)
         }
@@ -1444,6 +1465,39 @@ fn print_priority_class(class: &Value, now: Timestamp) -> Vec<Value> {
         Value::Bool(class.get("globalDefault").and_then(Value::as_bool).unwrap_or(false)),
         age(class, now),
         Value::String(text(class, &["preemptionPolicy"]).to_string()),
+    ]
+}
+
+/// As upstream: `<none>` for no distinguisher, and `?` under MissingPL until the Dangling condition says otherwise.
+fn print_flow_schema(schema: &Value, now: Timestamp) -> Vec<Value> {
+    let dangling = schema
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|conditions| conditions.iter().find(|condition| condition["type"] == "Dangling"))
+        .and_then(|condition| condition["status"].as_str())
+        .unwrap_or("?");
+    let distinguisher = schema.pointer("/spec/distinguisherMethod/type").and_then(Value::as_str).unwrap_or("<none>");
+    vec![
+        name(schema),
+        Value::String(text(schema, &["spec", "priorityLevelConfiguration", "name"]).to_string()),
+        Value::from(integer(schema, &["spec", "matchingPrecedence"])),
+        Value::String(distinguisher.to_string()),
+        age(schema, now),
+        Value::String(dangling.to_string()),
+    ]
+}
+
+/// `<none>` for what an exempt level, or one that rejects instead of queuing, does not have.
+fn print_priority_level_configuration(level: &Value, now: Timestamp) -> Vec<Value> {
+    let cell = |pointer: &str| level.pointer(pointer).cloned().unwrap_or_else(|| Value::String("<none>".into()));
+    vec![
+        name(level),
+        Value::String(text(level, &["spec", "type"]).to_string()),
+        cell("/spec/limited/nominalConcurrencyShares"),
+        cell("/spec/limited/limitResponse/queuing/queues"),
+        cell("/spec/limited/limitResponse/queuing/handSize"),
+        cell("/spec/limited/limitResponse/queuing/queueLengthLimit"),
+        age(level, now),
     ]
 }
 

@@ -1,11 +1,20 @@
 //! ServiceAccount tokens: JWTs signed with the cluster's ServiceAccount key (ES256), issued through the TokenRequest
-//! subresource (`kubectl create token`) and accepted as bearer tokens.
+//! subresource (`kubectl create token`) and accepted as bearer tokens. The public key is published as OpenID
+//! Connect issuer discovery (`/.well-known/openid-configuration`, `/openid/v1/jwks`), so systems outside the
+//! cluster (Vault, cloud workload identity) can verify the tokens themselves.
 
+use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Digest;
 
 /// The issuer and default audience, as kube-apiserver's defaults.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Where the discovery document and the key set are served (upstream's paths).
+pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+pub const JWKS_PATH: &str = "/openid/v1/jwks";
 
 /// The claims kube-apiserver puts in a bound ServiceAccount token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,6 +52,11 @@ pub struct Reference {
 pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Names the key in each token's header and in the key set, so a verifier picks the right key after a
+    /// rotation. Upstream's choice: the unpadded base64url SHA-256 of the public key's DER (PKIX) encoding.
+    key_id: String,
+    /// The public key as a JSON Web Key Set (RFC 7517).
+    jwks: Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +82,14 @@ pub enum Rejection {
     Audience { token: Vec<String>, wanted: Vec<String> },
 }
 
+fn key_id(public_key_pem: &str) -> Result<String, KeyError> {
+    let body: String = public_key_pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|error| KeyError(format!("public key PEM: {error}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)))
+}
+
 /// A string list as Go's `%q` prints it: `["a" "b"]`.
 fn go_quoted(list: &[String]) -> String {
     let quoted: Vec<String> = list.iter().map(|item| format!("{item:?}")).collect();
@@ -76,17 +98,42 @@ fn go_quoted(list: &[String]) -> String {
 
 impl TokenIssuer {
     pub fn new(private_key_pem: &str, public_key_pem: &str) -> Result<TokenIssuer, KeyError> {
+        let error = |error: jsonwebtoken::errors::Error| KeyError(error.to_string());
+        let encoding = EncodingKey::from_ec_pem(private_key_pem.as_bytes()).map_err(error)?;
+        let key_id = key_id(public_key_pem)?;
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, Algorithm::ES256).map_err(error)?;
+        jwk.common.key_id = Some(key_id.clone());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let jwks = json!({"keys": [jwk]});
         Ok(TokenIssuer {
-            encoding: EncodingKey::from_ec_pem(private_key_pem.as_bytes())
-                .map_err(|error| KeyError(error.to_string()))?,
-            decoding: DecodingKey::from_ec_pem(public_key_pem.as_bytes())
-                .map_err(|error| KeyError(error.to_string()))?,
+            encoding,
+            decoding: DecodingKey::from_ec_pem(public_key_pem.as_bytes()).map_err(error)?,
+            key_id,
+            jwks,
         })
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, KeyError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &self.encoding)
-            .map_err(|error| KeyError(error.to_string()))
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|error| KeyError(error.to_string()))
+    }
+
+    /// The OpenID Connect discovery document, as upstream writes it when no `--service-account-jwks-uri` is set:
+    /// the key set is at this server's own address.
+    pub fn openid_configuration(&self, server_address: &str) -> Value {
+        json!({
+            "issuer": ISSUER,
+            "jwks_uri": format!("https://{server_address}{JWKS_PATH}"),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+    }
+
+    /// The public signing key as a JSON Web Key Set.
+    pub fn jwks(&self) -> &Value {
+        &self.jwks
     }
 
     /// The claims of a token this cluster signed, still valid, for one of `audiences`.
@@ -162,5 +209,27 @@ mod tests {
         let other = self::issuer();
         assert_eq!(other.verify(&token, &[ISSUER]), Err(Rejection::BadSignature), "another cluster's key");
         assert_eq!(issuer.verify("not.a.token", &[ISSUER]), Err(Rejection::NotOurs));
+    }
+
+    /// What an outside verifier does: take the token header's `kid`, find that key in the published set, and check
+    /// the signature with it alone.
+    #[test]
+    fn the_published_key_set_verifies_tokens() {
+        let issuer = issuer();
+        let token = issuer.sign(&claims(600)).unwrap();
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.expect("tokens name their key");
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(issuer.jwks().clone()).unwrap();
+        let jwk = set.find(&kid).expect("the token's key is in the set");
+        assert_eq!(serde_json::to_value(jwk).unwrap()["use"], "sig");
+        let key = DecodingKey::from_jwk(jwk).unwrap();
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_audience(&[ISSUER]);
+        let data = jsonwebtoken::decode::<Claims>(&token, &key, &validation).unwrap();
+        assert_eq!(data.claims.sub, "system:serviceaccount:default:robot");
+        // Another cluster's key has another id.
+        assert_ne!(self::issuer().key_id, issuer.key_id);
+        let discovery = issuer.openid_configuration("10.0.0.1:6443");
+        assert_eq!(discovery["jwks_uri"], "https://10.0.0.1:6443/openid/v1/jwks");
+        assert_eq!(discovery["issuer"], ISSUER);
     }
 }

@@ -341,8 +341,7 @@ fn validate_service(path: &str, service: &Value, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// matchConditions are accepted (names unique, an expression each); kaasd has no CEL evaluator yet, so they are
-/// not evaluated (see [`Webhook::has_match_conditions`]).
+/// matchConditions: names unique, an expression each that compiles as CEL (upstream's "compilation failed").
 fn validate_match_conditions(path: &str, hook: &Value, errors: &mut Vec<FieldError>) {
     let conditions = hook.get("matchConditions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     if conditions.len() > 64 {
@@ -356,8 +355,18 @@ fn validate_match_conditions(path: &str, hook: &Value, errors: &mut Vec<FieldErr
         } else if !names.insert(name) {
             errors.push(FieldError::duplicate(format!("{path}[{index}].name"), &json!(name)));
         }
-        if condition["expression"].as_str().is_none_or(str::is_empty) {
-            errors.push(FieldError::required(format!("{path}[{index}].expression"), ""));
+        match condition["expression"].as_str().filter(|expression| !expression.is_empty()) {
+            None => errors.push(FieldError::required(format!("{path}[{index}].expression"), "")),
+            Some(expression) => {
+                if let Err(error) = crate::apiserver::cel::compile(expression) {
+                    let field = format!("{path}[{index}].expression");
+                    errors.push(FieldError::invalid(
+                        field,
+                        &json!(expression),
+                        &format!("compilation failed: {error}"),
+                    ));
+                }
+            }
         }
     }
 }
@@ -408,9 +417,8 @@ pub struct Webhook {
     /// The AdmissionReview version to send (`v1` preferred).
     pub review_version: &'static str,
     pub reinvoke_if_needed: bool,
-    /// matchConditions are CEL expressions; kaasd has no CEL evaluator yet, so a webhook that has them is called
-    /// whenever its rules and selectors match, as if every condition were true.
-    pub has_match_conditions: bool,
+    /// matchConditions as (name, CEL expression): the webhook is called only when every one is true.
+    pub match_conditions: Vec<(String, String)>,
 }
 
 /// Parses every webhook of a stored configuration, with upstream's defaults for fields an older object lacks.
@@ -463,7 +471,16 @@ pub fn parse_configuration(configuration: &Value, mutating: bool) -> Vec<Webhook
             timeout: Duration::from_secs(timeout_seconds as u64),
             review_version: review_version.unwrap_or("v1"),
             reinvoke_if_needed: mutating && hook["reinvocationPolicy"].as_str() == Some("IfNeeded"),
-            has_match_conditions: hook.get("matchConditions").and_then(Value::as_array).is_some_and(|c| !c.is_empty()),
+            match_conditions: hook
+                .get("matchConditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|condition| {
+                    let text = |key: &str| condition[key].as_str().unwrap_or_default().to_string();
+                    (text("name"), text("expression"))
+                })
+                .collect(),
         });
     }
     webhooks
@@ -647,6 +664,21 @@ mod tests {
     }
 
     #[test]
+    fn match_conditions_must_compile() {
+        let mut hook = valid_hook();
+        hook["matchConditions"] =
+            json!([{"name": "ok", "expression": "object != null"}, {"name": "bad", "expression": "object.x =="}]);
+        let found = messages("ValidatingWebhookConfiguration", &json!({"webhooks": [hook]}));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "webhooks[0].matchConditions[1].expression: Invalid value: \"object.x ==\": compilation failed: "
+            ),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn parsing_keeps_what_the_dispatcher_needs() {
         let mut hook = valid_hook();
         hook["failurePolicy"] = json!("Ignore");
@@ -654,7 +686,8 @@ mod tests {
         let hooks = parse_configuration(&json!({"metadata": {"name": "c"}, "webhooks": [hook]}), false);
         let hook = &hooks[0];
         assert_eq!((hook.name.as_str(), hook.configuration.as_str()), ("deny.example.com", "c"));
-        assert!(!hook.fail_closed && hook.match_equivalent && hook.has_match_conditions);
+        assert!(!hook.fail_closed && hook.match_equivalent);
+        assert_eq!(hook.match_conditions, [("a".to_string(), "true".to_string())]);
         assert_eq!(hook.timeout, Duration::from_secs(10));
         assert!(matches!(&hook.endpoint, Ok(Endpoint::Url(url)) if url.port() == Some(9443)));
         assert!(hook.tls.as_ref().unwrap_err().contains("no clientConfig.caBundle"));

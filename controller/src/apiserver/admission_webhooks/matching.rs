@@ -64,17 +64,29 @@ pub fn matched_resource(
     equivalents: &[GroupVersionResource],
     request: &RequestFacts<'_>,
 ) -> Option<GroupVersionResource> {
-    if webhook.rules.iter().any(|rule| rule_matches(rule, requested, request)) {
+    matched_by_rules(&webhook.rules, &[], webhook.match_equivalent, requested, equivalents, request)
+}
+
+/// [`matched_resource`] for any list of rules, less those `exclude` matches (a policy's `excludeResourceRules`).
+pub fn matched_by_rules(
+    rules: &[Rule],
+    exclude: &[Rule],
+    match_equivalent: bool,
+    requested: &GroupVersionResource,
+    equivalents: &[GroupVersionResource],
+    request: &RequestFacts<'_>,
+) -> Option<GroupVersionResource> {
+    let matches = |resource: &GroupVersionResource| {
+        rules.iter().any(|rule| rule_matches(rule, resource, request))
+            && !exclude.iter().any(|rule| rule_matches(rule, resource, request))
+    };
+    if matches(requested) {
         return Some(requested.clone());
     }
-    if !webhook.match_equivalent {
+    if !match_equivalent {
         return None;
     }
-    equivalents
-        .iter()
-        .filter(|other| *other != requested)
-        .find(|other| webhook.rules.iter().any(|rule| rule_matches(rule, other, request)))
-        .cloned()
+    equivalents.iter().filter(|other| *other != requested).find(|other| matches(other)).cloned()
 }
 
 /// Upstream's object selector: an empty selector matches everything, otherwise the labels of the object or of the

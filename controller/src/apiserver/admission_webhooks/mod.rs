@@ -1,25 +1,29 @@
-//! Admission webhooks: MutatingWebhookConfigurations and ValidatingWebhookConfigurations called as upstream's
-//! admission chain calls them.
+//! Admission webhooks and policies: MutatingWebhookConfigurations and ValidatingWebhookConfigurations called, and
+//! ValidatingAdmissionPolicies evaluated (`policies.rs`), as upstream's admission chain does.
 //!
 //! Order of a write (see `objects.rs`): built-in mutation (defaults, create-only steps) → mutating webhooks, in
 //! the order of their configurations' names and then as listed, each seeing the previous one's changes; webhooks
 //! with `reinvocationPolicy: IfNeeded` are called once more when a later webhook changed the object → built-in
-//! validation → validating webhooks, all at once → storage. DELETE calls both kinds with `oldObject` (a mutating
-//! webhook's patch on a delete is ignored: there is no object to patch).
+//! validation → ValidatingAdmissionPolicies → validating webhooks, all at once → storage. DELETE calls both kinds
+//! of webhook with `oldObject` (a mutating webhook's patch on a delete is ignored: there is no object to patch).
 //!
 //! The configurations are kept parsed in memory ([`WebhookCache`]): loaded once, then reloaded whenever the
 //! datastore reports a write under `admissionregistration.k8s.io`. A write with no webhook configured costs a read
 //! lock and an `Arc` clone. Webhook configurations and admission policies themselves never go to webhooks, so a
 //! broken webhook cannot lock its own fix out.
 //!
-//! Not built yet: matchConditions (CEL) are stored but not evaluated — a webhook that has them is called whenever
-//! its rules and selectors match, as if every condition held; CONNECT requests (exec, attach, port-forward) and the
+//! matchConditions (CEL, `cel.rs`) are evaluated after the rules and selectors match, over `object`, `oldObject`
+//! and `request` as the AdmissionReview carries them: a false one skips the webhook, one that cannot be evaluated
+//! follows the failure policy.
+//!
+//! Not built yet: the `authorizer` and `namespaceObject` variables of matchConditions; CONNECT requests (exec, attach, port-forward) and the
 //! `binding`, `token` and `scale` subresources are not sent to webhooks (scale writes go to the main resource's
 //! webhooks as an UPDATE of the object); connections to webhooks are not reused between calls.
 
 mod client;
 pub mod config;
 pub mod matching;
+pub mod policies;
 pub mod review;
 
 use std::sync::{Arc, RwLock};
@@ -34,6 +38,7 @@ use self::review::{ReviewRequest, Verdict};
 use crate::apiserver::auth::User;
 use crate::apiserver::error::{ApiError, ApiResult};
 use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::selector::LabelSelector;
 use crate::apiserver::storage::ObjectStore;
 use crate::apiserver::ApiServer;
 
@@ -43,11 +48,13 @@ const CONFIGURATIONS_PREFIX: &str = "/registry/admissionregistration.k8s.io/";
 const MUTATING_PREFIX: &str = "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/";
 const VALIDATING_PREFIX: &str = "/registry/admissionregistration.k8s.io/validatingwebhookconfigurations/";
 
-/// The parsed webhooks of every configuration, ordered by configuration name, then as listed.
+/// The parsed webhooks of every configuration, ordered by configuration name, then as listed; and every
+/// ValidatingAdmissionPolicyBinding (by name) with the policy it binds.
 #[derive(Default)]
 pub struct Configurations {
     pub mutating: Vec<Arc<Webhook>>,
     pub validating: Vec<Arc<Webhook>>,
+    pub policies: Vec<(Arc<policies::Policy>, policies::Binding)>,
 }
 
 /// The webhook configurations as last read from the datastore, followed by a task from the first request on.
@@ -89,6 +96,21 @@ async fn load(store: &ObjectStore) -> ApiResult<Configurations> {
             } else {
                 configurations.validating.extend(hooks);
             }
+        }
+    }
+    let policies: std::collections::HashMap<String, Arc<policies::Policy>> = store
+        .list(policies::POLICIES_PREFIX, None, 0, 0)
+        .await?
+        .items
+        .iter()
+        .map(|stored| policies::parse_policy(&stored.object))
+        .map(|policy| (policy.name.clone(), Arc::new(policy)))
+        .collect();
+    for stored in store.list(policies::BINDINGS_PREFIX, None, 0, 0).await?.items {
+        let binding = policies::parse_binding(&stored.object);
+        // A binding whose policy does not exist (yet) binds nothing, as upstream.
+        if let Some(policy) = policies.get(&binding.policy) {
+            configurations.policies.push((policy.clone(), binding));
         }
     }
     Ok(configurations)
@@ -224,6 +246,26 @@ struct Matcher<'a> {
     namespace_labels: Option<Map<String, Value>>,
 }
 
+/// A policy's params for one binding.
+enum Params {
+    /// The policy takes none.
+    None,
+    Found(Value),
+    /// Missing, and the binding says to let requests through.
+    MissingAllowed,
+    /// Missing (or not findable), and the binding says to deny: why.
+    Missing(String),
+}
+
+/// What a webhook, a policy or a binding says about which requests it covers.
+struct Scope<'a> {
+    rules: &'a [config::Rule],
+    exclude: &'a [config::Rule],
+    match_equivalent: bool,
+    object_selector: &'a LabelSelector,
+    namespace_selector: &'a LabelSelector,
+}
+
 impl ApiServer {
     /// Runs the mutating webhooks on `object` (`None` for a DELETE). Returns whether any changed it, so the caller
     /// defaults it again.
@@ -279,10 +321,11 @@ impl ApiServer {
             return Ok(());
         }
         let configurations = self.webhooks.current(&self.store, &self.draining).await;
-        if configurations.validating.is_empty() {
+        if configurations.validating.is_empty() && configurations.policies.is_empty() {
             return Ok(());
         }
         let mut matcher = self.matcher(attributes);
+        self.admit_by_policies(&configurations, &mut matcher, object, warnings).await?;
         let mut calls = Vec::new();
         for webhook in &configurations.validating {
             if let Some(resource) = self.should_call(webhook, &mut matcher, object).await? {
@@ -313,6 +356,161 @@ impl ApiServer {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Runs every bound ValidatingAdmissionPolicy that covers the request (`policies.rs`): the first denial wins;
+    /// bindings that only warn add warnings.
+    async fn admit_by_policies(
+        &self,
+        configurations: &Configurations,
+        matcher: &mut Matcher<'_>,
+        object: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        let attributes = matcher.attributes;
+        let mut namespace_object: Option<Value> = None;
+        for (policy, binding) in &configurations.policies {
+            let selector_error =
+                |error: &String| ApiError::internal(format!("ValidatingAdmissionPolicy '{}': {error}", policy.name));
+            let policy_scope = Scope {
+                rules: &policy.scope.rules,
+                exclude: &policy.scope.exclude,
+                match_equivalent: policy.scope.match_equivalent,
+                object_selector: policy.scope.object_selector.as_ref().map_err(selector_error)?,
+                namespace_selector: policy.scope.namespace_selector.as_ref().map_err(selector_error)?,
+            };
+            let Some(resource) = self.in_scope(&policy_scope, matcher, object).await? else { continue };
+            if let Some(narrower) = &binding.scope {
+                // A binding without resource rules narrows by its selectors alone.
+                let everything = [config::Rule {
+                    operations: vec!["*".into()],
+                    api_groups: vec!["*".into()],
+                    api_versions: vec!["*".into()],
+                    resources: vec!["*".into(), "*/*".into()],
+                    scope: "*".into(),
+                }];
+                let binding_scope = Scope {
+                    rules: if narrower.rules.is_empty() { &everything } else { &narrower.rules },
+                    exclude: &narrower.exclude,
+                    match_equivalent: narrower.match_equivalent,
+                    object_selector: narrower.object_selector.as_ref().map_err(selector_error)?,
+                    namespace_selector: narrower.namespace_selector.as_ref().map_err(selector_error)?,
+                };
+                if self.in_scope(&binding_scope, matcher, object).await?.is_none() {
+                    continue;
+                }
+            }
+            let denied = |message: String, code: u16, reason: &'static str| {
+                ApiError::new(
+                    code,
+                    reason,
+                    format!(
+                        "ValidatingAdmissionPolicy '{}' with binding '{}' denied request: {message}",
+                        policy.name, binding.name
+                    ),
+                )
+            };
+            let params = match self.policy_params(policy, binding, attributes).await? {
+                Params::Found(params) => params,
+                Params::None => Value::Null,
+                Params::MissingAllowed => continue,
+                Params::Missing(why) if policy.fail_closed => return Err(denied(why, 403, "Forbidden")),
+                Params::Missing(_) => continue,
+            };
+            if namespace_object.is_none() {
+                namespace_object = Some(self.namespace_object(attributes).await?);
+            }
+            let converted = object.map(|object| in_version(object, &resource));
+            let old = attributes.old_object.map(|old| in_version(old, &resource));
+            let review = admission_review("v1", attributes, matcher, &resource, converted.as_ref(), old.as_ref());
+            let (object_variable, old_variable, request) = expression_variables(&review);
+            let bindings = [
+                ("object", &object_variable),
+                ("oldObject", &old_variable),
+                ("request", &request),
+                ("namespaceObject", namespace_object.as_ref().unwrap_or(&Value::Null)),
+                ("params", &params),
+            ];
+            match conditions_hold(&policy.match_conditions, &bindings) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) if policy.fail_closed => return Err(denied(error, 403, "Forbidden")),
+                Err(_) => continue,
+            }
+            for decision in policies::evaluate(policy, &bindings) {
+                let policies::Decision::Fail { message, reason } = decision else { continue };
+                if binding.warn {
+                    warnings.push(format!(
+                        "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {message}",
+                        policy.name, binding.name
+                    ));
+                }
+                if binding.deny {
+                    let reason: &'static str = match reason.as_str() {
+                        "Unauthorized" => "Unauthorized",
+                        "Forbidden" => "Forbidden",
+                        "RequestEntityTooLarge" => "RequestEntityTooLarge",
+                        _ => "Invalid",
+                    };
+                    return Err(denied(message, policies::status_code(reason), reason));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace object of a namespaced request (`namespaceObject`), or null.
+    async fn namespace_object(&self, attributes: &Attributes<'_>) -> ApiResult<Value> {
+        let Some(namespace) = attributes.namespace.filter(|namespace| !namespace.is_empty()) else {
+            return Ok(Value::Null);
+        };
+        let registry = self.registry();
+        let namespaces = registry.get("", "v1", "namespaces").cloned().expect("namespaces are built in");
+        let stored = self.store.get(&ObjectStore::key(&namespaces, None, namespace), false).await?;
+        Ok(stored.map(|stored| stored.object).unwrap_or(Value::Null))
+    }
+
+    /// The params object a binding names for its policy's `paramKind`.
+    async fn policy_params(
+        &self,
+        policy: &policies::Policy,
+        binding: &policies::Binding,
+        attributes: &Attributes<'_>,
+    ) -> ApiResult<Params> {
+        let Some((api_version, kind)) = &policy.param_kind else { return Ok(Params::None) };
+        let missing = |why: String, allow: bool| if allow { Params::MissingAllowed } else { Params::Missing(why) };
+        let Some(reference) = &binding.param_ref else {
+            return Ok(Params::Missing(format!(
+                "policy '{}' needs params and binding '{}' names none",
+                policy.name, binding.name
+            )));
+        };
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let registry = self.registry();
+        let Some(def) =
+            registry.iter().find(|def| def.group == group && def.version == version && def.kind == *kind).cloned()
+        else {
+            return Ok(missing(
+                format!("failed to configure binding: paramKind {api_version}, Kind={kind} is not served"),
+                reference.allow_when_missing,
+            ));
+        };
+        let Some(name) = &reference.name else {
+            return Ok(missing(
+                "failed to configure binding: paramRef.selector is not supported".into(),
+                reference.allow_when_missing,
+            ));
+        };
+        let namespace = reference.namespace.as_deref().or(attributes.namespace).filter(|_| def.namespaced);
+        let stored = self.store.get(&ObjectStore::key(&def, namespace, name), false).await?;
+        Ok(match stored {
+            Some(stored) => Params::Found(stored.object),
+            None => missing(
+                "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"
+                    .into(),
+                reference.allow_when_missing,
+            ),
+        })
+    }
+
     fn matcher<'a>(&self, attributes: &'a Attributes<'a>) -> Matcher<'a> {
         let def = attributes.def;
         let registry = self.registry();
@@ -332,21 +530,48 @@ impl ApiServer {
         matcher: &mut Matcher<'_>,
         object: Option<&Value>,
     ) -> ApiResult<Option<GroupVersionResource>> {
+        let scope = Scope {
+            rules: &webhook.rules,
+            exclude: &[],
+            match_equivalent: webhook.match_equivalent,
+            object_selector: webhook.object_selector.as_ref().map_err(|error| selector_error(webhook, error))?,
+            namespace_selector: webhook.namespace_selector.as_ref().map_err(|error| selector_error(webhook, error))?,
+        };
+        let resource = self.in_scope(&scope, matcher, object).await?;
+        if resource.is_some() {
+            check_dry_run(webhook, matcher.attributes)?;
+        }
+        Ok(resource)
+    }
+
+    /// The version a request is matched in when `scope` covers it: rules and matchPolicy, the object selector,
+    /// then the namespace selector.
+    async fn in_scope(
+        &self,
+        scope: &Scope<'_>,
+        matcher: &mut Matcher<'_>,
+        object: Option<&Value>,
+    ) -> ApiResult<Option<GroupVersionResource>> {
         let attributes = matcher.attributes;
         let facts = RequestFacts {
             operation: attributes.operation.as_str(),
             subresource: attributes.subresource.unwrap_or(""),
             namespace: attributes.namespace.unwrap_or(""),
         };
-        let Some(resource) = matching::matched_resource(webhook, &matcher.requested, &matcher.equivalents, &facts)
-        else {
+        let Some(resource) = matching::matched_by_rules(
+            scope.rules,
+            scope.exclude,
+            scope.match_equivalent,
+            &matcher.requested,
+            &matcher.equivalents,
+            &facts,
+        ) else {
             return Ok(None);
         };
-        let object_selector = webhook.object_selector.as_ref().map_err(|error| selector_error(webhook, error))?;
-        if !matching::object_selector_matches(object_selector, object, attributes.old_object) {
+        if !matching::object_selector_matches(scope.object_selector, object, attributes.old_object) {
             return Ok(None);
         }
-        let namespace_selector = webhook.namespace_selector.as_ref().map_err(|error| selector_error(webhook, error))?;
+        let namespace_selector = scope.namespace_selector;
         if !namespace_selector.is_empty() {
             let is_namespace = attributes.def.group.is_empty() && attributes.def.plural == "namespaces";
             let labels = if is_namespace && attributes.subresource.is_none() {
@@ -361,14 +586,12 @@ impl ApiServer {
                 self.namespace_labels(matcher, namespace).await?
             } else {
                 // Cluster-scoped objects other than Namespaces are never exempted by a namespace selector.
-                check_dry_run(webhook, attributes)?;
                 return Ok(Some(resource));
             };
             if !namespace_selector.matches(Some(&labels)) {
                 return Ok(None);
             }
         }
-        check_dry_run(webhook, attributes)?;
         Ok(Some(resource))
     }
 
@@ -447,24 +670,18 @@ impl ApiServer {
         object: Option<&Value>,
         old_object: Option<&Value>,
     ) -> ApiResult<Option<Verdict>> {
-        let user_info = attributes.user.to_user_info();
-        let body = review::review(
-            webhook.review_version,
-            &ReviewRequest {
-                uid: &attributes.uid,
-                resource,
-                requested: &matcher.requested,
-                subresource: attributes.subresource.unwrap_or(""),
-                name: attributes.name,
-                namespace: attributes.namespace.unwrap_or(""),
-                operation: attributes.operation.as_str(),
-                user_info: &user_info,
-                object,
-                old_object,
-                dry_run: attributes.dry_run,
-                options: &attributes.options,
-            },
-        );
+        let body = admission_review(webhook.review_version, attributes, matcher, resource, object, old_object);
+        match matches_conditions(webhook, &body) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(reason) if webhook.fail_closed => {
+                return Err(ApiError::internal(format!("failed calling webhook {:?}: {reason}", webhook.name)));
+            }
+            Err(reason) => {
+                tracing::warn!(webhook = %webhook.name, error = %reason, "matchCondition failed, skipping the webhook");
+                return Ok(None);
+            }
+        }
         let outcome = match self.call_webhook(webhook, serde_json::to_vec(&body).unwrap_or_default()).await {
             Ok(answer) => {
                 review::interpret(&webhook.name, &attributes.uid, webhook.review_version, webhook.mutating, &answer)
@@ -487,6 +704,74 @@ impl ApiServer {
 
 /// The object as the webhook's version shows it: only `apiVersion` differs, since every served version of a
 /// resource is stored alike.
+/// The AdmissionReview for a request, in `version`, with the objects in `resource`'s version.
+fn admission_review(
+    version: &str,
+    attributes: &Attributes<'_>,
+    matcher: &Matcher<'_>,
+    resource: &GroupVersionResource,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+) -> Value {
+    let user_info = attributes.user.to_user_info();
+    review::review(
+        version,
+        &ReviewRequest {
+            uid: &attributes.uid,
+            resource,
+            requested: &matcher.requested,
+            subresource: attributes.subresource.unwrap_or(""),
+            name: attributes.name,
+            namespace: attributes.namespace.unwrap_or(""),
+            operation: attributes.operation.as_str(),
+            user_info: &user_info,
+            object,
+            old_object,
+            dry_run: attributes.dry_run,
+            options: &attributes.options,
+        },
+    )
+}
+
+/// The variables CEL expressions see: `object`, `oldObject` (null when absent) and `request` (the
+/// AdmissionRequest without the two objects).
+fn expression_variables(review: &Value) -> (Value, Value, Value) {
+    let request = &review["request"];
+    let mut request_only = request.clone();
+    if let Some(fields) = request_only.as_object_mut() {
+        fields.remove("object");
+        fields.remove("oldObject");
+    }
+    (request["object"].clone(), request["oldObject"].clone(), request_only)
+}
+
+/// Whether every matchCondition of `webhook` holds for the AdmissionReview `review` it would be sent, or why one
+/// cannot be evaluated.
+fn matches_conditions(webhook: &Webhook, review: &Value) -> Result<bool, String> {
+    if webhook.match_conditions.is_empty() {
+        return Ok(true);
+    }
+    let (object, old_object, request) = expression_variables(review);
+    let bindings = [("object", &object), ("oldObject", &old_object), ("request", &request)];
+    conditions_hold(&webhook.match_conditions, &bindings)
+}
+
+/// Whether every matchCondition holds. As upstream, one false condition decides even when another cannot be
+/// evaluated; otherwise an error is returned.
+fn conditions_hold(conditions: &[(String, String)], bindings: &[(&str, &Value)]) -> Result<bool, String> {
+    let mut failure = None;
+    for (name, expression) in conditions {
+        match crate::apiserver::cel::condition(expression, bindings) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(error) => {
+                failure.get_or_insert(format!("matchCondition {name:?} cannot be evaluated: {error}"));
+            }
+        }
+    }
+    failure.map_or(Ok(true), Err)
+}
+
 fn in_version(object: &Value, resource: &GroupVersionResource) -> Value {
     let mut converted = object.clone();
     if let Some(map) = converted.as_object_mut() {

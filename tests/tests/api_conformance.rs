@@ -720,3 +720,66 @@ fn validating_admission_policy_should_allow_expressions_to_refer_variables() {
         "{refused}"
     );
 }
+
+/// A ConfigMap owned by the ConfigMaps `owners` (uid, name), blocking their foreground deletion.
+fn owned_configmap(name: &str, owners: &[(String, &str)]) -> String {
+    let references: Vec<Value> = owners
+        .iter()
+        .map(|(uid, owner)| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "blockOwnerDeletion": true}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": references}}).to_string()
+}
+
+fn owner_names(controller: &Controller, name: &str) -> Option<Vec<String>> {
+    let output = controller.kubectl_output(&["get", "configmap", name, "-o", "json"]).unwrap();
+    if !output.status.success() {
+        return None;
+    }
+    let object = json(&String::from_utf8_lossy(&output.stdout));
+    let references = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+    Some(references.iter().map(|reference| reference["name"].as_str().unwrap().to_string()).collect())
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// "[sig-api-machinery] Garbage collector should not delete dependents that have both a valid owner and an owner
+/// waiting for dependents to be deleted [Conformance]", with ConfigMaps as owners and dependents (upstream uses
+/// ReplicationControllers and their pods; the collector treats every kind alike). Also the background case: a
+/// dependent whose other owner stays loses only the reference to the owner that went.
+#[test]
+fn garbage_collector_should_not_delete_dependents_that_have_both_a_valid_owner_and_an_owner_waiting_for_dependents_to_be_deleted() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let mut uids = std::collections::HashMap::new();
+    for owner in ["rc1", "rc2", "rc3"] {
+        controller.kubectl(&["create", "configmap", owner]).unwrap();
+        uids.insert(owner, controller.kubectl(&["get", "configmap", owner, "-o", "jsonpath={.metadata.uid}"]).unwrap());
+    }
+    let owner = |name: &'static str| (uids[name].clone(), name);
+    for index in 0..4 {
+        controller.kubectl_stdin(&["create", "-f", "-"], &owned_configmap(&format!("only-rc1-{index}"), &[owner("rc1")])).unwrap();
+        controller
+            .kubectl_stdin(&["create", "-f", "-"], &owned_configmap(&format!("both-{index}"), &[owner("rc1"), owner("rc2")]))
+            .unwrap();
+    }
+
+    // Foreground: rc1 waits for its dependents; those rc2 also owns stay, without rc1.
+    controller.kubectl(&["delete", "configmap", "rc1", "--cascade=foreground", "--wait=false"]).unwrap();
+    eventually("rc1 and its own dependents to go", || {
+        owner_names(&controller, "rc1").is_none() && (0..4).all(|index| owner_names(&controller, &format!("only-rc1-{index}")).is_none())
+    });
+    for index in 0..4 {
+        assert_eq!(owner_names(&controller, &format!("both-{index}")), Some(vec!["rc2".to_string()]), "both-{index}");
+    }
+
+    // Background: the same for a dependent of rc2 and rc3 when rc2 goes.
+    controller.kubectl_stdin(&["create", "-f", "-"], &owned_configmap("shared", &[owner("rc2"), owner("rc3")])).unwrap();
+    controller.kubectl(&["delete", "configmap", "rc2", "--cascade=background"]).unwrap();
+    eventually("rc2's sole dependents to go", || (0..4).all(|index| owner_names(&controller, &format!("both-{index}")).is_none()));
+    eventually("the dangling reference to be dropped", || owner_names(&controller, "shared") == Some(vec!["rc3".to_string()]));
+}

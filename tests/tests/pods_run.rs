@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 mod one_node;
 
 use kaasd_e2e::controller::Controller;
-use kaasd_e2e::images::busybox_image;
 use one_node::{check_dependencies, Node, ONE_NODE_AT_A_TIME, POD_CIDR, TIMEOUT};
 
 fn pod(name: &str, node: &str, restart_policy: &str, image: &str, script: &str) -> String {
@@ -179,9 +178,18 @@ fn a_controller_with_its_own_worker_runs_pods() {
             .kubectl(&["get", "node", &node, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#])
             .is_ok_and(|status| status.trim() == "True")
     });
-    // This time a gzip-compressed archive.
+    // The archive the README's first pod uses, made by `kaasd images busybox`; this time gzip-compressed.
     let archive = controller.data_dir().join("busybox.tar");
-    std::fs::write(&archive, busybox_image().build()).expect("the image archive is written");
+    let made = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))
+        .args(["images", "busybox", "--output"])
+        .arg(&archive)
+        .output()
+        .expect("kaasd images busybox runs");
+    assert!(made.status.success(), "images busybox failed: {}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&made.stdout),
+        format!("wrote {} (docker.io/library/busybox:1.36) from /bin/busybox\n", archive.display())
+    );
     assert!(Command::new("gzip").arg("-f").arg(&archive).status().expect("gzip runs").success());
     let archive = controller.data_dir().join("busybox.tar.gz");
     let output = Command::new(kaasd_e2e::kaasd_binary().expect("kaasd builds"))

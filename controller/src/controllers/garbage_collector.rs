@@ -1,7 +1,8 @@
 //! Garbage collection by ownerReferences, as upstream's collector: an object whose owners are all gone is deleted
 //! (background), an owner deleted with `propagationPolicy: Orphan` first releases its dependents (finalizer
 //! `orphan`), and one deleted with `Foreground` first waits for its dependents to go (finalizer
-//! `foregroundDeletion`).
+//! `foregroundDeletion`). A dependent with another owner that stays is never deleted with one of its owners: it
+//! only loses the reference to the owner that went.
 //!
 //! One watcher per listable resource keeps a graph of every object's uid and owners; all decisions are taken on
 //! one task, from that graph, and carried out as ordinary API calls.
@@ -182,18 +183,17 @@ async fn decide(
 
     if node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "orphan") {
         for (_, dependent) in &dependents {
-            release(client, dependent, uid).await;
+            release(client, dependent, &[uid.to_string()]).await;
         }
         if dependents.is_empty() {
             remove_finalizer(client, node, "orphan").await;
         }
         return;
     }
-    if node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "foregroundDeletion") {
-        for (_, dependent) in &dependents {
-            if !dependent.deleting {
-                delete(client, dependent, PropagationPolicy::Foreground).await;
-            }
+    if waits_for_dependents(node) {
+        // Each dependent decides for itself: one that another owner still keeps only loses this reference.
+        for (dependent_uid, _) in &dependents {
+            decide_as_dependent(client, nodes, index, dependent_uid, synced).await;
         }
         let blocking = dependents
             .iter()
@@ -203,13 +203,53 @@ async fn decide(
         }
         return;
     }
-    // As a dependent: once every owner is gone, it goes too. Before the first full sync an unknown owner may just
-    // not have been listed yet.
-    if synced && !node.owners.is_empty() && !node.deleting {
-        let alive: Vec<&(String, bool)> = node.owners.iter().filter(|(owner, _)| nodes.contains_key(owner)).collect();
-        if alive.is_empty() {
-            delete(client, node, PropagationPolicy::Background).await;
+    decide_as_dependent(client, nodes, index, uid, synced).await;
+}
+
+/// Whether an owner is being deleted in the foreground: it waits for its dependents to go first.
+fn waits_for_dependents(node: &Node) -> bool {
+    node.deleting && node.finalizers.iter().any(|finalizer| finalizer == "foregroundDeletion")
+}
+
+/// An object's fate by its owners, as upstream's collector decides it. Owners are solid (present and not waiting
+/// for their dependents), waiting (deleted in the foreground) or dangling (gone; known only after the first full
+/// sync, before which an owner may just not have been listed yet):
+/// - with a solid owner, the object stays, and only drops its references to waiting and dangling owners;
+/// - otherwise, with a waiting owner, it is deleted (in the foreground itself when it has dependents of its own);
+/// - otherwise, once every owner is dangling, it is deleted in the background.
+async fn decide_as_dependent(
+    client: &kube::Client,
+    nodes: &HashMap<String, Node>,
+    index: &HashMap<String, HashSet<String>>,
+    uid: &str,
+    synced: bool,
+) {
+    let Some(node) = nodes.get(uid) else { return };
+    if node.owners.is_empty() || node.deleting {
+        return;
+    }
+    let mut solid = false;
+    let mut waiting = Vec::new();
+    let mut dangling = Vec::new();
+    for (owner, _) in &node.owners {
+        match nodes.get(owner) {
+            Some(owner_node) if waits_for_dependents(owner_node) => waiting.push(owner.clone()),
+            Some(_) => solid = true,
+            None if synced => dangling.push(owner.clone()),
+            None => {}
         }
+    }
+    if solid {
+        let gone: Vec<String> = waiting.into_iter().chain(dangling).collect();
+        if !gone.is_empty() {
+            release(client, node, &gone).await;
+        }
+    } else if !waiting.is_empty() {
+        let has_dependents = index.get(uid).is_some_and(|dependents| !dependents.is_empty());
+        let policy = if has_dependents { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+        delete(client, node, policy).await;
+    } else if !dangling.is_empty() && dangling.len() == node.owners.len() {
+        delete(client, node, PropagationPolicy::Background).await;
     }
 }
 
@@ -221,8 +261,8 @@ async fn delete(client: &kube::Client, node: &Node, policy: PropagationPolicy) {
     }
 }
 
-/// Drops `owner` from a dependent's ownerReferences (orphaning it).
-async fn release(client: &kube::Client, dependent: &Node, owner: &str) {
+/// Drops `owners` from a dependent's ownerReferences (orphaning it from them).
+async fn release(client: &kube::Client, dependent: &Node, owners: &[String]) {
     let objects = super::dynamic_api(client, &dependent.def, dependent.namespace.as_deref());
     let Ok(current) = objects.get(&dependent.name).await else { return };
     let references: Vec<_> = current
@@ -230,7 +270,7 @@ async fn release(client: &kube::Client, dependent: &Node, owner: &str) {
         .owner_references
         .unwrap_or_default()
         .into_iter()
-        .filter(|reference| reference.uid != owner)
+        .filter(|reference| !owners.contains(&reference.uid))
         .collect();
     let patch =
         json!({"metadata": {"ownerReferences": references, "resourceVersion": current.metadata.resource_version}});

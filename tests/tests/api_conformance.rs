@@ -361,30 +361,14 @@ fn field_validation_should_detect_unknown_and_duplicate_fields_of_a_typed_object
 fn field_validation_should_detect_duplicates_in_a_cr_when_preserving_unknown_fields() {
     let controller = Controller::start().expect("kaasd controller starts");
     let token = admin_token(&controller);
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "noxus.mygroup.example.com"},
-        "spec": {
-            "group": "mygroup.example.com",
-            "scope": "Cluster",
-            "names": {"plural": "noxus", "singular": "nonenglishnoxu", "kind": "WishIHadChosenNoxu", "listKind": "NoxuItemList"},
-            "versions": [{
-                "name": "v1beta1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                    "type": "object",
-                    "x-kubernetes-preserve-unknown-fields": true,
-                    "properties": {"foo": {"type": "string"}, "cronSpec": {"type": "string"}},
-                }}}},
-            }],
-        },
+    let spec = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {"foo": {"type": "string"}, "cronSpec": {"type": "string"}},
     });
-    controller.kubectl_stdin(&["create", "-f", "-"], &crd.to_string()).unwrap();
-    controller.kubectl(&["wait", "--for=condition=Established", "crd/noxus.mygroup.example.com"]).unwrap();
+    establish(&controller, &noxu_crd(spec));
     let body = "\napiVersion: mygroup.example.com/v1beta1\nkind: WishIHadChosenNoxu\nmetadata:\n  name: mytest\nspec:\n  unknown: uk1\n  foo: foo1\n  foo: foo2\n  cronSpec: \"* * * * */5\"\n";
-    let path =
-        "/apis/mygroup.example.com/v1beta1/noxus/mytest?fieldManager=field_validation_mgr&fieldValidation=Strict";
-    let (code, answer) = curl(&controller, &token, "PATCH", path, "application/apply-patch+yaml", body);
+    let (code, answer) = apply_noxu(&controller, &token, body);
     assert_eq!(code, 400, "{answer}");
     assert!(answer.contains(r#"line 9: key \"foo\" already set in map"#), "{answer}");
     let found = controller.kubectl_output(&["get", "noxus", "mytest"]).unwrap();
@@ -727,7 +711,8 @@ fn owned_configmap(name: &str, owners: &[(String, &str)]) -> String {
         .iter()
         .map(|(uid, owner)| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid, "blockOwnerDeletion": true}))
         .collect();
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": references}}).to_string()
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": references}})
+        .to_string()
 }
 
 fn owner_names(controller: &Controller, name: &str) -> Option<Vec<String>> {
@@ -753,7 +738,8 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// ReplicationControllers and their pods; the collector treats every kind alike). Also the background case: a
 /// dependent whose other owner stays loses only the reference to the owner that went.
 #[test]
-fn garbage_collector_should_not_delete_dependents_that_have_both_a_valid_owner_and_an_owner_waiting_for_dependents_to_be_deleted() {
+fn garbage_collector_should_not_delete_dependents_that_have_both_a_valid_owner_and_an_owner_waiting_for_dependents_to_be_deleted(
+) {
     let controller = Controller::start().expect("kaasd controller starts");
     let mut uids = std::collections::HashMap::new();
     for owner in ["rc1", "rc2", "rc3"] {
@@ -762,24 +748,140 @@ fn garbage_collector_should_not_delete_dependents_that_have_both_a_valid_owner_a
     }
     let owner = |name: &'static str| (uids[name].clone(), name);
     for index in 0..4 {
-        controller.kubectl_stdin(&["create", "-f", "-"], &owned_configmap(&format!("only-rc1-{index}"), &[owner("rc1")])).unwrap();
         controller
-            .kubectl_stdin(&["create", "-f", "-"], &owned_configmap(&format!("both-{index}"), &[owner("rc1"), owner("rc2")]))
+            .kubectl_stdin(&["create", "-f", "-"], &owned_configmap(&format!("only-rc1-{index}"), &[owner("rc1")]))
+            .unwrap();
+        controller
+            .kubectl_stdin(
+                &["create", "-f", "-"],
+                &owned_configmap(&format!("both-{index}"), &[owner("rc1"), owner("rc2")]),
+            )
             .unwrap();
     }
 
     // Foreground: rc1 waits for its dependents; those rc2 also owns stay, without rc1.
     controller.kubectl(&["delete", "configmap", "rc1", "--cascade=foreground", "--wait=false"]).unwrap();
     eventually("rc1 and its own dependents to go", || {
-        owner_names(&controller, "rc1").is_none() && (0..4).all(|index| owner_names(&controller, &format!("only-rc1-{index}")).is_none())
+        owner_names(&controller, "rc1").is_none()
+            && (0..4).all(|index| owner_names(&controller, &format!("only-rc1-{index}")).is_none())
     });
     for index in 0..4 {
         assert_eq!(owner_names(&controller, &format!("both-{index}")), Some(vec!["rc2".to_string()]), "both-{index}");
     }
 
     // Background: the same for a dependent of rc2 and rc3 when rc2 goes.
-    controller.kubectl_stdin(&["create", "-f", "-"], &owned_configmap("shared", &[owner("rc2"), owner("rc3")])).unwrap();
+    controller
+        .kubectl_stdin(&["create", "-f", "-"], &owned_configmap("shared", &[owner("rc2"), owner("rc3")]))
+        .unwrap();
     controller.kubectl(&["delete", "configmap", "rc2", "--cascade=background"]).unwrap();
-    eventually("rc2's sole dependents to go", || (0..4).all(|index| owner_names(&controller, &format!("both-{index}")).is_none()));
-    eventually("the dangling reference to be dropped", || owner_names(&controller, "shared") == Some(vec!["rc3".to_string()]));
+    eventually("rc2's sole dependents to go", || {
+        (0..4).all(|index| owner_names(&controller, &format!("both-{index}")).is_none())
+    });
+    eventually("the dangling reference to be dropped", || {
+        owner_names(&controller, "shared") == Some(vec!["rc3".to_string()])
+    });
+}
+
+/// "[sig-api-machinery] Watchers should observe an object deletion if it stops meeting the requirements of the
+/// selector [Conformance]": a watch with a label selector, read back from the revision before the first change.
+#[test]
+fn watchers_should_observe_an_object_deletion_if_it_stops_meeting_the_requirements_of_the_selector() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let start = json(&controller.kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps"]).unwrap());
+    let from = start["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let label = "watch-this-configmap";
+    controller.kubectl(&["create", "configmap", "e2e-watch-closed"]).unwrap();
+    controller
+        .kubectl(&["label", "configmap", "e2e-watch-closed", &format!("{label}=label-changed-and-restored")])
+        .unwrap();
+    controller.kubectl(&["patch", "configmap", "e2e-watch-closed", "-p", r#"{"data":{"mutation":"1"}}"#]).unwrap();
+    controller
+        .kubectl(&["label", "--overwrite", "configmap", "e2e-watch-closed", &format!("{label}=wrong-value")])
+        .unwrap();
+    controller.kubectl(&["patch", "configmap", "e2e-watch-closed", "-p", r#"{"data":{"mutation":"2"}}"#]).unwrap();
+    controller
+        .kubectl(&[
+            "label",
+            "--overwrite",
+            "configmap",
+            "e2e-watch-closed",
+            &format!("{label}=label-changed-and-restored"),
+        ])
+        .unwrap();
+    controller.kubectl(&["patch", "configmap", "e2e-watch-closed", "-p", r#"{"data":{"mutation":"3"}}"#]).unwrap();
+    controller.kubectl(&["delete", "configmap", "e2e-watch-closed"]).unwrap();
+
+    let watch = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={from}&timeoutSeconds=2&labelSelector={label}%3Dlabel-changed-and-restored"
+    );
+    let events: Vec<(String, Value)> = controller
+        .kubectl(&["get", "--raw", &watch])
+        .unwrap()
+        .lines()
+        .map(json)
+        .map(|event| (event["type"].as_str().unwrap().to_string(), event["object"]["data"]["mutation"].clone()))
+        .collect();
+    let expected = [
+        ("ADDED", Value::Null),
+        ("MODIFIED", json!("1")),
+        ("DELETED", json!("1")),
+        ("ADDED", json!("2")),
+        ("MODIFIED", json!("3")),
+        ("DELETED", json!("3")),
+    ];
+    let expected: Vec<(String, Value)> = expected.iter().map(|(kind, data)| (kind.to_string(), data.clone())).collect();
+    assert_eq!(events, expected);
+}
+
+/// "[sig-auth] SubjectReview should support SubjectReview API operations [Conformance]": a SubjectAccessReview and
+/// a LocalSubjectAccessReview for a ServiceAccount agree with what the ServiceAccount, impersonated, may do.
+#[test]
+fn subject_review_should_support_subject_review_api_operations() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl(&["create", "namespace", "reviews"]).unwrap();
+    controller.kubectl(&["create", "serviceaccount", "e2e-sa", "-n", "reviews"]).unwrap();
+    let user = "system:serviceaccount:reviews:e2e-sa";
+    let impersonated = |verb: &str| {
+        let output =
+            controller.kubectl_output(&["auth", "can-i", verb, "configmaps", "-n", "reviews", "--as", user]).unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let review = |kind: &str, verb: &str| {
+        let mut object = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": kind,
+            "spec": {
+                "user": user,
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:reviews", "system:authenticated"],
+                "resourceAttributes": {"verb": verb, "resource": "configmaps", "namespace": "reviews"},
+            },
+        });
+        if kind == "LocalSubjectAccessReview" {
+            object["metadata"] = json!({"namespace": "reviews"});
+        }
+        let answer =
+            json(&controller.kubectl_stdin(&["create", "-f", "-", "-o", "json"], &object.to_string()).unwrap());
+        answer["status"]["allowed"].as_bool().unwrap_or(false)
+    };
+    assert_eq!(impersonated("list"), "no");
+    assert!(!review("SubjectAccessReview", "list"));
+    assert!(!review("LocalSubjectAccessReview", "list"));
+
+    controller.kubectl(&["create", "role", "reader", "--verb=list", "--resource=configmaps", "-n", "reviews"]).unwrap();
+    controller
+        .kubectl(&[
+            "create",
+            "rolebinding",
+            "reader",
+            "--role=reader",
+            "--serviceaccount=reviews:e2e-sa",
+            "-n",
+            "reviews",
+        ])
+        .unwrap();
+    assert_eq!(impersonated("list"), "yes");
+    assert!(review("SubjectAccessReview", "list"));
+    assert!(review("LocalSubjectAccessReview", "list"));
+    assert_eq!(impersonated("delete"), "no");
+    assert!(!review("SubjectAccessReview", "delete"));
 }

@@ -421,25 +421,30 @@ pub struct Webhook {
     pub match_conditions: Vec<(String, String)>,
 }
 
+/// A list of `RuleWithOperations` (a webhook's `rules`, a policy's `resourceRules`).
+pub fn parse_rules(rules: Option<&Value>) -> Vec<Rule> {
+    let list = crate::apiserver::objects::string_list;
+    rules
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|rule| Rule {
+            operations: list(rule.get("operations")),
+            api_groups: list(rule.get("apiGroups")),
+            api_versions: list(rule.get("apiVersions")),
+            resources: list(rule.get("resources")),
+            scope: rule["scope"].as_str().unwrap_or("*").to_string(),
+        })
+        .collect()
+}
+
 /// Parses every webhook of a stored configuration, with upstream's defaults for fields an older object lacks.
 pub fn parse_configuration(configuration: &Value, mutating: bool) -> Vec<Webhook> {
     let configuration_name = configuration.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let mut webhooks = Vec::new();
     for hook in configuration.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
         let list = |key: &str| crate::apiserver::objects::string_list(hook.get(key));
-        let rules = hook
-            .get("rules")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|rule| Rule {
-                operations: crate::apiserver::objects::string_list(rule.get("operations")),
-                api_groups: crate::apiserver::objects::string_list(rule.get("apiGroups")),
-                api_versions: crate::apiserver::objects::string_list(rule.get("apiVersions")),
-                resources: crate::apiserver::objects::string_list(rule.get("resources")),
-                scope: rule["scope"].as_str().unwrap_or("*").to_string(),
-            })
-            .collect();
+        let rules = parse_rules(hook.get("rules"));
         let selector = |key: &str| match hook.get(key).filter(|value| !value.is_null()) {
             None => Ok(LabelSelector::everything()),
             Some(value) => LabelSelector::from_label_selector(value).map_err(|error| format!("{key}: {error}")),

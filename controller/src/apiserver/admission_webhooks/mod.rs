@@ -462,10 +462,14 @@ impl ApiServer {
         let Some(namespace) = attributes.namespace.filter(|namespace| !namespace.is_empty()) else {
             return Ok(Value::Null);
         };
+        Ok(self.stored_namespace(namespace).await?.unwrap_or(Value::Null))
+    }
+
+    async fn stored_namespace(&self, namespace: &str) -> ApiResult<Option<Value>> {
         let registry = self.registry();
         let namespaces = registry.get("", "v1", "namespaces").cloned().expect("namespaces are built in");
         let stored = self.store.get(&ObjectStore::key(&namespaces, None, namespace), false).await?;
-        Ok(stored.map(|stored| stored.object).unwrap_or(Value::Null))
+        Ok(stored.map(|stored| stored.object))
     }
 
     /// The params object a binding names for its policy's `paramKind`.
@@ -599,13 +603,10 @@ impl ApiServer {
         if let Some(labels) = &matcher.namespace_labels {
             return Ok(labels.clone());
         }
-        let registry = self.registry();
-        let namespaces = registry.get("", "v1", "namespaces").cloned().expect("namespaces are built in");
-        let stored = self.store.get(&ObjectStore::key(&namespaces, None, namespace), false).await?;
-        let Some(stored) = stored else {
+        let Some(stored) = self.stored_namespace(namespace).await? else {
             return Err(ApiError::not_found("namespaces", "", "namespaces", namespace));
         };
-        let labels = stored.object.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+        let labels = stored.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
         matcher.namespace_labels = Some(labels.clone());
         Ok(labels)
     }

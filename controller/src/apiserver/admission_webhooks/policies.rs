@@ -16,7 +16,7 @@
 
 use serde_json::{json, Value};
 
-use super::config::Rule;
+use super::config::{parse_rules, Rule};
 use crate::apiserver::selector::LabelSelector;
 use crate::apiserver::validation::FieldError;
 
@@ -78,29 +78,14 @@ fn text(value: &Value, key: &str) -> Option<String> {
     value.get(key).and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_string)
 }
 
-fn rules(value: Option<&Value>) -> Vec<Rule> {
-    value
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|rule| Rule {
-            operations: crate::apiserver::objects::string_list(rule.get("operations")),
-            api_groups: crate::apiserver::objects::string_list(rule.get("apiGroups")),
-            api_versions: crate::apiserver::objects::string_list(rule.get("apiVersions")),
-            resources: crate::apiserver::objects::string_list(rule.get("resources")),
-            scope: rule["scope"].as_str().unwrap_or("*").to_string(),
-        })
-        .collect()
-}
-
 fn scope(value: &Value) -> Scope {
     let selector = |key: &str| match value.get(key).filter(|selector| !selector.is_null()) {
         None => Ok(LabelSelector::everything()),
         Some(selector) => LabelSelector::from_label_selector(selector).map_err(|error| format!("{key}: {error}")),
     };
     Scope {
-        rules: rules(value.get("resourceRules")),
-        exclude: rules(value.get("excludeResourceRules")),
+        rules: parse_rules(value.get("resourceRules")),
+        exclude: parse_rules(value.get("excludeResourceRules")),
         match_equivalent: value["matchPolicy"].as_str() != Some("Exact"),
         namespace_selector: selector("namespaceSelector"),
         object_selector: selector("objectSelector"),

@@ -39,7 +39,7 @@ pub async fn run(arguments: ControllerArgs) -> anyhow::Result<()> {
         let data_dir = arguments.data_dir.display();
         lines.push(format!(
             "images: kaasd images import --data-dir {data_dir} FILE.tar (docker save or OCI archives), or put them \
-             in {data_dir}/images/ before starting"
+             in {data_dir}/images/ before starting; `kaasd images busybox` makes busybox.tar from busybox-static"
         ));
     }
     announce(&lines)?;

@@ -303,7 +303,7 @@ mod tests {
             message: "expression 'variables.broken == 1' resulted in error: No such key: broken".into(),
             reason: "Invalid".into(),
         };
-        assert_eq!(decisions(3), [broken.clone()], "only the expression using the broken variable fails");
+        assert_eq!(decisions(3), std::slice::from_ref(&broken), "only the expression using the broken variable fails");
         assert_eq!(
             decisions(2),
             [

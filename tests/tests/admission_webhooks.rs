@@ -631,3 +631,30 @@ fn match_conditions_choose_which_requests_reach_a_webhook() {
     assert!(stderr(&labelled).contains("the name deny-labelled is not allowed here"), "{}", stderr(&labelled));
     assert_eq!(server.reviews("/deny").len(), reviews_before + 1);
 }
+
+/// "[sig-api-machinery] AdmissionWebhook [Privileged:ClusterAdmin] should mutate everything except 'skip-me'
+/// configmaps [Conformance]": a mutating webhook whose matchCondition leaves out ConfigMaps named skip-me.
+#[test]
+fn admission_webhook_should_mutate_everything_except_skip_me_configmaps() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let server = WebhookServer::start();
+    controller.kubectl(&["create", "namespace", "skipping"]).unwrap();
+    let in_namespace = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "skipping"}}});
+    let mut hook = configmap_webhook("skip.webhooks.kaasd.test", url_config(&server, "/mutate"), in_namespace);
+    hook["rules"][0]["operations"] = json!(["CREATE"]);
+    hook["matchConditions"] = json!([{"name": "exclude-skip-me", "expression": "object.metadata.name != 'skip-me'"}]);
+    apply(&controller, &configuration("MutatingWebhookConfiguration", "skipper", vec![hook]));
+    let label = format!("jsonpath={{.metadata.labels.{}}}", MUTATED_LABEL.replace('.', "\\."));
+    let label_of =
+        |name: &str| controller.kubectl(&["get", "configmap", name, "-n", "skipping", "-o", &label]).unwrap();
+    eventually("the webhook to mutate", |attempt| {
+        let name = format!("probe-{attempt}");
+        let output = create_configmap(&controller, "skipping", &name, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        label_of(&name) == "yes"
+    });
+    let output = create_configmap(&controller, "skipping", "skip-me", &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(label_of("skip-me"), "", "skip-me is not mutated");
+    assert!(server.reviews("/mutate").iter().all(|review| review["request"]["name"] != "skip-me"), "nor sent");
+}

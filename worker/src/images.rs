@@ -167,7 +167,7 @@ pub fn busybox_image(binary: &Path, reference: &str) -> Result<ImageArchive, Str
 /// only dynamically linked programs need.
 fn names_a_loader(elf: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    let read = |at: usize, len: usize| elf.get(at..at + len);
+    let read = |at: usize, len: usize| elf.get(at..at.checked_add(len)?);
     let (Some(b"\x7fELF"), Some([2]), Some([1])) = (read(0, 4), read(4, 1), read(5, 1)) else {
         return false;
     };
@@ -175,7 +175,8 @@ fn names_a_loader(elf: &[u8]) -> bool {
     let table = read(0x20, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).unwrap_or(0);
     let (entry_size, entries) = (u16_at(0x36), u16_at(0x38));
     (0..entries).any(|index| {
-        read(table + index * entry_size, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())) == Some(PT_INTERP)
+        let at = table.checked_add(index * entry_size);
+        at.and_then(|at| read(at, 4)).map(|b| u32::from_le_bytes(b.try_into().unwrap())) == Some(PT_INTERP)
     })
 }
 
@@ -407,18 +408,18 @@ pub fn ctr_binary(containerd: Option<&Path>) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn only_dynamically_linked_programs_name_a_loader() {
         // This test's own executable is dynamically linked (the gnu target); the pause program is static.
         let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(super::names_a_loader(&own));
+        assert!(names_a_loader(&own));
         if std::env::consts::ARCH == "x86_64" {
-            assert!(!super::names_a_loader(&super::pause_program().unwrap()));
+            assert!(!names_a_loader(&pause_program().unwrap()));
         }
-        assert!(!super::names_a_loader(b"#!/bin/sh\n"));
+        assert!(!names_a_loader(b"#!/bin/sh\n"));
     }
-
-    use super::*;
 
     #[test]
     fn references_are_fully_qualified() {

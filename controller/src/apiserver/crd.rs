@@ -13,8 +13,9 @@
 //!   the field `<nil>`, as upstream does.
 //!
 //! CEL rules (`x-kubernetes-validations`) are compiled and run by `cel.rs`. Not covered: list-type uniqueness
-//! (`x-kubernetes-list-type` set/map) is not enforced, defaults in a CRD are not checked against their schema, and conversion is always the
-//! `None` strategy: every served version shares one storage key and only `apiVersion` is rewritten.
+//! (`x-kubernetes-list-type` set/map) is not enforced, defaults in a CRD are not checked against their schema,
+//! and conversion is always the `None` strategy: every served version shares one storage key and only
+//! `apiVersion` is rewritten.
 
 use std::collections::BTreeSet;
 

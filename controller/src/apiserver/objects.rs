@@ -308,7 +308,7 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
-        self.create_object(def, namespace, request, false, duplicate_fields(request)).await
+        self.create_object(def, namespace, request, false, request).await
     }
 
     /// Creates the object in the request body. `applied` objects come from server-side apply, which has recorded
@@ -319,7 +319,8 @@ impl ApiServer {
         namespace: Option<&str>,
         request: &ObjectRequest,
         applied: bool,
-        duplicates: Vec<String>,
+        // The body repeated keys are looked for in: the request's, or the apply configuration an object was made of.
+        as_sent: &ObjectRequest,
     ) -> ApiResult<Response<Body>> {
         if !def.has_verb("create") {
             return Err(ApiError::method_not_allowed(format!("{} cannot be created", def.group_resource())));
@@ -340,7 +341,7 @@ impl ApiServer {
             def,
             custom.as_ref(),
             &object,
-            &duplicates,
+            Some(as_sent),
             applied_as.as_deref(),
             options.field_validation,
             &mut warnings,
@@ -485,9 +486,9 @@ impl ApiServer {
             };
             check_type(def, &mut proposed)?;
             // A whole object or an apply configuration is checked; other patches only name what to change.
-            let duplicates = match &change {
-                Change::Replace(_) | Change::Patch(PatchType::Apply, _) => duplicate_fields(request),
-                Change::Patch(..) => Vec::new(),
+            let as_sent = match &change {
+                Change::Replace(_) | Change::Patch(PatchType::Apply, _) => Some(request),
+                Change::Patch(..) => None,
             };
             let applied_as =
                 matches!(change, Change::Patch(PatchType::Apply, _)).then(|| typed_patch_object(def, namespace, name));
@@ -495,7 +496,7 @@ impl ApiServer {
                 def,
                 custom.as_ref(),
                 &proposed,
-                &duplicates,
+                as_sent,
                 applied_as.as_deref(),
                 options.field_validation,
                 &mut warnings,
@@ -598,7 +599,7 @@ impl ApiServer {
             body,
         };
         // The configuration as sent, not the object made from it, holds any repeated keys.
-        Box::pin(self.create_object(def, namespace, &create, true, duplicate_fields(request))).await
+        Box::pin(self.create_object(def, namespace, &create, true, request)).await
     }
 
     async fn delete(
@@ -1568,7 +1569,6 @@ fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Strict field validation: unknown fields are an error (kubectl's default), Warn adds a warning header.
 /// Repeated keys of a JSON or YAML request body (a whole object, or a server-side apply configuration).
 fn duplicate_fields(request: &ObjectRequest) -> Vec<String> {
     match request.content_type.split(';').next().unwrap_or("").trim() {
@@ -1586,15 +1586,17 @@ fn typed_patch_object(def: &ResourceDef, namespace: Option<&str>, name: &str) ->
     format!("({}/{name}; {}, Kind={})", namespace.unwrap_or_default(), def.api_version(), def.kind)
 }
 
-/// Unknown and repeated fields, reported as upstream's strict decoder does: unknown ones first, each as
-/// `unknown field "PATH"`, then `duplicate field "PATH"`. A server-side apply configuration (`applied_as` names
+/// Strict field validation: unknown and repeated fields are an error (kubectl's default), Warn adds a warning
+/// header for each, Ignore looks for neither (so a body is not walked twice unless asked). Reported as upstream's
+/// strict decoder does: unknown ones first, each as `unknown field "PATH"`, then the repeated keys of `as_sent`'s
+/// body as `duplicate field "PATH"`. A server-side apply configuration (`applied_as` names
 /// its object) is typed against the schema instead, and its unknown fields are reported as structured-merge-diff
 /// does: `.PATH: field not declared in schema` (list items by index, where upstream names them by their keys).
 fn check_unknown_fields(
     def: &ResourceDef,
     custom: Option<&Value>,
     object: &Value,
-    duplicates: &[String],
+    as_sent: Option<&ObjectRequest>,
     applied_as: Option<&str>,
     mode: FieldValidation,
     warnings: &mut Vec<String>,
@@ -1615,7 +1617,13 @@ fn check_unknown_fields(
     let problems: Vec<String> = unknown
         .iter()
         .map(|field| format!("unknown field \"{field}\""))
-        .chain(duplicates.iter().map(|field| format!("duplicate field \"{field}\"")))
+        .chain(
+            as_sent
+                .map(duplicate_fields)
+                .unwrap_or_default()
+                .iter()
+                .map(|field| format!("duplicate field \"{field}\"")),
+        )
         .collect();
     if problems.is_empty() {
         return Ok(());

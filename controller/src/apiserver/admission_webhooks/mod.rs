@@ -16,9 +16,9 @@
 //! and `request` as the AdmissionReview carries them: a false one skips the webhook, one that cannot be evaluated
 //! follows the failure policy.
 //!
-//! Not built yet: the `authorizer` and `namespaceObject` variables of matchConditions; CONNECT requests (exec, attach, port-forward) and the
-//! `binding`, `token` and `scale` subresources are not sent to webhooks (scale writes go to the main resource's
-//! webhooks as an UPDATE of the object); connections to webhooks are not reused between calls.
+//! Not built yet: the `authorizer` variable of matchConditions; CONNECT requests (exec, attach, port-forward) and
+//! the `binding`, `token` and `scale` subresources are not sent to webhooks (scale writes go to the main
+//! resource's webhooks as an UPDATE of the object); connections to webhooks are not reused between calls.
 
 mod client;
 pub mod config;
@@ -703,8 +703,6 @@ impl ApiServer {
     }
 }
 
-/// The object as the webhook's version shows it: only `apiVersion` differs, since every served version of a
-/// resource is stored alike.
 /// The AdmissionReview for a request, in `version`, with the objects in `resource`'s version.
 fn admission_review(
     version: &str,
@@ -773,6 +771,8 @@ fn conditions_hold(conditions: &[(String, String)], bindings: &[(&str, &Value)])
     failure.map_or(Ok(true), Err)
 }
 
+/// The object as the webhook's version shows it: only `apiVersion` differs, since every served version of a
+/// resource is stored alike.
 fn in_version(object: &Value, resource: &GroupVersionResource) -> Value {
     let mut converted = object.clone();
     if let Some(map) = converted.as_object_mut() {

@@ -885,3 +885,157 @@ fn subject_review_should_support_subject_review_api_operations() {
     assert_eq!(impersonated("delete"), "no");
     assert!(!review("SubjectAccessReview", "delete"));
 }
+
+/// An events.k8s.io/v1 Event as the Events API entries create it.
+fn new_api_event(name: &str, label: &str) -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": name, "labels": {"e2e": label}},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "e2e.kaasd.io/test",
+        "reportingInstance": "instance-1",
+        "action": "Testing",
+        "reason": "E2E",
+        "type": "Normal",
+        "note": "first note",
+        "regarding": {"kind": "Namespace", "name": "default", "apiVersion": "v1"},
+    })
+}
+
+#[test]
+fn events_api_should_ensure_that_an_event_can_be_fetched_patched_deleted_and_listed() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["create", "-f", "-"], &new_api_event("lifecycle", "single").to_string()).unwrap();
+    let fetched = json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(fetched["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(fetched["note"], "first note");
+    assert_eq!(fetched["regarding"]["name"], "default");
+
+    // One store behind both APIs, as upstream: the core API shows the same event under its own field names.
+    let core = json(&controller.kubectl(&["get", "--raw", "/api/v1/namespaces/default/events/lifecycle"]).unwrap());
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "first note");
+    assert_eq!(core["involvedObject"]["name"], "default");
+    assert_eq!(core["reportingComponent"], "e2e.kaasd.io/test");
+    let table = controller.kubectl(&["get", "events"]).unwrap();
+    assert!(table.contains("first note"), "kubectl get events shows the event:\n{table}");
+
+    // Patched with a new note (a strategic merge patch, as the entry sends).
+    controller.kubectl(&["patch", "events.v1.events.k8s.io", "lifecycle", "-p", r#"{"note":"patched note"}"#]).unwrap();
+    let patched = json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(patched["note"], "patched note");
+
+    // Updated with a series.
+    let mut updated = patched.clone();
+    updated["series"] = json!({"count": 100, "lastObservedTime": "2026-01-01T00:01:00.000000Z"});
+    controller.kubectl_stdin(&["replace", "-f", "-"], &updated.to_string()).unwrap();
+    let replaced = json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(replaced["series"]["count"], 100);
+    assert_eq!(replaced["note"], "patched note");
+
+    // Deleted: gone from the list of all events, in both APIs.
+    controller.kubectl(&["delete", "events.v1.events.k8s.io", "lifecycle"]).unwrap();
+    let all = json(
+        &controller.kubectl(&["get", "--raw", "/apis/events.k8s.io/v1/events?labelSelector=e2e%3Dsingle"]).unwrap(),
+    );
+    assert_eq!(all["kind"], "EventList");
+    assert_eq!(all["apiVersion"], "events.k8s.io/v1");
+    assert!(names(&all).is_empty(), "{all}");
+    let core_list = json(&controller.kubectl(&["get", "--raw", "/api/v1/events?labelSelector=e2e%3Dsingle"]).unwrap());
+    assert!(names(&core_list).is_empty(), "{core_list}");
+}
+
+#[test]
+fn events_api_should_delete_a_collection_of_events() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    for name in ["collection-1", "collection-2", "collection-3"] {
+        controller.kubectl_stdin(&["create", "-f", "-"], &new_api_event(name, "collection").to_string()).unwrap();
+    }
+    let listed =
+        json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "-l", "e2e=collection", "-o", "json"]).unwrap());
+    assert_eq!(names(&listed), ["collection-1", "collection-2", "collection-3"]);
+    assert!(listed["items"].as_array().unwrap().iter().all(|event| event["note"] == "first note"), "{listed}");
+    // A field selector in the new API's names reaches the stored form's fields.
+    let by_field = json(
+        &controller
+            .kubectl(&[
+                "get",
+                "--raw",
+                "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Ddefault",
+            ])
+            .unwrap(),
+    );
+    assert_eq!(names(&by_field), ["collection-1", "collection-2", "collection-3"]);
+
+    // One DELETE on the collection, as the entry sends (kubectl delete -l would delete them one by one).
+    controller
+        .kubectl(&[
+            "delete",
+            "--raw",
+            "/apis/events.k8s.io/v1/namespaces/default/events?labelSelector=e2e%3Dcollection",
+        ])
+        .unwrap();
+    let after =
+        json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "-l", "e2e=collection", "-o", "json"]).unwrap());
+    assert!(names(&after).is_empty(), "{after}");
+}
+
+/// A core/v1 Event as the Events entries create it.
+fn core_event(name: &str, label: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "labels": {"e2e": label}},
+        "involvedObject": {"kind": "Namespace", "name": "default", "apiVersion": "v1"},
+        "reason": "E2E",
+        "message": "This is a test event",
+        "type": "Normal",
+        "source": {"component": "e2e"},
+        "count": 1,
+    })
+}
+
+#[test]
+fn events_should_manage_the_lifecycle_of_an_event() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["create", "-f", "-"], &core_event("core-lifecycle", "core-single").to_string()).unwrap();
+    let listed =
+        json(&controller.kubectl(&["get", "--raw", "/api/v1/events?labelSelector=e2e%3Dcore-single"]).unwrap());
+    assert_eq!(names(&listed), ["core-lifecycle"], "listed across all namespaces by label");
+
+    controller
+        .kubectl(&["patch", "events", "core-lifecycle", "-p", r#"{"message":"This is a patched event"}"#])
+        .unwrap();
+    let patched = json(&controller.kubectl(&["get", "event", "core-lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(patched["message"], "This is a patched event");
+
+    let mut updated = patched.clone();
+    updated["series"] = json!({"count": 100, "lastObservedTime": "2026-01-01T00:01:00.000000Z"});
+    controller.kubectl_stdin(&["replace", "-f", "-"], &updated.to_string()).unwrap();
+    let replaced = json(&controller.kubectl(&["get", "event", "core-lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(replaced["series"]["count"], 100);
+    // The events.k8s.io API reads the same object.
+    let new_api =
+        json(&controller.kubectl(&["get", "events.v1.events.k8s.io", "core-lifecycle", "-o", "json"]).unwrap());
+    assert_eq!(new_api["note"], "This is a patched event");
+    assert_eq!(new_api["deprecatedSource"]["component"], "e2e");
+
+    controller.kubectl(&["delete", "event", "core-lifecycle"]).unwrap();
+    let after = json(&controller.kubectl(&["get", "--raw", "/api/v1/events?labelSelector=e2e%3Dcore-single"]).unwrap());
+    assert!(names(&after).is_empty(), "{after}");
+}
+
+#[test]
+fn events_should_delete_a_collection_of_events() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    for name in ["core-collection-1", "core-collection-2", "core-collection-3"] {
+        controller.kubectl_stdin(&["create", "-f", "-"], &core_event(name, "core-collection").to_string()).unwrap();
+    }
+    let path = "/api/v1/namespaces/default/events?labelSelector=e2e%3Dcore-collection";
+    let listed = json(&controller.kubectl(&["get", "--raw", path]).unwrap());
+    assert_eq!(names(&listed), ["core-collection-1", "core-collection-2", "core-collection-3"]);
+    controller.kubectl(&["delete", "--raw", path]).unwrap();
+    let after = json(&controller.kubectl(&["get", "--raw", path]).unwrap());
+    assert!(names(&after).is_empty(), "{after}");
+}

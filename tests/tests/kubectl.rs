@@ -663,3 +663,100 @@ spec:
         .unwrap();
     assert_eq!(stored, "fast/4");
 }
+
+const AUTOSCALER_V1: &str = r#"
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 4
+  targetCPUUtilizationPercentage: 60
+"#;
+
+/// Charts and older manifests still write autoscaling/v1 HorizontalPodAutoscalers: they are stored as v2 and each
+/// version reads, patches and watches the same object in its own form.
+#[test]
+fn horizontal_pod_autoscalers_are_served_as_autoscaling_v1_and_v2() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    controller.kubectl_stdin(&["apply", "-f", "-"], AUTOSCALER_V1).unwrap();
+
+    let v1 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v1.autoscaling", "web", "-o", "json"]).unwrap());
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    assert!(v1["spec"].get("metrics").is_none(), "{v1}");
+    let v2 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v2.autoscaling", "web", "-o", "json"]).unwrap());
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60);
+    assert_eq!(v1["metadata"]["resourceVersion"], v2["metadata"]["resourceVersion"], "one stored object");
+
+    // A merge patch through v1 is computed on the v1 form; apply through v1 again keeps working.
+    controller
+        .kubectl(&[
+            "patch",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"targetCPUUtilizationPercentage":75}}"#,
+        ])
+        .unwrap();
+    let v2 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v2.autoscaling", "web", "-o", "json"]).unwrap());
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 75);
+    controller
+        .kubectl_stdin(&["apply", "-f", "-"], &AUTOSCALER_V1.replace("maxReplicas: 4", "maxReplicas: 6"))
+        .unwrap();
+    let v1 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v1.autoscaling", "web", "-o", "json"]).unwrap());
+    assert_eq!(v1["spec"]["maxReplicas"], 6);
+
+    // A metric v1 has no field for travels in upstream's annotation and is kept when v1 writes the object back.
+    let mut with_pods_metric = v2.clone();
+    with_pods_metric["spec"]["metrics"].as_array_mut().unwrap().push(serde_json::json!({
+        "type": "Pods",
+        "pods": {"metric": {"name": "requests-per-second"}, "target": {"type": "AverageValue", "averageValue": "10"}},
+    }));
+    with_pods_metric["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    controller.kubectl_stdin(&["replace", "-f", "-"], &with_pods_metric.to_string()).unwrap();
+    let v1 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v1.autoscaling", "web", "-o", "json"]).unwrap());
+    let annotation =
+        v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"].as_str().unwrap_or_default();
+    assert!(annotation.contains("requests-per-second"), "{v1}");
+    controller.kubectl_stdin(&["replace", "-f", "-"], &v1.to_string()).unwrap();
+    let v2 =
+        json(&controller.kubectl(&["get", "horizontalpodautoscalers.v2.autoscaling", "web", "-o", "json"]).unwrap());
+    assert_eq!(v2["spec"]["metrics"].as_array().map(Vec::len), Some(2), "{v2}");
+    assert!(v2["metadata"]["annotations"].get("autoscaling.alpha.kubernetes.io/metrics").is_none(), "{v2}");
+
+    // Lists and watches in v1.
+    let list = json(
+        &controller
+            .kubectl(&["get", "--raw", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"])
+            .unwrap(),
+    );
+    assert_eq!(list["kind"], "HorizontalPodAutoscalerList");
+    assert_eq!(list["apiVersion"], "autoscaling/v1");
+    assert_eq!(list["items"][0]["spec"]["targetCPUUtilizationPercentage"], 75);
+    let watched = controller
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=true&timeoutSeconds=1",
+        ])
+        .unwrap();
+    let event = json(watched.lines().next().expect("the watch sends the existing object"));
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(event["object"]["spec"]["targetCPUUtilizationPercentage"], 75);
+
+    controller.kubectl(&["delete", "horizontalpodautoscalers.v1.autoscaling", "web"]).unwrap();
+    let left = controller.kubectl(&["get", "hpa", "-o", "name"]).unwrap();
+    assert!(left.trim().is_empty(), "{left}");
+}

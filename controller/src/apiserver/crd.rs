@@ -75,6 +75,7 @@ pub fn resource_defs(crd: &Value) -> Result<Vec<ResourceDef>, CrdError> {
             status: subresources.and_then(|s| s.get("status")).is_some_and(Value::is_object),
             scale,
             schema: SchemaSource::CustomResource(format!("{plural}.{group}")),
+            conversion: None,
         });
     }
     Ok(defs)

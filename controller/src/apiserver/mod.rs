@@ -17,6 +17,7 @@ pub mod admission;
 pub mod admission_webhooks;
 pub mod auth;
 mod cel;
+pub mod conversion;
 pub mod crd;
 mod custom_resources;
 mod default_storage_class;
@@ -28,6 +29,7 @@ mod eviction;
 pub mod field_order;
 pub mod gnostic;
 pub mod limit_ranges;
+pub mod metrics;
 mod node_authorizer;
 mod node_proxy;
 mod objects;
@@ -87,6 +89,8 @@ pub struct ApiServer {
     pub started: Instant,
     ready: AtomicBool,
     requests: AtomicU64,
+    /// Time creates spend in admission (built-in plugins, webhooks, policies, quota) with defaulting and validation.
+    pub(crate) create_admission: metrics::DurationHistogram,
     pub(crate) services: objects::ServiceAllocator,
     openapi: crate::apiserver::openapi::OpenApiDocuments,
     openapi_v2: crate::apiserver::openapi_v2::OpenApiV2Documents,
@@ -120,6 +124,7 @@ impl ApiServer {
             started: Instant::now(),
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            create_admission: metrics::DurationHistogram::default(),
             services: objects::ServiceAllocator::new(service_cidr),
             openapi: crate::apiserver::openapi::OpenApiDocuments::new(),
             openapi_v2: crate::apiserver::openapi_v2::OpenApiV2Documents::new(),
@@ -458,12 +463,16 @@ impl ApiServer {
              # HELP kaasd_store_revision Current revision of the datastore.\n\
              # TYPE kaasd_store_revision gauge\n\
              kaasd_store_revision {}\n\
-             # HELP process_start_time_seconds Seconds since the server started.\n\
+             # HELP kaasd_uptime_seconds Seconds since the server started.\n\
              # TYPE kaasd_uptime_seconds gauge\n\
              kaasd_uptime_seconds {}\n",
             self.requests.load(Ordering::Relaxed),
             self.store.revision(),
             self.started.elapsed().as_secs_f64(),
+        ) + &self.create_admission.render(
+            "kaasd_create_admission_duration_seconds",
+            "Time a create spends from admission's first step to its last (built-in plugins, defaulting, \
+             mutating webhooks, validation, policies, validating webhooks, quota), for creates that pass.",
         )
     }
 }

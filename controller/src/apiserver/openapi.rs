@@ -844,6 +844,7 @@ mod tests {
                 label_selector: Some("status.selector".into()),
             }),
             schema: SchemaSource::CustomResource("crontabs.stable.example.com".into()),
+            conversion: None,
         }
     }
 

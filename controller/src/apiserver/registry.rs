@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use k8s_openapi::Resource;
 
+use crate::apiserver::conversion::Conversion;
+
 /// One served resource in one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceDef {
@@ -34,6 +36,8 @@ pub struct ResourceDef {
     /// Where the schema comes from: the OpenAPI definition name of a built-in kind (e.g.
     /// `io.k8s.api.apps.v1.Deployment`), or the CRD that defines it.
     pub schema: SchemaSource,
+    /// Set when this version is stored in another version's form (conversion.rs); `None` for most resources.
+    pub conversion: Option<Conversion>,
 }
 
 /// JSON paths (dotted, from the object's root) of the fields a Scale reads and writes.
@@ -116,6 +120,7 @@ fn built_in<T: Resource + schemars::JsonSchema>(facts: Facts) -> ResourceDef {
             label_selector: Some("spec.selector".into()),
         }),
         schema: SchemaSource::BuiltIn(schema),
+        conversion: None,
     }
 }
 
@@ -129,8 +134,8 @@ fn definition_name<T: schemars::JsonSchema>() -> String {
 pub fn built_in_resources() -> Vec<ResourceDef> {
     use k8s_openapi::api::{
         admissionregistration::v1 as admissionregistration, apps::v1 as apps, authentication::v1 as authentication,
-        authorization::v1 as authorization, autoscaling::v2 as autoscaling, batch::v1 as batch,
-        certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+        authorization::v1 as authorization, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling,
+        batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
         node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
     };
@@ -232,13 +237,27 @@ pub fn built_in_resources() -> Vec<ResourceDef> {
             status: true,
             ..PLAIN
         }),
+        // Stored as autoscaling/v2: charts and manifests still use v1.
+        ResourceDef {
+            conversion: Some(Conversion::HorizontalPodAutoscalerV1),
+            ..built_in::<autoscaling_v1::HorizontalPodAutoscaler>(Facts {
+                short_names: &["hpa"],
+                categories: all,
+                status: true,
+                ..PLAIN
+            })
+        },
         built_in::<batch::CronJob>(Facts { short_names: &["cj"], categories: all, status: true, ..PLAIN }),
         built_in::<batch::Job>(Facts { categories: all, status: true, ..PLAIN }),
         // certificates.k8s.io/v1, coordination.k8s.io/v1, discovery.k8s.io/v1, events.k8s.io/v1
         built_in::<certificates::CertificateSigningRequest>(Facts { short_names: &["csr"], status: true, ..PLAIN }),
         built_in::<coordination::Lease>(PLAIN),
         built_in::<discovery::EndpointSlice>(PLAIN),
-        built_in::<events::Event>(Facts { short_names: &["ev"], ..PLAIN }),
+        // Stored as core/v1 Events: one store that both APIs show.
+        ResourceDef {
+            conversion: Some(Conversion::EventsV1),
+            ..built_in::<events::Event>(Facts { short_names: &["ev"], ..PLAIN })
+        },
         // flowcontrol.apiserver.k8s.io/v1
         built_in::<flowcontrol::FlowSchema>(with_status),
         built_in::<flowcontrol::PriorityLevelConfiguration>(Facts { status: true, ..PLAIN }),

@@ -114,6 +114,13 @@ impl Query {
         }
     }
 
+    /// The same query with `key` set to `value` alone (the raw string is left as sent).
+    pub fn with(&self, key: &str, value: &str) -> Query {
+        let mut query = self.clone();
+        query.values.insert(key.to_string(), vec![value.to_string()]);
+        query
+    }
+
     pub fn integer(&self, key: &str) -> ApiResult<Option<i64>> {
         self.get(key)
             .filter(|value| !value.is_empty())

@@ -332,6 +332,7 @@ impl Builder {
         self.single::<authorization::SelfSubjectRulesReview>();
         self.single::<authorization::SubjectAccessReview>();
         self.listable::<autoscaling::HorizontalPodAutoscaler>();
+        self.listable::<autoscaling_v1::HorizontalPodAutoscaler>();
         self.listable::<batch::CronJob>();
         self.listable::<batch::Job>();
         self.listable::<certificates::CertificateSigningRequest>();

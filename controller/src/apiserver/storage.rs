@@ -83,7 +83,9 @@ impl ObjectStore {
 
     /// The key prefix of every object of `def` in `namespace` (every namespace when `None`), ending in `/`.
     pub fn prefix(def: &ResourceDef, namespace: Option<&str>) -> String {
-        let group = if def.group.is_empty() { "core" } else { &def.group };
+        // A converted version shares its storage version's keys.
+        let group = def.conversion.map_or(def.group.as_str(), |conversion| conversion.storage_version().0);
+        let group = if group.is_empty() { "core" } else { group };
         match namespace {
             Some(namespace) if def.namespaced => format!("/registry/{group}/{}/{namespace}/", def.plural),
             _ => format!("/registry/{group}/{}/", def.plural),

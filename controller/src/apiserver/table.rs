@@ -687,6 +687,15 @@ fn built_in_printer(group: &str, kind: &str) -> Option<(&'static [ColumnSpec], P
         column("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time."),
         AGE_COLUMN,
     ];
+    const HORIZONTAL_POD_AUTOSCALER: &[ColumnSpec] = &[
+        NAME_COLUMN,
+        column("Reference", "string", 0, "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
+        column("Targets", "string", 0, "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used)."),
+        column("MinPods", "string", 0, "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+        column("MaxPods", "integer", 0, "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+        column("Replicas", "integer", 0, "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
+        AGE_COLUMN,
+    ];
     const WEBHOOK_CONFIGURATION: &[ColumnSpec] = &[
         NAME_COLUMN,
         column("Webhooks", "integer", 0, "Webhooks indicates the number of webhooks registered in this configuration"),
@@ -752,6 +761,7 @@ fn built_in_printer(group: &str, kind: &str) -> Option<(&'static [ColumnSpec], P
         ("storage.k8s.io", "StorageClass") => (STORAGE_CLASS, print_storage_class),
         ("scheduling.k8s.io", "PriorityClass") => (PRIORITY_CLASS, print_priority_class),
         ("policy", "PodDisruptionBudget") => (POD_DISRUPTION_BUDGET, print_pod_disruption_budget),
+        ("autoscaling", "HorizontalPodAutoscaler") => (HORIZONTAL_POD_AUTOSCALER, print_horizontal_pod_autoscaler),
         ("flowcontrol.apiserver.k8s.io", "FlowSchema") => (FLOW_SCHEMA, print_flow_schema),
         ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
             (PRIORITY_LEVEL_CONFIGURATION, print_priority_level_configuration)
@@ -1516,6 +1526,102 @@ fn print_pod_disruption_budget(budget: &Value, now: Timestamp) -> Vec<Value> {
     ]
 }
 
+/// Rows of the autoscaling/v2 form (Tables of v1 requests are made from the stored v2 object).
+fn print_horizontal_pod_autoscaler(autoscaler: &Value, now: Timestamp) -> Vec<Value> {
+    let reference = format!(
+        "{}/{}",
+        text(autoscaler, &["spec", "scaleTargetRef", "kind"]),
+        text(autoscaler, &["spec", "scaleTargetRef", "name"])
+    );
+    let min_pods = match autoscaler.pointer("/spec/minReplicas") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "<unset>".to_string(),
+    };
+    vec![
+        name(autoscaler),
+        Value::String(reference),
+        Value::String(autoscaler_targets(
+            array(autoscaler, &["spec", "metrics"]),
+            array(autoscaler, &["status", "currentMetrics"]),
+        )),
+        Value::String(min_pods),
+        Value::from(integer(autoscaler, &["spec", "maxReplicas"])),
+        Value::from(integer(autoscaler, &["status", "currentReplicas"])),
+        age(autoscaler, now),
+    ]
+}
+
+/// `current/target` per metric, as kubectl shows them: the first two, then how many more.
+fn autoscaler_targets(specs: &[Value], statuses: &[Value]) -> String {
+    const SHOWN: usize = 2;
+    if specs.is_empty() {
+        return "<none>".to_string();
+    }
+    let quantity = |value: Option<&Value>| match value {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let unknown = || "<unknown>".to_string();
+    let shown: Vec<String> = specs
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let kind = text(spec, &["type"]);
+            let source_key = match kind {
+                "External" => "external",
+                "Pods" => "pods",
+                "Object" => "object",
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                _ => return "<unknown type>".to_string(),
+            };
+            let source = &spec[source_key];
+            let status = statuses.get(index).map(|status| &status[source_key]).filter(|status| status.is_object());
+            let current =
+                |field: &str| status.and_then(|status| quantity(status.pointer(&format!("/current/{field}"))));
+            let target_average = quantity(source.pointer("/target/averageValue"));
+            match kind {
+                "Pods" => format!(
+                    "{}/{}",
+                    current("averageValue").unwrap_or_else(unknown),
+                    target_average.unwrap_or_default()
+                ),
+                "External" | "Object" => match target_average {
+                    Some(average) => format!("{}/{average} (avg)", current("averageValue").unwrap_or_else(unknown)),
+                    None => format!(
+                        "{}/{}",
+                        current("value").unwrap_or_else(unknown),
+                        quantity(source.pointer("/target/value")).unwrap_or_default()
+                    ),
+                },
+                _ => {
+                    let resource = text(source, &["name"]);
+                    match target_average {
+                        Some(average) => {
+                            format!("{resource}: {}/{average}", current("averageValue").unwrap_or_else(unknown))
+                        }
+                        None => {
+                            let percent = |value: Option<String>| value.map(|v| format!("{v}%"));
+                            let target = percent(quantity(source.pointer("/target/averageUtilization")))
+                                .unwrap_or_else(|| "<auto>".to_string());
+                            format!(
+                                "{resource}: {}/{target}",
+                                percent(current("averageUtilization")).unwrap_or_else(unknown)
+                            )
+                        }
+                    }
+                }
+            }
+        })
+        .collect();
+    if shown.len() > SHOWN {
+        format!("{} + {} more...", shown[..SHOWN].join(", "), shown.len() - SHOWN)
+    } else {
+        shown.join(", ")
+    }
+}
+
 fn print_webhook_configuration(configuration: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(configuration), Value::from(array(configuration, &["webhooks"]).len()), age(configuration, now)]
 }
@@ -1926,6 +2032,20 @@ mod tests {
         built_in_resources().into_iter().find(|d| d.group == group && d.kind == kind).unwrap()
     }
 
+    #[test]
+    fn autoscaler_targets_read_like_kubectl() {
+        let specs = [
+            json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}),
+            json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}}),
+            json!({"type": "External", "external": {"metric": {"name": "queue"}, "target": {"type": "Value", "value": "30"}}}),
+        ];
+        let statuses =
+            [json!({"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 71}}})];
+        assert_eq!(autoscaler_targets(&specs, &statuses), "cpu: 71%/60%, <unknown>/10 + 1 more...");
+        assert_eq!(autoscaler_targets(&specs[1..], &[]), "<unknown>/10, <unknown>/30");
+        assert_eq!(autoscaler_targets(&[], &[]), "<none>");
+    }
+
     fn custom_def() -> ResourceDef {
         ResourceDef {
             group: "example.com".into(),
@@ -1940,6 +2060,7 @@ mod tests {
             status: true,
             scale: None,
             schema: SchemaSource::CustomResource("widgets.example.com".into()),
+            conversion: None,
         }
     }
 

@@ -292,7 +292,8 @@ fn dynamic_api(client: &kube::Client, def: &ResourceDef, namespace: Option<&str>
     }
 }
 
-/// Resources whose objects can be listed, watched and deleted (the create-only reviews cannot).
+/// Resources the controllers walk: listable, watchable and deletable, and stored in their own form (a converted
+/// version's objects are its storage version's, walked once under that one).
 fn listable(def: &ResourceDef) -> bool {
-    def.has_verb("list") && def.has_verb("watch") && def.has_verb("delete")
+    def.has_verb("list") && def.has_verb("watch") && def.has_verb("delete") && def.conversion.is_none()
 }

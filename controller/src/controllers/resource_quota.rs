@@ -99,7 +99,7 @@ fn same_used(current: Option<&Value>, used: &Map<String, Value>) -> bool {
 /// The served version of `group`/`plural` as a dynamic API resource.
 fn api_resource(api: &ApiServer, group: &str, plural: &str) -> Option<ApiResource> {
     let registry = api.registry();
-    let def = registry.iter().find(|def| def.group == group && def.plural == plural)?;
+    let def = registry.iter().find(|def| def.group == group && def.plural == plural && def.conversion.is_none())?;
     Some(ApiResource {
         group: def.group.clone(),
         version: def.version.clone(),

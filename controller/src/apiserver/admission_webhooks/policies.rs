@@ -222,23 +222,21 @@ pub enum Decision {
 /// Evaluates a policy's variables and validations over `bindings` (object, oldObject, request, namespaceObject,
 /// params). Every failed validation, in order.
 pub fn evaluate(policy: &Policy, bindings: &[(&str, &Value)]) -> Vec<Decision> {
+    use crate::apiserver::cel;
     // Variables see the ones before them; a variable that cannot be evaluated is left out, so only the
-    // expressions that use it fail.
-    let mut variables = serde_json::Map::new();
+    // expressions that use it fail. They stay CEL values: a quantity or an IP has no JSON form.
+    let mut variables = std::collections::HashMap::new();
     for (name, expression) in &policy.variables {
-        let mut all: Vec<(&str, &Value)> = bindings.to_vec();
-        let so_far = Value::Object(variables.clone());
-        all.push(("variables", &so_far));
-        if let Ok(value) = crate::apiserver::cel::value(expression, &all) {
+        let so_far = cel::map_of(&variables);
+        if let Ok(value) = cel::evaluate_kept(expression, bindings, &[("variables", &so_far)]) {
             variables.insert(name.clone(), value);
         }
     }
-    let variables = Value::Object(variables);
-    let mut all: Vec<(&str, &Value)> = bindings.to_vec();
-    all.push(("variables", &variables));
+    let variables = cel::map_of(&variables);
+    let kept = [("variables", &variables)];
     let mut decisions = Vec::new();
     for validation in &policy.validations {
-        match crate::apiserver::cel::condition(&validation.expression, &all) {
+        match cel::condition_with(&validation.expression, bindings, &kept) {
             Ok(true) => {}
             Ok(false) => {
                 let message = validation
@@ -246,7 +244,7 @@ pub fn evaluate(policy: &Policy, bindings: &[(&str, &Value)]) -> Vec<Decision> {
                     .clone()
                     .or_else(|| {
                         let expression = validation.message_expression.as_deref()?;
-                        let text = crate::apiserver::cel::value(expression, &all).ok()?;
+                        let text = cel::value_with(expression, bindings, &kept).ok()?;
                         text.as_str().filter(|text| !text.trim().is_empty()).map(str::to_string)
                     })
                     .unwrap_or_else(|| format!("failed expression: {}", validation.expression));
@@ -293,6 +291,20 @@ mod tests {
                 ],
             },
         }))
+    }
+
+    #[test]
+    fn variables_keep_values_that_json_cannot_carry() {
+        let policy = parse_policy(&json!({
+            "metadata": {"name": "memory"},
+            "spec": {
+                "variables": [{"name": "limit", "expression": "quantity(object.spec.memory)"}],
+                "validations": [{"expression": "variables.limit.isLessThan(quantity('1Gi'))", "message": "too much memory"}],
+            },
+        }));
+        let decide = |memory: &str| evaluate(&policy, &[("object", &json!({"spec": {"memory": memory}}))]);
+        assert_eq!(decide("512Mi"), []);
+        assert_eq!(decide("2Gi"), [Decision::Fail { message: "too much memory".into(), reason: "Invalid".into() }]);
     }
 
     #[test]

@@ -213,6 +213,7 @@ async fn run_cases(controller: &mut RunningController, plan: &Plan, table: &mut 
         create_case(controller, &endpoint, *protocol, plan, &sequence, table).await;
     }
     record_memory(table, kind, controller, "after the create runs");
+    admission_case(&endpoint, first, kind, table).await;
     list_case(controller, &endpoint, plan, table).await;
     record_memory(table, kind, controller, "after loading and listing");
     watch_case(controller, &endpoint, plan, table).await;
@@ -481,6 +482,59 @@ fn record_start_times(table: &mut Table, label: &str, kind: TargetKind, times: &
     table.number(&format!("{label}: slowest of {}", times.len()), "ms", Better::Lower, kind, millis(slowest));
 }
 
+/// The time the create runs' ConfigMaps spent in admission, from the controller's own histogram
+/// (`kaasd_create_admission_duration_seconds` on /metrics): no webhook or policy is configured, so this is what
+/// admission costs every create.
+async fn admission_case(endpoint: &Endpoint, protocol: Protocol, kind: TargetKind, table: &mut Table) {
+    let label = "create admission, built-in steps only (no webhooks or policies), server-side p50 (goal: < 1)";
+    let measured = async {
+        let mut connection = endpoint.connect(protocol).await?;
+        let (status, body) = connection.request(http::Method::GET, "/metrics", None).await?;
+        if !status.is_success() {
+            return Err(anyhow!("GET /metrics answered {status}"));
+        }
+        histogram_median(&String::from_utf8_lossy(&body), "kaasd_create_admission_duration_seconds")
+            .ok_or_else(|| anyhow!("/metrics has no kaasd_create_admission_duration_seconds samples"))
+    };
+    match measured.await {
+        Ok(seconds) => {
+            progress(&format!("{}: {label}: {:.3} ms", kind.short_name(), seconds * 1000.0));
+            table.number(label, "ms", Better::Lower, kind, seconds * 1000.0)
+        }
+        Err(error) => table.failed(label, "ms", Better::Lower, kind, &format!("{error:#}")),
+    }
+}
+
+/// The median of a Prometheus histogram in `metrics`, interpolated within its bucket as `histogram_quantile` does.
+fn histogram_median(metrics: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = total / 2.0;
+    let (mut lower_bound, mut lower_count) = (0.0, 0.0);
+    for (bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return Some(lower_bound);
+            }
+            return Some(lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count));
+        }
+        (lower_bound, lower_count) = (bound, count);
+    }
+    None
+}
+
 fn record_memory(table: &mut Table, kind: TargetKind, controller: &RunningController, when: &str) {
     let label = format!("controller RSS (VmRSS), {when}");
     let label = if when.starts_with("idle after start") { format!("{label} (goal: < 64)") } else { label };
@@ -640,4 +694,17 @@ fn render_section(input: RenderInput<'_>) -> String {
     lines.push(String::new());
     lines.push(table.to_markdown());
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::histogram_median;
+
+    #[test]
+    fn the_median_is_interpolated_within_its_bucket() {
+        let metrics = "x_bucket{le=\"0.0001\"} 10\nx_bucket{le=\"0.001\"} 30\nx_bucket{le=\"+Inf\"} 40\nx_count 40\n";
+        let median = histogram_median(metrics, "x").unwrap();
+        assert!((median - 0.00055).abs() < 1e-9, "{median}");
+        assert_eq!(histogram_median("x_bucket{le=\"+Inf\"} 0\n", "x"), None);
+    }
 }

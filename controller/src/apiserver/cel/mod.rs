@@ -13,9 +13,14 @@
 //! - a failing rule reports `message`, else the result of `messageExpression`, else `failed rule: RULE`, at the
 //!   node's path plus `fieldPath`, with `reason` choosing the cause (Invalid by default).
 //!
-//! Not done: upstream's cost limits (a rule here runs to completion), and the Kubernetes CEL libraries beyond what
-//! the crate brings (`isSorted`, `url`, `ip`, `cidr`, `quantity`, `format`, `authz`): a rule calling them fails
-//! its evaluation, which is reported like upstream reports an evaluation error.
+//! The environment has the Kubernetes CEL libraries of v1.33 (`libraries/`: lists, regex, quantity, url, ip, cidr,
+//! format, semver) beside the crate's standard library and its strings and lists extensions.
+//!
+//! Not done: upstream's type checking (an expression that upstream refuses when it is written, such as
+//! `isQuantity(1)` or a call of an unknown function, is refused here only when it runs, as an evaluation error),
+//! cost limits (a rule here runs to completion), and the `authz` library.
+
+mod libraries;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -31,6 +36,7 @@ static ENVIRONMENT: LazyLock<Arc<Env>> = LazyLock::new(|| {
     // Both are the crate's own and cannot clash with the standard library it was built with.
     env.add_extension(cel::extensions::strings).expect("the strings extension loads");
     env.add_extension(cel::extensions::lists).expect("the lists extension loads");
+    env.add_extension(libraries::extension).expect("the Kubernetes libraries load beside the crate's extensions");
     Arc::new(env)
 });
 
@@ -85,11 +91,38 @@ fn evaluate(program: &Program, value: &Value, old: Option<&Value>) -> Result<cel
 }
 
 fn run(program: &Program, bindings: &[(&str, &Value)]) -> Result<cel::Value, String> {
+    run_with(program, bindings, &[])
+}
+
+/// Runs `program` over JSON `bindings` and `kept`, values already in CEL form (a policy's variables, which may hold
+/// a quantity or an IP that JSON cannot carry).
+fn run_with(
+    program: &Program,
+    bindings: &[(&str, &Value)],
+    kept: &[(&str, &cel::Value)],
+) -> Result<cel::Value, String> {
     let mut context = Context::with_env(ENVIRONMENT.clone());
     for (name, value) in bindings {
         context.add_variable_from_value(*name, to_cel(value));
     }
+    for (name, value) in kept {
+        context.add_variable_from_value(*name, (*value).clone());
+    }
     program.execute(&context).map_err(|error| error.to_string())
+}
+
+/// What an expression evaluates to, kept in CEL form, over JSON `bindings` and CEL values `kept`.
+pub fn evaluate_kept(
+    source: &str,
+    bindings: &[(&str, &Value)],
+    kept: &[(&str, &cel::Value)],
+) -> Result<cel::Value, String> {
+    run_with(&*compile(source)?, bindings, kept)
+}
+
+/// A CEL map of named values, as a policy's `variables` are bound.
+pub fn map_of(entries: &HashMap<String, cel::Value>) -> cel::Value {
+    cel::Value::from(entries.clone())
 }
 
 /// A CEL value as JSON: what a policy's variable or messageExpression evaluated to.
@@ -120,14 +153,19 @@ fn to_json(value: &cel::Value) -> Value {
     }
 }
 
-/// What an expression evaluates to over named JSON values, as JSON.
-pub fn value(source: &str, bindings: &[(&str, &Value)]) -> Result<Value, String> {
-    Ok(to_json(&run(&*compile(source)?, bindings)?))
+/// What an expression evaluates to over named JSON values and CEL values `kept`, as JSON.
+pub fn value_with(source: &str, bindings: &[(&str, &Value)], kept: &[(&str, &cel::Value)]) -> Result<Value, String> {
+    Ok(to_json(&run_with(&*compile(source)?, bindings, kept)?))
 }
 
 /// A condition (a webhook's matchCondition) over named JSON values: true or false, or why it has neither value.
 pub fn condition(source: &str, bindings: &[(&str, &Value)]) -> Result<bool, String> {
-    match run(&*compile(source)?, bindings)? {
+    condition_with(source, bindings, &[])
+}
+
+/// [`condition`] with CEL values `kept` bound beside the JSON ones.
+pub fn condition_with(source: &str, bindings: &[(&str, &Value)], kept: &[(&str, &cel::Value)]) -> Result<bool, String> {
+    match run_with(&*compile(source)?, bindings, kept)? {
         cel::Value::Bool(verdict) => Ok(verdict),
         other => Err(format!("expression {source:?} did not evaluate to a bool: {other:?}")),
     }
@@ -361,6 +399,34 @@ mod tests {
                 r#"FieldValueInvalid spec: Invalid value: "object": minReplicas must not exceed maxReplicas"#,
                 r#"FieldValueInvalid spec: Invalid value: "object": name web lacks app-"#,
                 r#"FieldValueForbidden spec.tags[1]: Forbidden: failed rule: self.lowerAscii() == self"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_use_the_kubernetes_libraries() {
+        let schema = json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "quantity(self.memory).isLessThan(quantity('2Gi'))", "message": "memory must stay below 2Gi"},
+            {"rule": "isURL(self.endpoint) && url(self.endpoint).getScheme() == 'https'", "message": "https only"},
+            {"rule": "cidr('10.0.0.0/8').containsIP(self.address)", "message": "address outside 10/8"},
+            {"rule": "self.ports.isSorted()", "message": "ports must be sorted"},
+        ]});
+        let check = |object: Value| {
+            let mut errors = Vec::new();
+            validate(&schema, &object, None, &mut errors);
+            errors.into_iter().map(|cause| cause.message).collect::<Vec<_>>()
+        };
+        let good = json!({"memory": "1536Mi", "endpoint": "https://example.com/hook", "address": "10.1.2.3", "ports": [80, 443]});
+        assert!(check(good).is_empty());
+        let bad =
+            json!({"memory": "3Gi", "endpoint": "http://example.com", "address": "192.168.0.1", "ports": [443, 80]});
+        assert_eq!(
+            check(bad),
+            [
+                r#"Invalid value: "object": memory must stay below 2Gi"#,
+                r#"Invalid value: "object": https only"#,
+                r#"Invalid value: "object": address outside 10/8"#,
+                r#"Invalid value: "object": ports must be sorted"#,
             ]
         );
     }

@@ -1,0 +1,788 @@
+//! Resources served in a version other than the one they are stored in: autoscaling/v1 HorizontalPodAutoscalers
+//! (stored as autoscaling/v2) and events.k8s.io/v1 Events (stored as core/v1 Events, so both APIs show the same
+//! events, as upstream's one `events` store does).
+//!
+//! Such a resource's [`ResourceDef`] names a [`Conversion`]. A request for it is served by the storage version's
+//! code path, with the body converted to the storage form on the way in and every object in the answer (one
+//! object, a list's items, each watch event) converted back on the way out. Patches other than apply are computed
+//! on the served form: the current object is read and converted, patched, converted back and written as an update
+//! conditional on the revision it was read at (retried when another write came between). An apply patch is
+//! converted and applied as it is, so field ownership is tracked in the storage form.
+//!
+//! The conversions follow upstream's (`pkg/apis/autoscaling/v1/conversion.go`, `pkg/apis/events/v1/conversion.go`):
+//! what autoscaling/v1 has no field for (metrics other than CPU utilisation, behavior, conditions) travels in the
+//! `autoscaling.alpha.kubernetes.io/*` annotations. Not converted: managedFields entries keep the storage
+//! apiVersion, and admission webhooks see the storage form.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Response};
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+
+use crate::apiserver::error::{ApiError, ApiResult};
+use crate::apiserver::objects::ObjectRequest;
+use crate::apiserver::patch::PatchType;
+use crate::apiserver::registry::ResourceDef;
+use crate::apiserver::{ApiServer, Body};
+
+/// How a served version maps to its storage form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// autoscaling/v1 HorizontalPodAutoscaler, stored as autoscaling/v2.
+    HorizontalPodAutoscalerV1,
+    /// events.k8s.io/v1 Event, stored as core/v1 Event.
+    EventsV1,
+}
+
+const METRICS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/metrics";
+const CURRENT_METRICS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/current-metrics";
+const CONDITIONS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/conditions";
+const BEHAVIOR_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/behavior";
+
+/// How often a patch computed on the served form is retried when another write changed the object meanwhile.
+const PATCH_ATTEMPTS: usize = 5;
+
+impl Conversion {
+    /// Group and version of the storage form.
+    pub fn storage_version(self) -> (&'static str, &'static str) {
+        match self {
+            Conversion::HorizontalPodAutoscalerV1 => ("autoscaling", "v2"),
+            Conversion::EventsV1 => ("", "v1"),
+        }
+    }
+
+    fn storage_api_version(self) -> String {
+        match self.storage_version() {
+            ("", version) => version.to_string(),
+            (group, version) => format!("{group}/{version}"),
+        }
+    }
+
+    /// A served-version object (or part of one, as an apply patch is) in the storage form.
+    pub fn to_storage(self, served: &Value) -> Value {
+        let mut stored = match self {
+            Conversion::HorizontalPodAutoscalerV1 => hpa_v1_to_v2(served),
+            Conversion::EventsV1 => rename_fields(served, EVENT_FIELDS, Direction::ToCore),
+        };
+        stored["apiVersion"] = json!(self.storage_api_version());
+        stored
+    }
+
+    /// A stored object as the served version shows it.
+    pub fn to_served(self, def: &ResourceDef, stored: &Value) -> Value {
+        let mut served = match self {
+            Conversion::HorizontalPodAutoscalerV1 => hpa_v2_to_v1(stored),
+            Conversion::EventsV1 => rename_fields(stored, EVENT_FIELDS, Direction::FromCore),
+        };
+        served["apiVersion"] = json!(def.api_version());
+        served["kind"] = json!(def.kind);
+        served
+    }
+
+    /// A field selector of the served version in the storage form's field names.
+    fn storage_field_selector(self, selector: &str) -> String {
+        match self {
+            Conversion::HorizontalPodAutoscalerV1 => selector.to_string(),
+            Conversion::EventsV1 => selector
+                .split(',')
+                .map(|requirement| {
+                    let requirement = requirement.trim();
+                    EVENT_FIELDS
+                        .iter()
+                        .find_map(|(core, served)| {
+                            requirement
+                                .strip_prefix(served)
+                                .filter(|rest| rest.starts_with(['.', '=', '!']))
+                                .map(|rest| format!("{core}{rest}"))
+                        })
+                        .unwrap_or_else(|| requirement.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+impl ApiServer {
+    /// Serves a request for a converted resource through its storage version (see the module comment).
+    pub(super) async fn serve_converted(
+        self: &Arc<Self>,
+        served: &ResourceDef,
+        conversion: Conversion,
+        request: ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let (group, version) = conversion.storage_version();
+        let mut forwarded = request.clone();
+        forwarded.resource.group = group.to_string();
+        forwarded.resource.version = version.to_string();
+        if let Some(selector) = request.query.get("fieldSelector") {
+            let selector = conversion.storage_field_selector(selector);
+            forwarded.query = forwarded.query.with("fieldSelector", &selector);
+        }
+        let watch = request.method == Method::GET && request.query.flag("watch")?;
+        if request.method == Method::POST || request.method == Method::PUT {
+            let body = crate::apiserver::objects::decode_object(&request)?;
+            check_served_type(served, &body)?;
+            forwarded.content_type = "application/json".into();
+            forwarded.body = Bytes::from(serde_json::to_vec(&conversion.to_storage(&body)).unwrap_or_default());
+        }
+        if request.method == Method::PATCH {
+            let patch_type = PatchType::from_content_type(&request.content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(&request.content_type))?;
+            if patch_type == PatchType::Apply {
+                let body = crate::apiserver::objects::decode_object(&request)?;
+                check_served_type(served, &body)?;
+                forwarded.body = Bytes::from(serde_json::to_vec(&conversion.to_storage(&body)).unwrap_or_default());
+            } else {
+                return self.patch_converted(served, conversion, patch_type, forwarded, &request).await;
+            }
+        }
+        let response = Box::pin(self.serve_object(forwarded)).await?;
+        Ok(convert_response(response, served, conversion, watch).await)
+    }
+
+    /// A non-apply patch, computed on the served form and written as a conditional update of the storage form.
+    async fn patch_converted(
+        self: &Arc<Self>,
+        served: &ResourceDef,
+        conversion: Conversion,
+        patch_type: PatchType,
+        forwarded: ObjectRequest,
+        request: &ObjectRequest,
+    ) -> ApiResult<Response<Body>> {
+        let registry = self.registry();
+        let storage = registry
+            .get(&forwarded.resource.group, &forwarded.resource.version, &forwarded.resource.plural)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the storage version of a converted resource is not served"))?;
+        let name = request.resource.name.clone().ok_or_else(|| {
+            ApiError::method_not_allowed("the server does not allow this method on the requested resource (PATCH)")
+        })?;
+        let patch = crate::apiserver::objects::decode_patch(request, patch_type)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.get_existing(&storage, request.resource.namespace.as_deref(), &name).await?;
+            let current_served = conversion.to_served(served, &current.object);
+            let patched = crate::apiserver::objects::patch_object(served, &current_served, patch_type, &patch)?;
+            check_served_type(served, &patched)?;
+            let mut stored = conversion.to_storage(&patched);
+            let precondition = patched.pointer("/metadata/resourceVersion").cloned();
+            let read_at = json!(current.revision.to_string());
+            // The patch itself may carry a resourceVersion precondition; otherwise the update must find the object
+            // as it was read.
+            let retry_on_conflict = precondition.is_none() || precondition.as_ref() == Some(&read_at);
+            stored["metadata"]["resourceVersion"] = precondition.unwrap_or(read_at);
+            let mut update = forwarded.clone();
+            update.method = Method::PUT;
+            update.content_type = "application/json".into();
+            update.body = Bytes::from(serde_json::to_vec(&stored).unwrap_or_default());
+            match Box::pin(self.serve_object(update)).await {
+                Err(error) if error.code == 409 && retry_on_conflict && attempt < PATCH_ATTEMPTS => continue,
+                Err(error) => return Err(error),
+                Ok(response) => return Ok(convert_response(response, served, conversion, false).await),
+            }
+        }
+    }
+}
+
+/// apiVersion and kind of a body must be absent or the served version's (the storage path would check them
+/// against its own).
+fn check_served_type(served: &ResourceDef, body: &Value) -> ApiResult<()> {
+    let expected = served.api_version();
+    match body.get("apiVersion").and_then(Value::as_str) {
+        Some(version) if !version.is_empty() && version != expected => Err(ApiError::bad_request(format!(
+            "the API version in the data ({version}) does not match the expected API version ({expected})"
+        ))),
+        _ => match body.get("kind").and_then(Value::as_str) {
+            Some(kind) if !kind.is_empty() && kind != served.kind => Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({}) of {}",
+                served.kind,
+                served.group_resource()
+            ))),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The storage path's answer with its objects in the served version. Tables, Status objects and anything else
+/// pass through unchanged; a watch is converted event by event as it streams.
+async fn convert_response(
+    response: Response<Body>,
+    served: &ResourceDef,
+    conversion: Conversion,
+    watch: bool,
+) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let served = served.clone();
+    if watch {
+        let body = body.map_frame(move |frame| frame.map_data(|data| convert_watch_lines(&data, &served, conversion)));
+        return Response::from_parts(parts, BodyExt::boxed(body));
+    }
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let converted = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut answer) if is_convertible(&answer, &served) => {
+            convert_answer(&mut answer, &served, conversion);
+            Bytes::from(encode(&answer, &served, true))
+        }
+        _ => bytes,
+    };
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, BodyExt::boxed(http_body_util::Full::new(converted)))
+}
+
+/// Whether an answer is an object or a list of the resource (the storage form's kind is the served kind's).
+fn is_convertible(answer: &Value, served: &ResourceDef) -> bool {
+    let kind = answer.get("kind").and_then(Value::as_str);
+    kind == Some(served.kind.as_str()) || kind == Some(served.list_kind().as_str())
+}
+
+/// Converts an object, or each item of a list, in place.
+fn convert_answer(answer: &mut Value, served: &ResourceDef, conversion: Conversion) {
+    if answer.get("kind").and_then(Value::as_str) == Some(served.kind.as_str()) {
+        *answer = conversion.to_served(served, answer);
+        return;
+    }
+    if let Some(items) = answer.get_mut("items").and_then(Value::as_array_mut) {
+        for item in items {
+            *item = conversion.to_served(served, item);
+        }
+    }
+    answer["apiVersion"] = json!(served.api_version());
+}
+
+/// JSON as the storage path writes it: built-in kinds in their Go field order, a newline after a whole body.
+fn encode(value: &Value, served: &ResourceDef, newline: bool) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    crate::apiserver::field_order::write_json(&mut bytes, value, crate::apiserver::field_order::FieldOrder::of(served));
+    if newline {
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// Watch events (one JSON object a line) with their objects converted.
+fn convert_watch_lines(data: &Bytes, served: &ResourceDef, conversion: Conversion) -> Bytes {
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|byte| *byte == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        match serde_json::from_slice::<Value>(text) {
+            Ok(event) if event.get("object").is_some_and(|object| object.get("kind") == Some(&json!(served.kind))) => {
+                let object = conversion.to_served(served, &event["object"]);
+                out.extend(format!("{{\"type\":{},\"object\":", event["type"]).into_bytes());
+                out.extend(encode(&object, served, false));
+                out.extend(b"}\n");
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    Bytes::from(out)
+}
+
+// ---- Events ----
+
+/// core/v1 Event field and its events.k8s.io/v1 name.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+    ("reportingComponent", "reportingController"),
+];
+
+#[derive(Clone, Copy)]
+enum Direction {
+    ToCore,
+    FromCore,
+}
+
+fn rename_fields(object: &Value, fields: &[(&str, &str)], direction: Direction) -> Value {
+    let Some(map) = object.as_object() else { return object.clone() };
+    let renamed: Map<String, Value> = map
+        .iter()
+        .map(|(key, value)| {
+            let new_key = fields
+                .iter()
+                .find_map(|(core, other)| match direction {
+                    Direction::ToCore => (key == other).then_some(*core),
+                    Direction::FromCore => (key == core).then_some(*other),
+                })
+                .unwrap_or(key);
+            (new_key.to_string(), value.clone())
+        })
+        .collect();
+    Value::Object(renamed)
+}
+
+// ---- HorizontalPodAutoscaler ----
+
+/// autoscaling/v2 → autoscaling/v1: the CPU utilisation target becomes `targetCPUUtilizationPercentage`, the rest
+/// goes to annotations.
+fn hpa_v2_to_v1(v2: &Value) -> Value {
+    let mut v1 = Map::new();
+    let mut metadata = v2.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mut annotations = Map::new();
+    if let Some(spec) = v2.get("spec") {
+        let mut spec_v1 = copy_fields(spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
+        let mut others = Vec::new();
+        for metric in spec.get("metrics").and_then(Value::as_array).into_iter().flatten() {
+            let utilization = cpu_utilization(metric, "target");
+            match utilization {
+                Some(percent) if !spec_v1.contains_key("targetCPUUtilizationPercentage") => {
+                    spec_v1.insert("targetCPUUtilizationPercentage".into(), percent);
+                }
+                _ => others.push(metric_spec_to_v1(metric)),
+            }
+        }
+        if !others.is_empty() {
+            annotations.insert(METRICS_ANNOTATION.into(), json!(Value::Array(others).to_string()));
+        }
+        if let Some(behavior) = spec.get("behavior").filter(|behavior| !behavior.is_null()) {
+            annotations.insert(BEHAVIOR_ANNOTATION.into(), json!(behavior.to_string()));
+        }
+        v1.insert("spec".into(), Value::Object(spec_v1));
+    }
+    if let Some(status) = v2.get("status") {
+        let mut status_v1 =
+            copy_fields(status, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
+        let mut others = Vec::new();
+        for metric in status.get("currentMetrics").and_then(Value::as_array).into_iter().flatten() {
+            match cpu_utilization(metric, "current") {
+                Some(percent) if !status_v1.contains_key("currentCPUUtilizationPercentage") => {
+                    status_v1.insert("currentCPUUtilizationPercentage".into(), percent);
+                }
+                _ => others.push(metric_status_to_v1(metric)),
+            }
+        }
+        if !others.is_empty() {
+            annotations.insert(CURRENT_METRICS_ANNOTATION.into(), json!(Value::Array(others).to_string()));
+        }
+        if let Some(conditions) = status.get("conditions").filter(|c| c.as_array().is_some_and(|c| !c.is_empty())) {
+            annotations.insert(CONDITIONS_ANNOTATION.into(), json!(conditions.to_string()));
+        }
+        v1.insert("status".into(), Value::Object(status_v1));
+    }
+    if !annotations.is_empty() {
+        let existing = metadata.get_mut("annotations").and_then(Value::as_object_mut);
+        match existing {
+            Some(existing) => existing.extend(annotations),
+            None => metadata["annotations"] = Value::Object(annotations),
+        }
+    }
+    let mut object = Map::new();
+    object.insert("kind".into(), json!("HorizontalPodAutoscaler"));
+    object.insert("apiVersion".into(), json!("autoscaling/v1"));
+    object.insert("metadata".into(), metadata);
+    object.extend(v1);
+    Value::Object(object)
+}
+
+/// autoscaling/v1 → autoscaling/v2, taking back what the annotations carry.
+fn hpa_v1_to_v2(v1: &Value) -> Value {
+    let mut metadata = v1.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mut taken = |name: &str| -> Option<Value> {
+        let annotations = metadata.get_mut("annotations")?.as_object_mut()?;
+        let text = annotations.remove(name)?;
+        serde_json::from_str(text.as_str()?).ok()
+    };
+    let metric_annotation = taken(METRICS_ANNOTATION);
+    let current_annotation = taken(CURRENT_METRICS_ANNOTATION);
+    let conditions = taken(CONDITIONS_ANNOTATION);
+    let behavior = taken(BEHAVIOR_ANNOTATION);
+    if metadata.get("annotations").and_then(Value::as_object).is_some_and(Map::is_empty) {
+        metadata.as_object_mut().map(|metadata| metadata.remove("annotations"));
+    }
+    let mut object = Map::new();
+    object.insert("kind".into(), json!("HorizontalPodAutoscaler"));
+    object.insert("apiVersion".into(), json!("autoscaling/v2"));
+    object.insert("metadata".into(), metadata);
+    if let Some(spec) = v1.get("spec") {
+        let mut spec_v2 = copy_fields(spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
+        let mut metrics = Vec::new();
+        if let Some(percent) = spec.get("targetCPUUtilizationPercentage").filter(|p| !p.is_null()) {
+            metrics.push(json!({"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": percent}}}));
+        }
+        for metric in metric_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
+            metrics.push(metric_spec_to_v2(metric));
+        }
+        if !metrics.is_empty() {
+            spec_v2.insert("metrics".into(), Value::Array(metrics));
+        }
+        if let Some(behavior) = behavior {
+            spec_v2.insert("behavior".into(), behavior);
+        }
+        object.insert("spec".into(), Value::Object(spec_v2));
+    }
+    if let Some(status) = v1.get("status") {
+        let mut status_v2 =
+            copy_fields(status, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
+        let mut current = Vec::new();
+        if let Some(percent) = status.get("currentCPUUtilizationPercentage").filter(|p| !p.is_null()) {
+            current.push(json!({"type": "Resource", "resource": {"name": "cpu",
+                "current": {"averageUtilization": percent}}}));
+        }
+        for metric in current_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
+            current.push(metric_status_to_v2(metric));
+        }
+        if !current.is_empty() {
+            status_v2.insert("currentMetrics".into(), Value::Array(current));
+        }
+        if let Some(conditions) = conditions {
+            status_v2.insert("conditions".into(), conditions);
+        }
+        object.insert("status".into(), Value::Object(status_v2));
+    }
+    Value::Object(object)
+}
+
+fn copy_fields(from: &Value, names: &[&str]) -> Map<String, Value> {
+    names.iter().filter_map(|name| from.get(*name).map(|value| (name.to_string(), value.clone()))).collect()
+}
+
+/// The averageUtilization of a v2 Resource metric on cpu, under `side` (`target` or `current`).
+fn cpu_utilization(metric: &Value, side: &str) -> Option<Value> {
+    let resource = metric.get("resource").filter(|_| metric.get("type") == Some(&json!("Resource")))?;
+    if resource.get("name") != Some(&json!("cpu")) {
+        return None;
+    }
+    let side = resource.get(side)?;
+    if side == "target" && side.get("type") != Some(&json!("Utilization")) {
+        return None;
+    }
+    side.get("averageUtilization").filter(|percent| !percent.is_null()).cloned()
+}
+
+/// Moves `value` to `to` in `out` when present.
+fn put(out: &mut Map<String, Value>, to: &str, value: Option<&Value>) {
+    if let Some(value) = value.filter(|value| !value.is_null()) {
+        out.insert(to.to_string(), value.clone());
+    }
+}
+
+/// A v2 MetricSpec in the autoscaling/v1 annotation's form.
+fn metric_spec_to_v1(metric: &Value) -> Value {
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
+    let mut out = Map::new();
+    out.insert("type".into(), json!(kind));
+    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
+    match kind {
+        "Object" => {
+            let object = source("object");
+            let mut v1 = Map::new();
+            put(&mut v1, "target", object.get("describedObject"));
+            put(&mut v1, "metricName", object.pointer("/metric/name"));
+            put(&mut v1, "selector", object.pointer("/metric/selector"));
+            put(&mut v1, "targetValue", object.pointer("/target/value"));
+            put(&mut v1, "averageValue", object.pointer("/target/averageValue"));
+            out.insert("object".into(), Value::Object(v1));
+        }
+        "Pods" => {
+            let pods = source("pods");
+            let mut v1 = Map::new();
+            put(&mut v1, "metricName", pods.pointer("/metric/name"));
+            put(&mut v1, "selector", pods.pointer("/metric/selector"));
+            put(&mut v1, "targetAverageValue", pods.pointer("/target/averageValue"));
+            out.insert("pods".into(), Value::Object(v1));
+        }
+        "Resource" | "ContainerResource" => {
+            let key = if kind == "Resource" { "resource" } else { "containerResource" };
+            let resource = source(key);
+            let mut v1 = Map::new();
+            put(&mut v1, "name", resource.get("name"));
+            put(&mut v1, "container", resource.get("container"));
+            put(&mut v1, "targetAverageUtilization", resource.pointer("/target/averageUtilization"));
+            put(&mut v1, "targetAverageValue", resource.pointer("/target/averageValue"));
+            out.insert(key.into(), Value::Object(v1));
+        }
+        "External" => {
+            let external = source("external");
+            let mut v1 = Map::new();
+            put(&mut v1, "metricName", external.pointer("/metric/name"));
+            put(&mut v1, "metricSelector", external.pointer("/metric/selector"));
+            put(&mut v1, "targetValue", external.pointer("/target/value"));
+            put(&mut v1, "targetAverageValue", external.pointer("/target/averageValue"));
+            out.insert("external".into(), Value::Object(v1));
+        }
+        _ => return metric.clone(),
+    }
+    Value::Object(out)
+}
+
+/// An autoscaling/v1 annotation metric back in the v2 MetricSpec form.
+fn metric_spec_to_v2(metric: &Value) -> Value {
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
+    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
+    let target = |value: Option<&Value>, average: Option<&Value>, utilization: Option<&Value>| {
+        let mut target = Map::new();
+        let kind = if utilization.is_some_and(|u| !u.is_null()) {
+            "Utilization"
+        } else if value.is_some_and(|v| !v.is_null()) {
+            "Value"
+        } else {
+            "AverageValue"
+        };
+        target.insert("type".into(), json!(kind));
+        put(&mut target, "value", value);
+        put(&mut target, "averageValue", average);
+        put(&mut target, "averageUtilization", utilization);
+        Value::Object(target)
+    };
+    let metric_identifier = |name: Option<&Value>, selector: Option<&Value>| {
+        let mut identifier = Map::new();
+        put(&mut identifier, "name", name);
+        put(&mut identifier, "selector", selector);
+        Value::Object(identifier)
+    };
+    match kind {
+        "Object" => {
+            let object = source("object");
+            json!({"type": kind, "object": {
+                "describedObject": object.get("target").cloned().unwrap_or_else(|| json!({})),
+                "metric": metric_identifier(object.get("metricName"), object.get("selector")),
+                "target": target(object.get("targetValue"), object.get("averageValue"), None),
+            }})
+        }
+        "Pods" => {
+            let pods = source("pods");
+            json!({"type": kind, "pods": {
+                "metric": metric_identifier(pods.get("metricName"), pods.get("selector")),
+                "target": target(None, pods.get("targetAverageValue"), None),
+            }})
+        }
+        "Resource" | "ContainerResource" => {
+            let key = if kind == "Resource" { "resource" } else { "containerResource" };
+            let resource = source(key);
+            let mut v2 = Map::new();
+            put(&mut v2, "name", resource.get("name"));
+            put(&mut v2, "container", resource.get("container"));
+            v2.insert(
+                "target".into(),
+                target(None, resource.get("targetAverageValue"), resource.get("targetAverageUtilization")),
+            );
+            json!({"type": kind, key: v2})
+        }
+        "External" => {
+            let external = source("external");
+            json!({"type": kind, "external": {
+                "metric": metric_identifier(external.get("metricName"), external.get("metricSelector")),
+                "target": target(external.get("targetValue"), external.get("targetAverageValue"), None),
+            }})
+        }
+        _ => metric.clone(),
+    }
+}
+
+/// A v2 MetricStatus in the autoscaling/v1 annotation's form.
+fn metric_status_to_v1(metric: &Value) -> Value {
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
+    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
+    let mut v1 = Map::new();
+    let key = match kind {
+        "Object" => {
+            let object = source("object");
+            put(&mut v1, "target", object.get("describedObject"));
+            put(&mut v1, "metricName", object.pointer("/metric/name"));
+            put(&mut v1, "selector", object.pointer("/metric/selector"));
+            put(&mut v1, "currentValue", object.pointer("/current/value"));
+            put(&mut v1, "averageValue", object.pointer("/current/averageValue"));
+            "object"
+        }
+        "Pods" => {
+            let pods = source("pods");
+            put(&mut v1, "metricName", pods.pointer("/metric/name"));
+            put(&mut v1, "selector", pods.pointer("/metric/selector"));
+            put(&mut v1, "currentAverageValue", pods.pointer("/current/averageValue"));
+            "pods"
+        }
+        "Resource" | "ContainerResource" => {
+            let key = if kind == "Resource" { "resource" } else { "containerResource" };
+            let resource = source(key);
+            put(&mut v1, "name", resource.get("name"));
+            put(&mut v1, "container", resource.get("container"));
+            put(&mut v1, "currentAverageUtilization", resource.pointer("/current/averageUtilization"));
+            put(&mut v1, "currentAverageValue", resource.pointer("/current/averageValue"));
+            key
+        }
+        "External" => {
+            let external = source("external");
+            put(&mut v1, "metricName", external.pointer("/metric/name"));
+            put(&mut v1, "metricSelector", external.pointer("/metric/selector"));
+            put(&mut v1, "currentValue", external.pointer("/current/value"));
+            put(&mut v1, "currentAverageValue", external.pointer("/current/averageValue"));
+            "external"
+        }
+        _ => return metric.clone(),
+    };
+    json!({"type": kind, key: v1})
+}
+
+/// An autoscaling/v1 annotation metric status back in the v2 MetricStatus form.
+fn metric_status_to_v2(metric: &Value) -> Value {
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
+    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
+    let current = |value: Option<&Value>, average: Option<&Value>, utilization: Option<&Value>| {
+        let mut current = Map::new();
+        put(&mut current, "value", value);
+        put(&mut current, "averageValue", average);
+        put(&mut current, "averageUtilization", utilization);
+        Value::Object(current)
+    };
+    let identifier = |name: Option<&Value>, selector: Option<&Value>| {
+        let mut identifier = Map::new();
+        put(&mut identifier, "name", name);
+        put(&mut identifier, "selector", selector);
+        Value::Object(identifier)
+    };
+    match kind {
+        "Object" => {
+            let object = source("object");
+            json!({"type": kind, "object": {
+                "describedObject": object.get("target").cloned().unwrap_or_else(|| json!({})),
+                "metric": identifier(object.get("metricName"), object.get("selector")),
+                "current": current(object.get("currentValue"), object.get("averageValue"), None),
+            }})
+        }
+        "Pods" => {
+            let pods = source("pods");
+            json!({"type": kind, "pods": {
+                "metric": identifier(pods.get("metricName"), pods.get("selector")),
+                "current": current(None, pods.get("currentAverageValue"), None),
+            }})
+        }
+        "Resource" | "ContainerResource" => {
+            let key = if kind == "Resource" { "resource" } else { "containerResource" };
+            let resource = source(key);
+            let mut v2 = Map::new();
+            put(&mut v2, "name", resource.get("name"));
+            put(&mut v2, "container", resource.get("container"));
+            v2.insert(
+                "current".into(),
+                current(None, resource.get("currentAverageValue"), resource.get("currentAverageUtilization")),
+            );
+            json!({"type": kind, key: v2})
+        }
+        "External" => {
+            let external = source("external");
+            json!({"type": kind, "external": {
+                "metric": identifier(external.get("metricName"), external.get("metricSelector")),
+                "current": current(external.get("currentValue"), external.get("currentAverageValue"), None),
+            }})
+        }
+        _ => metric.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::registry::Registry;
+
+    fn served(group: &str, version: &str, plural: &str) -> ResourceDef {
+        let registry = Registry::new(crate::apiserver::registry::built_in_resources());
+        registry.get(group, version, plural).map(|def| (**def).clone()).expect("the resource is served")
+    }
+
+    #[test]
+    fn a_v1_autoscaler_round_trips_through_v2_with_its_annotations() {
+        let v1 = json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "default", "annotations": {
+                "team": "a",
+                METRICS_ANNOTATION: r#"[{"type":"Pods","pods":{"metricName":"qps","targetAverageValue":"10"}}]"#,
+            }},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60},
+            "status": {"currentReplicas": 2, "desiredReplicas": 3, "currentCPUUtilizationPercentage": 71},
+        });
+        let v2 = Conversion::HorizontalPodAutoscalerV1.to_storage(&v1);
+        assert_eq!(v2["apiVersion"], "autoscaling/v2");
+        assert_eq!(
+            v2["spec"]["metrics"],
+            json!([
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+                {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}},
+            ])
+        );
+        assert_eq!(v2["metadata"]["annotations"], json!({"team": "a"}), "the metrics annotation is taken back");
+        assert_eq!(v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"], 71);
+
+        let def = served("autoscaling", "v1", "horizontalpodautoscalers");
+        let back = Conversion::HorizontalPodAutoscalerV1.to_served(&def, &v2);
+        assert_eq!(back["spec"], v1["spec"]);
+        assert_eq!(back["status"], v1["status"]);
+        let metrics: Value =
+            serde_json::from_str(back["metadata"]["annotations"][METRICS_ANNOTATION].as_str().unwrap()).unwrap();
+        assert_eq!(metrics, json!([{"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "10"}}]));
+    }
+
+    #[test]
+    fn v2_fields_without_a_v1_field_travel_in_annotations() {
+        let v2 = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}}},
+            "status": {"currentReplicas": 1, "desiredReplicas": 1,
+                       "conditions": [{"type": "AbleToScale", "status": "True"}]},
+        });
+        let def = served("autoscaling", "v1", "horizontalpodautoscalers");
+        let v1 = Conversion::HorizontalPodAutoscalerV1.to_served(&def, &v2);
+        assert!(v1["spec"].get("targetCPUUtilizationPercentage").is_none());
+        let annotations = &v1["metadata"]["annotations"];
+        assert!(annotations[BEHAVIOR_ANNOTATION].as_str().unwrap().contains("stabilizationWindowSeconds"));
+        assert!(annotations[CONDITIONS_ANNOTATION].as_str().unwrap().contains("AbleToScale"));
+        let again = Conversion::HorizontalPodAutoscalerV1.to_storage(&v1);
+        assert_eq!(again["spec"]["behavior"], v2["spec"]["behavior"]);
+        assert_eq!(again["status"]["conditions"], v2["status"]["conditions"]);
+        assert!(again["metadata"].get("annotations").is_none(), "{again}");
+    }
+
+    #[test]
+    fn events_rename_their_fields_between_the_two_apis() {
+        let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+            "involvedObject": {"kind": "Pod", "name": "p"}, "message": "pulled", "reason": "Pulled",
+            "count": 2, "reportingComponent": "kubelet", "type": "Normal"});
+        let def = served("events.k8s.io", "v1", "events");
+        let new = Conversion::EventsV1.to_served(&def, &core);
+        assert_eq!(new["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(new["regarding"]["name"], "p");
+        assert_eq!(new["note"], "pulled");
+        assert_eq!(new["deprecatedCount"], 2);
+        assert_eq!(new["reportingController"], "kubelet");
+        assert_eq!(Conversion::EventsV1.to_storage(&new), core);
+    }
+
+    #[test]
+    fn event_field_selectors_name_the_core_fields() {
+        assert_eq!(
+            Conversion::EventsV1.storage_field_selector("regarding.name=p,type=Normal,reportingController!=x"),
+            "involvedObject.name=p,type=Normal,reportingComponent!=x"
+        );
+    }
+
+    #[test]
+    fn watch_lines_are_converted_one_by_one() {
+        let def = served("events.k8s.io", "v1", "events");
+        let data = Bytes::from(concat!(
+            r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event","metadata":{"name":"a"},"message":"m"}}"#,
+            "\n",
+            r#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#,
+            "\n"
+        ));
+        let converted = convert_watch_lines(&data, &def, Conversion::EventsV1);
+        let lines: Vec<Value> = converted
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["object"]["note"], "m");
+        assert_eq!(lines[0]["object"]["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(lines[1]["object"]["code"], 410);
+    }
+}

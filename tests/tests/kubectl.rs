@@ -760,3 +760,56 @@ fn horizontal_pod_autoscalers_are_served_as_autoscaling_v1_and_v2() {
     let left = controller.kubectl(&["get", "hpa", "-o", "name"]).unwrap();
     assert!(left.trim().is_empty(), "{left}");
 }
+
+/// A CustomResourceDefinition serving two versions stores each object once; every version reads it with its own
+/// apiVersion (conversion strategy None), in gets, lists, watches and write answers.
+#[test]
+fn custom_resources_are_read_in_the_version_asked_for() {
+    let controller = Controller::start().expect("kaasd controller starts");
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+  - {name: v2, served: true, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+"#;
+    controller.kubectl_stdin(&["apply", "-f", "-"], crd).unwrap();
+    controller.kubectl(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=30s"]).unwrap();
+    controller
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            r#"{"apiVersion":"example.com/v2","kind":"Widget","metadata":{"name":"w"},"spec":{"size":1}}"#,
+        )
+        .unwrap();
+    for version in ["v1", "v2"] {
+        let path = format!("/apis/example.com/{version}/namespaces/default/widgets");
+        let object = json(&controller.kubectl(&["get", "--raw", &format!("{path}/w")]).unwrap());
+        assert_eq!(object["apiVersion"], format!("example.com/{version}"), "{object}");
+        let list = json(&controller.kubectl(&["get", "--raw", &path]).unwrap());
+        assert_eq!(list["items"][0]["apiVersion"], format!("example.com/{version}"), "{list}");
+        let watched = controller.kubectl(&["get", "--raw", &format!("{path}?watch=true&timeoutSeconds=1")]).unwrap();
+        let event = json(watched.lines().next().expect("the watch sends the object"));
+        assert_eq!(event["object"]["apiVersion"], format!("example.com/{version}"), "{event}");
+    }
+    let patched = json(
+        &controller
+            .kubectl(&[
+                "patch",
+                "widgets.v1.example.com",
+                "w",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"size":2}}"#,
+                "-o",
+                "json",
+            ])
+            .unwrap(),
+    );
+    assert_eq!(patched["apiVersion"], "example.com/v1");
+    assert_eq!(patched["spec"]["size"], 2);
+}

@@ -204,7 +204,9 @@ impl ApiServer {
         name: &str,
     ) -> ApiResult<Stored> {
         let key = ObjectStore::key(def, namespace, name);
-        self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))
+        let mut stored = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
+        in_served_version(def, &mut stored.object);
+        Ok(stored)
     }
 
     /// Encodes one object, or a one-row Table when the client asked for that.
@@ -273,7 +275,8 @@ impl ApiServer {
             }
             let read = page.kvs.len() as i64;
             for kv in &page.kvs {
-                let stored = decode(kv)?;
+                let mut stored = decode(kv)?;
+                in_served_version(def, &mut stored.object);
                 if selection.matches(def, &stored.object)? {
                     matched += 1;
                     if table {
@@ -474,7 +477,7 @@ impl ApiServer {
         let custom = crate::apiserver::admission::custom_schema(&self.registry(), def);
         for _attempt in 0..16 {
             let current = self.store.get(&key, true).await?;
-            let Some(current) = current else {
+            let Some(mut current) = current else {
                 return match &change {
                     Change::Patch(PatchType::Apply, applied) if subresource.is_none() => {
                         self.create_by_apply(def, namespace, name, applied, request, &options).await
@@ -482,6 +485,7 @@ impl ApiServer {
                     _ => Err(not_found(def, name)),
                 };
             };
+            in_served_version(def, &mut current.object);
             let mut proposed = match &change {
                 Change::Replace(body) => body.clone(),
                 Change::Patch(patch_type, patch) => apply_patch(
@@ -652,7 +656,8 @@ impl ApiServer {
         let key = ObjectStore::key(def, namespace, name);
         let mut node_revoked = false;
         for _attempt in 0..16 {
-            let current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
+            let mut current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
+            in_served_version(def, &mut current.object);
             let object = &current.object;
             let object_uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(uid) = &options.precondition_uid {
@@ -1560,6 +1565,17 @@ fn keeps_status_on_create(def: &ResourceDef) -> bool {
         (def.group.as_str(), def.plural.as_str()),
         ("", "nodes") | ("certificates.k8s.io", "certificatesigningrequests")
     )
+}
+
+/// A stored object as the requested version shows it. The served versions of a CustomResourceDefinition share one
+/// storage key (conversion strategy None): an object keeps the apiVersion it was written with, and a reader of
+/// another version sees it with only `apiVersion` rewritten. Built-in kinds are stored in their served version.
+pub(super) fn in_served_version(def: &ResourceDef, object: &mut Value) {
+    if matches!(def.schema, SchemaSource::CustomResource(_)) {
+        if let Some(map) = object.as_object_mut() {
+            map.insert("apiVersion".into(), Value::String(def.api_version()));
+        }
+    }
 }
 
 /// apiVersion and kind must be absent or name this resource; absent ones are filled in.

@@ -1713,19 +1713,39 @@ fn render_value(value: &Value) -> String {
     }
 }
 
-/// Go's `%q` of a string, as upstream's error messages quote values.
-pub(crate) fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\t' => quoted.push_str("\\t"),
-            '\r' => quoted.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => quoted.push_str(&format!("\\x{:02x}", c as u32)),
-            c => quoted.push(c),
+/// Go's `strconv.Quote` (what `%q` prints), which upstream's messages use to show values: escapes quotes,
+/// backslashes, control characters and invalid UTF-8 the way Go does.
+pub(crate) fn go_quote(s: &str) -> String {
+    go_quote_bytes(s.as_bytes())
+}
+
+pub(crate) fn go_quote_bytes(bytes: &[u8]) -> String {
+    let mut quoted = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => quoted.push_str("\\\""),
+                '\\' => quoted.push_str("\\\\"),
+                '\u{7}' => quoted.push_str("\\a"),
+                '\u{8}' => quoted.push_str("\\b"),
+                '\u{c}' => quoted.push_str("\\f"),
+                '\n' => quoted.push_str("\\n"),
+                '\r' => quoted.push_str("\\r"),
+                '\t' => quoted.push_str("\\t"),
+                '\u{b}' => quoted.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => quoted.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+                    if (c as u32) < 0x10000 {
+                        quoted.push_str(&format!("\\u{:04x}", c as u32));
+                    } else {
+                        quoted.push_str(&format!("\\U{:08x}", c as u32));
+                    }
+                }
+                c => quoted.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            quoted.push_str(&format!("\\x{byte:02x}"));
         }
     }
     quoted.push('"');

@@ -67,7 +67,10 @@ impl ApiServer {
             let objects: Vec<Value> = page
                 .items
                 .into_iter()
-                .map(|stored| stored.object)
+                .map(|mut stored| {
+                    super::objects::in_served_version(def, &mut stored.object);
+                    stored.object
+                })
                 .filter(|object| selection.matches(def, object).unwrap_or(false))
                 .collect();
             (objects, page.revision)
@@ -102,7 +105,10 @@ impl ApiServer {
 
         let def = def.clone();
         let draining = self.draining.clone();
-        let shared_lines = (!table && selection.is_empty()).then(|| self.watch_lines.clone());
+        // Shared lines are keyed by event alone, so only kinds with one stored version share them (a custom
+        // resource's watchers may each ask for another version).
+        let one_version = matches!(def.schema, crate::apiserver::registry::SchemaSource::BuiltIn(_));
+        let shared_lines = (!table && selection.is_empty() && one_version).then(|| self.watch_lines.clone());
         tokio::spawn(async move {
             for line in first_lines {
                 if sender.send(line).await.is_err() {
@@ -259,14 +265,18 @@ impl EventEncoder {
 
     /// One store event as zero or one watch events, after the selectors.
     fn translate(&mut self, selection: &Selection, event: &kaasd_datastore::Event) -> ApiResult<Vec<Bytes>> {
-        let previous = event.prev_kv.as_ref().map(decode).transpose()?.map(|stored| stored.object);
+        let previous = event.prev_kv.as_ref().map(decode).transpose()?.map(|mut stored| {
+            super::objects::in_served_version(&self.def, &mut stored.object);
+            stored.object
+        });
         let matched_before = match &previous {
             Some(object) => selection.matches(&self.def, object)?,
             None => false,
         };
         match event.kind {
             EventKind::Put => {
-                let current = decode(&event.kv)?.object;
+                let mut current = decode(&event.kv)?.object;
+                super::objects::in_served_version(&self.def, &mut current);
                 let matches_now = selection.matches(&self.def, &current)?;
                 Ok(match (matched_before, matches_now) {
                     (false, true) => vec![self.event("ADDED", &current)?],

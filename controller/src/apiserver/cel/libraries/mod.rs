@@ -51,6 +51,8 @@ mod regex;
 mod semver;
 mod url;
 
+// Go's `%q`, shared with the API server's validation messages.
+use crate::apiserver::validation::{go_quote, go_quote_bytes};
 use std::sync::Arc;
 
 use cel::common::types::{CelList, CelString, Type};
@@ -114,45 +116,7 @@ fn string_list(items: impl IntoIterator<Item = String>) -> CelList<'static> {
     items.into_iter().map(|item| Box::new(CelString::from(item)) as Box<dyn Val>).collect::<Vec<_>>().into()
 }
 
-/// Go's `strconv.Quote`, which upstream's messages use (through `%q`) to show the input: escapes quotes,
-/// backslashes, control characters and invalid UTF-8 the way Go does.
-fn go_quote(s: &str) -> String {
-    go_quote_bytes(s.as_bytes())
-}
-
-fn go_quote_bytes(bytes: &[u8]) -> String {
-    let mut quoted = String::from("\"");
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => quoted.push_str("\\\""),
-                '\\' => quoted.push_str("\\\\"),
-                '\u{7}' => quoted.push_str("\\a"),
-                '\u{8}' => quoted.push_str("\\b"),
-                '\u{c}' => quoted.push_str("\\f"),
-                '\n' => quoted.push_str("\\n"),
-                '\r' => quoted.push_str("\\r"),
-                '\t' => quoted.push_str("\\t"),
-                '\u{b}' => quoted.push_str("\\v"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => quoted.push_str(&format!("\\x{:02x}", c as u32)),
-                c if c.is_control() || (c.is_whitespace() && c != ' ') => {
-                    if (c as u32) < 0x10000 {
-                        quoted.push_str(&format!("\\u{:04x}", c as u32));
-                    } else {
-                        quoted.push_str(&format!("\\U{:08x}", c as u32));
-                    }
-                }
-                c => quoted.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            quoted.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    quoted.push('"');
-    quoted
-}
-
+/// The value of one hexadecimal digit (0 for anything else: callers check the digits first).
 fn unhex(c: u8) -> u8 {
     match c {
         b'0'..=b'9' => c - b'0',

@@ -48,6 +48,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 # OpenRC runs the installed OpenRC service in a private mount namespace; installing it does not make it the init.
 [ -x /sbin/openrc-run ] || missing+=(openrc)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# The Python conformance tests make certificates for their webhook server and CertificateSigningRequests.
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -78,6 +78,11 @@ pub fn apply_defaults(def: &ResourceDef, object: &mut Value) {
         ("apps", "DaemonSet") => default_daemon_set(root),
         ("batch", "Job") => default_job(root),
         ("batch", "CronJob") => default_cron_job(root),
+        // Required (non-omitempty) counters: clients decoding the typed status (the Python client) refuse them
+        // missing, so a budget the disruption controller has not reached yet shows zeros, as upstream's does.
+        ("policy", "PodDisruptionBudget") => {
+            default_status_counters(root, &["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"])
+        }
         ("networking.k8s.io", "NetworkPolicy") => default_network_policy(root),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => default_role_binding(root),
         _ => {}

@@ -135,6 +135,10 @@ impl ApiServer {
                 let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
                 self.respond_object(&def, 200, stored.object, &request)
             }
+            (&Method::GET, Some(name), Some("approval")) if is_certificate_request(&def) => {
+                let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
+                self.respond_object(&def, 200, stored.object, &request)
+            }
             (&Method::GET, Some(name), Some("status")) if def.status => {
                 let stored = self.get_existing(&def, namespace.as_deref(), &name).await?;
                 self.respond_object(&def, 200, stored.object, &request)
@@ -1362,6 +1366,8 @@ fn prepare_update(
         }
     }
     set_namespace(def, namespace, &mut proposed)?;
+    let subresource_metadata =
+        subresource.and_then(|_| metadata_of_subresource_write(def, current, &proposed, subresource));
     let mut updated = match subresource {
         Some("status") => {
             let mut updated = current.clone();
@@ -1390,6 +1396,9 @@ fn prepare_update(
             proposed
         }
     };
+    if let Some(metadata) = subresource_metadata {
+        updated["metadata"] = metadata;
+    }
     let current_metadata = current.get("metadata").cloned().unwrap_or(json!({}));
     let metadata = metadata_mut(&mut updated)?;
     for field in [
@@ -1420,6 +1429,32 @@ fn prepare_update(
 }
 
 /// Everything but metadata and status counts as spec (ConfigMap data, Role rules, ...).
+/// Metadata after a write to `/status`, `/approval` or `/finalize`. Built-in kinds take the request's metadata (the
+/// labels and annotations sent with a status patch are kept, as upstream's status strategies only reset the spec),
+/// except that `pods/status` cannot change owner references. Custom resources keep their stored metadata, as
+/// upstream's status strategy for them copies everything but the status from the stored object.
+/// `None` keeps the stored metadata.
+fn metadata_of_subresource_write(
+    def: &ResourceDef,
+    current: &Value,
+    proposed: &Value,
+    subresource: Option<&str>,
+) -> Option<Value> {
+    if matches!(def.schema, SchemaSource::CustomResource(_)) {
+        return None;
+    }
+    let mut metadata = proposed.get("metadata").filter(|metadata| metadata.is_object()).cloned()?;
+    if def.group.is_empty() && def.plural == "pods" && subresource == Some("status") {
+        match current.pointer("/metadata/ownerReferences") {
+            Some(owners) => metadata["ownerReferences"] = owners.clone(),
+            None => {
+                metadata.as_object_mut().map(|metadata| metadata.remove("ownerReferences"));
+            }
+        }
+    }
+    Some(metadata)
+}
+
 fn spec_changed(current: &Value, updated: &Value) -> bool {
     let strip = |value: &Value| {
         let mut value = value.clone();

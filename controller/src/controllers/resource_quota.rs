@@ -2,11 +2,12 @@
 //! the namespace's objects count (object counts, `count/<resource>.<group>`, and the compute resources of pods),
 //! with the arithmetic of `apiserver::resource_quota`, which admission uses too.
 //!
-//! Every quota is recounted every few seconds (not event by event as upstream): a quota's usage depends on many
-//! kinds, and a periodic pass over lists the API serves from memory is simple and cheap at the scale kaasd targets.
-//! Admission never reads `status.used`, so a late count never lets a create through.
+//! Every quota is recounted shortly after a write to a kind some quota counts (or to a quota), and every few
+//! seconds regardless: the writes are seen through a datastore watch on every key, and a burst of them costs one
+//! recount. A pass recounts every quota from lists the API serves from memory, which is simple and cheap at the
+//! scale kaasd targets. Admission never reads `status.used`, so a late count never lets a create through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,27 +20,72 @@ use crate::apiserver::resource_quota::{counted_resource, format_quantity, total_
 use crate::apiserver::ApiServer;
 
 const PERIOD: Duration = Duration::from_secs(5);
+/// How long a recount waits after the write that woke it, so that a burst of writes is counted once.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Storage key prefixes (`/registry/<group or core>/<plural>/`) of the kinds some quota counts, and of quotas.
+type Watched = HashSet<String>;
 
 pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
     let mut tick = tokio::time::interval(PERIOD);
+    let mut watched = Watched::new();
+    let mut writes = api.store.watch("/registry/", 0).await.ok();
     loop {
-        tick.tick().await;
-        if let Err(error) = sync_all(&client, &api).await {
-            tracing::debug!(error = %error, "cannot recount resource quotas");
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = next_counted_write(&mut writes, &watched) => tokio::time::sleep(SETTLE).await,
+        }
+        match sync_all(&client, &api).await {
+            Ok(counted) => watched = counted,
+            Err(error) => tracing::debug!(error = %error, "cannot recount resource quotas"),
         }
     }
 }
 
-async fn sync_all(client: &kube::Client, api: &ApiServer) -> Result<(), kube::Error> {
+/// Waits for a write under one of the `watched` prefixes; forever when there is no watch (the periodic pass
+/// still runs).
+async fn next_counted_write(writes: &mut Option<kaasd_datastore::Watcher>, watched: &Watched) {
+    let Some(watcher) = writes.as_mut() else { return std::future::pending().await };
+    loop {
+        match watcher.recv().await {
+            Ok(batch) => {
+                let counted = batch.events.iter().any(|event| {
+                    let key = String::from_utf8_lossy(&event.kv.key);
+                    watched.iter().any(|prefix| key.starts_with(prefix.as_str()))
+                });
+                if counted {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "the resource quota controller's watch ended; recounting by period only");
+                *writes = None;
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Recounts every quota; returns the key prefixes whose writes change a count.
+async fn sync_all(client: &kube::Client, api: &ApiServer) -> Result<Watched, kube::Error> {
     let quotas: Api<ResourceQuota> = Api::all(client.clone());
+    let mut watched = Watched::new();
+    watched.insert("/registry/core/resourcequotas/".to_string());
     for quota in quotas.list(&ListParams::default()).await? {
+        let hard = quota.spec.as_ref().and_then(|spec| spec.hard.as_ref());
+        for name in hard.into_iter().flat_map(|hard| hard.keys()) {
+            if let Some((group, plural)) = counted_resource(name) {
+                let group = if group.is_empty() { "core".to_string() } else { group };
+                watched.insert(format!("/registry/{group}/{plural}/"));
+            }
+        }
         let namespace = quota.namespace().unwrap_or_default();
         let name = quota.name_any();
         if let Err(error) = sync_one(client, api, &namespace, &quota).await {
             tracing::debug!(quota = %name, namespace = %namespace, error = %error, "cannot recount a resource quota");
         }
     }
-    Ok(())
+    Ok(watched)
 }
 
 async fn sync_one(

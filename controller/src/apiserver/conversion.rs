@@ -337,7 +337,7 @@ fn hpa_v2_to_v1(v2: &Value) -> Value {
                 Some(percent) if !spec_v1.contains_key("targetCPUUtilizationPercentage") => {
                     spec_v1.insert("targetCPUUtilizationPercentage".into(), percent);
                 }
-                _ => others.push(metric_spec_to_v1(metric)),
+                _ => others.push(metric_to_v1(metric, SPEC_FIELDS)),
             }
         }
         if !others.is_empty() {
@@ -357,7 +357,7 @@ fn hpa_v2_to_v1(v2: &Value) -> Value {
                 Some(percent) if !status_v1.contains_key("currentCPUUtilizationPercentage") => {
                     status_v1.insert("currentCPUUtilizationPercentage".into(), percent);
                 }
-                _ => others.push(metric_status_to_v1(metric)),
+                _ => others.push(metric_to_v1(metric, STATUS_FIELDS)),
             }
         }
         if !others.is_empty() {
@@ -410,7 +410,7 @@ fn hpa_v1_to_v2(v1: &Value) -> Value {
                 "target": {"type": "Utilization", "averageUtilization": percent}}}));
         }
         for metric in metric_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
-            metrics.push(metric_spec_to_v2(metric));
+            metrics.push(metric_to_v2(metric, SPEC_FIELDS));
         }
         if !metrics.is_empty() {
             spec_v2.insert("metrics".into(), Value::Array(metrics));
@@ -429,7 +429,7 @@ fn hpa_v1_to_v2(v1: &Value) -> Value {
                 "current": {"averageUtilization": percent}}}));
         }
         for metric in current_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
-            current.push(metric_status_to_v2(metric));
+            current.push(metric_to_v2(metric, STATUS_FIELDS));
         }
         if !current.is_empty() {
             status_v2.insert("currentMetrics".into(), Value::Array(current));
@@ -452,230 +452,179 @@ fn cpu_utilization(metric: &Value, side: &str) -> Option<Value> {
     if resource.get("name") != Some(&json!("cpu")) {
         return None;
     }
-    let side = resource.get(side)?;
-    if side == "target" && side.get("type") != Some(&json!("Utilization")) {
+    let values = resource.get(side)?;
+    if side == "target" && values.get("type") != Some(&json!("Utilization")) {
         return None;
     }
-    side.get("averageUtilization").filter(|percent| !percent.is_null()).cloned()
+    values.get("averageUtilization").filter(|percent| !percent.is_null()).cloned()
 }
 
-/// Moves `value` to `to` in `out` when present.
-fn put(out: &mut Map<String, Value>, to: &str, value: Option<&Value>) {
-    if let Some(value) = value.filter(|value| !value.is_null()) {
-        out.insert(to.to_string(), value.clone());
-    }
+/// How one metric source type maps between the two forms: its `type`, the key of its source in both, and each
+/// autoscaling/v1 field with the JSON pointer of the same value in the v2 source.
+struct MetricFields {
+    kind: &'static str,
+    key: &'static str,
+    fields: &'static [(&'static str, &'static str)],
 }
 
-/// A v2 MetricSpec in the autoscaling/v1 annotation's form.
-fn metric_spec_to_v1(metric: &Value) -> Value {
+/// MetricSpec: v1 (the `autoscaling.alpha.kubernetes.io/metrics` annotation) and v2 (`spec.metrics`).
+const SPEC_FIELDS: &[MetricFields] = &[
+    MetricFields {
+        kind: "Object",
+        key: "object",
+        fields: &[
+            ("target", "/describedObject"),
+            ("metricName", "/metric/name"),
+            ("selector", "/metric/selector"),
+            ("targetValue", "/target/value"),
+            ("averageValue", "/target/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "Pods",
+        key: "pods",
+        fields: &[
+            ("metricName", "/metric/name"),
+            ("selector", "/metric/selector"),
+            ("targetAverageValue", "/target/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "Resource",
+        key: "resource",
+        fields: &[
+            ("name", "/name"),
+            ("targetAverageUtilization", "/target/averageUtilization"),
+            ("targetAverageValue", "/target/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "ContainerResource",
+        key: "containerResource",
+        fields: &[
+            ("name", "/name"),
+            ("container", "/container"),
+            ("targetAverageUtilization", "/target/averageUtilization"),
+            ("targetAverageValue", "/target/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "External",
+        key: "external",
+        fields: &[
+            ("metricName", "/metric/name"),
+            ("metricSelector", "/metric/selector"),
+            ("targetValue", "/target/value"),
+            ("targetAverageValue", "/target/averageValue"),
+        ],
+    },
+];
+
+/// MetricStatus: v1 (the `autoscaling.alpha.kubernetes.io/current-metrics` annotation) and v2
+/// (`status.currentMetrics`).
+const STATUS_FIELDS: &[MetricFields] = &[
+    MetricFields {
+        kind: "Object",
+        key: "object",
+        fields: &[
+            ("target", "/describedObject"),
+            ("metricName", "/metric/name"),
+            ("selector", "/metric/selector"),
+            ("currentValue", "/current/value"),
+            ("averageValue", "/current/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "Pods",
+        key: "pods",
+        fields: &[
+            ("metricName", "/metric/name"),
+            ("selector", "/metric/selector"),
+            ("currentAverageValue", "/current/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "Resource",
+        key: "resource",
+        fields: &[
+            ("name", "/name"),
+            ("currentAverageUtilization", "/current/averageUtilization"),
+            ("currentAverageValue", "/current/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "ContainerResource",
+        key: "containerResource",
+        fields: &[
+            ("name", "/name"),
+            ("container", "/container"),
+            ("currentAverageUtilization", "/current/averageUtilization"),
+            ("currentAverageValue", "/current/averageValue"),
+        ],
+    },
+    MetricFields {
+        kind: "External",
+        key: "external",
+        fields: &[
+            ("metricName", "/metric/name"),
+            ("metricSelector", "/metric/selector"),
+            ("currentValue", "/current/value"),
+            ("currentAverageValue", "/current/averageValue"),
+        ],
+    },
+];
+
+/// A v2 metric (spec or status, by `table`) in the v1 annotation's form; one of an unknown type as it is.
+fn metric_to_v1(metric: &Value, table: &[MetricFields]) -> Value {
     let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
-    let mut out = Map::new();
-    out.insert("type".into(), json!(kind));
-    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
-    match kind {
-        "Object" => {
-            let object = source("object");
-            let mut v1 = Map::new();
-            put(&mut v1, "target", object.get("describedObject"));
-            put(&mut v1, "metricName", object.pointer("/metric/name"));
-            put(&mut v1, "selector", object.pointer("/metric/selector"));
-            put(&mut v1, "targetValue", object.pointer("/target/value"));
-            put(&mut v1, "averageValue", object.pointer("/target/averageValue"));
-            out.insert("object".into(), Value::Object(v1));
-        }
-        "Pods" => {
-            let pods = source("pods");
-            let mut v1 = Map::new();
-            put(&mut v1, "metricName", pods.pointer("/metric/name"));
-            put(&mut v1, "selector", pods.pointer("/metric/selector"));
-            put(&mut v1, "targetAverageValue", pods.pointer("/target/averageValue"));
-            out.insert("pods".into(), Value::Object(v1));
-        }
-        "Resource" | "ContainerResource" => {
-            let key = if kind == "Resource" { "resource" } else { "containerResource" };
-            let resource = source(key);
-            let mut v1 = Map::new();
-            put(&mut v1, "name", resource.get("name"));
-            put(&mut v1, "container", resource.get("container"));
-            put(&mut v1, "targetAverageUtilization", resource.pointer("/target/averageUtilization"));
-            put(&mut v1, "targetAverageValue", resource.pointer("/target/averageValue"));
-            out.insert(key.into(), Value::Object(v1));
-        }
-        "External" => {
-            let external = source("external");
-            let mut v1 = Map::new();
-            put(&mut v1, "metricName", external.pointer("/metric/name"));
-            put(&mut v1, "metricSelector", external.pointer("/metric/selector"));
-            put(&mut v1, "targetValue", external.pointer("/target/value"));
-            put(&mut v1, "targetAverageValue", external.pointer("/target/averageValue"));
-            out.insert("external".into(), Value::Object(v1));
-        }
-        _ => return metric.clone(),
-    }
-    Value::Object(out)
+    let Some(mapping) = table.iter().find(|mapping| mapping.kind == kind) else { return metric.clone() };
+    let source = metric.get(mapping.key).cloned().unwrap_or_else(|| json!({}));
+    let v1: Map<String, Value> = mapping
+        .fields
+        .iter()
+        .filter_map(|(v1_name, pointer)| {
+            source.pointer(pointer).filter(|value| !value.is_null()).map(|value| (v1_name.to_string(), value.clone()))
+        })
+        .collect();
+    json!({"type": kind, mapping.key: v1})
 }
 
-/// An autoscaling/v1 annotation metric back in the v2 MetricSpec form.
-fn metric_spec_to_v2(metric: &Value) -> Value {
+/// A v1 annotation metric back in the v2 form. A spec's target gets the `type` v2 requires: Utilization when it
+/// has a utilization, Value when it has a value, AverageValue otherwise.
+fn metric_to_v2(metric: &Value, table: &[MetricFields]) -> Value {
     let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
-    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
-    let target = |value: Option<&Value>, average: Option<&Value>, utilization: Option<&Value>| {
-        let mut target = Map::new();
-        let kind = if utilization.is_some_and(|u| !u.is_null()) {
+    let Some(mapping) = table.iter().find(|mapping| mapping.kind == kind) else { return metric.clone() };
+    let source = metric.get(mapping.key).cloned().unwrap_or_else(|| json!({}));
+    let mut v2 = json!({});
+    for (v1_name, pointer) in mapping.fields {
+        if let Some(value) = source.get(*v1_name).filter(|value| !value.is_null()) {
+            set_pointer(&mut v2, pointer, value.clone());
+        }
+    }
+    if let Some(target) = v2.get_mut("target").and_then(Value::as_object_mut) {
+        let target_type = if target.contains_key("averageUtilization") {
             "Utilization"
-        } else if value.is_some_and(|v| !v.is_null()) {
+        } else if target.contains_key("value") {
             "Value"
         } else {
             "AverageValue"
         };
-        target.insert("type".into(), json!(kind));
-        put(&mut target, "value", value);
-        put(&mut target, "averageValue", average);
-        put(&mut target, "averageUtilization", utilization);
-        Value::Object(target)
-    };
-    let metric_identifier = |name: Option<&Value>, selector: Option<&Value>| {
-        let mut identifier = Map::new();
-        put(&mut identifier, "name", name);
-        put(&mut identifier, "selector", selector);
-        Value::Object(identifier)
-    };
-    match kind {
-        "Object" => {
-            let object = source("object");
-            json!({"type": kind, "object": {
-                "describedObject": object.get("target").cloned().unwrap_or_else(|| json!({})),
-                "metric": metric_identifier(object.get("metricName"), object.get("selector")),
-                "target": target(object.get("targetValue"), object.get("averageValue"), None),
-            }})
-        }
-        "Pods" => {
-            let pods = source("pods");
-            json!({"type": kind, "pods": {
-                "metric": metric_identifier(pods.get("metricName"), pods.get("selector")),
-                "target": target(None, pods.get("targetAverageValue"), None),
-            }})
-        }
-        "Resource" | "ContainerResource" => {
-            let key = if kind == "Resource" { "resource" } else { "containerResource" };
-            let resource = source(key);
-            let mut v2 = Map::new();
-            put(&mut v2, "name", resource.get("name"));
-            put(&mut v2, "container", resource.get("container"));
-            v2.insert(
-                "target".into(),
-                target(None, resource.get("targetAverageValue"), resource.get("targetAverageUtilization")),
-            );
-            json!({"type": kind, key: v2})
-        }
-        "External" => {
-            let external = source("external");
-            json!({"type": kind, "external": {
-                "metric": metric_identifier(external.get("metricName"), external.get("metricSelector")),
-                "target": target(external.get("targetValue"), external.get("targetAverageValue"), None),
-            }})
-        }
-        _ => metric.clone(),
+        target.insert("type".into(), json!(target_type));
     }
+    json!({"type": kind, mapping.key: v2})
 }
 
-/// A v2 MetricStatus in the autoscaling/v1 annotation's form.
-fn metric_status_to_v1(metric: &Value) -> Value {
-    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
-    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
-    let mut v1 = Map::new();
-    let key = match kind {
-        "Object" => {
-            let object = source("object");
-            put(&mut v1, "target", object.get("describedObject"));
-            put(&mut v1, "metricName", object.pointer("/metric/name"));
-            put(&mut v1, "selector", object.pointer("/metric/selector"));
-            put(&mut v1, "currentValue", object.pointer("/current/value"));
-            put(&mut v1, "averageValue", object.pointer("/current/averageValue"));
-            "object"
+/// Sets `value` at a JSON pointer of object keys, making the objects on the way.
+fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+    let mut node = root;
+    let mut steps = pointer.trim_start_matches('/').split('/').peekable();
+    while let Some(step) = steps.next() {
+        let Some(map) = node.as_object_mut() else { return };
+        if steps.peek().is_none() {
+            map.insert(step.to_string(), value);
+            return;
         }
-        "Pods" => {
-            let pods = source("pods");
-            put(&mut v1, "metricName", pods.pointer("/metric/name"));
-            put(&mut v1, "selector", pods.pointer("/metric/selector"));
-            put(&mut v1, "currentAverageValue", pods.pointer("/current/averageValue"));
-            "pods"
-        }
-        "Resource" | "ContainerResource" => {
-            let key = if kind == "Resource" { "resource" } else { "containerResource" };
-            let resource = source(key);
-            put(&mut v1, "name", resource.get("name"));
-            put(&mut v1, "container", resource.get("container"));
-            put(&mut v1, "currentAverageUtilization", resource.pointer("/current/averageUtilization"));
-            put(&mut v1, "currentAverageValue", resource.pointer("/current/averageValue"));
-            key
-        }
-        "External" => {
-            let external = source("external");
-            put(&mut v1, "metricName", external.pointer("/metric/name"));
-            put(&mut v1, "metricSelector", external.pointer("/metric/selector"));
-            put(&mut v1, "currentValue", external.pointer("/current/value"));
-            put(&mut v1, "currentAverageValue", external.pointer("/current/averageValue"));
-            "external"
-        }
-        _ => return metric.clone(),
-    };
-    json!({"type": kind, key: v1})
-}
-
-/// An autoscaling/v1 annotation metric status back in the v2 MetricStatus form.
-fn metric_status_to_v2(metric: &Value) -> Value {
-    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
-    let source = |key: &str| metric.get(key).cloned().unwrap_or_else(|| json!({}));
-    let current = |value: Option<&Value>, average: Option<&Value>, utilization: Option<&Value>| {
-        let mut current = Map::new();
-        put(&mut current, "value", value);
-        put(&mut current, "averageValue", average);
-        put(&mut current, "averageUtilization", utilization);
-        Value::Object(current)
-    };
-    let identifier = |name: Option<&Value>, selector: Option<&Value>| {
-        let mut identifier = Map::new();
-        put(&mut identifier, "name", name);
-        put(&mut identifier, "selector", selector);
-        Value::Object(identifier)
-    };
-    match kind {
-        "Object" => {
-            let object = source("object");
-            json!({"type": kind, "object": {
-                "describedObject": object.get("target").cloned().unwrap_or_else(|| json!({})),
-                "metric": identifier(object.get("metricName"), object.get("selector")),
-                "current": current(object.get("currentValue"), object.get("averageValue"), None),
-            }})
-        }
-        "Pods" => {
-            let pods = source("pods");
-            json!({"type": kind, "pods": {
-                "metric": identifier(pods.get("metricName"), pods.get("selector")),
-                "current": current(None, pods.get("currentAverageValue"), None),
-            }})
-        }
-        "Resource" | "ContainerResource" => {
-            let key = if kind == "Resource" { "resource" } else { "containerResource" };
-            let resource = source(key);
-            let mut v2 = Map::new();
-            put(&mut v2, "name", resource.get("name"));
-            put(&mut v2, "container", resource.get("container"));
-            v2.insert(
-                "current".into(),
-                current(None, resource.get("currentAverageValue"), resource.get("currentAverageUtilization")),
-            );
-            json!({"type": kind, key: v2})
-        }
-        "External" => {
-            let external = source("external");
-            json!({"type": kind, "external": {
-                "metric": identifier(external.get("metricName"), external.get("metricSelector")),
-                "current": current(external.get("currentValue"), external.get("currentAverageValue"), None),
-            }})
-        }
-        _ => metric.clone(),
+        node = map.entry(step.to_string()).or_insert_with(|| json!({}));
     }
 }
 
@@ -741,6 +690,27 @@ mod tests {
         assert_eq!(again["spec"]["behavior"], v2["spec"]["behavior"]);
         assert_eq!(again["status"]["conditions"], v2["status"]["conditions"]);
         assert!(again["metadata"].get("annotations").is_none(), "{again}");
+    }
+
+    #[test]
+    fn every_metric_type_round_trips_between_the_forms() {
+        let specs = json!([
+            {"type": "Object", "object": {"describedObject": {"kind": "Service", "name": "s"}, "metric": {"name": "rps"}, "target": {"type": "Value", "value": "100"}}},
+            {"type": "ContainerResource", "containerResource": {"name": "memory", "container": "app", "target": {"type": "AverageValue", "averageValue": "1Gi"}}},
+            {"type": "External", "external": {"metric": {"name": "queue", "selector": {"matchLabels": {"q": "a"}}}, "target": {"type": "AverageValue", "averageValue": "30"}}},
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "AverageValue", "averageValue": "500m"}}},
+        ]);
+        for metric in specs.as_array().unwrap() {
+            assert_eq!(metric_to_v2(&metric_to_v1(metric, SPEC_FIELDS), SPEC_FIELDS), *metric);
+        }
+        let status = json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "current": {"averageValue": "5"}}});
+        assert_eq!(
+            metric_to_v1(&status, STATUS_FIELDS),
+            json!({"type": "Pods", "pods": {"metricName": "qps", "currentAverageValue": "5"}})
+        );
+        assert_eq!(metric_to_v2(&metric_to_v1(&status, STATUS_FIELDS), STATUS_FIELDS), status);
+        // Only a cpu *utilization* target is v1's targetCPUUtilizationPercentage.
+        assert_eq!(cpu_utilization(&specs[3], "target"), None);
     }
 
     #[test]

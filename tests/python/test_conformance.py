@@ -265,6 +265,34 @@ def conditions_of(obj):
     return (obj.get("status") or {}).get("conditions") or []
 
 
+def watch_status_update_then_patch(api_client, path, resource_version, selector, ours, merge_patch_status):
+    """The end the apps "... status" entries share: a watch from `resource_version` sees the condition the test's PUT
+    of /status added (StatusUpdate), then `merge_patch_status` merge-patches /status with a StatusPatched condition,
+    which the watch sees too. `ours` picks the test's object out of the events."""
+    watch_until(
+        api_client,
+        path,
+        resource_version,
+        selector,
+        lambda event: ours(event["object"])
+        and any(
+            c.get("type") == "StatusUpdate" and c.get("reason") == "E2E" and c.get("message") == "Set from e2e test"
+            for c in conditions_of(event["object"])
+        ),
+        "the StatusUpdate condition",
+    )
+    merge_patch_status({"status": {"conditions": [{"type": "StatusPatched", "status": "True"}]}})
+    watch_until(
+        api_client,
+        path,
+        resource_version,
+        selector,
+        lambda event: ours(event["object"])
+        and any(c.get("type") == "StatusPatched" for c in conditions_of(event["object"])),
+        "the StatusPatched condition",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # CustomResourceDefinitions
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1342,31 +1370,14 @@ def test_daemon_set_should_verify_changes_to_a_daemon_set_status(api_client, app
             and obj["metadata"].get("labels", {}).get("daemonset-name") == "daemon-set"
         )
 
-    watch_until(
-        api_client,
-        path,
-        listed.metadata.resource_version,
-        selector,
-        lambda event: ours(event["object"])
-        and any(
-            c.get("type") == "StatusUpdate" and c.get("reason") == "E2E" and c.get("message") == "Set from e2e test"
-            for c in conditions_of(event["object"])
-        ),
-        "the StatusUpdate condition",
-    )
-
     merge = client.AppsV1Api(client_with_content_type(MERGE_PATCH))
-    merge.patch_namespaced_daemon_set_status(
-        "daemon-set", namespace, {"status": {"conditions": [{"type": "StatusPatched", "status": "True"}]}}
-    )
-    watch_until(
+    watch_status_update_then_patch(
         api_client,
         path,
         listed.metadata.resource_version,
         selector,
-        lambda event: ours(event["object"])
-        and any(c.get("type") == "StatusPatched" for c in conditions_of(event["object"])),
-        "the StatusPatched condition",
+        ours,
+        lambda body: merge.patch_namespaced_daemon_set_status("daemon-set", namespace, body),
     )
 
 
@@ -1706,31 +1717,14 @@ def test_replicaset_should_validate_replicaset_status_endpoints(api_client, apps
             and (meta.get("labels") or {}).get("pod") == "agnhost"
         )
 
-    watch_until(
-        api_client,
-        path,
-        listed.metadata.resource_version,
-        selector,
-        lambda event: ours(event["object"])
-        and any(
-            c.get("type") == "StatusUpdate" and c.get("reason") == "E2E" and c.get("message") == "Set from e2e test"
-            for c in conditions_of(event["object"])
-        ),
-        "the StatusUpdate condition",
-    )
-
     merge = client.AppsV1Api(client_with_content_type(MERGE_PATCH))
-    merge.patch_namespaced_replica_set_status(
-        "test-rs", namespace, {"status": {"conditions": [{"type": "StatusPatched", "status": "True"}]}}
-    )
-    watch_until(
+    watch_status_update_then_patch(
         api_client,
         path,
         listed.metadata.resource_version,
         selector,
-        lambda event: ours(event["object"])
-        and any(c.get("type") == "StatusPatched" for c in conditions_of(event["object"])),
-        "the StatusPatched condition",
+        ours,
+        lambda body: merge.patch_namespaced_replica_set_status("test-rs", namespace, body),
     )
 
 
@@ -1816,31 +1810,14 @@ def test_statefulset_basic_functionality_should_validate_statefulset_status_endp
             and (meta.get("labels") or {}).get("e2e") == "testing"
         )
 
-    watch_until(
-        api_client,
-        path,
-        listed.metadata.resource_version,
-        selector,
-        lambda event: ours(event["object"])
-        and any(
-            c.get("type") == "StatusUpdate" and c.get("reason") == "E2E" and c.get("message") == "Set from e2e test"
-            for c in conditions_of(event["object"])
-        ),
-        "the StatusUpdate condition",
-    )
-
     merge = client.AppsV1Api(client_with_content_type(MERGE_PATCH))
-    merge.patch_namespaced_stateful_set_status(
-        "ss2", namespace, {"status": {"conditions": [{"type": "StatusPatched", "status": "True"}]}}
-    )
-    watch_until(
+    watch_status_update_then_patch(
         api_client,
         path,
         listed.metadata.resource_version,
         selector,
-        lambda event: ours(event["object"])
-        and any(c.get("type") == "StatusPatched" for c in conditions_of(event["object"])),
-        "the StatusPatched condition",
+        ours,
+        lambda body: merge.patch_namespaced_stateful_set_status("ss2", namespace, body),
     )
 
 

@@ -219,6 +219,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "KAASD_LOCAL_PATH_DIR", default_value = kaasd_controller::LOCAL_PATH_DIR)]
     pub local_path_dir: PathBuf,
 
+    /// How much datastore history is kept, and how often older revisions are compacted away: a watch or a paged
+    /// list can resume from any revision younger than this. As kube-apiserver's flag of the same name, e.g. 5m, 90s.
+    #[arg(long, env = "KAASD_ETCD_COMPACTION_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+
     /// Run as a hosted control plane (e.g. a pod of another cluster): no data directory and nothing written to
     /// disk. The cluster PKI is kept in the --datastore (PostgreSQL or MySQL), sealed with the secret key; every
     /// replica started with the same datastore and key serves the same cluster. Logs are JSON unless
@@ -487,7 +492,9 @@ mod tests {
         assert_eq!(arguments.api_port, 6443);
         assert_eq!(arguments.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(arguments.datastore, None);
+        assert_eq!(arguments.etcd_compaction_interval, Duration::from_secs(300));
         assert!(Cli::try_parse_from(["kaasd", "controller", "--api-port", "http"]).is_err());
+        assert!(Cli::try_parse_from(["kaasd", "controller", "--etcd-compaction-interval", "5"]).is_err());
     }
 
     #[test]

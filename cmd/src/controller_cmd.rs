@@ -197,6 +197,7 @@ pub(crate) fn config(arguments: &ControllerArgs) -> anyhow::Result<ControllerCon
             Sync::Normal => SyncMode::Normal,
         },
         local_path_dir: arguments.local_path_dir.clone(),
+        compaction_interval: arguments.etcd_compaction_interval,
     })
 }
 

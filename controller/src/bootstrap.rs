@@ -113,6 +113,8 @@ pub async fn ensure(api: &ApiServer, config: &ControllerConfig, api_port: u16) -
     create_missing(api, "storage.k8s.io", "storageclasses", None, crate::controllers::local_path::storage_class())
         .await?;
 
+    drop_events_of_the_old_events_store(api).await?;
+
     for class in crate::apiserver::priority_classes() {
         create_missing(api, "scheduling.k8s.io", "priorityclasses", None, class).await?;
     }
@@ -331,6 +333,19 @@ fn cluster_roles() -> Vec<Value> {
             ],
         ),
     ]
+}
+
+/// Events written through events.k8s.io/v1 used to be stored under that group's own prefix. Both APIs now share
+/// the core store, so nothing reads or expires those keys any more: a cluster made before drops them once.
+async fn drop_events_of_the_old_events_store(api: &ApiServer) -> ApiResult<()> {
+    const OLD_PREFIX: &str = "/registry/events.k8s.io/events/";
+    // Looked up first, so that a start with nothing to drop writes nothing.
+    if api.store.list_raw(OLD_PREFIX, None, 0, 1).await?.kvs.is_empty() {
+        return Ok(());
+    }
+    let dropped = api.store.delete_prefix(OLD_PREFIX).await?;
+    tracing::info!(dropped, "dropped events of the old events.k8s.io store (both event APIs share the core store)");
+    Ok(())
 }
 
 /// Stores `object` with fresh identity if no object of that name exists.

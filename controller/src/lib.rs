@@ -56,6 +56,9 @@ pub struct ControllerConfig {
     pub sqlite_sync: SyncMode,
     /// Where the local-path provisioner puts volumes on the nodes (a path on each node, not on this machine).
     pub local_path_dir: PathBuf,
+    /// How much datastore history is kept: the datastore is compacted this often, to the revision it had this long
+    /// ago (upstream's `--etcd-compaction-interval`, 5 minutes by default).
+    pub compaction_interval: std::time::Duration,
 }
 
 /// Where a controller keeps its PKI (the API objects are in the datastore either way).
@@ -253,7 +256,7 @@ impl Controller {
             local_path_dir: config.local_path_dir.clone(),
         };
         controllers::spawn_all(client, api.clone(), pki.clone(), settings, stop_background.clone(), &background);
-        background.spawn(compact_history(store.clone(), stop_background.clone()));
+        background.spawn(compact_history(store.clone(), config.compaction_interval, stop_background.clone()));
         background.spawn(renew_serving_certificate(pki.clone(), names, serving_certificate, stop_background.clone()));
         let admin_kubeconfig = match &config.state {
             StateLocation::DataDir(dir) => {
@@ -295,17 +298,15 @@ impl Controller {
     }
 }
 
-/// How much history the datastore keeps: upstream compacts etcd every 5 minutes to the revision of 5 minutes ago,
-/// which is how long a client can resume a watch or a paged list.
-const HISTORY: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Compacts the datastore to the revision it had `HISTORY` ago, on the process that leads (one per database).
-async fn compact_history(store: Store, cancel: CancellationToken) {
+/// Compacts the datastore every `interval` to the revision it had `interval` ago, on the process that leads (one
+/// per database). Upstream compacts etcd the same way, every 5 minutes by default, which is how long a client can
+/// resume a watch or a paged list.
+async fn compact_history(store: Store, interval: std::time::Duration, cancel: CancellationToken) {
     let mut previous = store.revision();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(HISTORY) => {}
+            () = tokio::time::sleep(interval) => {}
         }
         if store.is_leader() && previous > 0 {
             if let Err(error) = store.compact(previous).await {

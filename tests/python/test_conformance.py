@@ -941,6 +941,89 @@ def test_resourcequota_should_apply_changes_to_a_resourcequota_status(api_client
     wait_until(reset, "the spec to be unchanged and status.hard reset to it")
 
 
+def scoped_quota(name, scope, hard):
+    """newTestResourceQuotaWithScope: a quota selecting pods by one scope."""
+    return client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name=name), spec=client.V1ResourceQuotaSpec(hard=hard, scopes=[scope])
+    )
+
+
+def quota_test_pod(name, requests=None, limits=None, active_deadline_seconds=None):
+    """newTestPodForQuota: one container with these requests and limits (none: a BestEffort pod)."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            active_deadline_seconds=active_deadline_seconds,
+            containers=[
+                client.V1Container(
+                    name="pause",
+                    image="registry.k8s.io/pause:3.10",
+                    resources=client.V1ResourceRequirements(requests=requests, limits=limits),
+                )
+            ],
+        ),
+    )
+
+
+def test_resourcequota_should_verify_resourcequota_with_terminating_scopes(core, namespace):
+    """ResourceQuota should verify ResourceQuota with terminating scopes.
+
+    Upstream: test/e2e/apimachinery/resource_quota.go. A Terminating and a NotTerminating quota each count only the
+    pods of their scope: a long-running pod counts against NotTerminating, one with activeDeadlineSeconds against
+    Terminating, and deleting each releases its usage. The pods need no node: a quota counts them while Pending.
+    """
+    wait_for_default_service_account(core, namespace)
+    hard = {"pods": "5", "requests.cpu": "1", "requests.memory": "500Mi", "limits.cpu": "2", "limits.memory": "1Gi"}
+    zero = {name: "0" for name in hard}
+    core.create_namespaced_resource_quota(namespace, scoped_quota("quota-terminating", "Terminating", hard))
+    core.create_namespaced_resource_quota(namespace, scoped_quota("quota-not-terminating", "NotTerminating", hard))
+    wait_for_quota_used(core, namespace, "quota-terminating", zero)
+    wait_for_quota_used(core, namespace, "quota-not-terminating", zero)
+
+    requests = {"cpu": "500m", "memory": "200Mi"}
+    limits = {"cpu": "1", "memory": "400Mi"}
+    one_pod = {"pods": "1", "requests.cpu": "500m", "requests.memory": "200Mi", "limits.cpu": "1", "limits.memory": "400Mi"}
+
+    core.create_namespaced_pod(namespace, quota_test_pod("test-pod", requests, limits))
+    wait_for_quota_used(core, namespace, "quota-not-terminating", one_pod)
+    wait_for_quota_used(core, namespace, "quota-terminating", zero)
+    core.delete_namespaced_pod("test-pod", namespace, grace_period_seconds=0)
+    wait_for_quota_used(core, namespace, "quota-not-terminating", zero)
+
+    core.create_namespaced_pod(namespace, quota_test_pod("terminating-pod", requests, limits, active_deadline_seconds=3600))
+    wait_for_quota_used(core, namespace, "quota-terminating", one_pod)
+    wait_for_quota_used(core, namespace, "quota-not-terminating", zero)
+    core.delete_namespaced_pod("terminating-pod", namespace, grace_period_seconds=0)
+    wait_for_quota_used(core, namespace, "quota-terminating", zero)
+
+
+def test_resourcequota_should_verify_resourcequota_with_best_effort_scope(core, namespace):
+    """ResourceQuota should verify ResourceQuota with best effort scope.
+
+    Upstream: test/e2e/apimachinery/resource_quota.go. A BestEffort and a NotBestEffort quota each count only the
+    pods of their QoS class; deleting a pod releases it. The pods need no node.
+    """
+    wait_for_default_service_account(core, namespace)
+    core.create_namespaced_resource_quota(namespace, scoped_quota("quota-besteffort", "BestEffort", {"pods": "5"}))
+    core.create_namespaced_resource_quota(namespace, scoped_quota("quota-not-besteffort", "NotBestEffort", {"pods": "5"}))
+    wait_for_quota_used(core, namespace, "quota-besteffort", {"pods": "0"})
+    wait_for_quota_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+
+    core.create_namespaced_pod(namespace, quota_test_pod("best-effort"))
+    wait_for_quota_used(core, namespace, "quota-besteffort", {"pods": "1"})
+    wait_for_quota_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+    core.delete_namespaced_pod("best-effort", namespace, grace_period_seconds=0)
+    wait_for_quota_used(core, namespace, "quota-besteffort", {"pods": "0"})
+
+    requests = {"cpu": "500m", "memory": "200Mi"}
+    limits = {"cpu": "1", "memory": "400Mi"}
+    core.create_namespaced_pod(namespace, quota_test_pod("not-best-effort", requests, limits))
+    wait_for_quota_used(core, namespace, "quota-not-besteffort", {"pods": "1"})
+    wait_for_quota_used(core, namespace, "quota-besteffort", {"pods": "0"})
+    core.delete_namespaced_pod("not-best-effort", namespace, grace_period_seconds=0)
+    wait_for_quota_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Watchers
 # ---------------------------------------------------------------------------------------------------------------------
@@ -2026,3 +2109,281 @@ def test_serviceaccounts_should_update_a_serviceaccount(core, namespace):
 
     updated = retry_on_conflict(update)
     assert updated.automount_service_account_token is True
+
+
+def test_serviceaccounts_should_allow_opting_out_of_api_token_automount(core, namespace):
+    """ServiceAccounts should allow opting out of API token automount.
+
+    Upstream: test/e2e/auth/service_accounts.go. Pods run as the default account (no opinion), an account that
+    mounts and one that does not, each with automountServiceAccountToken unset, true and false on the pod: the pod's
+    own setting wins, else the account's, else the token is mounted. Upstream only reads the created pods' volume
+    mounts too; they need not run.
+    """
+    wait_for_default_service_account(core, namespace)
+    for name, automount in (("mount", True), ("nomount", False)):
+        core.create_namespaced_service_account(
+            namespace,
+            client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name), automount_service_account_token=automount),
+        )
+    token_path = "/var/run/secrets/kubernetes.io/serviceaccount"
+    accounts = {"default": None, "mount": True, "nomount": False}
+    for number, (account, account_automount) in enumerate(accounts.items()):
+        for pod_automount in (None, True, False):
+            pod = core.create_namespaced_pod(
+                namespace,
+                client.V1Pod(
+                    metadata=client.V1ObjectMeta(name=f"pod-{number}-{pod_automount}".lower()),
+                    spec=client.V1PodSpec(
+                        service_account_name=account,
+                        automount_service_account_token=pod_automount,
+                        containers=[client.V1Container(name="token-test", image="registry.k8s.io/pause:3.10")],
+                    ),
+                ),
+            )
+            expected = next((value for value in (pod_automount, account_automount) if value is not None), True)
+            mounts = [mount.mount_path for mount in pod.spec.containers[0].volume_mounts or []]
+            assert (token_path in mounts) == expected, (account, pod_automount, mounts)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Deployment
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_deployment_deployment_should_support_proportional_scaling(apps, namespace):
+    """Deployment deployment should support proportional scaling.
+
+    Upstream: test/e2e/apps/deployment.go. 10 replicas with maxSurge 3 and maxUnavailable 2 roll out to an image
+    that never starts, so the rollout stops at 8 old and 5 new replicas; scaled to 30, the 20 more replicas allowed
+    (33 with the surge) are spread in proportion: the old ReplicaSet gets 20, the new one 13. No node runs the pods
+    here, so the first ReplicaSet's pods are never available either (upstream's are); the rollout stops at the same
+    sizes all the same, since unavailable old pods may be scaled down.
+    """
+    labels = {"name": "webserver"}
+    deployment = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="webserver-deployment"),
+        spec=client.V1DeploymentSpec(
+            replicas=10,
+            selector=client.V1LabelSelector(match_labels=labels),
+            strategy=client.V1DeploymentStrategy(
+                type="RollingUpdate",
+                rolling_update=client.V1RollingUpdateDeployment(max_surge=3, max_unavailable=2),
+            ),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="httpd", image="httpd:2.4")]),
+            ),
+        ),
+    )
+    apps.create_namespaced_deployment(namespace, deployment)
+
+    def replica_sets():
+        items = apps.list_namespaced_replica_set(namespace).items
+        return sorted(items, key=lambda rs: int(rs.metadata.annotations["deployment.kubernetes.io/revision"]))
+
+    def sizes():
+        return [rs.spec.replicas for rs in replica_sets()]
+
+    wait_until(lambda: (sizes() == [10], sizes()), "the first ReplicaSet to have 10 replicas")
+
+    apps.patch_namespaced_deployment(
+        "webserver-deployment",
+        namespace,
+        {"spec": {"template": {"spec": {"containers": [{"name": "httpd", "image": "webserver:404"}]}}}},
+    )
+    wait_until(lambda: (sizes() == [8, 5], sizes()), "the rollout to stop at 8 old and 5 new replicas")
+
+    apps.patch_namespaced_deployment("webserver-deployment", namespace, {"spec": {"replicas": 30}})
+    wait_until(lambda: (sizes() == [20, 13], sizes()), "the old ReplicaSet to get 20 replicas and the new one 13")
+    for rs in replica_sets():
+        assert rs.metadata.annotations["deployment.kubernetes.io/desired-replicas"] == "30"
+        assert rs.metadata.annotations["deployment.kubernetes.io/max-replicas"] == "33"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CustomResourceConversionWebhook (the converter served from this test process)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class ConversionWebhookServer:
+    """An HTTPS CRD conversion webhook on 127.0.0.1, converting as upstream's e2e converter (agnhost
+    crd-conversion-webhook) does: v1's `hostPort: "HOST:PORT"` is v2's `host` and `port`. Every review it answers
+    is kept in `reviews`."""
+
+    def __init__(self, directory):
+        self.ca_bundle = WebhookServer._certificates(directory)
+        self.reviews = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                server.reviews.append(review)
+                request = review["request"]
+                answer = {
+                    "apiVersion": review["apiVersion"],
+                    "kind": "ConversionReview",
+                    "response": {
+                        "uid": request["uid"],
+                        "convertedObjects": [server.convert(o, request["desiredAPIVersion"]) for o in request["objects"]],
+                        "result": {"status": "Success"},
+                    },
+                }
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @staticmethod
+    def convert(obj, desired):
+        converted = dict(obj)
+        if obj["apiVersion"].endswith("/v1") and desired.endswith("/v2") and "hostPort" in converted:
+            host, port = converted.pop("hostPort").split(":")
+            converted.update(host=host, port=port)
+        elif obj["apiVersion"].endswith("/v2") and desired.endswith("/v1") and "host" in converted:
+            converted["hostPort"] = f"{converted.pop('host')}:{converted.pop('port')}"
+        converted["apiVersion"] = desired
+        return converted
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def conversion_webhook(tmp_path):
+    server = ConversionWebhookServer(tmp_path)
+    yield server
+    server.stop()
+
+
+def create_converted_crd(api_client, webhook):
+    """The entry's CRD: versions v1 (stored) and v2 of one namespaced kind, converted by the webhook."""
+    name = "e2e-test-crd-conversion-" + random_suffix()
+    group = "stable.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{name}s.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": name + "s", "singular": name, "kind": "E2eTestCrd" + random_suffix().capitalize()},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": ALLOW_ALL_SCHEMA},
+                {"name": "v2", "served": True, "storage": False, "schema": ALLOW_ALL_SCHEMA},
+            ],
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "clientConfig": {
+                        "url": f"https://127.0.0.1:{webhook.port}/crdconvert",
+                        "caBundle": base64.b64encode(webhook.ca_bundle).decode(),
+                    },
+                    "conversionReviewVersions": ["v1", "v1beta1"],
+                },
+            },
+        },
+    }
+    created = create_crd(api_client, crd)
+
+    def v2_served():
+        try:
+            names = [r["name"] for r in call(api_client, "GET", f"/apis/{group}/v2")["resources"]]
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return False, "v2 not served yet"
+        return name + "s" in names, names
+
+    wait_until(v2_served, f"{name}s.{group}/v2 in discovery", interval=0.1)
+    return created
+
+
+def test_customresourceconversionwebhook_should_be_able_to_convert_from_cr_v1_to_cr_v2(
+    api_client, namespace, conversion_webhook
+):
+    """CustomResourceConversionWebhook should be able to convert from CR v1 to CR v2.
+
+    Upstream: test/e2e/apimachinery/crd_conversion_webhook.go. A custom resource created in v1 with `hostPort` reads
+    in v2 as `host` and `port`, converted by the CRD's webhook. The webhook is an HTTPS server in the test process,
+    named by URL, instead of a pod behind a Service.
+    """
+    crd = create_converted_crd(api_client, conversion_webhook)
+    try:
+        group, plural, kind = crd["spec"]["group"], crd["spec"]["names"]["plural"], crd["spec"]["names"]["kind"]
+        v1 = f"/apis/{group}/v1/namespaces/{namespace}/{plural}"
+        v2 = f"/apis/{group}/v2/namespaces/{namespace}/{plural}"
+        call(api_client, "POST", v1, {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": "cr-instance-1"},
+                                      "hostPort": "localhost:7070"})
+        read = call(api_client, "GET", f"{v2}/cr-instance-1")
+        assert read["apiVersion"] == f"{group}/v2"
+        assert (read.get("host"), read.get("port"), "hostPort" in read) == ("localhost", "7070", False), read
+        assert any(r["request"]["desiredAPIVersion"] == f"{group}/v2" for r in conversion_webhook.reviews)
+        # The v1 read needs no conversion: the object is stored as v1.
+        assert call(api_client, "GET", f"{v1}/cr-instance-1")["hostPort"] == "localhost:7070"
+    finally:
+        delete_crd(api_client, crd["metadata"]["name"])
+
+
+def test_customresourceconversionwebhook_should_be_able_to_convert_a_non_homogeneous_list_of_crs(
+    api_client, namespace, conversion_webhook
+):
+    """CustomResourceConversionWebhook should be able to convert a non homogeneous list of CRs.
+
+    Upstream: test/e2e/apimachinery/crd_conversion_webhook.go. One custom resource written in v1, one in v2: a list
+    in either version shows both in that version. The webhook is an HTTPS server in the test process, named by URL.
+    """
+    crd = create_converted_crd(api_client, conversion_webhook)
+    try:
+        group, plural, kind = crd["spec"]["group"], crd["spec"]["names"]["plural"], crd["spec"]["names"]["kind"]
+        v1 = f"/apis/{group}/v1/namespaces/{namespace}/{plural}"
+        v2 = f"/apis/{group}/v2/namespaces/{namespace}/{plural}"
+        call(api_client, "POST", v1, {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": "cr-instance-1"},
+                                      "hostPort": "localhost:7070"})
+        call(api_client, "POST", v2, {"apiVersion": f"{group}/v2", "kind": kind, "metadata": {"name": "cr-instance-2"},
+                                      "host": "localhost", "port": "8080"})
+        listed_v1 = call(api_client, "GET", v1)["items"]
+        assert [(o["metadata"]["name"], o["apiVersion"], o.get("hostPort")) for o in listed_v1] == [
+            ("cr-instance-1", f"{group}/v1", "localhost:7070"),
+            ("cr-instance-2", f"{group}/v1", "localhost:8080"),
+        ]
+        listed_v2 = call(api_client, "GET", v2)["items"]
+        assert [(o["metadata"]["name"], o["apiVersion"], o.get("host"), o.get("port")) for o in listed_v2] == [
+            ("cr-instance-1", f"{group}/v2", "localhost", "7070"),
+            ("cr-instance-2", f"{group}/v2", "localhost", "8080"),
+        ]
+        assert all("hostPort" not in o for o in listed_v2)
+    finally:
+        delete_crd(api_client, crd["metadata"]["name"])
+
+
+def test_a_conversion_webhook_that_is_down_fails_reads_in_the_other_version(api_client, namespace, tmp_path):
+    """Reads that need a conversion fail with upstream's 500 when the webhook cannot be reached; reads in the
+    version an object was written in do not need it."""
+    webhook = ConversionWebhookServer(tmp_path)
+    crd = create_converted_crd(api_client, webhook)
+    webhook.stop()
+    try:
+        group, plural, kind = crd["spec"]["group"], crd["spec"]["names"]["plural"], crd["spec"]["names"]["kind"]
+        v1 = f"/apis/{group}/v1/namespaces/{namespace}/{plural}"
+        call(api_client, "POST", v1, {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": "x"}})
+        assert call(api_client, "GET", f"{v1}/x")["metadata"]["name"] == "x"
+        with pytest.raises(ApiException) as error:
+            call(api_client, "GET", f"/apis/{group}/v2/namespaces/{namespace}/{plural}/x")
+        assert error.value.status == 500
+        assert f"conversion webhook for {group}/v1, Kind={kind} failed" in status_of(error.value)["message"]
+    finally:
+        delete_crd(api_client, crd["metadata"]["name"])

@@ -245,3 +245,112 @@ def test_dry_run_create_of_an_existing_name_is_already_exists(core, namespace):
     assert error.value.status == 409, "a dry run reports what the real request would"
     assert status_of(error.value)["reason"] == "AlreadyExists"
     assert core.read_namespaced_config_map("taken", namespace).data == {"a": "1"}
+
+
+def raw(api_client, method, path, body=None, content_type="application/json", accept="application/json", query=None):
+    """One request; the urllib3 response, so that its status and headers can be read. Errors are not raised."""
+    try:
+        return api_client.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": accept},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+    except ApiException as error:
+        return error
+
+
+def test_autoscaling_v1_checks_its_own_fields_and_answers_tables_and_warnings_in_v1(api_client, namespace):
+    """autoscaling/v1 is stored as autoscaling/v2. What v1 has no field for must be refused or warned about, not
+    dropped by the conversion; Tables carrying objects and every write answer speak v1."""
+    path = f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
+    autoscaler = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 3,
+            "targetCPUUtilizationPercentage": 50,
+            "bogus": 1,
+        },
+    }
+    refused = raw(api_client, "POST", path, autoscaler, query=[("fieldValidation", "Strict")])
+    assert refused.status == 400, refused
+    assert 'unknown field "spec.bogus"' in status_of(refused)["message"]
+
+    warned = raw(api_client, "POST", path, autoscaler, query=[("fieldValidation", "Warn")])
+    assert warned.status == 201, warned
+    assert 'unknown field \\"spec.bogus\\"' in warned.headers.get("Warning", ""), warned.headers
+    created = json.loads(warned.data)
+    assert created["apiVersion"] == "autoscaling/v1"
+    assert "bogus" not in created["spec"]
+
+    # A body that is not an object, or whose metadata is not one, is a bad request (not a server error).
+    for body in ([autoscaler], dict(autoscaler, metadata="web")):
+        answer = raw(api_client, "POST", path, body)
+        assert answer.status == 400, (body, answer)
+
+    table = raw(
+        api_client,
+        "GET",
+        path,
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io",
+        query=[("includeObject", "Object")],
+    )
+    assert table.status == 200
+    rows = json.loads(table.data)["rows"]
+    assert [row["object"]["apiVersion"] for row in rows] == ["autoscaling/v1"]
+    assert rows[0]["object"]["spec"]["targetCPUUtilizationPercentage"] == 50
+
+    # v1's extra metrics travel in an annotation; in v2 they come before the cpu target, as upstream converts them.
+    metric = [{"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "10"}}]
+    patched = raw(
+        api_client,
+        "PATCH",
+        f"{path}/web",
+        {"metadata": {"annotations": {"autoscaling.alpha.kubernetes.io/metrics": json.dumps(metric)}}},
+        content_type="application/merge-patch+json",
+    )
+    assert patched.status == 200, patched
+    v2 = json.loads(raw(api_client, "GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/web").data)
+    assert [m["type"] for m in v2["spec"]["metrics"]] == ["Pods", "Resource"], v2["spec"]
+
+
+def test_a_deployment_status_write_keeps_the_stored_labels(apps, api_client, namespace):
+    """Upstream's deployment status strategy resets labels as well as the spec; annotations sent with the status
+    are kept."""
+    apps.create_namespaced_deployment(namespace, deployment("web"))
+    patch = {"metadata": {"labels": {"added": "yes"}, "annotations": {"noted": "yes"}}, "status": {"replicas": 0}}
+    answer = raw(
+        api_client,
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/web/status",
+        patch,
+        content_type="application/merge-patch+json",
+    )
+    assert answer.status == 200, answer
+    stored = apps.read_namespaced_deployment("web", namespace)
+    assert stored.metadata.labels == {"app": "web"}
+    assert stored.metadata.annotations.get("noted") == "yes"
+
+
+def test_a_pod_naming_a_missing_service_account_is_refused(core, namespace):
+    """ServiceAccount admission: the account must exist (upstream's 403 and its words)."""
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="lost"),
+        spec=client.V1PodSpec(
+            service_account_name="nobody", containers=[client.V1Container(name="c", image="busybox")]
+        ),
+    )
+    with pytest.raises(ApiException) as error:
+        core.create_namespaced_pod(namespace, pod)
+    assert error.value.status == 403
+    assert status_of(error.value)["message"] == (
+        f'pods "lost" is forbidden: error looking up service account {namespace}/nobody: '
+        'serviceaccount "nobody" not found'
+    )

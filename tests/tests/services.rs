@@ -221,6 +221,18 @@ fn services_reach_ready_endpoints_from_pods_and_the_host() {
         Ok(wget_in(&node, "client", &format!("http://{cluster_ip}/")).is_ok())
     });
 
+    // The API's proxy (`kubectl get --raw`, `kubectl proxy`) reaches a pod, by its port or its first container
+    // port, and a Service by its port's name, each through the pod's node.
+    for pod in &pods {
+        for target in [format!("{pod}:8080"), pod.clone()] {
+            let path = format!("/api/v1/namespaces/default/pods/{target}/proxy/");
+            assert_eq!(node.controller.kubectl(&["get", "--raw", &path]).unwrap().trim(), pod, "{path}");
+        }
+    }
+    let through_service =
+        node.controller.kubectl(&["get", "--raw", "/api/v1/namespaces/default/services/web:http/proxy/"]).unwrap();
+    assert!(pods.contains(through_service.trim()), "{through_service:?} is one of {pods:?}");
+
     // Pod → cluster IP reaches both endpoints (chosen at random), and so does the host, by cluster IP and node port.
     let from_pod = answers(30, || wget_in(&node, "client", &format!("http://{cluster_ip}/"))).unwrap();
     assert_eq!(from_pod, pods, "both ready endpoints answer a pod");

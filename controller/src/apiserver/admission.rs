@@ -9,7 +9,8 @@ use crate::apiserver::registry::SchemaSource;
 use crate::apiserver::schema::{SchemaFacts, Schemas, COMPONENTS_PREFIX};
 
 /// Fills in what the API server sets on create: defaults plus the create-only admission steps (pod status, the
-/// service-account token volume, the namespace finalizer, a Job's generated selector). Needs `metadata.uid` set.
+/// namespace finalizer, a Job's generated selector). Needs `metadata.uid` set. (A pod's service-account token
+/// volume needs its account, so ServiceAccount admission in `service_accounts.rs` adds it.)
 ///
 /// `custom_schema` is the served version's schema when `def` is a custom resource: unknown fields are pruned and
 /// schema defaults applied.
@@ -19,9 +20,6 @@ pub fn prepare_for_create(def: &ResourceDef, object: &mut Value, custom_schema: 
     }
     crate::apiserver::defaults::prepare_for_create(def, object);
     default_admission_kinds(def, object);
-    if def.group.is_empty() && def.plural == "pods" {
-        crate::apiserver::defaults::mount_service_account_token(object);
-    }
 }
 
 /// Fills in defaults on update and patch; `old` is the stored object (Services keep their allocations).

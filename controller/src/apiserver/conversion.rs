@@ -122,9 +122,9 @@ impl ApiServer {
             forwarded.query = forwarded.query.with("fieldSelector", &selector);
         }
         let watch = request.method == Method::GET && request.query.flag("watch")?;
+        let mut warnings = Vec::new();
         if request.method == Method::POST || request.method == Method::PUT {
-            let body = crate::apiserver::objects::decode_object(&request)?;
-            check_served_type(served, &body)?;
+            let body = served_body(served, &request, false, &mut warnings)?;
             forwarded.content_type = "application/json".into();
             forwarded.body = Bytes::from(serde_json::to_vec(&conversion.to_storage(&body)).unwrap_or_default());
         }
@@ -132,15 +132,17 @@ impl ApiServer {
             let patch_type = PatchType::from_content_type(&request.content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(&request.content_type))?;
             if patch_type == PatchType::Apply {
-                let body = crate::apiserver::objects::decode_object(&request)?;
-                check_served_type(served, &body)?;
+                let body = served_body(served, &request, true, &mut warnings)?;
                 forwarded.body = Bytes::from(serde_json::to_vec(&conversion.to_storage(&body)).unwrap_or_default());
             } else {
                 return self.patch_converted(served, conversion, patch_type, forwarded, &request).await;
             }
         }
-        let response = Box::pin(self.serve_object(forwarded)).await?;
-        Ok(convert_response(response, served, conversion, watch).await)
+        let answer =
+            Box::pin(self.serve_object(forwarded)).await.map_err(|error| in_served_terms(error, served, conversion))?;
+        let mut response = convert_response(answer, served, conversion, watch).await;
+        crate::apiserver::objects::append_warnings(&mut response, &warnings);
+        Ok(response)
     }
 
     /// A non-apply patch, computed on the served form and written as a conditional update of the storage form.
@@ -164,10 +166,14 @@ impl ApiServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.get_existing(&storage, request.resource.namespace.as_deref(), &name).await?;
+            let current = self
+                .get_existing(&storage, request.resource.namespace.as_deref(), &name)
+                .await
+                .map_err(|error| in_served_terms(error, served, conversion))?;
             let current_served = conversion.to_served(served, &current.object);
-            let patched = crate::apiserver::objects::patch_object(served, &current_served, patch_type, &patch)?;
-            check_served_type(served, &patched)?;
+            let mut patched = crate::apiserver::objects::patch_object(served, &current_served, patch_type, &patch)?;
+            crate::apiserver::objects::check_type(served, &mut patched)?;
+            let warnings = crate::apiserver::objects::check_served_fields(served, &patched, request, false, false)?;
             let mut stored = conversion.to_storage(&patched);
             let precondition = patched.pointer("/metadata/resourceVersion").cloned();
             let read_at = json!(current.revision.to_string());
@@ -179,32 +185,57 @@ impl ApiServer {
             update.method = Method::PUT;
             update.content_type = "application/json".into();
             update.body = Bytes::from(serde_json::to_vec(&stored).unwrap_or_default());
-            match Box::pin(self.serve_object(update)).await {
+            match Box::pin(self.serve_object(update)).await.map_err(|error| in_served_terms(error, served, conversion))
+            {
                 Err(error) if error.code == 409 && retry_on_conflict && attempt < PATCH_ATTEMPTS => continue,
                 Err(error) => return Err(error),
-                Ok(response) => return Ok(convert_response(response, served, conversion, false).await),
+                Ok(response) => {
+                    let mut response = convert_response(response, served, conversion, false).await;
+                    crate::apiserver::objects::append_warnings(&mut response, &warnings);
+                    return Ok(response);
+                }
             }
         }
     }
 }
 
-/// apiVersion and kind of a body must be absent or the served version's (the storage path would check them
-/// against its own).
-fn check_served_type(served: &ResourceDef, body: &Value) -> ApiResult<()> {
-    let expected = served.api_version();
-    match body.get("apiVersion").and_then(Value::as_str) {
-        Some(version) if !version.is_empty() && version != expected => Err(ApiError::bad_request(format!(
-            "the API version in the data ({version}) does not match the expected API version ({expected})"
-        ))),
-        _ => match body.get("kind").and_then(Value::as_str) {
-            Some(kind) if !kind.is_empty() && kind != served.kind => Err(ApiError::bad_request(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({}) of {}",
-                served.kind,
-                served.group_resource()
-            ))),
-            _ => Ok(()),
-        },
+/// The request's body in the served version: an object of the served apiVersion and kind (the storage path would
+/// check them against its own), without fields the served schema does not know (the conversion would drop them
+/// silently). Warnings for unknown fields under `fieldValidation=Warn` are added to `warnings`.
+fn served_body(
+    served: &ResourceDef,
+    request: &ObjectRequest,
+    applied: bool,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let mut body = crate::apiserver::objects::decode_object(request)?;
+    crate::apiserver::objects::check_type(served, &mut body)?;
+    warnings.extend(crate::apiserver::objects::check_served_fields(served, &body, request, true, applied)?);
+    Ok(body)
+}
+
+/// An error of the storage path as the served resource would have said it: `events.events.k8s.io "x" not found`,
+/// not `events "x" not found` (the message's leading resource or kind, and the group of its details).
+fn in_served_terms(mut error: ApiError, served: &ResourceDef, conversion: Conversion) -> ApiError {
+    let (storage_group, _) = conversion.storage_version();
+    if storage_group == served.group {
+        return error;
     }
+    let qualified =
+        |group: &str, name: &str| if group.is_empty() { name.to_string() } else { format!("{name}.{group}") };
+    for (stored_name, served_name) in [
+        (qualified(storage_group, &served.plural), served.group_resource()),
+        (qualified(storage_group, &served.kind), qualified(&served.group, &served.kind)),
+    ] {
+        if let Some(rest) = error.message.strip_prefix(&format!("{stored_name} \"")) {
+            error.message = format!("{served_name} \"{rest}");
+            break;
+        }
+    }
+    if let Some(details) = error.details.as_mut().filter(|details| details.group == storage_group) {
+        details.group = served.group.clone();
+    }
+    error
 }
 
 /// The storage path's answer with its objects in the served version. Tables, Status objects and anything else
@@ -235,16 +266,25 @@ async fn convert_response(
     Response::from_parts(parts, BodyExt::boxed(http_body_util::Full::new(converted)))
 }
 
-/// Whether an answer is an object or a list of the resource (the storage form's kind is the served kind's).
+/// Whether an answer is an object or a list of the resource (the storage form's kind is the served kind's), or a
+/// Table whose rows carry objects (`includeObject=Object`).
 fn is_convertible(answer: &Value, served: &ResourceDef) -> bool {
     let kind = answer.get("kind").and_then(Value::as_str);
-    kind == Some(served.kind.as_str()) || kind == Some(served.list_kind().as_str())
+    kind == Some(served.kind.as_str()) || kind == Some(served.list_kind().as_str()) || kind == Some("Table")
 }
 
-/// Converts an object, or each item of a list, in place.
+/// Converts an object, each item of a list, or each row's object of a Table, in place.
 fn convert_answer(answer: &mut Value, served: &ResourceDef, conversion: Conversion) {
     if answer.get("kind").and_then(Value::as_str) == Some(served.kind.as_str()) {
         *answer = conversion.to_served(served, answer);
+        return;
+    }
+    if answer.get("kind").and_then(Value::as_str) == Some("Table") {
+        for row in answer.get_mut("rows").and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(object) = row.get_mut("object").filter(|object| object["kind"] == json!(served.kind)) {
+                *object = conversion.to_served(served, object);
+            }
+        }
         return;
     }
     if let Some(items) = answer.get_mut("items").and_then(Value::as_array_mut) {
@@ -258,7 +298,13 @@ fn convert_answer(answer: &mut Value, served: &ResourceDef, conversion: Conversi
 /// JSON as the storage path writes it: built-in kinds in their Go field order, a newline after a whole body.
 fn encode(value: &Value, served: &ResourceDef, newline: bool) -> Vec<u8> {
     let mut bytes = Vec::new();
-    crate::apiserver::field_order::write_json(&mut bytes, value, crate::apiserver::field_order::FieldOrder::of(served));
+    if value.get("kind") == Some(&json!("Table")) {
+        // A Table's own fields have no Go order to follow; its row objects are in the served form already.
+        bytes = serde_json::to_vec(value).unwrap_or_default();
+    } else {
+        let order = crate::apiserver::field_order::FieldOrder::of(served);
+        crate::apiserver::field_order::write_json(&mut bytes, value, order);
+    }
     if newline {
         bytes.push(b'\n');
     }
@@ -404,13 +450,17 @@ fn hpa_v1_to_v2(v1: &Value) -> Value {
     object.insert("metadata".into(), metadata);
     if let Some(spec) = v1.get("spec") {
         let mut spec_v2 = copy_fields(spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
-        let mut metrics = Vec::new();
+        // Upstream's order: the annotation's metrics, then the cpu target.
+        let mut metrics: Vec<Value> = metric_annotation
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|metric| metric_to_v2(metric, SPEC_FIELDS))
+            .collect();
         if let Some(percent) = spec.get("targetCPUUtilizationPercentage").filter(|p| !p.is_null()) {
             metrics.push(json!({"type": "Resource", "resource": {"name": "cpu",
                 "target": {"type": "Utilization", "averageUtilization": percent}}}));
-        }
-        for metric in metric_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
-            metrics.push(metric_to_v2(metric, SPEC_FIELDS));
         }
         if !metrics.is_empty() {
             spec_v2.insert("metrics".into(), Value::Array(metrics));
@@ -423,13 +473,16 @@ fn hpa_v1_to_v2(v1: &Value) -> Value {
     if let Some(status) = v1.get("status") {
         let mut status_v2 =
             copy_fields(status, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
-        let mut current = Vec::new();
+        let mut current: Vec<Value> = current_annotation
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|metric| metric_to_v2(metric, STATUS_FIELDS))
+            .collect();
         if let Some(percent) = status.get("currentCPUUtilizationPercentage").filter(|p| !p.is_null()) {
             current.push(json!({"type": "Resource", "resource": {"name": "cpu",
                 "current": {"averageUtilization": percent}}}));
-        }
-        for metric in current_annotation.as_ref().and_then(Value::as_array).into_iter().flatten() {
-            current.push(metric_to_v2(metric, STATUS_FIELDS));
         }
         if !current.is_empty() {
             status_v2.insert("currentMetrics".into(), Value::Array(current));
@@ -655,9 +708,10 @@ mod tests {
         assert_eq!(
             v2["spec"]["metrics"],
             json!([
-                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
                 {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}},
-            ])
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+            ]),
+            "the annotation's metrics come first, then the cpu target, as upstream converts them"
         );
         assert_eq!(v2["metadata"]["annotations"], json!({"team": "a"}), "the metrics annotation is taken back");
         assert_eq!(v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"], 71);
@@ -734,6 +788,18 @@ mod tests {
             Conversion::EventsV1.storage_field_selector("regarding.name=p,type=Normal,reportingController!=x"),
             "involvedObject.name=p,type=Normal,reportingComponent!=x"
         );
+    }
+
+    #[test]
+    fn errors_name_the_served_resource() {
+        let def = served("events.k8s.io", "v1", "events");
+        let missing = ApiError::not_found("events", "", "events", "x");
+        let error = in_served_terms(missing, &def, Conversion::EventsV1);
+        assert_eq!(error.message, r#"events.events.k8s.io "x" not found"#);
+        assert_eq!(error.details.unwrap().group, "events.k8s.io");
+        let invalid = ApiError::new(422, "Invalid", r#"Event "x" is invalid: reason: Required value"#);
+        let error = in_served_terms(invalid, &def, Conversion::EventsV1);
+        assert_eq!(error.message, r#"Event.events.k8s.io "x" is invalid: reason: Required value"#);
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //!   the field `<nil>`, as upstream does.
 //!
 //! CEL rules (`x-kubernetes-validations`) are compiled and run by `cel.rs`. Not covered: list-type uniqueness
-//! (`x-kubernetes-list-type` set/map) is not enforced, defaults in a CRD are not checked against their schema,
-//! and conversion is always the `None` strategy: every served version shares one storage key and only
-//! `apiVersion` is rewritten.
+//! (`x-kubernetes-list-type` set/map) is not enforced, and defaults in a CRD are not checked against their schema.
+//! Every served version shares one storage key; reads in another version are converted by `crd_conversion.rs`
+//! (strategy None or Webhook).
 
 use std::collections::BTreeSet;
 
@@ -35,9 +35,8 @@ pub enum CrdError {
     UnknownScope(String),
 }
 
-/// One [`ResourceDef`] per served version, in `spec.versions` order. All of them are stored under one key as the
-/// storage version (conversion strategy `None`), so a reader of another version sees the same object with only
-/// `apiVersion` rewritten.
+/// One [`ResourceDef`] per served version, in `spec.versions` order. All of them share one storage key; a reader of
+/// another version than an object was written in gets it converted (`crd_conversion.rs`).
 pub fn resource_defs(crd: &Value) -> Result<Vec<ResourceDef>, CrdError> {
     let spec = crd.get("spec").ok_or(CrdError::MissingField("spec"))?;
     let group = str_at(spec, "group").filter(|g| !g.is_empty()).ok_or(CrdError::MissingField("spec.group"))?;
@@ -228,6 +227,8 @@ pub fn validate_definition(crd: &Value) -> Vec<Cause> {
     if shared_columns {
         validate_printer_columns(versions.first().and_then(|v| v.get("additionalPrinterColumns")), "spec", &mut errors);
     }
+
+    validate_conversion(spec.get("conversion"), &mut errors);
 
     // status.storedVersions as a create sets it: the first storage version.
     let stored: Vec<&str> = versions
@@ -458,6 +459,53 @@ fn with_detail(mut message: String, detail: &str) -> String {
         message.push_str(detail);
     }
     message
+}
+
+/// `spec.conversion`: strategy None, or Webhook with a webhook to call (a URL or a Service) that speaks a
+/// ConversionReview version kaasd sends, as upstream validates it.
+fn validate_conversion(conversion: Option<&Value>, errors: &mut Vec<Cause>) {
+    let Some(conversion) = conversion.filter(|conversion| !conversion.is_null()) else { return };
+    match str_at(conversion, "strategy").unwrap_or_default() {
+        "None" => {
+            if conversion.get("webhook").is_some_and(|webhook| !webhook.is_null()) {
+                errors.push(forbidden(
+                    "spec.conversion.webhook",
+                    "should not be set when strategy is not set to Webhook",
+                ));
+            }
+        }
+        "Webhook" => {
+            let Some(webhook) = conversion.get("webhook").filter(|webhook| !webhook.is_null()) else {
+                errors.push(required("spec.conversion.webhook", "required when strategy is set to Webhook"));
+                return;
+            };
+            let client_config = webhook.get("clientConfig").unwrap_or(&Value::Null);
+            let has_url = client_config.get("url").is_some_and(|url| !url.is_null());
+            let has_service = client_config.get("service").is_some_and(|service| !service.is_null());
+            match (has_url, has_service) {
+                (false, false) => errors.push(required(
+                    "spec.conversion.webhook.clientConfig",
+                    "exactly one of url or service is required",
+                )),
+                (true, true) => errors.push(required(
+                    "spec.conversion.webhook.clientConfig",
+                    "exactly one of url or service is required",
+                )),
+                _ => {}
+            }
+            let versions = crate::apiserver::objects::string_list(webhook.get("conversionReviewVersions"));
+            if versions.is_empty() {
+                errors.push(required("spec.conversion.webhook.conversionReviewVersions", ""));
+            } else if !versions.iter().any(|version| version == "v1" || version == "v1beta1") {
+                errors.push(invalid(
+                    "spec.conversion.webhook.conversionReviewVersions",
+                    &render_json(&json!(versions)),
+                    "must include at least one of v1, v1beta1",
+                ));
+            }
+        }
+        other => errors.push(not_supported("spec.conversion.strategy", &go_quote(other), &["None", "Webhook"])),
+    }
 }
 
 fn required(field: &str, detail: &str) -> Cause {

@@ -234,7 +234,8 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
 /// from the `kube-root-ca.crt` ConfigMap, the namespace) mounted read-only at
 /// `/var/run/secrets/kubernetes.io/serviceaccount` in every container and init container. The suffix comes from
 /// the pod's uid, so set it first. Does nothing when the pod opts out (`automountServiceAccountToken: false`) or
-/// already mounts something there; the ServiceAccount's own opt-out is the caller's to check.
+/// already mounts something there. ServiceAccount admission (`service_accounts.rs`) calls it once it has checked the
+/// account and the account's own opt-out.
 pub fn mount_service_account_token(pod: &mut Value) {
     let suffix: String = pod
         .pointer("/metadata/uid")

@@ -93,7 +93,11 @@ fn extra_subresources(def: &ResourceDef) -> Vec<Subresource> {
             ("exec", ("", "v1", "PodExecOptions"), vec!["create", "get"]),
             ("log", ("", "v1", "Pod"), vec!["get"]),
             ("portforward", ("", "v1", "PodPortForwardOptions"), vec!["create", "get"]),
+            ("proxy", ("", "v1", "PodProxyOptions"), vec!["create", "delete", "get", "patch", "update"]),
         ],
+        ("", "services") => {
+            vec![("proxy", ("", "v1", "ServiceProxyOptions"), vec!["create", "delete", "get", "patch", "update"])]
+        }
         ("", "nodes") => {
             vec![("proxy", ("", "v1", "NodeProxyOptions"), vec!["create", "delete", "get", "patch", "update"])]
         }

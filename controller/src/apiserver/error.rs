@@ -20,6 +20,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Box<Details>>,
+    /// The Status's `metadata.continue`: where an expired paged list can go on, inconsistently, from.
+    pub list_continue: Option<String>,
 }
 
 /// `metav1.StatusDetails`; empty fields are left out of the body, as upstream's `omitempty` does.
@@ -39,7 +41,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError { code, reason, message: message.into(), details: None, list_continue: None }
+    }
+
+    pub fn with_continue(mut self, token: String) -> ApiError {
+        self.list_continue = Some(token);
+        self
     }
 
     pub fn with_details(mut self, details: Details) -> ApiError {
@@ -136,20 +143,28 @@ impl ApiError {
     /// The `metav1.Status` body, byte for byte as kube-apiserver encodes it (without the newline that ends every
     /// JSON response): clients compare these strings, so field order and omitted empty fields matter.
     pub fn status_json(&self) -> Vec<u8> {
-        encode_status("Failure", &self.message, self.reason, self.details.as_deref(), self.code)
+        let metadata = ListMeta { continue_token: self.list_continue.as_deref() };
+        encode_status("Failure", metadata, &self.message, self.reason, self.details.as_deref(), self.code)
     }
 }
 
 /// The `metav1.Status` a successful delete (`code` 0: none) or binding answers with, in upstream's encoding.
 pub fn success_status_json(code: u16, details: Option<&Details>) -> Vec<u8> {
-    encode_status("Success", "", "", details, code)
+    encode_status("Success", ListMeta::default(), "", "", details, code)
 }
 
-fn encode_status(status: &str, message: &str, reason: &str, details: Option<&Details>, code: u16) -> Vec<u8> {
+fn encode_status(
+    status: &str,
+    metadata: ListMeta,
+    message: &str,
+    reason: &str,
+    details: Option<&Details>,
+    code: u16,
+) -> Vec<u8> {
     let body = StatusBody {
         kind: "Status",
         api_version: "v1",
-        metadata: ListMeta {},
+        metadata,
         status,
         message,
         reason,
@@ -168,7 +183,7 @@ struct StatusBody<'a> {
     kind: &'static str,
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
-    metadata: ListMeta,
+    metadata: ListMeta<'a>,
     status: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     message: &'a str,
@@ -180,9 +195,12 @@ struct StatusBody<'a> {
     code: u16,
 }
 
-/// Always empty on an error or success Status.
-#[derive(Serialize)]
-struct ListMeta {}
+/// A Status's list metadata: empty, except for the continue token of an expired paged list.
+#[derive(Serialize, Default)]
+struct ListMeta<'a> {
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_token: Option<&'a str>,
+}
 
 #[derive(Serialize)]
 struct DetailsBody<'a> {

@@ -19,6 +19,7 @@ pub mod auth;
 mod cel;
 pub mod conversion;
 pub mod crd;
+mod crd_conversion;
 mod custom_resources;
 mod default_storage_class;
 pub mod defaults;
@@ -45,6 +46,7 @@ pub mod resource_quota;
 pub mod schema;
 mod schema_facts;
 pub mod selector;
+mod service_accounts;
 pub mod storage;
 pub mod table;
 pub mod tokens;
@@ -316,6 +318,9 @@ impl ApiServer {
             }
             Target::Resource(resource) if node_proxy::is_node_proxy(&resource) => {
                 self.node_proxy(&resource, method, query, headers, body, upgrade).await
+            }
+            Target::Resource(resource) if node_proxy::is_pod_or_service_proxy(&resource) => {
+                self.pod_or_service_proxy(&resource, method, query, headers, body, upgrade).await
             }
             Target::Resource(resource) if node_proxy::is_pod_log(&resource) && method == Method::GET => {
                 self.pod_log(&resource, query, headers, body).await

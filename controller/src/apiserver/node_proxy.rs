@@ -1,4 +1,5 @@
-//! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel; and
+//! `/api/v1/nodes/NAME[:PORT]/proxy/PATH`: an HTTP request passed to a node through its reverse tunnel; the same
+//! for `pods/NAME[:PORT]/proxy/PATH` and `services/NAME[:PORT]/proxy/PATH`, dialled from the pod's node; and
 //! `pods/NAME/log`, `exec`, `attach` and `portforward`, which the pod's node agent serves the same way.
 //!
 //! Exec, attach and port-forward are HTTP/1.1 upgrades (SPDY/3.1 or WebSocket). The upgrade request is passed on
@@ -105,6 +106,67 @@ impl ApiServer {
         };
         let request = ProxiedRequest { method: method.clone(), uri, original, headers, upgrade };
         self.proxy_to_node(name, &target, request, body).await
+    }
+
+    /// `pods/[http:]NAME[:PORT]/proxy/PATH` and `services/[http:]NAME[:PORT]/proxy/PATH`: an HTTP request passed to
+    /// the pod (its IP and the port, by default its first container port, else 80), or to a ready endpoint of the
+    /// Service's port (by number or name; none names the unnamed port). Either way it goes through the tunnel of
+    /// the node the pod runs on, which reaches the pod's address; the controller never dials a pod itself.
+    pub(super) async fn pod_or_service_proxy<B>(
+        &self,
+        resource: &ResourcePath,
+        method: &Method,
+        query: &Query,
+        headers: &HeaderMap,
+        body: B,
+        upgrade: Option<OnUpgrade>,
+    ) -> ApiResult<Response<Body>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let namespace = resource.namespace.as_deref().unwrap_or_default();
+        let segment = resource.name.as_deref().unwrap_or_default();
+        let (name, port) = proxy_name_and_port(segment)?;
+        let unavailable = |message: String| ApiError::new(503, "ServiceUnavailable", message);
+        let (node, target) = if resource.plural == "pods" {
+            let pod = self.stored_object("pods", Some(namespace), name).await?;
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|node| !node.is_empty());
+            let ip = pod.pointer("/status/podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty());
+            let (Some(node), Some(ip)) = (node, ip) else {
+                return Err(unavailable(format!("pod {name:?} has no IP address yet")));
+            };
+            let port = pod_port(&pod, port).ok_or_else(|| {
+                ApiError::bad_request(format!("pod {name:?} has no container port named {:?}", port.unwrap_or("")))
+            })?;
+            let address = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+            (node.to_string(), address)
+        } else {
+            let (address, node) =
+                self.service_endpoint(namespace, name, port.unwrap_or("")).await.map_err(unavailable)?;
+            let node = node.ok_or_else(|| {
+                unavailable(format!(
+                    "the endpoint {address} of service {name:?} runs on no node, so no tunnel reaches it"
+                ))
+            })?;
+            (node, address)
+        };
+        let subresource = resource.subresource.as_deref().unwrap_or("proxy");
+        let path = subresource.strip_prefix("proxy").unwrap_or("");
+        let path = if path.is_empty() { "/" } else { path };
+        let with_query = |path: String| match query.raw() {
+            "" => path,
+            raw => format!("{path}?{raw}"),
+        };
+        let original = format!("/api/v1/namespaces/{namespace}/{}/{segment}/{subresource}", resource.plural);
+        let request = ProxiedRequest {
+            method: method.clone(),
+            uri: with_query(path.to_string()),
+            original: with_query(original),
+            headers,
+            upgrade,
+        };
+        self.proxy_to_node(&node, &target, request, body).await
     }
 
     /// `pods/NAME/log`: the pod's node serves the log from its runtime's files (`/containerLogs/...` on the node
@@ -343,6 +405,48 @@ pub(super) fn is_pod_stream(resource: &ResourcePath) -> bool {
         && resource.namespace.is_some()
         && resource.name.is_some()
         && matches!(resource.subresource.as_deref(), Some("exec" | "attach" | "portforward"))
+}
+
+/// Whether `resource` is `pods/NAME/proxy[/PATH]` or `services/NAME/proxy[/PATH]`.
+pub(super) fn is_pod_or_service_proxy(resource: &ResourcePath) -> bool {
+    resource.group.is_empty()
+        && matches!(resource.plural.as_str(), "pods" | "services")
+        && resource.namespace.is_some()
+        && resource.name.is_some()
+        && resource.subresource.as_deref().is_some_and(|sub| sub == "proxy" || sub.starts_with("proxy/"))
+}
+
+/// `[SCHEME:]NAME[:PORT]` of a pod or service proxy path. Only plain HTTP is proxied.
+fn proxy_name_and_port(segment: &str) -> ApiResult<(&str, Option<&str>)> {
+    let parts: Vec<&str> = segment.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => ("", *name, None),
+        [name, port] => ("", *name, Some(*port)),
+        [scheme, name, port] => (*scheme, *name, Some(*port)),
+        _ => return Err(ApiError::bad_request(format!("invalid proxy target {segment:?}: use NAME[:PORT]"))),
+    };
+    match scheme {
+        "" | "http" => Ok((name, port.filter(|port| !port.is_empty()))),
+        "https" => Err(ApiError::bad_request(format!(
+            "proxying over https is not supported ({segment:?}); use http or name the port without a scheme"
+        ))),
+        other => Err(ApiError::bad_request(format!("unknown proxy scheme {other:?} in {segment:?}"))),
+    }
+}
+
+/// The port a pod proxy goes to: a number as given, a container port's name, or without one the first container
+/// port (80 when no container declares one), as upstream picks it.
+fn pod_port(pod: &Value, port: Option<&str>) -> Option<u64> {
+    let ports = || {
+        let containers = pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten();
+        containers.flat_map(|container| container.get("ports").and_then(Value::as_array).into_iter().flatten())
+    };
+    match port {
+        Some(text) => text.parse().ok().or_else(|| {
+            ports().find(|entry| entry["name"].as_str() == Some(text)).and_then(|entry| entry["containerPort"].as_u64())
+        }),
+        None => Some(ports().find_map(|entry| entry["containerPort"].as_u64()).unwrap_or(80)),
+    }
 }
 
 /// Whether `resource` is `pods/NAME/log`.

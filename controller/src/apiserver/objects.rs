@@ -209,7 +209,7 @@ impl ApiServer {
     ) -> ApiResult<Stored> {
         let key = ObjectStore::key(def, namespace, name);
         let mut stored = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
-        in_served_version(def, &mut stored.object);
+        self.in_served_version(def, vec![&mut stored.object]).await?;
         Ok(stored)
     }
 
@@ -262,6 +262,9 @@ impl ApiServer {
             let chunk = if limit > 0 { (limit - matched).max(1) } else { 0 };
             let page = self.store.list_raw(&prefix, start.as_deref(), revision, chunk).await.map_err(|error| {
                 if error.code == 410 && request.query.get("continue").is_some() {
+                    // As upstream: a token for the same key at the latest revision (-1) lets the client go on.
+                    let key = start.as_deref().unwrap_or(&prefix);
+                    let token = encode_continue(-1, &key[prefix.len().min(key.len())..]);
                     ApiError::expired(
                         "The provided continue parameter is too old to display a consistent list result. You can \
                          start a new list without the continue parameter, or use the continue token in this \
@@ -269,6 +272,7 @@ impl ApiServer {
                          results in an inconsistent list - objects that were created, modified, or deleted between \
                          the time the first chunk was returned and now may show up in the list.",
                     )
+                    .with_continue(token)
                 } else {
                     error
                 }
@@ -278,15 +282,30 @@ impl ApiServer {
                 revision = page.revision;
             }
             let read = page.kvs.len() as i64;
+            // With a conversion webhook the page is decoded whole, so that its objects go in one review; otherwise
+            // one object at a time.
+            let mut converted = None;
+            if self.conversion_webhook(def).is_some() {
+                let mut objects: Vec<Value> =
+                    page.kvs.iter().map(|kv| decode(kv).map(|stored| stored.object)).collect::<ApiResult<_>>()?;
+                self.in_served_version(def, objects.iter_mut().collect()).await?;
+                converted = Some(objects.into_iter());
+            }
             for kv in &page.kvs {
-                let mut stored = decode(kv)?;
-                in_served_version(def, &mut stored.object);
-                if selection.matches(def, &stored.object)? {
+                let object = match converted.as_mut() {
+                    Some(objects) => objects.next().unwrap_or_default(),
+                    None => {
+                        let mut object = decode(kv)?.object;
+                        crate::apiserver::crd_conversion::set_served_api_version(def, &mut object);
+                        object
+                    }
+                };
+                if selection.matches(def, &object)? {
                     matched += 1;
                     if table {
-                        values.push(stored.object);
+                        values.push(object);
                     } else {
-                        encoded.push(stored.object);
+                        encoded.push(object);
                     }
                 }
             }
@@ -404,6 +423,7 @@ impl ApiServer {
         let admission_started = std::time::Instant::now();
         self.admit_priority(def, &name, &mut object).await?;
         crate::apiserver::admission::prepare_for_create(def, &mut object, custom.as_ref());
+        self.admit_service_account(def, namespace, &name, &mut object).await?;
         let limit_ranges = self.pod_limit_ranges(def, namespace).await?;
         crate::apiserver::limit_ranges::apply_pod_defaults(&mut object, &limit_ranges);
         self.admit_default_storage_class(def, &mut object).await?;
@@ -456,11 +476,7 @@ impl ApiServer {
         warnings: &[String],
     ) -> ApiResult<Response<Body>> {
         let mut response = self.respond_object(def, code, object, request)?;
-        for warning in warnings {
-            if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "\\\""))) {
-                response.headers_mut().append("Warning", value);
-            }
-        }
+        append_warnings(&mut response, warnings);
         Ok(response)
     }
 
@@ -489,7 +505,7 @@ impl ApiServer {
                     _ => Err(not_found(def, name)),
                 };
             };
-            in_served_version(def, &mut current.object);
+            self.in_served_version(def, vec![&mut current.object]).await?;
             let mut proposed = match &change {
                 Change::Replace(body) => body.clone(),
                 Change::Patch(patch_type, patch) => apply_patch(
@@ -661,7 +677,7 @@ impl ApiServer {
         let mut node_revoked = false;
         for _attempt in 0..16 {
             let mut current = self.store.get(&key, true).await?.ok_or_else(|| not_found(def, name))?;
-            in_served_version(def, &mut current.object);
+            self.in_served_version(def, vec![&mut current.object]).await?;
             let object = &current.object;
             let object_uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(uid) = &options.precondition_uid {
@@ -1431,7 +1447,7 @@ fn prepare_update(
 /// Everything but metadata and status counts as spec (ConfigMap data, Role rules, ...).
 /// Metadata after a write to `/status`, `/approval` or `/finalize`. Built-in kinds take the request's metadata (the
 /// labels and annotations sent with a status patch are kept, as upstream's status strategies only reset the spec),
-/// except that `pods/status` cannot change owner references. Custom resources keep their stored metadata, as
+/// except that `pods/status` cannot change owner references and `deployments/status` cannot change labels. Custom resources keep their stored metadata, as
 /// upstream's status strategy for them copies everything but the status from the stored object.
 /// `None` keeps the stored metadata.
 fn metadata_of_subresource_write(
@@ -1444,6 +1460,15 @@ fn metadata_of_subresource_write(
         return None;
     }
     let mut metadata = proposed.get("metadata").filter(|metadata| metadata.is_object()).cloned()?;
+    // Upstream's deployment status strategy resets the labels as well as the spec.
+    if def.group == "apps" && def.plural == "deployments" && subresource == Some("status") {
+        match current.pointer("/metadata/labels") {
+            Some(labels) => metadata["labels"] = labels.clone(),
+            None => {
+                metadata.as_object_mut().map(|metadata| metadata.remove("labels"));
+            }
+        }
+    }
     if def.group.is_empty() && def.plural == "pods" && subresource == Some("status") {
         match current.pointer("/metadata/ownerReferences") {
             Some(owners) => metadata["ownerReferences"] = owners.clone(),
@@ -1602,19 +1627,46 @@ fn keeps_status_on_create(def: &ResourceDef) -> bool {
     )
 }
 
-/// A stored object as the requested version shows it. The served versions of a CustomResourceDefinition share one
-/// storage key (conversion strategy None): an object keeps the apiVersion it was written with, and a reader of
-/// another version sees it with only `apiVersion` rewritten. Built-in kinds are stored in their served version.
-pub(super) fn in_served_version(def: &ResourceDef, object: &mut Value) {
-    if matches!(def.schema, SchemaSource::CustomResource(_)) {
-        if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), Value::String(def.api_version()));
+/// Adds one `Warning: 299 - "TEXT"` header for each warning.
+pub(super) fn append_warnings(response: &mut Response<Body>, warnings: &[String]) {
+    for warning in warnings {
+        if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "\\\""))) {
+            response.headers_mut().append("Warning", value);
         }
     }
 }
 
+/// Unknown and repeated fields of a body written through a converted version, checked against the served
+/// version's schema: conversion drops what the storage form has no place for, so the storage path never sees them.
+/// `as_sent` is true when `object` is the request's own body (not a patched object); `applied` marks a server-side
+/// apply configuration. Returns the warnings `fieldValidation=Warn` asks for.
+pub(super) fn check_served_fields(
+    def: &ResourceDef,
+    object: &Value,
+    request: &ObjectRequest,
+    as_sent: bool,
+    applied: bool,
+) -> ApiResult<Vec<String>> {
+    let options = WriteOptions::from_query(&request.query, &request.user_agent)?;
+    let applied_as = applied.then(|| {
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        typed_patch_object(def, request.resource.namespace.as_deref(), name)
+    });
+    let mut warnings = Vec::new();
+    check_unknown_fields(
+        def,
+        None,
+        object,
+        as_sent.then_some(request),
+        applied_as.as_deref(),
+        options.field_validation,
+        &mut warnings,
+    )?;
+    Ok(warnings)
+}
+
 /// apiVersion and kind must be absent or name this resource; absent ones are filled in.
-fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
+pub(super) fn check_type(def: &ResourceDef, object: &mut Value) -> ApiResult<()> {
     let Some(map) = object.as_object_mut() else {
         return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
     };
@@ -1918,7 +1970,12 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
         .map_err(|_| invalid())?;
     let token: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let revision = token["rv"].as_i64().filter(|rv| *rv > 0).ok_or_else(invalid)?;
+    // -1 is the inconsistent continuation an expired list hands out: go on at the latest revision (0 here).
+    let revision = match token["rv"].as_i64() {
+        Some(-1) => 0,
+        Some(revision) if revision > 0 => revision,
+        _ => return Err(invalid()),
+    };
     let start = token["start"].as_str().ok_or_else(invalid)?;
     if start.contains("..") || start.starts_with('/') {
         return Err(invalid());

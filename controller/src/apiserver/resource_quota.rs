@@ -1,5 +1,6 @@
-//! ResourceQuota: what an object counts against a quota (object counts and the compute resources of pods), the
-//! usage of a namespace, and the admission check on create with upstream's 403 messages. The quota controller
+//! ResourceQuota: what an object counts against a quota (object counts and the compute resources of pods), which
+//! pods a scoped quota selects (Terminating, BestEffort, PriorityClass, … and their `scopeSelector`), the usage of a
+//! namespace, and the admission check on create with upstream's 403 messages. The quota controller
 //! (`controllers/resource_quota.rs`) writes `status.hard` and `status.used` from the same arithmetic.
 //!
 //! Admission computes the namespace's usage from the stored objects at the time of the request rather than from
@@ -168,6 +169,104 @@ fn missing_compute_resources(group: &str, plural: &str, object: &Value, hard: &B
     missing
 }
 
+/// Whether a quota's scopes select `object`: every scope in `spec.scopes` and every expression of
+/// `spec.scopeSelector` must match, as upstream's quota evaluators decide. Scopes describe pods, so a scoped quota
+/// counts no other kind; an unscoped one selects everything.
+pub fn in_scope(quota: &Value, group: &str, plural: &str, object: &Value) -> bool {
+    let scopes = quota.pointer("/spec/scopes").and_then(Value::as_array).into_iter().flatten();
+    let expressions = quota.pointer("/spec/scopeSelector/matchExpressions").and_then(Value::as_array);
+    let mut requirements: Vec<ScopeRequirement> =
+        scopes.filter_map(Value::as_str).map(ScopeRequirement::exists).collect();
+    requirements.extend(expressions.into_iter().flatten().map(ScopeRequirement::of_expression));
+    if requirements.is_empty() {
+        return true;
+    }
+    group.is_empty() && plural == "pods" && requirements.iter().all(|requirement| requirement.matches(object))
+}
+
+/// One scope a quota selects by: a `spec.scopes` entry (operator `Exists`) or a `scopeSelector` expression.
+struct ScopeRequirement {
+    scope: String,
+    operator: String,
+    values: Vec<String>,
+}
+
+impl ScopeRequirement {
+    fn exists(scope: &str) -> ScopeRequirement {
+        ScopeRequirement { scope: scope.to_string(), operator: "Exists".into(), values: Vec::new() }
+    }
+
+    fn of_expression(expression: &Value) -> ScopeRequirement {
+        let text = |key: &str| expression.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let values = expression.get("values").and_then(Value::as_array).into_iter().flatten();
+        ScopeRequirement {
+            scope: text("scopeName"),
+            operator: text("operator"),
+            values: values.filter_map(Value::as_str).map(str::to_string).collect(),
+        }
+    }
+
+    fn matches(&self, pod: &Value) -> bool {
+        let spec = pod.get("spec");
+        if self.scope == "PriorityClass" {
+            // Upstream matches the expression as a label selector against {PriorityClass: <the pod's class>}, a
+            // label that is always present (empty for a pod without a class).
+            let class = spec.and_then(|spec| spec.get("priorityClassName")).and_then(Value::as_str).unwrap_or("");
+            return match self.operator.as_str() {
+                "In" => self.values.iter().any(|value| value == class),
+                "NotIn" => !self.values.iter().any(|value| value == class),
+                "Exists" => true,
+                _ => false,
+            };
+        }
+        let selected = match self.scope.as_str() {
+            "Terminating" => is_terminating(pod),
+            "NotTerminating" => !is_terminating(pod),
+            "BestEffort" => is_best_effort(pod),
+            "NotBestEffort" => !is_best_effort(pod),
+            "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
+            _ => false,
+        };
+        match self.operator.as_str() {
+            "DoesNotExist" => !selected,
+            _ => selected,
+        }
+    }
+}
+
+/// A pod with a deadline (`activeDeadlineSeconds`) ends by itself: upstream's Terminating scope.
+fn is_terminating(pod: &Value) -> bool {
+    pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64).is_some_and(|seconds| seconds >= 0)
+}
+
+/// QoS class BestEffort: no container or init container requests or limits cpu or memory.
+fn is_best_effort(pod: &Value) -> bool {
+    ["containers", "initContainers"].iter().all(|key| {
+        pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array).into_iter().flatten().all(|container| {
+            ["requests", "limits"].iter().all(|field| {
+                let list = container.pointer(&format!("/resources/{field}"));
+                !["cpu", "memory"].iter().any(|resource| list.and_then(|list| list.get(*resource)).is_some())
+            })
+        })
+    })
+}
+
+/// A pod (anti-)affinity term that looks beyond the pod's namespace (`namespaces` or a `namespaceSelector`).
+fn uses_cross_namespace_affinity(pod: &Value) -> bool {
+    let mut terms = Vec::new();
+    for kind in ["podAffinity", "podAntiAffinity"] {
+        let Some(affinity) = pod.pointer(&format!("/spec/affinity/{kind}")) else { continue };
+        let required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution").and_then(Value::as_array);
+        terms.extend(required.into_iter().flatten());
+        let preferred = affinity.get("preferredDuringSchedulingIgnoredDuringExecution").and_then(Value::as_array);
+        terms.extend(preferred.into_iter().flatten().filter_map(|weighted| weighted.get("podAffinityTerm")));
+    }
+    terms.iter().any(|term| {
+        term.get("namespaces").and_then(Value::as_array).is_some_and(|names| !names.is_empty())
+            || term.get("namespaceSelector").is_some_and(|selector| !selector.is_null())
+    })
+}
+
 /// The quota's `spec.hard` as numbers.
 pub fn hard_of(quota: &Value) -> BTreeMap<String, f64> {
     resource_list(quota.pointer("/spec/hard")).into_iter().collect()
@@ -220,6 +319,9 @@ pub fn check_create(
     existing: &[&Value],
 ) -> Result<(), String> {
     let quota_name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if !in_scope(quota, group, plural, object) {
+        return Ok(());
+    }
     let hard = hard_of(quota);
     let requested: BTreeMap<String, f64> =
         usage_of(group, plural, object).into_iter().filter(|(name, _)| hard.contains_key(name)).collect();
@@ -231,7 +333,8 @@ pub fn check_create(
         return Err(format!("failed quota: {quota_name}: must specify {}", missing.join(",")));
     }
     let names: Vec<String> = requested.keys().cloned().collect();
-    let used = total_usage(group, plural, existing.iter().copied(), &names);
+    let counted = existing.iter().copied().filter(|other| in_scope(quota, group, plural, other));
+    let used = total_usage(group, plural, counted, &names);
     let mut failed_requested = BTreeMap::new();
     let mut failed_used = BTreeMap::new();
     let mut failed_hard = BTreeMap::new();
@@ -365,6 +468,54 @@ mod tests {
             check_create(&quota(json!({"configmaps": "0"})), "", "configmaps", &json!({}), &[]).unwrap_err(),
             "exceeded quota: compute, requested: configmaps=1, used: configmaps=0, limited: configmaps=0"
         );
+    }
+
+    #[test]
+    fn scopes_select_pods_by_deadline_qos_and_priority_class() {
+        let scoped = |spec: Value| json!({"metadata": {"name": "q"}, "spec": spec});
+        let best_effort = json!({"spec": {"containers": [{"name": "c"}]}});
+        let burstable = pod(json!({"cpu": "100m"}), json!({}));
+        let mut with_deadline = best_effort.clone();
+        with_deadline["spec"]["activeDeadlineSeconds"] = json!(30);
+        let mut critical = burstable.clone();
+        critical["spec"]["priorityClassName"] = json!("critical");
+
+        let terminating = scoped(json!({"scopes": ["Terminating"]}));
+        assert!(in_scope(&terminating, "", "pods", &with_deadline));
+        assert!(!in_scope(&terminating, "", "pods", &best_effort));
+        let not_terminating = scoped(json!({"scopes": ["NotTerminating"]}));
+        assert!(in_scope(&not_terminating, "", "pods", &best_effort));
+
+        let best_effort_quota = scoped(json!({"scopes": ["BestEffort"]}));
+        assert!(in_scope(&best_effort_quota, "", "pods", &best_effort));
+        assert!(!in_scope(&best_effort_quota, "", "pods", &burstable));
+        let both = scoped(json!({"scopes": ["NotBestEffort", "NotTerminating"]}));
+        assert!(in_scope(&both, "", "pods", &burstable));
+        assert!(!in_scope(&both, "", "pods", &with_deadline));
+
+        let by_class = |operator: &str, values: Value| {
+            scoped(json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": operator, "values": values}]}}))
+        };
+        assert!(in_scope(&by_class("In", json!(["critical"])), "", "pods", &critical));
+        assert!(!in_scope(&by_class("In", json!(["critical"])), "", "pods", &burstable));
+        assert!(in_scope(&by_class("NotIn", json!(["critical"])), "", "pods", &burstable));
+        assert!(in_scope(&by_class("Exists", json!([])), "", "pods", &burstable));
+
+        assert!(!in_scope(&terminating, "", "services", &json!({})), "scopes describe pods only");
+        assert!(in_scope(&quota(json!({"services": "1"})), "", "services", &json!({})));
+    }
+
+    #[test]
+    fn a_scoped_quota_counts_only_the_pods_it_selects() {
+        let mut best_effort_quota = quota(json!({"pods": "1"}));
+        best_effort_quota["spec"]["scopes"] = json!(["BestEffort"]);
+        let best_effort = json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c"}]}});
+        let burstable = pod(json!({"cpu": "100m"}), json!({}));
+        assert!(check_create(&best_effort_quota, "", "pods", &best_effort, &[&burstable]).is_ok());
+        assert!(check_create(&best_effort_quota, "", "pods", &burstable, &[&best_effort]).is_ok());
+        let refused = check_create(&best_effort_quota, "", "pods", &best_effort, &[&best_effort]).unwrap_err();
+        assert!(refused.starts_with("exceeded quota: "), "{refused}");
     }
 
     #[test]

@@ -64,15 +64,9 @@ impl ApiServer {
         let replay = requested.is_empty() || requested == "0" || send_initial == Some(true);
         let (initial, start_revision) = if replay && send_initial != Some(false) {
             let page = self.store.list(&prefix, None, 0, 0).await?;
-            let objects: Vec<Value> = page
-                .items
-                .into_iter()
-                .map(|mut stored| {
-                    super::objects::in_served_version(def, &mut stored.object);
-                    stored.object
-                })
-                .filter(|object| selection.matches(def, object).unwrap_or(false))
-                .collect();
+            let mut objects: Vec<Value> = page.items.into_iter().map(|stored| stored.object).collect();
+            self.in_served_version(def, objects.iter_mut().collect()).await?;
+            objects.retain(|object| selection.matches(def, object).unwrap_or(false));
             (objects, page.revision)
         } else {
             let revision: i64 = match requested.parse() {
@@ -109,6 +103,7 @@ impl ApiServer {
         // resource's watchers may each ask for another version).
         let one_version = matches!(def.schema, crate::apiserver::registry::SchemaSource::BuiltIn(_));
         let shared_lines = (!table && selection.is_empty() && one_version).then(|| self.watch_lines.clone());
+        let server = self.clone();
         tokio::spawn(async move {
             for line in first_lines {
                 if sender.send(line).await.is_err() {
@@ -140,8 +135,18 @@ impl ApiServer {
                         };
                         for event in batch.events {
                             let translated = match &shared_lines {
-                                Some(shared) => shared.lines(&event, || encoder.translate(&selection, &event)),
-                                None => encoder.translate(&selection, &event),
+                                Some(shared) => shared.lines(&event, || {
+                                    encoder.translate(&selection, &event, EventObjects::decode(&event)?)
+                                }),
+                                None => match EventObjects::decode(&event) {
+                                    Ok(mut objects) => {
+                                        match server.in_served_version(&def, objects.iter_mut().collect()).await {
+                                            Ok(()) => encoder.translate(&selection, &event, objects),
+                                            Err(error) => Err(error),
+                                        }
+                                    }
+                                    Err(error) => Err(error),
+                                },
                             };
                             let lines = match translated {
                                 Ok(lines) => lines,
@@ -263,20 +268,21 @@ impl EventEncoder {
         Ok(end_event(bytes))
     }
 
-    /// One store event as zero or one watch events, after the selectors.
-    fn translate(&mut self, selection: &Selection, event: &kaasd_datastore::Event) -> ApiResult<Vec<Bytes>> {
-        let previous = event.prev_kv.as_ref().map(decode).transpose()?.map(|mut stored| {
-            super::objects::in_served_version(&self.def, &mut stored.object);
-            stored.object
-        });
+    /// One store event as zero or one watch events, after the selectors. `objects` are the event's objects in
+    /// the served version.
+    fn translate(
+        &mut self,
+        selection: &Selection,
+        event: &kaasd_datastore::Event,
+        objects: EventObjects,
+    ) -> ApiResult<Vec<Bytes>> {
+        let EventObjects { previous, current } = objects;
         let matched_before = match &previous {
             Some(object) => selection.matches(&self.def, object)?,
             None => false,
         };
-        match event.kind {
-            EventKind::Put => {
-                let mut current = decode(&event.kv)?.object;
-                super::objects::in_served_version(&self.def, &mut current);
+        match (event.kind, current) {
+            (EventKind::Put, Some(current)) => {
                 let matches_now = selection.matches(&self.def, &current)?;
                 Ok(match (matched_before, matches_now) {
                     (false, true) => vec![self.event("ADDED", &current)?],
@@ -285,7 +291,8 @@ impl EventEncoder {
                     (false, false) => vec![],
                 })
             }
-            EventKind::Delete => match previous {
+            (EventKind::Put, None) => Ok(vec![]),
+            (EventKind::Delete, _) => match previous {
                 Some(mut object) if matched_before => {
                     crate::apiserver::storage::set_resource_version(&mut object, event.kv.mod_revision);
                     Ok(vec![self.event("DELETED", &object)?])
@@ -293,6 +300,27 @@ impl EventEncoder {
                 _ => Ok(vec![]),
             },
         }
+    }
+}
+
+/// The objects of one store event, decoded: the one before (if any) and, for a put, the one after.
+struct EventObjects {
+    previous: Option<Value>,
+    current: Option<Value>,
+}
+
+impl EventObjects {
+    fn decode(event: &kaasd_datastore::Event) -> ApiResult<EventObjects> {
+        let previous = event.prev_kv.as_ref().map(decode).transpose()?.map(|stored| stored.object);
+        let current = match event.kind {
+            EventKind::Put => Some(decode(&event.kv)?.object),
+            EventKind::Delete => None,
+        };
+        Ok(EventObjects { previous, current })
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.previous.iter_mut().chain(self.current.iter_mut())
     }
 }
 

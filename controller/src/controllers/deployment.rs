@@ -140,7 +140,11 @@ impl DeploymentController {
         let replica_sets = self.claim_replica_sets(&deployment, &selector).await;
         let mut rollout = Rollout::new(self, &deployment, replica_sets);
         if spec.paused.unwrap_or(false) {
-            rollout.scale_paused().await?;
+            rollout.progressing = Some(("DeploymentPaused", "Deployment is paused".into()));
+            rollout.scale().await?;
+        } else if rollout.is_scaling_event() {
+            // As upstream: a new spec.replicas is spread over the ReplicaSets first; the rollout goes on next pass.
+            rollout.scale().await?;
         } else if spec.strategy.as_ref().and_then(|strategy| strategy.type_.as_deref()) == Some("Recreate") {
             rollout.recreate().await?;
         } else {
@@ -256,7 +260,7 @@ impl<'a> Rollout<'a> {
                 }
             };
             if target != current {
-                self.scale(None, target).await?;
+                self.scale_one(None, target).await?;
                 return Ok(());
             }
         }
@@ -293,7 +297,7 @@ impl<'a> Rollout<'a> {
             }
             let down = (max_scaled_down - scaled).min(unhealthy);
             let target = spec_replicas(rs) - down;
-            self.scale(Some(index), target).await?;
+            self.scale_one(Some(index), target).await?;
             scaled += down;
         }
         // Then available ones, keeping minAvailable.
@@ -308,7 +312,7 @@ impl<'a> Rollout<'a> {
                 continue;
             }
             let down = current.min(budget);
-            self.scale(Some(index), current - down).await?;
+            self.scale_one(Some(index), current - down).await?;
             budget -= down;
             scaled += down;
         }
@@ -320,7 +324,7 @@ impl<'a> Rollout<'a> {
         let mut scaled = false;
         for index in 0..self.old.len() {
             if spec_replicas(&self.old[index]) > 0 {
-                self.scale(Some(index), 0).await?;
+                self.scale_one(Some(index), 0).await?;
                 scaled = true;
             }
         }
@@ -342,24 +346,98 @@ impl<'a> Rollout<'a> {
         }
         self.ensure_new_rs().await?;
         if self.new_rs.as_ref().is_some_and(|rs| spec_replicas(rs) != self.replicas) {
-            self.scale(None, self.replicas).await?;
+            self.scale_one(None, self.replicas).await?;
         }
         Ok(())
     }
 
-    /// Paused: no rollout, but `kubectl scale` still applies (to the newest ReplicaSet with pods, or the new one).
-    async fn scale_paused(&mut self) -> Result<(), ReconcileError> {
-        self.progressing = Some(("DeploymentPaused", "Deployment is paused".into()));
-        let active: Vec<usize> = (0..self.old.len()).filter(|index| spec_replicas(&self.old[*index]) > 0).collect();
-        let total: i32 = self.all().map(spec_replicas).sum();
-        if total == self.replicas {
+    /// The ReplicaSet at `index`: the new one (`None`) or `old[index]`.
+    fn at(&self, index: Option<usize>) -> Option<&ReplicaSet> {
+        match index {
+            None => self.new_rs.as_ref(),
+            Some(index) => self.old.get(index),
+        }
+    }
+
+    /// Indices of every ReplicaSet with replicas (see [`Rollout::at`]).
+    fn active(&self) -> Vec<Option<usize>> {
+        let all = self.new_rs.iter().map(|_| None).chain((0..self.old.len()).map(Some));
+        all.filter(|index| self.at(*index).is_some_and(|rs| spec_replicas(rs) > 0)).collect()
+    }
+
+    /// Upstream's isScalingEvent: an active ReplicaSet was last sized for another spec.replicas.
+    fn is_scaling_event(&self) -> bool {
+        self.active().into_iter().filter_map(|index| self.at(index)).any(|rs| {
+            let desired = rs.annotations().get(DESIRED_REPLICAS).and_then(|text| text.parse::<i32>().ok());
+            desired.is_some_and(|desired| desired != self.replicas)
+        })
+    }
+
+    /// Upstream's `scale`, for a scaling event or a paused Deployment: one active ReplicaSet (or, with none, the
+    /// newest) takes the whole count; a saturated new one makes the old ones go to zero; otherwise, in a rolling
+    /// update, the replicas to add or remove are spread over the active ReplicaSets in proportion to their size
+    /// ("proportional scaling"), so a scale in the middle of a rollout keeps its old-to-new ratio.
+    async fn scale(&mut self) -> Result<(), ReconcileError> {
+        let active = self.active();
+        let active_or_latest = match active.as_slice() {
+            [] if self.new_rs.is_some() => Some(None),
+            [] => self.newest_old().map(Some),
+            [only] => Some(*only),
+            _ => None,
+        };
+        if let Some(index) = active_or_latest {
+            if self.at(index).is_some_and(|rs| spec_replicas(rs) != self.replicas) {
+                self.scale_one(index, self.replicas).await?;
+            }
             return Ok(());
         }
-        match (&self.new_rs, active.as_slice()) {
-            (Some(_), []) => self.scale(None, self.replicas).await,
-            (None, [only]) => self.scale(Some(*only), self.replicas).await,
-            _ => Ok(()), // Several active ReplicaSets: left as they are until the rollout resumes.
+        if self.new_rs.as_ref().is_some_and(|rs| self.is_saturated(rs)) {
+            for index in active.into_iter().flatten() {
+                self.scale_one(Some(index), 0).await?;
+            }
+            return Ok(());
         }
+        let rolling =
+            self.deployment.spec.as_ref().and_then(|spec| spec.strategy.as_ref()).and_then(|s| s.type_.as_deref())
+                != Some("Recreate");
+        if !rolling {
+            return Ok(());
+        }
+        let sizes: Vec<(Option<usize>, i32, i32)> = active
+            .iter()
+            .filter_map(|index| self.at(*index).map(|rs| (*index, spec_replicas(rs), max_replicas_annotation(rs))))
+            .collect();
+        let before = self.deployment.status.as_ref().and_then(|status| status.replicas).unwrap_or(0);
+        for (index, size) in
+            proportional_sizes(&sizes, self.replicas, self.max_surge(), before, |index| self.created(index))
+        {
+            let needs_annotations = self
+                .at(index)
+                .is_some_and(|rs| rs.annotations().get(DESIRED_REPLICAS) != Some(&self.replicas.to_string()));
+            if self.at(index).is_some_and(|rs| spec_replicas(rs) != size) || needs_annotations {
+                self.scale_one(index, size).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The most recently created old ReplicaSet.
+    fn newest_old(&self) -> Option<usize> {
+        (0..self.old.len()).max_by_key(|index| self.created(Some(*index)))
+    }
+
+    fn created(&self, index: Option<usize>) -> (Option<jiff::Timestamp>, String) {
+        let rs = self.at(index);
+        (
+            rs.and_then(|rs| rs.metadata.creation_timestamp.as_ref()).map(|time| time.0),
+            rs.map(|rs| rs.name_any()).unwrap_or_default(),
+        )
+    }
+
+    /// Upstream's IsSaturated: the ReplicaSet has, wants and runs available exactly the Deployment's replicas.
+    fn is_saturated(&self, rs: &ReplicaSet) -> bool {
+        let desired = rs.annotations().get(DESIRED_REPLICAS).and_then(|text| text.parse::<i32>().ok());
+        spec_replicas(rs) == self.replicas && desired == Some(self.replicas) && available_replicas(rs) == self.replicas
     }
 
     /// Makes sure the new ReplicaSet exists (creating it with the replicas maxSurge allows) and carries the
@@ -478,7 +556,7 @@ impl<'a> Rollout<'a> {
     }
 
     /// Sets the replicas of the new ReplicaSet (`None`) or of `old[index]`.
-    async fn scale(&mut self, index: Option<usize>, replicas: i32) -> Result<(), ReconcileError> {
+    async fn scale_one(&mut self, index: Option<usize>, replicas: i32) -> Result<(), ReconcileError> {
         let desired = self.replicas.to_string();
         let max = (self.replicas + self.max_surge()).to_string();
         let rs = match index {
@@ -653,6 +731,63 @@ impl<'a> Rollout<'a> {
     }
 }
 
+/// The `max-replicas` annotation: the Deployment's replicas plus maxSurge when the ReplicaSet was last sized (0 when
+/// missing).
+fn max_replicas_annotation(rs: &ReplicaSet) -> i32 {
+    rs.annotations().get(MAX_REPLICAS).and_then(|text| text.parse().ok()).unwrap_or(0)
+}
+
+/// Upstream's proportional scaling. `active` holds each active ReplicaSet's index, size and `max-replicas`
+/// annotation; `replicas` and `max_surge` are the Deployment's now, `status_replicas` its last status count (the
+/// fallback for a missing annotation); `created` orders ReplicaSets of equal size. Returns the new size of each.
+/// The room left under replicas + maxSurge is shared from the largest ReplicaSet down, each getting its share of
+/// the old total (rounded), never more than what is left; what rounding leaves over goes to the largest.
+fn proportional_sizes<I: Copy, T: Ord>(
+    active: &[(I, i32, i32)],
+    replicas: i32,
+    max_surge: i32,
+    status_replicas: i32,
+    created: impl Fn(I) -> T,
+) -> Vec<(I, i32)> {
+    let total: i32 = active.iter().map(|(_, size, _)| size).sum();
+    let allowed = if replicas > 0 { replicas + max_surge } else { 0 };
+    let to_add = allowed - total;
+    let mut ordered: Vec<&(I, i32, i32)> = active.iter().collect();
+    // Scaling up: larger first, newer first among equals; scaling down: larger first, older first among equals.
+    ordered.sort_by(|a, b| {
+        let by_size = b.1.cmp(&a.1);
+        let by_age = if to_add > 0 { created(b.0).cmp(&created(a.0)) } else { created(a.0).cmp(&created(b.0)) };
+        by_size.then(by_age)
+    });
+    let mut added = 0;
+    let mut sizes: Vec<(I, i32)> = ordered
+        .iter()
+        .map(|(index, size, annotated)| {
+            if to_add == 0 || *size == 0 || to_add == added {
+                return (*index, *size);
+            }
+            let fraction = if replicas == 0 {
+                -size
+            } else {
+                let before = if *annotated > 0 { *annotated } else { status_replicas };
+                if before == 0 {
+                    0
+                } else {
+                    ((f64::from(*size) * f64::from(allowed)) / f64::from(before)).round() as i32 - size
+                }
+            };
+            let room = to_add - added;
+            let proportion = if to_add > 0 { fraction.min(room) } else { fraction.max(room) };
+            added += proportion;
+            (*index, size + proportion)
+        })
+        .collect();
+    if let Some(largest) = sizes.first_mut() {
+        largest.1 = (largest.1 + to_add - added).max(0);
+    }
+    sizes
+}
+
 fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1)
 }
@@ -797,6 +932,20 @@ mod tests {
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
         json_patch::merge(&mut value, &json!({ "spec": spec }));
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_scale_during_a_rollout_is_spread_in_proportion() {
+        // Upstream's e2e case: 10 replicas, maxSurge 3, a rollout stuck at 8 old and 5 new; scaled to 30.
+        let sizes = proportional_sizes(&[("old", 8, 13), ("new", 5, 13)], 30, 3, 13, |name| name == "new");
+        assert_eq!(sizes, [("old", 20), ("new", 13)]);
+        // Scaling down takes from the larger first, the older among equals, and never below zero.
+        let sizes = proportional_sizes(&[("old", 5, 13), ("new", 5, 13)], 4, 1, 10, |name| name == "new");
+        assert_eq!(sizes.iter().map(|(_, size)| size).sum::<i32>(), 5);
+        assert!(sizes.iter().all(|(_, size)| *size >= 0), "{sizes:?}");
+        // To zero: every ReplicaSet goes.
+        let sizes = proportional_sizes(&[("old", 3, 6), ("new", 2, 6)], 0, 1, 5, |name| name == "new");
+        assert_eq!(sizes, [("old", 0), ("new", 0)]);
     }
 
     #[test]

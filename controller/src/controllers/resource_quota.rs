@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::ResourceExt;
 use serde_json::{json, Map, Value};
 
-use crate::apiserver::resource_quota::{counted_resource, format_quantity, total_usage};
+use crate::apiserver::resource_quota::{counted_resource, format_quantity, in_scope, total_usage};
 use crate::apiserver::ApiServer;
 
 const PERIOD: Duration = Duration::from_secs(5);
@@ -29,8 +29,13 @@ type Watched = HashSet<String>;
 pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
     let mut tick = tokio::time::interval(PERIOD);
     let mut watched = Watched::new();
-    let mut writes = api.store.watch("/registry/", 0).await.ok();
+    let mut writes = None;
     loop {
+        // (Re)subscribed here: a watch that ended (a compaction, a lost database connection) is replaced at the next
+        // pass, and the recount that follows catches the writes made in between.
+        if writes.is_none() {
+            writes = api.store.watch("/registry/", 0).await.ok();
+        }
         tokio::select! {
             _ = tick.tick() => {}
             () = next_counted_write(&mut writes, &watched) => tokio::time::sleep(SETTLE).await,
@@ -43,7 +48,7 @@ pub async fn run(client: kube::Client, api: Arc<ApiServer>) {
 }
 
 /// Waits for a write under one of the `watched` prefixes; forever when there is no watch (the periodic pass
-/// still runs).
+/// still runs). Returns when the watch ends, leaving `writes` empty so that the caller subscribes again.
 async fn next_counted_write(writes: &mut Option<kaasd_datastore::Watcher>, watched: &Watched) {
     let Some(watcher) = writes.as_mut() else { return std::future::pending().await };
     loop {
@@ -58,9 +63,9 @@ async fn next_counted_write(writes: &mut Option<kaasd_datastore::Watcher>, watch
                 }
             }
             Err(error) => {
-                tracing::debug!(error = %error, "the resource quota controller's watch ended; recounting by period only");
+                tracing::debug!(error = %error, "the resource quota controller's watch ended; subscribing again");
                 *writes = None;
-                return std::future::pending().await;
+                return;
             }
         }
     }
@@ -113,6 +118,7 @@ async fn sync_one(
             .items
             .iter()
             .filter_map(|object| serde_json::to_value(object).ok())
+            .filter(|object| in_scope(&value, &group, &plural, object))
             .collect();
         for (name, total) in total_usage(&group, &plural, objects.iter(), &names) {
             used.insert(name, json!(format_quantity(total)));

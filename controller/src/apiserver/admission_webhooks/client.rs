@@ -2,6 +2,8 @@
 //! tunnel when the endpoint lives on a connected worker), TLS against the webhook's caBundle only, one HTTP/1.1
 //! POST, all within the webhook's timeout.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{header, Request};
 use http_body_util::{BodyExt, Full, Limited};
@@ -39,7 +41,17 @@ impl ApiServer {
     pub(super) async fn call_webhook(&self, webhook: &Webhook, body: Vec<u8>) -> Result<Vec<u8>, String> {
         let endpoint = webhook.endpoint.as_ref().map_err(Clone::clone)?;
         let tls = webhook.tls.as_ref().map_err(Clone::clone)?.clone();
-        let timeout = webhook.timeout;
+        self.post_to_webhook(endpoint, tls, webhook.timeout, body).await
+    }
+
+    /// POSTs `body` (JSON) to a webhook server, admission or CRD conversion alike: see [`ApiServer::call_webhook`].
+    pub(crate) async fn post_to_webhook(
+        &self,
+        endpoint: &Endpoint,
+        tls: Arc<rustls::ClientConfig>,
+        timeout: std::time::Duration,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
         let destination = self.destination(endpoint, timeout.as_secs()).await?;
         let url = destination.url.clone();
         let exchange = async move {
@@ -118,7 +130,9 @@ impl ApiServer {
                 })
             }
             Endpoint::Service { namespace, name, path, port } => {
-                let (address, node) = self.service_endpoint(namespace, name, *port).await?;
+                let (address, node) = self.service_endpoint(namespace, name, &port.to_string()).await?;
+                // A node whose tunnel ends elsewhere is dialled directly, as an endpoint outside the cluster is.
+                let node = node.filter(|node| self.tunnels.is_connected(node));
                 let host = format!("{name}.{namespace}.svc");
                 let path = if path.is_empty() { "/" } else { path.as_str() };
                 let path_and_query = format!("{path}?timeout={timeout_seconds}s");
@@ -134,13 +148,15 @@ impl ApiServer {
         }
     }
 
-    /// One ready endpoint of the Service's `port`, from its EndpointSlices: `ip:targetPort`, with the node it runs
-    /// on when that node's tunnel is connected here (a pod on a worker behind NAT is reachable only that way).
-    async fn service_endpoint(
+    /// One ready endpoint of a Service's port, from its EndpointSlices: `ip:targetPort`, and the node it runs on.
+    /// `port` is the Service port's number or name (empty for an unnamed one), as `services/NAME:PORT/proxy` names
+    /// it. A webhook call goes through that node's tunnel when it ends here (a pod on a worker behind NAT is
+    /// reachable only that way); the services proxy always goes through the node.
+    pub(crate) async fn service_endpoint(
         &self,
         namespace: &str,
         name: &str,
-        port: u16,
+        port: &str,
     ) -> Result<(String, Option<String>), String> {
         let registry = self.registry();
         let services = registry.get("", "v1", "services").cloned().ok_or("services are not served")?;
@@ -153,13 +169,17 @@ impl ApiServer {
             .map_err(|error| error.message)?
             .ok_or_else(|| format!("service \"{name}\" not found"))?
             .object;
-        let service_port = service
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|entry| entry["port"].as_u64() == Some(u64::from(port)))
-            .ok_or_else(|| format!("service {namespace}/{name} has no port {port}"))?;
+        let ports = service.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let service_port = match port.parse::<u64>() {
+            Ok(number) => ports
+                .iter()
+                .find(|entry| entry["port"].as_u64() == Some(number))
+                .ok_or_else(|| format!("no service port {number} found for service \"{name}\""))?,
+            Err(_) => ports
+                .iter()
+                .find(|entry| entry["name"].as_str().unwrap_or("") == port)
+                .ok_or_else(|| format!("no service port {port:?} found for service \"{name}\""))?,
+        };
         let port_name = service_port["name"].as_str().unwrap_or("");
         let page = self
             .store
@@ -187,9 +207,7 @@ impl ApiServer {
                 let Some(ip) = endpoint.pointer("/addresses/0").and_then(Value::as_str) else { continue };
                 let address =
                     if ip.contains(':') { format!("[{ip}]:{target_port}") } else { format!("{ip}:{target_port}") };
-                let node =
-                    endpoint["nodeName"].as_str().filter(|node| self.tunnels.is_connected(node)).map(str::to_string);
-                return Ok((address, node));
+                return Ok((address, endpoint["nodeName"].as_str().map(str::to_string)));
             }
         }
         Err(format!("no endpoints available for service \"{name}\""))

@@ -491,7 +491,7 @@ pub fn parse_configuration(configuration: &Value, mutating: bool) -> Vec<Webhook
     webhooks
 }
 
-fn parse_endpoint(config: &Value) -> Result<Endpoint, String> {
+pub(crate) fn parse_endpoint(config: &Value) -> Result<Endpoint, String> {
     if let Some(text) = config["url"].as_str() {
         return url::Url::parse(text)
             .map(Endpoint::Url)
@@ -511,7 +511,7 @@ fn parse_endpoint(config: &Value) -> Result<Endpoint, String> {
 }
 
 /// A rustls client configuration that trusts exactly the webhook's caBundle (PEM, base64 in the JSON).
-fn tls_config(config: &Value) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_config(config: &Value) -> Result<Arc<rustls::ClientConfig>, String> {
     use base64::Engine;
     let encoded = config["caBundle"]
         .as_str()

@@ -6,7 +6,8 @@
 //!   (apiextensions.k8s.io/v1, or v1beta1 when that is all the CRD accepts). A list page or a watch event goes as one
 //!   review holding every object that needs converting, whatever versions they are in.
 //!
-//! Upstream converts objects to the storage version when it writes them instead; a client sees the same objects
+//! Either way the version's schema defaults are applied to what is read, as upstream defaults objects it decodes
+//! from storage. Upstream converts objects to the storage version when it writes them instead; a client sees the same objects
 //! either way, since every read is converted to the version it asks for. As upstream, a webhook may change
 //! only the labels and annotations of an object's metadata: the rest is kept from the object sent.
 
@@ -28,29 +29,27 @@ const REVIEW_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 impl ApiServer {
     /// Puts `objects` (as stored) into `def`'s version; see the module comment. A webhook that fails, or answers
     /// with something other than the objects it was sent in the version asked for, is a 500 naming the webhook.
-    pub(super) async fn in_served_version(&self, def: &ResourceDef, objects: Vec<&mut Value>) -> ApiResult<()> {
+    pub(super) async fn in_served_version(&self, def: &ResourceDef, mut objects: Vec<&mut Value>) -> ApiResult<()> {
         if !matches!(def.schema, SchemaSource::CustomResource(_)) {
             return Ok(());
         }
         let desired = def.api_version();
-        let mut pending: Vec<&mut Value> =
-            objects.into_iter().filter(|object| object["apiVersion"].as_str() != Some(desired.as_str())).collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let Some(webhook) = self.conversion_webhook(def) else {
-            for object in pending {
-                set_served_api_version(def, object);
+        let webhook = self.conversion_webhook(def);
+        let pending: Vec<usize> =
+            (0..objects.len()).filter(|i| objects[*i]["apiVersion"].as_str() != Some(desired.as_str())).collect();
+        if let (Some(webhook), false) = (webhook, pending.is_empty()) {
+            let sent: Vec<Value> = pending.iter().map(|i| objects[*i].clone()).collect();
+            let converted = self.convert_by_webhook(&webhook, &desired, &sent).await.map_err(|reason| {
+                let from = sent[0]["apiVersion"].as_str().unwrap_or_default();
+                ApiError::internal(format!("conversion webhook for {from}, Kind={} failed: {reason}", def.kind))
+            })?;
+            for (i, converted) in pending.into_iter().zip(converted) {
+                *objects[i] = converted;
             }
-            return Ok(());
-        };
-        let sent: Vec<Value> = pending.iter().map(|object| (**object).clone()).collect();
-        let converted = self.convert_by_webhook(&webhook, &desired, &sent).await.map_err(|reason| {
-            let from = sent[0]["apiVersion"].as_str().unwrap_or_default();
-            ApiError::internal(format!("conversion webhook for {from}, Kind={} failed: {reason}", def.kind))
-        })?;
-        for (object, converted) in pending.iter_mut().zip(converted) {
-            **object = converted;
+        }
+        let schema = crate::apiserver::admission::custom_schema(&self.registry(), def);
+        for object in objects {
+            served_form(def, schema.as_ref(), object);
         }
         Ok(())
     }
@@ -94,13 +93,19 @@ impl ApiServer {
     }
 }
 
-/// Conversion strategy None: a custom resource read in another version than it was written in differs only in
-/// `apiVersion`. Does nothing to built-in kinds, which are stored in their served version.
-pub(super) fn set_served_api_version(def: &ResourceDef, object: &mut Value) {
-    if matches!(def.schema, SchemaSource::CustomResource(_)) {
-        if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), Value::String(def.api_version()));
-        }
+/// A custom resource as read in `def`'s version, without a conversion webhook: with strategy None it differs from
+/// the stored object only in `apiVersion`. The version's schema defaults (`schema`) are applied too, so that a
+/// default added to the CRD after an object was stored shows when it is read, as upstream defaults on read. Does
+/// nothing to built-in kinds, which are stored in their served version.
+pub(super) fn served_form(def: &ResourceDef, schema: Option<&Value>, object: &mut Value) {
+    if !matches!(def.schema, SchemaSource::CustomResource(_)) {
+        return;
+    }
+    if let Some(map) = object.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(def.api_version()));
+    }
+    if let Some(schema) = schema {
+        crate::apiserver::crd::apply_defaults(schema, object);
     }
 }
 

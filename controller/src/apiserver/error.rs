@@ -155,7 +155,7 @@ pub fn success_status_json(code: u16, details: Option<&Details>) -> Vec<u8> {
 
 fn encode_status(
     status: &str,
-    metadata: ListMeta,
+    metadata: ListMeta<'_>,
     message: &str,
     reason: &str,
     details: Option<&Details>,

@@ -285,6 +285,7 @@ impl ApiServer {
             // With a conversion webhook the page is decoded whole, so that its objects go in one review; otherwise
             // one object at a time.
             let mut converted = None;
+            let schema = crate::apiserver::admission::custom_schema(&self.registry(), def);
             if self.conversion_webhook(def).is_some() {
                 let mut objects: Vec<Value> =
                     page.kvs.iter().map(|kv| decode(kv).map(|stored| stored.object)).collect::<ApiResult<_>>()?;
@@ -296,7 +297,7 @@ impl ApiServer {
                     Some(objects) => objects.next().unwrap_or_default(),
                     None => {
                         let mut object = decode(kv)?.object;
-                        crate::apiserver::crd_conversion::set_served_api_version(def, &mut object);
+                        crate::apiserver::crd_conversion::served_form(def, schema.as_ref(), &mut object);
                         object
                     }
                 };
@@ -441,7 +442,7 @@ impl ApiServer {
         validate_object(def, custom.as_ref(), &object, None)?;
         crate::apiserver::limit_ranges::admit_pod(def, &name, &object, &limit_ranges)?;
         self.admit_by_validating_webhooks(&admission, Some(&object), &mut warnings).await?;
-        self.admit_quota(def, namespace, &name, &object).await?;
+        self.admit_quota(def, namespace, &name, &object, options.dry_run).await?;
         self.admit_create(def, namespace, &mut object, options.dry_run).await?;
         self.create_admission.record(admission_started.elapsed());
         if !applied {

@@ -123,7 +123,7 @@ pub fn swagger_document(registry: &Registry, schemas: &Schemas, crd_schema: Cust
             paths.insert(path.clone(), path_item(item));
         }
         for (name, schema) in document["components"]["schemas"].as_object().into_iter().flatten() {
-            definitions.entry(name.clone()).or_insert_with(|| schema_v2(schema));
+            definitions.entry(name.clone()).or_insert_with(|| kind_schema_v2(schema));
         }
     }
     json!({
@@ -141,6 +141,17 @@ pub fn swagger_document(registry: &Registry, schemas: &Schemas, crd_schema: Cust
             },
         },
     })
+}
+
+/// A kind's schema in v2. A custom resource whose schema keeps unknown fields at its root is published as a bare
+/// object, as upstream does: kubectl's client-side validation takes listed properties for the only ones allowed,
+/// so even apiVersion, kind and metadata are left out.
+fn kind_schema_v2(schema: &Value) -> Value {
+    let gvk = schema.get("x-kubernetes-group-version-kind");
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true)) && gvk.is_some() {
+        return json!({"type": "object", "x-kubernetes-group-version-kind": gvk});
+    }
+    schema_v2(schema)
 }
 
 /// Schema keywords OpenAPI v2 has; the rest of a v3 schema (`nullable`, `oneOf`, `anyOf`, `not`, `writeOnly`,

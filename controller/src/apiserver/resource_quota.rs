@@ -3,9 +3,10 @@
 //! namespace, and the admission check on create with upstream's 403 messages. The quota controller
 //! (`controllers/resource_quota.rs`) writes `status.hard` and `status.used` from the same arithmetic.
 //!
-//! Admission computes the namespace's usage from the stored objects at the time of the request rather than from
-//! `status.used`, so a quota is enforced even before the controller has counted. Two creates racing for the last
-//! unit can both pass (upstream serializes them by updating `status.used` in admission; kaasd does not yet).
+//! Admission counts the namespace's usage from the stored objects at the time of the request, and from the
+//! quota's `status.used` (whichever is larger), so a quota is enforced even before the controller has counted.
+//! It then reserves the create's usage in `status.used` with a write conditional on the quota's revision, which
+//! serializes creates racing for the last unit, as upstream's admission does.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use crate::apiserver::defaults::parse_quantity;
 use crate::apiserver::error::{ApiError, ApiResult, Details};
 use crate::apiserver::registry::ResourceDef;
-use crate::apiserver::storage::ObjectStore;
+use crate::apiserver::storage::{ObjectStore, Written};
 use crate::apiserver::ApiServer;
 
 /// Quota names that count objects of a core resource without the `count/` prefix (upstream's legacy names).
@@ -309,24 +310,28 @@ fn pretty(list: &BTreeMap<String, f64>) -> String {
     list.iter().map(|(name, value)| format!("{name}={}", format_quantity(*value))).collect::<Vec<_>>().join(",")
 }
 
-/// Checks one create against one quota, given the namespace's current objects of the same resource. `Err` is
-/// the reason, without the `<resource> "<name>" is forbidden: ` prefix.
+/// Checks one create against one quota, given the namespace's current objects of the same resource and what the
+/// quota's `status.used` says (`reserved`: the larger of the two counts, so that a create another request has
+/// reserved but not yet stored counts too). `Ok` is the usage after this create for each name it counts under
+/// (empty when the quota does not count it); `Err` is the reason, without the `<resource> "<name>" is forbidden: `
+/// prefix.
 pub fn check_create(
     quota: &Value,
     group: &str,
     plural: &str,
     object: &Value,
     existing: &[&Value],
-) -> Result<(), String> {
+    reserved: &BTreeMap<String, f64>,
+) -> Result<BTreeMap<String, f64>, String> {
     let quota_name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     if !in_scope(quota, group, plural, object) {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     let hard = hard_of(quota);
     let requested: BTreeMap<String, f64> =
         usage_of(group, plural, object).into_iter().filter(|(name, _)| hard.contains_key(name)).collect();
     if requested.is_empty() {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     let missing = missing_compute_resources(group, plural, object, &hard);
     if !missing.is_empty() {
@@ -338,9 +343,12 @@ pub fn check_create(
     let mut failed_requested = BTreeMap::new();
     let mut failed_used = BTreeMap::new();
     let mut failed_hard = BTreeMap::new();
+    let mut after = BTreeMap::new();
     for (name, amount) in &requested {
         let limit = hard[name];
-        let current = used.get(name).copied().unwrap_or(0.0);
+        let counted = used.get(name).copied().unwrap_or(0.0);
+        let current = counted.max(reserved.get(name).copied().unwrap_or(0.0));
+        after.insert(name.clone(), current + amount);
         if current + amount > limit {
             failed_requested.insert(name.clone(), *amount);
             failed_used.insert(name.clone(), current);
@@ -348,7 +356,7 @@ pub fn check_create(
         }
     }
     if failed_requested.is_empty() {
-        return Ok(());
+        return Ok(after);
     }
     Err(format!(
         "exceeded quota: {quota_name}, requested: {}, used: {}, limited: {}",
@@ -358,45 +366,79 @@ pub fn check_create(
     ))
 }
 
+/// How often a create retries reserving its usage when another write to the quota came first.
+const RESERVE_ATTEMPTS: usize = 10;
+
 impl ApiServer {
-    /// Refuses a create that would exceed a ResourceQuota of its namespace (upstream's 403).
+    /// Refuses a create that would exceed a ResourceQuota of its namespace (upstream's 403), and otherwise reserves
+    /// what it counts: the quota's `status.used` is written with this create added, conditional on the revision
+    /// read. Two creates racing for the last unit read the same quota and only one write wins; the other reads
+    /// again and sees the first one's reservation, as upstream's quota admission serializes them. (The quota
+    /// controller recounts from the stored objects soon after, which also drops reservations of creates that
+    /// failed later.) A dry run reserves nothing.
     pub(crate) async fn admit_quota(
         &self,
         def: &ResourceDef,
         namespace: Option<&str>,
         name: &str,
         object: &Value,
+        dry_run: bool,
     ) -> ApiResult<()> {
         let Some(namespace) = namespace else { return Ok(()) };
         let registry = self.registry();
         let quotas_def = registry.get("", "v1", "resourcequotas").cloned().expect("ResourceQuotas are built in");
-        let quotas = self.store.list(&ObjectStore::prefix(&quotas_def, Some(namespace)), None, 0, 0).await?.items;
-        if quotas.is_empty() {
-            return Ok(());
+        let forbidden = |reason: String| {
+            ApiError::forbidden(
+                format!("{} {name:?} is forbidden: {reason}", def.group_resource()),
+                Details {
+                    name: name.to_string(),
+                    group: def.group.clone(),
+                    kind: def.plural.clone(),
+                    ..Details::default()
+                },
+            )
+        };
+        for _attempt in 0..RESERVE_ATTEMPTS {
+            let quotas = self.store.list(&ObjectStore::prefix(&quotas_def, Some(namespace)), None, 0, 0).await?.items;
+            let mut existing = None;
+            let mut reservations = Vec::new();
+            for quota in &quotas {
+                let hard = hard_of(&quota.object);
+                if !usage_of(&def.group, &def.plural, object).keys().any(|name| hard.contains_key(name)) {
+                    continue;
+                }
+                if existing.is_none() {
+                    let prefix = ObjectStore::prefix(def, Some(namespace));
+                    existing = Some(self.store.list(&prefix, None, 0, 0).await?.items);
+                }
+                let objects: Vec<&Value> = existing.iter().flatten().map(|stored| &stored.object).collect();
+                let reserved: BTreeMap<String, f64> =
+                    resource_list(quota.object.pointer("/status/used")).into_iter().collect();
+                let after = check_create(&quota.object, &def.group, &def.plural, object, &objects, &reserved)
+                    .map_err(forbidden)?;
+                if !after.is_empty() {
+                    let mut updated = quota.object.clone();
+                    for (resource, amount) in after {
+                        updated["status"]["used"][resource] = Value::String(format_quantity(amount));
+                    }
+                    reservations.push((quota.key.clone(), quota.revision, updated));
+                }
+            }
+            if dry_run {
+                return Ok(());
+            }
+            let mut stale = false;
+            for (key, revision, updated) in reservations {
+                if self.store.update(&key, revision, &updated).await? == Written::Stale {
+                    stale = true;
+                    break;
+                }
+            }
+            if !stale {
+                return Ok(());
+            }
         }
-        let mut existing = None;
-        for quota in &quotas {
-            let hard = hard_of(&quota.object);
-            if !usage_of(&def.group, &def.plural, object).keys().any(|name| hard.contains_key(name)) {
-                continue;
-            }
-            if existing.is_none() {
-                existing = Some(self.store.list(&ObjectStore::prefix(def, Some(namespace)), None, 0, 0).await?.items);
-            }
-            let objects: Vec<&Value> = existing.iter().flatten().map(|stored| &stored.object).collect();
-            if let Err(reason) = check_create(&quota.object, &def.group, &def.plural, object, &objects) {
-                return Err(ApiError::forbidden(
-                    format!("{} {name:?} is forbidden: {reason}", def.group_resource()),
-                    Details {
-                        name: name.to_string(),
-                        group: def.group.clone(),
-                        kind: def.plural.clone(),
-                        ..Details::default()
-                    },
-                ));
-            }
-        }
-        Ok(())
+        Err(ApiError::conflict("resourcequotas", "", "resourcequotas", namespace))
     }
 }
 
@@ -446,26 +488,43 @@ mod tests {
         let existing = [pod(json!({}), json!({})), pod(json!({}), json!({}))];
         let refs: Vec<&Value> = existing.iter().collect();
         assert_eq!(
-            check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs).unwrap_err(),
+            check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs, &BTreeMap::new()).unwrap_err(),
             "exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
         );
-        assert!(check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs[..1]).is_ok());
+        assert!(check_create(&two_pods, "", "pods", &pod(json!({}), json!({})), &refs[..1], &BTreeMap::new()).is_ok());
         let cpu = quota(json!({"requests.cpu": "1", "requests.memory": "1Gi"}));
         let running = [pod(json!({"cpu": "750m", "memory": "512Mi"}), json!({}))];
         let refs: Vec<&Value> = running.iter().collect();
         assert_eq!(
-            check_create(&cpu, "", "pods", &pod(json!({"cpu": "500m", "memory": "256Mi"}), json!({})), &refs)
-                .unwrap_err(),
+            check_create(
+                &cpu,
+                "",
+                "pods",
+                &pod(json!({"cpu": "500m", "memory": "256Mi"}), json!({})),
+                &refs,
+                &BTreeMap::new()
+            )
+            .unwrap_err(),
             "exceeded quota: compute, requested: requests.cpu=500m, used: requests.cpu=750m, limited: requests.cpu=1"
         );
         assert_eq!(
-            check_create(&cpu, "", "pods", &pod(json!({"cpu": "100m"}), json!({})), &refs).unwrap_err(),
+            check_create(&cpu, "", "pods", &pod(json!({"cpu": "100m"}), json!({})), &refs, &BTreeMap::new())
+                .unwrap_err(),
             "failed quota: compute: must specify requests.memory"
         );
         // Quotas on other resources do not concern the object.
-        assert!(check_create(&quota(json!({"count/secrets": "0"})), "", "configmaps", &json!({}), &[]).is_ok());
+        assert!(check_create(
+            &quota(json!({"count/secrets": "0"})),
+            "",
+            "configmaps",
+            &json!({}),
+            &[],
+            &BTreeMap::new()
+        )
+        .is_ok());
         assert_eq!(
-            check_create(&quota(json!({"configmaps": "0"})), "", "configmaps", &json!({}), &[]).unwrap_err(),
+            check_create(&quota(json!({"configmaps": "0"})), "", "configmaps", &json!({}), &[], &BTreeMap::new())
+                .unwrap_err(),
             "exceeded quota: compute, requested: configmaps=1, used: configmaps=0, limited: configmaps=0"
         );
     }
@@ -512,9 +571,10 @@ mod tests {
         best_effort_quota["spec"]["scopes"] = json!(["BestEffort"]);
         let best_effort = json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c"}]}});
         let burstable = pod(json!({"cpu": "100m"}), json!({}));
-        assert!(check_create(&best_effort_quota, "", "pods", &best_effort, &[&burstable]).is_ok());
-        assert!(check_create(&best_effort_quota, "", "pods", &burstable, &[&best_effort]).is_ok());
-        let refused = check_create(&best_effort_quota, "", "pods", &best_effort, &[&best_effort]).unwrap_err();
+        assert!(check_create(&best_effort_quota, "", "pods", &best_effort, &[&burstable], &BTreeMap::new()).is_ok());
+        assert!(check_create(&best_effort_quota, "", "pods", &burstable, &[&best_effort], &BTreeMap::new()).is_ok());
+        let refused =
+            check_create(&best_effort_quota, "", "pods", &best_effort, &[&best_effort], &BTreeMap::new()).unwrap_err();
         assert!(refused.starts_with("exceeded quota: "), "{refused}");
     }
 

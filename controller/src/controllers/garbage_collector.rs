@@ -215,7 +215,8 @@ fn waits_for_dependents(node: &Node) -> bool {
 /// for their dependents), waiting (deleted in the foreground) or dangling (gone; known only after the first full
 /// sync, before which an owner may just not have been listed yet):
 /// - with a solid owner, the object stays, and only drops its references to waiting and dangling owners;
-/// - otherwise, with a waiting owner, it is deleted (in the foreground itself when it has dependents of its own);
+/// - otherwise, with a waiting owner, it is deleted (in the foreground itself when it has dependents of its own,
+///   after unblocking its own references when a dependent waits too, which breaks cycles of owners);
 /// - otherwise, once every owner is dangling, it is deleted in the background.
 async fn decide_as_dependent(
     client: &kube::Client,
@@ -245,8 +246,13 @@ async fn decide_as_dependent(
             release(client, node, &gone).await;
         }
     } else if !waiting.is_empty() {
-        let has_dependents = index.get(uid).is_some_and(|dependents| !dependents.is_empty());
-        let policy = if has_dependents { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+        let dependents: Vec<&Node> = index.get(uid).into_iter().flatten().filter_map(|d| nodes.get(d)).collect();
+        // A dependent that itself waits for its dependents may close a cycle of owners back to this object (which
+        // would then wait for it, for ever): as upstream, the object's own references stop blocking first.
+        if dependents.iter().any(|dependent| waits_for_dependents(dependent)) {
+            unblock_owner_references(client, node).await;
+        }
+        let policy = if dependents.is_empty() { PropagationPolicy::Background } else { PropagationPolicy::Foreground };
         delete(client, node, policy).await;
     } else if !dangling.is_empty() && dangling.len() == node.owners.len() {
         delete(client, node, PropagationPolicy::Background).await;
@@ -275,6 +281,27 @@ async fn release(client: &kube::Client, dependent: &Node, owners: &[String]) {
     let patch =
         json!({"metadata": {"ownerReferences": references, "resourceVersion": current.metadata.resource_version}});
     let _ = objects.patch(&dependent.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+}
+
+/// Sets `blockOwnerDeletion: false` on every owner reference of the object.
+async fn unblock_owner_references(client: &kube::Client, node: &Node) {
+    let objects = super::dynamic_api(client, &node.def, node.namespace.as_deref());
+    let Ok(current) = objects.get(&node.name).await else { return };
+    let references: Vec<_> = current
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut reference| {
+            reference.block_owner_deletion = reference.block_owner_deletion.map(|_| false);
+            reference
+        })
+        .collect();
+    let patch =
+        json!({"metadata": {"ownerReferences": references, "resourceVersion": current.metadata.resource_version}});
+    if let Err(error) = objects.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        tracing::debug!(object = %node.name, error = %error, "cannot unblock the owner references");
+    }
 }
 
 async fn remove_finalizer(client: &kube::Client, node: &Node, finalizer: &str) {

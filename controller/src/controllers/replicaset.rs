@@ -263,7 +263,7 @@ impl<K: Replicated> ReplicaSetController<K> {
                     Err(failed) => {
                         // This pod will never be seen: stop waiting for it.
                         self.expectations.creation_observed(key);
-                        error.get_or_insert(failed.to_string());
+                        error.get_or_insert(error_text(&failed));
                     }
                 }
             }
@@ -305,7 +305,7 @@ impl<K: Replicated> ReplicaSetController<K> {
                 Err(kube::Error::Api(response)) if response.code == 404 => self.expectations.deletion_observed(key),
                 Err(failed) => {
                     self.expectations.deletion_observed(key);
-                    error.get_or_insert(failed.to_string());
+                    error.get_or_insert(error_text(&failed));
                 }
             }
         }
@@ -475,13 +475,15 @@ fn compute_status(
         let kept = previous
             .iter()
             .find(|condition| condition.type_ == "ReplicaFailure" && condition.reason.as_deref() == Some(reason));
-        conditions.push(ReplicaSetCondition {
+        // As upstream's SetCondition: a condition of the same reason stays as it is, message included. (Each
+        // failure's message names another pod; rewriting it would write the status on every retry.)
+        conditions.push(kept.cloned().unwrap_or_else(|| ReplicaSetCondition {
             type_: "ReplicaFailure".into(),
             status: "True".into(),
             reason: Some(reason.into()),
             message: Some(message.clone()),
-            last_transition_time: kept.and_then(|condition| condition.last_transition_time.clone()).or(Some(Time(now))),
-        });
+            last_transition_time: Some(Time(now)),
+        }));
     }
     let count = |value: usize| Some(value as i32).filter(|value| *value > 0);
     ReplicaSetStatus {
@@ -492,6 +494,14 @@ fn compute_status(
         observed_generation: rs.metadata.generation,
         conditions: Some(conditions).filter(|conditions| !conditions.is_empty()),
         terminating_replicas: None,
+    }
+}
+
+/// An API error as upstream's controllers report it: the server's message alone, without the client's wrapping.
+fn error_text(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -32,8 +32,8 @@ use super::events::{Kind, Recorder};
 use super::expectations::Expectations;
 use super::informer::{Change, Informer};
 use super::queue::{self, WorkQueue};
-use super::replicaset::{controller_of, controller_reference, object_key, ready_since};
-use super::ReconcileError;
+use super::replicaset::{adopt, controller_of, controller_reference, object_key, ready_since};
+use super::{label_selector, labels_match, ReconcileError};
 use failure_policy::Outcome;
 
 mod failure_policy;
@@ -86,6 +86,7 @@ impl JobController {
         });
         let (queue, expectations, released) =
             (controller.queue.clone(), controller.expectations.clone(), controller.released.clone());
+        let jobs_of_orphans = jobs.clone();
         pods.on_change(move |change| {
             let (pod, created) = match change {
                 Change::Applied { old, new } => (*new, old.is_none()),
@@ -96,6 +97,16 @@ impl JobController {
                 if let Some(uid) = &pod.metadata.uid {
                     released.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(uid);
                 }
+            }
+            if controller_of(pod).is_none() && pod.metadata.deletion_timestamp.is_none() {
+                // An orphan: every Job whose selector it matches may adopt it.
+                for job in jobs_of_orphans.list_namespace(pod.metadata.namespace.as_deref().unwrap_or_default()) {
+                    let selector = job.spec.as_ref().and_then(|spec| spec.selector.as_ref()).and_then(label_selector);
+                    if selector.is_some_and(|selector| labels_match(&selector, pod.metadata.labels.as_ref())) {
+                        queue.add(object_key(job.as_ref()));
+                    }
+                }
+                return;
             }
             let Some(owner) = controller_of(pod).filter(|owner| owner.kind == "Job") else { return };
             let key = queue::key(pod.metadata.namespace.as_deref(), &owner.name);
@@ -131,13 +142,7 @@ impl JobController {
         self.release_orphans(&pods_api, namespace, name, job.as_ref().and_then(|job| job.uid())).await?;
         let Some(job) = job else { return Ok(()) };
         let job = Arc::new(job);
-        let uid = job.uid().unwrap_or_default();
-        let all_owned: Vec<Arc<Pod>> = self
-            .pods
-            .list_namespace(namespace)
-            .into_iter()
-            .filter(|pod| controller_of(pod).is_some_and(|owner| owner.uid == uid))
-            .collect();
+        let all_owned = self.claim_pods(&pods_api, &job).await;
         let spec = job.spec.clone().unwrap_or_default();
         let old_status = job.status.clone().unwrap_or_default();
         let mut status = old_status.clone();
@@ -425,6 +430,50 @@ impl JobController {
             self.queue.add_after(key.to_string(), delay);
         }
         Ok(())
+    }
+
+    /// The Job's pods, claimed as upstream's ControllerRefManager claims them: owned pods whose labels stopped
+    /// matching the selector are released (their owner reference and tracking finalizer go: no Job counts them any
+    /// more), and matching pods without a controller are adopted, unless the Job is being deleted. Pods being
+    /// deleted are neither adopted nor released.
+    async fn claim_pods(&self, api: &Api<Pod>, job: &Job) -> Vec<Arc<Pod>> {
+        let uid = job.uid().unwrap_or_default();
+        let selector = job.spec.as_ref().and_then(|spec| spec.selector.as_ref()).and_then(label_selector);
+        let job_deleting = job.metadata.deletion_timestamp.is_some();
+        let mut owned = Vec::new();
+        for pod in self.pods.list_namespace(&job.namespace().unwrap_or_default()) {
+            let matches =
+                selector.as_ref().is_some_and(|selector| labels_match(selector, pod.metadata.labels.as_ref()));
+            let pod_deleting = pod.metadata.deletion_timestamp.is_some();
+            match controller_of(&pod) {
+                Some(owner) if owner.uid == uid => {
+                    if matches || pod_deleting || job_deleting || selector.is_none() {
+                        owned.push(pod);
+                    } else {
+                        self.release_from_job(api, &pod, &uid).await;
+                    }
+                }
+                None if matches && !pod_deleting && !job_deleting => {
+                    if adopt(api, &pod, &controller_reference(job)).await {
+                        owned.push(pod);
+                    }
+                }
+                _ => {}
+            }
+        }
+        owned
+    }
+
+    /// Removes the Job's controller reference and the tracking finalizer from a pod it no longer selects.
+    async fn release_from_job(&self, api: &Api<Pod>, pod: &Pod, job_uid: &str) {
+        let references: Vec<_> =
+            pod.metadata.owner_references.iter().flatten().filter(|owner| owner.uid != job_uid).collect();
+        let finalizers: Vec<&String> = pod.finalizers().iter().filter(|f| *f != TRACKING_FINALIZER).collect();
+        let patch = json!({"metadata": {"ownerReferences": references, "finalizers": finalizers,
+            "resourceVersion": pod.metadata.resource_version, "uid": pod.metadata.uid}});
+        if let Err(error) = api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::debug!(pod = %pod.name_any(), error = %error, "cannot release the pod from its Job");
+        }
     }
 
     /// Takes the tracking finalizer off a pod whose outcome is recorded (or that no Job counts any more).

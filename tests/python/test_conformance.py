@@ -324,7 +324,12 @@ def create_crd(api_client, crd):
     """fixtures.CreateNewV1CustomResourceDefinitionWatchUnsafe: create, then wait until discovery serves it."""
     created = call(api_client, "POST", CRDS, crd)
     group, version = created["spec"]["group"], created["spec"]["versions"][0]["name"]
-    plural = created["spec"]["names"]["plural"]
+    wait_for_served(api_client, group, version, created["spec"]["names"]["plural"])
+    return created
+
+
+def wait_for_served(api_client, group, version, plural):
+    """Waits until discovery of GROUP/VERSION lists the resource (the server takes up a new CRD asynchronously)."""
 
     def served():
         try:
@@ -337,7 +342,6 @@ def create_crd(api_client, crd):
         return plural in names, names
 
     wait_until(served, f"{plural}.{group}/{version} in discovery", interval=0.1)
-    return created
 
 
 def delete_crd(api_client, name):
@@ -2298,17 +2302,7 @@ def create_converted_crd(api_client, webhook):
         },
     }
     created = create_crd(api_client, crd)
-
-    def v2_served():
-        try:
-            names = [r["name"] for r in call(api_client, "GET", f"/apis/{group}/v2")["resources"]]
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            return False, "v2 not served yet"
-        return name + "s" in names, names
-
-    wait_until(v2_served, f"{name}s.{group}/v2 in discovery", interval=0.1)
+    wait_for_served(api_client, group, "v2", name + "s")
     return created
 
 

@@ -36,6 +36,7 @@ from test_conformance import (
     retry_on_conflict,
     status_of,
     wait_for_default_service_account,
+    wait_for_served,
     wait_until,
 )
 
@@ -415,18 +416,7 @@ def create_test_crd(api_client, cleanup, crd):
     cleanup.append(f"{CRDS}/{created['metadata']['name']}")
     plural = created["spec"]["names"]["plural"]
     for version in served_versions(created):
-
-        def served():
-            try:
-                resources = call(api_client, "GET", f"/apis/{CRD_GROUP}/{version}")["resources"]
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                return False, "group version not served yet"
-            names = [resource["name"] for resource in resources]
-            return plural in names, names
-
-        wait_until(served, f"{plural}.{CRD_GROUP}/{version} in discovery", interval=0.1)
+        wait_for_served(api_client, CRD_GROUP, version, plural)
     return created
 
 

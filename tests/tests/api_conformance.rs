@@ -1067,7 +1067,8 @@ fn chunking_should_support_continue_listing_from_the_last_key_if_the_original_ve
 
     let mut expired = Value::Null;
     eventually("the first page's revision to be compacted away", || {
-        let (code, body) = curl_get(&controller, &token, &format!("{path}?limit=40&continue={first_token}"));
+        let (code, body) =
+            curl(&controller, &token, "GET", &format!("{path}?limit=40&continue={first_token}"), "application/json", "");
         if code == 410 {
             expired = json(&body);
         }
@@ -1087,18 +1088,4 @@ fn chunking_should_support_continue_listing_from_the_last_key_if_the_original_ve
     }
     let expected: Vec<String> = (40..400).map(|index| format!("template-{index:04}")).collect();
     assert_eq!(rest, expected, "the inconsistent list goes on from the 41st template to the last");
-}
-
-/// A GET with curl: the status code and the body, whatever the code.
-fn curl_get(controller: &Controller, token: &str, path: &str) -> (u16, String) {
-    let output = std::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--write-out", "\n%{http_code}", "--cacert"])
-        .arg(controller.data_dir().join("pki/ca.crt"))
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .arg(format!("{}{path}", controller.url()))
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (answer, code) = text.rsplit_once('\n').expect("curl wrote the status code");
-    (code.parse().expect("a status code"), answer.to_string())
 }

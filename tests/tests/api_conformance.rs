@@ -1067,8 +1067,14 @@ fn chunking_should_support_continue_listing_from_the_last_key_if_the_original_ve
 
     let mut expired = Value::Null;
     eventually("the first page's revision to be compacted away", || {
-        let (code, body) =
-            curl(&controller, &token, "GET", &format!("{path}?limit=40&continue={first_token}"), "application/json", "");
+        let (code, body) = curl(
+            &controller,
+            &token,
+            "GET",
+            &format!("{path}?limit=40&continue={first_token}"),
+            "application/json",
+            "",
+        );
         if code == 410 {
             expired = json(&body);
         }

@@ -1,5 +1,6 @@
 //! Every active namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap (the cluster CA, which
-//! pods use to trust the API server). Recreated when deleted; the ConfigMap is corrected when edited.
+//! pods use to trust the API server). Recreated when deleted (the ConfigMap at once, through a watch on it; the
+//! account at the next pass, every 30 s); the ConfigMap is corrected at once when edited.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +17,26 @@ pub async fn run(client: kube::Client, ca_pem: String) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     // Namespace events drive the work; a periodic pass restores objects someone deleted.
     let mut events = watcher(namespaces.clone(), watcher::Config::default()).applied_objects().boxed();
+    // An edited or deleted kube-root-ca.crt is put right at once, as upstream's root CA publisher does.
+    let root_cas: Api<ConfigMap> = Api::all(client.clone());
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={ROOT_CA}"));
+    let mut root_ca_changes = watcher(root_cas, by_name).touched_objects().boxed();
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
+            change = root_ca_changes.next() => match change {
+                Some(Ok(config_map)) => {
+                    let namespace = config_map.namespace().unwrap_or_default();
+                    if let Ok(Some(namespace)) = namespaces.get_opt(&namespace).await {
+                        ensure(&client, &namespace, &ca_pem).await;
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(error = %error, "kube-root-ca.crt watch restarts");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                None => return,
+            },
             event = events.next() => match event {
                 Some(Ok(namespace)) => ensure(&client, &namespace, &ca_pem).await,
                 Some(Err(error)) => {

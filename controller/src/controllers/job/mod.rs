@@ -453,10 +453,12 @@ impl JobController {
                         self.release_from_job(api, &pod, &uid).await;
                     }
                 }
-                None if matches && !pod_deleting && !job_deleting => {
-                    if adopt(api, &pod, &controller_reference(job)).await {
-                        owned.push(pod);
-                    }
+                None if matches
+                    && !pod_deleting
+                    && !job_deleting
+                    && adopt(api, &pod, &controller_reference(job)).await =>
+                {
+                    owned.push(pod);
                 }
                 _ => {}
             }

@@ -439,8 +439,10 @@ def test_resourcequota_should_create_a_resourcequota_and_capture_the_life_of_a_p
     assert refused.value.status == 403, refused.value.body
 
     # A pod's resource requirements cannot be changed in place (upstream sends the pod it created, so a conflict
-    # would also be an error; the read-back here makes the refusal the validation's).
+    # would also be an error). Sent without a resourceVersion, so that the refusal is the validation's and not a
+    # conflict with the scheduler's status write for the pending pod.
     current = core.read_namespaced_pod("test-pod", namespace)
+    current.metadata.resource_version = None
     current.spec.containers[0].resources.requests = {"cpu": "100m", "memory": "100Mi", "ephemeral-storage": "10Gi"}
     with pytest.raises(ApiException) as refused:
         core.replace_namespaced_pod("test-pod", namespace, current)

@@ -1101,6 +1101,32 @@ def test_watchers_should_receive_events_on_concurrent_watches_in_same_order(api_
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def serve_json_over_https(directory, answer):
+    """A started HTTPS server on 127.0.0.1 with the certificate in `directory` (tls.crt, tls.key): each POST's JSON
+    body goes to `answer(path, body)`, whose result is sent back as JSON. Stop it with shutdown() and
+    server_close()."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            body = json.dumps(answer(self.path, review)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return httpd
+
+
 class WebhookServer:
     """An HTTPS admission webhook on 127.0.0.1, answering as upstream's e2e webhook image (agnhost webhook) does on
     the paths these tests use. Upstream runs that image in a pod behind a Service; here the configurations name it
@@ -1108,34 +1134,16 @@ class WebhookServer:
 
     def __init__(self, directory):
         self.ca_bundle = self._certificates(directory)
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                answer = {
-                    "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
-                    "kind": "AdmissionReview",
-                    # The API server adds ?timeout=10s to the URL, as upstream's does.
-                    "response": server.admit(self.path.split("?")[0], review["request"]),
-                }
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = serve_json_over_https(directory, self.answer)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+
+    def answer(self, path, review):
+        return {
+            "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+            "kind": "AdmissionReview",
+            # The API server adds ?timeout=10s to the URL, as upstream's does.
+            "response": self.admit(path.split("?")[0], review["request"]),
+        }
 
     @staticmethod
     def _certificates(directory):
@@ -2217,38 +2225,21 @@ class ConversionWebhookServer:
     def __init__(self, directory):
         self.ca_bundle = WebhookServer._certificates(directory)
         self.reviews = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                server.reviews.append(review)
-                request = review["request"]
-                answer = {
-                    "apiVersion": review["apiVersion"],
-                    "kind": "ConversionReview",
-                    "response": {
-                        "uid": request["uid"],
-                        "convertedObjects": [server.convert(o, request["desiredAPIVersion"]) for o in request["objects"]],
-                        "result": {"status": "Success"},
-                    },
-                }
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = serve_json_over_https(directory, self.answer)
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def answer(self, path, review):
+        self.reviews.append(review)
+        request = review["request"]
+        return {
+            "apiVersion": review["apiVersion"],
+            "kind": "ConversionReview",
+            "response": {
+                "uid": request["uid"],
+                "convertedObjects": [self.convert(o, request["desiredAPIVersion"]) for o in request["objects"]],
+                "result": {"status": "Success"},
+            },
+        }
 
     @staticmethod
     def convert(obj, desired):
